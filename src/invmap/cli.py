@@ -1,0 +1,70 @@
+"""The `invmap` command line.
+
+Each command lives in its own module under `invmap.commands` and defines
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; modules are
+discovered automatically, so adding a command never touches this file.
+
+Errors a user can cause (bad config, wrong shapes, missing files, NaN input) are
+printed as one line ``invmap: error: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import __version__, commands
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, exit 2."""
+
+
+def _command_modules():
+    mods = []
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        mods.append(importlib.import_module(f"{commands.__name__}.{info.name}"))
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="invmap",
+        description="Learn and evaluate inverse maps for imaging inverse problems y = K x + e.",
+    )
+    p.add_argument("--version", action="version", version=f"invmap {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _command_modules():
+        name = getattr(mod, "NAME", mod.__name__.rsplit(".", 1)[-1].replace("_", "-"))
+        sp = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip())
+        mod.add_arguments(sp)
+        sp.set_defaults(_run=mod.run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("invmap: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError, PermissionError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, KeyError):
+            msg = f"missing key {msg}"
+        print(f"invmap: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

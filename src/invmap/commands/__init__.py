@@ -1,0 +1,1 @@
+"""CLI commands: one module each, discovered by `invmap.cli` (HELP, add_arguments, run)."""

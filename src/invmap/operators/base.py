@@ -1,0 +1,278 @@
+"""The linear operator K of the forward model y = K x + e.
+
+A `LinearOperator` maps images x shaped ``[B, C, *in_shape]`` to measurements
+y shaped ``[B, C, *out_shape]`` (real or complex) and back through its adjoint
+Kᵀ, defined for the real inner product
+
+    <K x, y> = <x, Kᵀ y>,   <a, b> = Re Σ conj(a) b.
+
+Subclasses implement `_forward` and `_adjoint` on tensors whose trailing
+dimensions already match; the public `forward` / `adjoint` check shapes and
+finiteness and raise a `ValueError` that names the expected and given shape.
+
+Operators whose `_forward` is not plain differentiable torch code (sparse
+matrices, custom kernels) set ``grad_via_adjoint = True``: autograd then uses
+the explicit adjoint Kᵀ as the backward of K (and K as the backward of Kᵀ).
+
+Algebra: ``A @ B`` (composition, x ↦ A(B x)), ``A + B``, ``A - B``, ``c * A``,
+``-A`` and ``A.T`` each build their own adjoint and check shapes when built.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+Shape = tuple[int, ...]
+
+#: When True (default), `forward`/`adjoint` reject NaN/Inf inputs.
+CHECK_FINITE = True
+
+
+def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Real inner product Re Σ conj(a)·b over all entries (a scalar tensor)."""
+    if a.is_complex() or b.is_complex():
+        return torch.sum((a.conj() * b).real) if a.is_complex() else torch.sum(a * b.real)
+    return torch.sum(a * b)
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+
+
+class _GradViaAdjoint(torch.autograd.Function):
+    """y = K x with backward x̄ = Kᵀ ȳ (or the transpose, with ``transpose=True``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, op: "LinearOperator", transpose: bool) -> torch.Tensor:  # type: ignore[override]
+        ctx.op, ctx.transpose = op, transpose
+        with torch.no_grad():
+            return op._adjoint(x) if transpose else op._forward(x)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        op = ctx.op
+        gx = op.forward(g) if ctx.transpose else op.adjoint(g)
+        return gx, None, None
+
+
+class LinearOperator:
+    """Base class for K: R^{in_shape} → R^{out_shape} (or C^{out_shape}).
+
+    Attributes
+    ----------
+    in_shape, out_shape:
+        Trailing (per-channel) shapes of image and measurement, e.g.
+        ``(H, W)`` and ``(angles, detectors)``.
+    complex_output:
+        True when measurements are complex (MRI k-space).
+    grad_via_adjoint:
+        Use the explicit adjoint for autograd instead of differentiating `_forward`.
+    """
+
+    grad_via_adjoint: bool = False
+    complex_output: bool = False
+
+    def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int]):
+        self.in_shape: Shape = tuple(int(s) for s in in_shape)
+        self.out_shape: Shape = tuple(int(s) for s in out_shape)
+        self._norm: float | None = None
+        self._cache: dict = {}
+
+    # ------------------------------------------------------------------ core
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """y = K x for x shaped ``[..., *in_shape]``."""
+        self._check(x, self.in_shape, "image")
+        if self.grad_via_adjoint and torch.is_grad_enabled() and x.requires_grad:
+            return _GradViaAdjoint.apply(x, self, False)
+        return self._forward(x)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """x = Kᵀ y for y shaped ``[..., *out_shape]``."""
+        self._check(y, self.out_shape, "measurement")
+        if self.grad_via_adjoint and torch.is_grad_enabled() and y.requires_grad:
+            return _GradViaAdjoint.apply(y, self, True)
+        return self._adjoint(y)
+
+    __call__ = forward
+
+    def _check(self, t: torch.Tensor, shape: Shape, what: str) -> None:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{type(self).__name__}: expected a torch.Tensor {what}, got {type(t).__name__}")
+        n = len(shape)
+        if t.dim() < n or tuple(t.shape[-n:]) != shape:
+            raise ValueError(
+                f"{type(self).__name__}: {what} shape mismatch: expected [..., {_shape_str(shape)[1:-1]}], "
+                f"got {_shape_str(t.shape)}"
+            )
+        if CHECK_FINITE and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{type(self).__name__}: {what} contains NaN or Inf values")
+
+    # --------------------------------------------------------------- helpers
+    def buffer(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """A stored tensor attribute `name`, moved to `like`'s device and (real) dtype, cached."""
+        base: torch.Tensor = getattr(self, name)
+        dtype = base.dtype
+        if base.is_floating_point():
+            dtype = like.real.dtype if like.is_complex() else like.dtype
+        elif base.is_complex():
+            dtype = torch.complex128 if (like.dtype in (torch.float64, torch.complex128)) else torch.complex64
+        key = (name, like.device, dtype)
+        hit = self._cache.get(key)
+        if hit is None or hit[0] is not base:
+            hit = (base, base.to(device=like.device, dtype=dtype))
+            self._cache[key] = hit
+        return hit[1]
+
+    def norm(self, iters: int = 50, tol: float = 1e-6, seed: int = 0,
+             dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> float:
+        """Spectral norm ‖K‖₂ = sqrt(λ_max(KᵀK)) by the power method (cached)."""
+        if self._norm is None:
+            g = torch.Generator().manual_seed(seed)
+            x = torch.randn((1, 1) + self.in_shape, generator=g, dtype=dtype).to(device)
+            x = x / x.norm()
+            lam = 0.0
+            for _ in range(iters):
+                z = self._adjoint(self._forward(x))
+                new = float(inner(x, z))
+                nz = float(z.norm())
+                if nz == 0.0:
+                    lam = 0.0
+                    break
+                x = z / nz
+                if abs(new - lam) <= tol * max(abs(new), 1e-30):
+                    lam = new
+                    break
+                lam = new
+            self._norm = math.sqrt(max(lam, 0.0))
+        return self._norm
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """KᵀK x."""
+        return self.adjoint(self.forward(x))
+
+    @property
+    def T(self) -> "LinearOperator":
+        return _Adjoint(self)
+
+    def params(self) -> dict:
+        """The construction parameters (JSON-serialisable), for manifests and saved models."""
+        return dict(getattr(self, "_params", {}))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_shape_str(self.in_shape)} -> {_shape_str(self.out_shape)})"
+
+    # ---------------------------------------------------------------- algebra
+    def __matmul__(self, other: "LinearOperator") -> "LinearOperator":
+        if not isinstance(other, LinearOperator):
+            return NotImplemented
+        return _Composition(self, other)
+
+    def __add__(self, other: "LinearOperator") -> "LinearOperator":
+        if not isinstance(other, LinearOperator):
+            return NotImplemented
+        return _Sum(self, other)
+
+    def __sub__(self, other: "LinearOperator") -> "LinearOperator":
+        return self + (-1.0) * other
+
+    def __mul__(self, c: float) -> "LinearOperator":
+        if isinstance(c, LinearOperator) or not isinstance(c, (int, float)):
+            return NotImplemented
+        return _Scaled(self, float(c))
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> "LinearOperator":
+        return _Scaled(self, -1.0)
+
+
+class _Adjoint(LinearOperator):
+    """Kᵀ as an operator; its adjoint is K."""
+
+    def __init__(self, op: LinearOperator):
+        super().__init__(op.out_shape, op.in_shape)
+        self.op = op
+        self.grad_via_adjoint = op.grad_via_adjoint
+
+    def _forward(self, y):
+        return self.op._adjoint(y)
+
+    def _adjoint(self, x):
+        return self.op._forward(x)
+
+    @property
+    def T(self) -> LinearOperator:
+        return self.op
+
+    def norm(self, *args, **kwargs) -> float:
+        return self.op.norm(*args, **kwargs)
+
+
+class _Composition(LinearOperator):
+    """(A @ B) x = A(B x); adjoint Bᵀ(Aᵀ y)."""
+
+    def __init__(self, a: LinearOperator, b: LinearOperator):
+        if a.in_shape != b.out_shape:
+            raise ValueError(
+                f"cannot compose: left operator takes {_shape_str(a.in_shape)}, "
+                f"right operator gives {_shape_str(b.out_shape)}"
+            )
+        super().__init__(b.in_shape, a.out_shape)
+        self.a, self.b = a, b
+        self.complex_output = a.complex_output
+        self.grad_via_adjoint = a.grad_via_adjoint or b.grad_via_adjoint
+
+    def _forward(self, x):
+        return self.a._forward(self.b._forward(x))
+
+    def _adjoint(self, y):
+        return self.b._adjoint(self.a._adjoint(y))
+
+
+class _Sum(LinearOperator):
+    """(A + B) x = A x + B x; adjoint Aᵀy + Bᵀy."""
+
+    def __init__(self, a: LinearOperator, b: LinearOperator):
+        if a.in_shape != b.in_shape or a.out_shape != b.out_shape:
+            raise ValueError(
+                f"cannot add operators {_shape_str(a.in_shape)}->{_shape_str(a.out_shape)} and "
+                f"{_shape_str(b.in_shape)}->{_shape_str(b.out_shape)}"
+            )
+        super().__init__(a.in_shape, a.out_shape)
+        self.a, self.b = a, b
+        self.complex_output = a.complex_output or b.complex_output
+        self.grad_via_adjoint = a.grad_via_adjoint or b.grad_via_adjoint
+
+    def _forward(self, x):
+        return self.a._forward(x) + self.b._forward(x)
+
+    def _adjoint(self, y):
+        return self.a._adjoint(y) + self.b._adjoint(y)
+
+
+class _Scaled(LinearOperator):
+    """(c·A) x = c·(A x); adjoint c·Aᵀ y (c real)."""
+
+    def __init__(self, a: LinearOperator, c: float):
+        super().__init__(a.in_shape, a.out_shape)
+        self.a, self.c = a, c
+        self.complex_output = a.complex_output
+        self.grad_via_adjoint = a.grad_via_adjoint
+
+    def _forward(self, x):
+        return self.c * self.a._forward(x)
+
+    def _adjoint(self, y):
+        return self.c * self.a._adjoint(y)
+
+    def norm(self, *args, **kwargs) -> float:
+        return abs(self.c) * self.a.norm(*args, **kwargs)

@@ -1,0 +1,114 @@
+"""Named registries with typed parameters.
+
+A `Registry` maps a name to a builder (a class or function). `build(name, **params)`
+checks the parameter names against the builder's signature and validates their types
+with pydantic, so a bad keyword fails with one clear line naming the parameter and the
+allowed ones — never a raw ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import pydantic
+
+
+@dataclass(frozen=True)
+class Param:
+    """One builder parameter: its name, annotation (as text) and default."""
+
+    name: str
+    annotation: str
+    default: Any
+    required: bool
+
+
+def _annotation_text(a: Any) -> str:
+    if a is inspect.Parameter.empty:
+        return "any"
+    if isinstance(a, str):
+        return a
+    return getattr(a, "__name__", None) or str(a).replace("typing.", "")
+
+
+class Registry:
+    """A name → builder table, e.g. the forward operators or the models."""
+
+    def __init__(self, kind: str, fixed: Iterable[str] = ()):
+        self.kind = kind
+        #: parameters supplied by the caller's context rather than by the user (e.g. image_shape)
+        self.fixed = tuple(fixed)
+        self._items: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(obj: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._items:
+                raise ValueError(f"{self.kind} '{name}' is already registered")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._items:
+            raise ValueError(f"unknown {self.kind} '{name}'; available: {', '.join(self.names())}")
+        return self._items[name]
+
+    def params(self, name: str) -> list[Param]:
+        """User-settable parameters of `name` (those not in `fixed`)."""
+        sig = inspect.signature(self.get(name))
+        out = []
+        for p in sig.parameters.values():
+            if p.name in self.fixed or p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            req = p.default is inspect.Parameter.empty
+            out.append(Param(p.name, _annotation_text(p.annotation), None if req else p.default, req))
+        return out
+
+    def describe(self, name: str) -> str:
+        """One line: ``name(p: type = default, ...)`` followed by the docstring's first line."""
+        parts = []
+        for p in self.params(name):
+            parts.append(f"{p.name}: {p.annotation}" + ("" if p.required else f" = {p.default!r}"))
+        doc = (inspect.getdoc(self.get(name)) or "").strip().splitlines()
+        head = doc[0] if doc else ""
+        return f"{name}({', '.join(parts)})" + (f"  — {head}" if head else "")
+
+    def validate(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Check names and types of `params` for `name`; returns the coerced values."""
+        builder = self.get(name)
+        allowed = {p.name: p for p in self.params(name)}
+        unknown = [k for k in params if k not in allowed and k not in self.fixed]
+        if unknown:
+            raise ValueError(
+                f"{self.kind} '{name}': unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(allowed) or '(none)'}"
+            )
+        sig = inspect.signature(builder)
+        hints = inspect.get_annotations(builder.__init__ if inspect.isclass(builder) else builder, eval_str=True)
+        out = dict(params)
+        for k, v in params.items():
+            if k in self.fixed:
+                continue
+            ann = hints.get(k, sig.parameters[k].annotation)
+            if ann is inspect.Parameter.empty:
+                continue
+            try:
+                out[k] = pydantic.TypeAdapter(ann, config=pydantic.ConfigDict(arbitrary_types_allowed=True)).validate_python(v)
+            except pydantic.ValidationError as e:
+                msg = e.errors()[0].get("msg", str(e))
+                raise ValueError(f"{self.kind} '{name}': invalid value {v!r} for '{k}' ({_annotation_text(ann)}): {msg}") from None
+            except pydantic.PydanticSchemaGenerationError:
+                continue
+        missing = [p.name for p in allowed.values() if p.required and p.name not in params]
+        if missing:
+            raise ValueError(f"{self.kind} '{name}': missing required parameter(s) {', '.join(missing)}")
+        return out
+
+    def build(self, name: str, **params: Any) -> Any:
+        return self.get(name)(**self.validate(name, params))
