@@ -112,3 +112,17 @@ class Registry:
 
     def build(self, name: str, **params: Any) -> Any:
         return self.get(name)(**self.validate(name, params))
+
+
+def import_submodules(package: str) -> None:
+    """Import every module of `package` (not starting with '_'), so their ``@register`` runs.
+
+    A package's ``__init__`` calls this; adding an entry is then adding one file.
+    """
+    import importlib
+    import pkgutil
+
+    pkg = importlib.import_module(package)
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")

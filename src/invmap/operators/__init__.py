@@ -1,13 +1,16 @@
 """Forward operators K of y = K x + e, with exact adjoints (see `base.LinearOperator`).
 
+Every module in this package is imported on first use, so registering a new operator
+is adding one file with an ``@OPERATORS.register("name")`` class.
+
 >>> import invmap.operators as ops
 >>> K = ops.build("identity", image_shape=(8, 8))
 """
 
+from ..registry import import_submodules
 from .base import LinearOperator, inner
 from .registry import OPERATORS, build, from_spec, names, spec
 
-# Importing a module registers its operators.
-from . import identity  # noqa: F401,E402
+import_submodules(__name__)
 
 __all__ = ["LinearOperator", "inner", "OPERATORS", "build", "names", "spec", "from_spec"]
