@@ -1,0 +1,52 @@
+"""Inpainting K x = M ⊙ x: a binary mask M keeps the observed pixels (Kᵀ = K, ‖K‖ = 1).
+
+The mask removes either a seeded random set of pixels (exactly ``round(missing·H·W)`` of
+them) or a rectangle ``box = (top, left, height, width)``, or both; y keeps the image
+shape with zeros where pixels are missing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import LinearOperator
+from .registry import OPERATORS
+
+
+@OPERATORS.register("inpainting")
+class Inpainting(LinearOperator):
+    """Pixel mask y = M ⊙ x: a seeded random `missing` fraction and/or a `box` (top, left, height, width) removed.
+
+    `missing` defaults to 0.5 without a box and to 0 with one.
+    """
+
+    def __init__(self, image_shape: tuple[int, int], missing: float | None = None,
+                 box: tuple[int, int, int, int] | None = None, seed: int = 0):
+        super().__init__(image_shape, image_shape)
+        H, W = self.in_shape
+        if missing is None:
+            missing = 0.5 if box is None else 0.0
+        if not 0.0 <= missing <= 1.0:
+            raise ValueError(f"inpainting: missing must be a fraction in [0, 1], got {missing}")
+        keep = torch.ones(H * W, dtype=torch.float64)
+        n_missing = int(round(missing * H * W))
+        if n_missing:
+            g = torch.Generator().manual_seed(int(seed))
+            keep[torch.randperm(H * W, generator=g)[:n_missing]] = 0.0
+        keep = keep.reshape(H, W)
+        if box is not None:
+            top, left, h, w = (int(v) for v in box)
+            if h < 0 or w < 0 or not (0 <= top < H and 0 <= left < W):
+                raise ValueError(f"inpainting: box (top, left, height, width) = {tuple(box)} is not inside the {H}x{W} image")
+            keep[top: top + h, left: left + w] = 0.0
+        self.mask = keep
+        self._params = {"missing": float(missing), "box": list(box) if box is not None else None, "seed": int(seed)}
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.buffer("mask", x)
+
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.buffer("mask", y)
+
+    def norm(self, *args, **kwargs) -> float:
+        return float(self.mask.max())
