@@ -1,0 +1,163 @@
+"""Pair data sets (y, x): ground truth x from an image source, y = K x + e simulated.
+
+``PairDataset(images, physics, seed)`` yields ``(y, x)`` with x ``[1, H, W]`` and
+y ``[1, *out_shape]``:
+
+    y_i = noise(K x_i; generator g_i),   g_i = torch.Generator seeded by (seed, split, i[, epoch]).
+
+Every sample owns its noise generator, so sample i is the same in every run, on every
+machine, in any order and in any DataLoader worker (workers never share a random stream).
+With ``fresh_noise=True`` (training only) the seed also mixes the epoch set by
+`set_epoch(e)`: new noise each epoch on the same images; val/test noise never changes.
+The epoch lives in shared memory, so persistent DataLoader workers see it too (call
+`set_epoch` before iterating the loader).
+
+``simulation="fine"`` (default for the test split) simulates y from a finer ground truth
+(see `invmap.data.crime`); ``"crime"`` (default for train/val) uses K on x's own grid.
+
+Fast path: ``simulate(indices)`` renders the batch at once and applies K to the stacked
+images in one call (tomography is much faster batched), then adds each sample's own noise.
+`torch.utils.data.DataLoader` uses it automatically: the data set defines
+``__getitems__``, which the loader calls with a whole batch of indices. Batched and
+one-by-one samples agree to float rounding of K (the images and the noise are identical).
+
+>>> from invmap.data import PairDataset, build_source
+>>> from invmap.physics import Physics
+>>> import invmap.operators as ops, invmap.noise as nz
+>>> src = build_source("ellipses", size=32, count=8)
+>>> ds = PairDataset(src, Physics(ops.build("identity", image_shape=(32, 32)), nz.build("gaussian", sigma=0.05)))
+>>> y, x = ds[0]
+>>> y.shape, x.shape
+(torch.Size([1, 32, 32]), torch.Size([1, 32, 32]))
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .. import __version__
+from .. import noise as noise_mod
+from ..operators import LinearOperator, spec
+from ..physics import Physics
+from .crime import Refined, check_mode, fine_operator
+from .sources import NOISE_STREAM, ImageSource, mix_seed, split_code
+
+#: manifest format tag of materialised pair data sets
+FORMAT = "invmap-pairs/1"
+
+
+def _as_physics(p) -> Physics:
+    if isinstance(p, Physics):
+        return p
+    if isinstance(p, LinearOperator):
+        return Physics(p)
+    if isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], LinearOperator):
+        return Physics(p[0], p[1] if p[1] is not None else noise_mod.build("none"))
+    raise TypeError("PairDataset: physics must be a Physics, a LinearOperator or an (operator, noise) pair")
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """(y, x) pairs: x from `images`, y = noise(K x) with per-sample seeded noise.
+
+    Parameters
+    ----------
+    images: an `ImageSource` (one split).
+    physics: `Physics` (K + noise), or ``(operator, noise)``, or an operator (no noise).
+    seed: seeds the noise; sample i's noise depends only on (seed, split, i[, epoch]).
+    fresh_noise: draw new noise every epoch (`set_epoch`); training split only.
+    simulation: ``"crime"`` or ``"fine"``; default ``"fine"`` for the test split, else ``"crime"``.
+    refine: the fine grid's factor (2: images rendered at 2H × 2W).
+    """
+
+    def __init__(self, images: ImageSource, physics, seed: int = 0, fresh_noise: bool = False,
+                 simulation: str | None = None, refine: int = 2):
+        self.images = images
+        self.physics = _as_physics(physics)
+        op = self.physics.operator
+        if tuple(op.in_shape) != (images.size, images.size):
+            raise ValueError(f"PairDataset: operator takes images {list(op.in_shape)} but the source gives "
+                             f"{[images.size, images.size]}")
+        self.seed = int(seed)
+        self.fresh_noise = bool(fresh_noise)
+        if self.fresh_noise and images.split != "train":
+            raise ValueError(f"PairDataset: fresh_noise is for training only; the {images.split} split keeps fixed "
+                             "noise so its scores are reproducible")
+        self.simulation = check_mode(simulation if simulation is not None else
+                                     ("fine" if images.split == "test" else "crime"))
+        self.refine = int(refine)
+        self._refined: Refined | None = fine_operator(op, self.refine) if self.simulation == "fine" else None
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._split = split_code(images.split)
+
+    # ----------------------------------------------------------------- epochs
+    def set_epoch(self, epoch: int) -> None:
+        """Select the noise of epoch `epoch` (only with ``fresh_noise=True``; else a no-op)."""
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def generator(self, i: int) -> torch.Generator:
+        """The CPU generator of sample i's noise (depends on the epoch only with fresh_noise)."""
+        e = int(self._epoch) if self.fresh_noise else 0
+        return torch.Generator().manual_seed(mix_seed(self.seed, NOISE_STREAM, self._split, int(i), e))
+
+    # ----------------------------------------------------------------- access
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def clean(self, indices: Sequence[int], device: str | torch.device | None = None,
+              dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K x, x) without noise for `indices`: ``K`` on x's grid, or s·R·K_f x_f in fine mode."""
+        x = self.images.batch(indices).to(device=device, dtype=dtype)
+        if self._refined is None:
+            return self.physics.operator(x), x
+        xf = self.images.fine(indices, self.refine).to(device=device, dtype=dtype)
+        return self._refined.operator(xf), x
+
+    def simulate(self, indices: Sequence[int], device: str | torch.device | None = None,
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batched path: ``(y [B, 1, *out_shape], x [B, 1, H, W])`` for `indices`, one K call.
+
+        Noise is drawn per sample from its own generator (on the CPU, then moved), so the
+        result does not depend on how indices are grouped into batches.
+        """
+        idx = [self.images._check_index(i) for i in indices]
+        if not idx:
+            raise ValueError("PairDataset.simulate: no indices given")
+        yc, x = self.clean(idx, device, dtype)
+        if not bool(torch.isfinite(yc).all()):
+            raise ValueError("PairDataset: clean measurement K x contains NaN or Inf values")
+        noise = self.physics.noise  # one finiteness check per batch, then each sample's own stream
+        y = torch.cat([noise.sample(yc[k:k + 1], self.generator(i)) for k, i in enumerate(idx)])
+        return y, x
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y, x = self.simulate([i])
+        return y[0], x[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Used by DataLoader for a whole batch: the batched `simulate`, split back into samples."""
+        y, x = self.simulate(list(indices))
+        return list(zip(y.unbind(0), x.unbind(0)))
+
+    # ------------------------------------------------------------ description
+    def manifest(self) -> dict:
+        """What determines the pairs: source, operator, noise, seed, simulation (+ version, shapes)."""
+        op = self.physics.operator
+        m = {"format": FORMAT, "source": self.images.spec(), "operator": spec(op),
+             "noise": self.physics.noise.spec(), "seed": self.seed, "simulation": self.simulation,
+             "fresh_noise": self.fresh_noise, "epoch": int(self._epoch) if self.fresh_noise else 0,
+             "count": len(self), "x_shape": [1, self.images.size, self.images.size],
+             "y_shape": [1, *op.out_shape], "complex": bool(op.complex_output), "dtype": "float32",
+             "invmap_version": __version__}
+        if self._refined is not None:
+            m["refine"] = self._refined.info()
+        return m
+
+    def __repr__(self) -> str:
+        return (f"PairDataset({self.images!r}, op={getattr(self.physics.operator, 'name', '?')}, "
+                f"noise={self.physics.noise.name}, simulation={self.simulation!r}, n={len(self)})")
