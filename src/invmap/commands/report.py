@@ -1,0 +1,28 @@
+"""Write report.html for a run directory: one self-contained page (config, metrics,
+figures, stress study and verdicts; images embedded, no external files)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "write the self-contained report.html of a run directory"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN", help="a run directory (runs/NAME)")
+    p.add_argument("--out", help="write the page here instead of RUN/report.html")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..evaluation import figures, report
+
+    d = Path(args.run_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"run directory not found: {d}")
+    log = d / "train_log.csv"
+    if log.exists() and not (d / "figures" / "training_curves.png").exists():
+        figures.training_curves(log, d / "figures" / "training_curves.png")
+    print(report.build_report(d, args.out))
+    return 0

@@ -1,0 +1,58 @@
+"""Stress-test a trained run: re-score the model and the classical baselines while moving one
+factor at a time away from the training conditions (noise level and family, acquisition
+geometry, limited angle, calibration mismatch, discretisation, resolution, object class).
+
+Writes stress.csv (shift, level, method, metric, mean, std), stress.json (shifts and
+verdicts) and figures/stress_<shift>.png into the run directory, refreshes report.html
+and prints one verdict per shift.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "stress-test a trained run under shifts of noise, geometry, calibration, resolution, object class"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..evaluation.stress import KINDS
+
+    p.add_argument("run_dir", metavar="RUN", help="a run directory (runs/NAME)")
+    p.add_argument("--shifts", help=f"comma-separated subset of: {', '.join(KINDS)} (default: all that apply)")
+    p.add_argument("--methods", help="comma-separated methods (default: the config's evaluation.methods)")
+    p.add_argument("--n", type=int, default=8, help="test images per level (default 8)")
+    p.add_argument("--tv-iters", type=int, default=100, help="TV iterations (default 100; 0 = the tuned value)")
+    p.add_argument("--folder", help="also test on the images of this folder (object-class shift)")
+    p.add_argument("--no-report", action="store_true", help="do not rewrite report.html")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..evaluation import report, runs
+    from ..evaluation.stress import KINDS
+    from ..pipeline import StressSettings, stress_run
+
+    config, run_dir = runs.resolve(args.run_dir)
+    if run_dir is None:
+        raise ValueError(f"{args.run_dir} is not a run directory; stress needs a trained run (runs/NAME)")
+    kinds = [k.strip() for k in args.shifts.split(",") if k.strip()] if args.shifts else list(KINDS)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"unknown shift(s) {', '.join(bad)}; available: {', '.join(KINDS)}")
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.folder and not Path(args.folder.removeprefix("folder:")).is_dir():
+        raise FileNotFoundError(f"--folder: no directory {args.folder}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    settings = StressSettings(n_per_level=args.n, tv_iters=args.tv_iters, kinds=kinds, folder=args.folder)
+    _rows, meta = stress_run(config, run_dir, settings, methods=methods, say=print)
+    for sh in meta["shifts"]:
+        for lv, why in sh["skipped"].items():
+            print(f"  left out {sh['name']} {lv}: {why}")
+    for v in meta["verdicts"]:
+        print(f"• {v['text']}")
+    print(f"wrote {run_dir / 'stress.csv'}")
+    if not args.no_report:
+        print(f"report: {report.build_report(run_dir)}")
+    return 0

@@ -1,0 +1,198 @@
+"""Score reconstructors on test pairs: PSNR, SSIM, relative error and time per image.
+
+Every reconstructor — a variational method or a trained network — is called the same way,
+``x̂ = method(y, physics)``, so the evaluator never special-cases one. For test pairs
+(y_i, x_i), i = 1…N, and each method it reports the mean ± std over i of
+
+    PSNR(x̂_i, x_i) = 10 log10(1 / mse),   SSIM(x̂_i, x_i),   ‖x̂_i − x_i‖ / ‖x_i‖,
+
+and the wall-clock reconstruction time per image (batched calls, total / N).
+
+`summarize` turns the per-image numbers into table rows; `write_metrics` writes them as
+``metrics.csv`` and ``metrics.md``; `text_table` formats them for the terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
+
+#: Metrics scored per image: name → (function name in `invmap.metrics`, higher is better).
+METRICS: dict[str, bool] = {"psnr": True, "ssim": True, "relative_error": False}
+
+COLUMNS = ["method", "n", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std",
+           "relative_error_mean", "relative_error_std", "seconds_per_image"]
+
+
+@dataclass
+class MethodScores:
+    """Per-image scores of one method (tensors shaped [N]) and its time per image."""
+
+    name: str
+    scores: dict[str, torch.Tensor] = field(default_factory=dict)
+    seconds_per_image: float = math.nan
+    error: str | None = None  # why the method could not run on these pairs
+
+    @property
+    def n(self) -> int:
+        return int(next(iter(self.scores.values())).numel()) if self.scores else 0
+
+
+def score(x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image PSNR, SSIM and relative error of `x_hat` against `x` (both [B, 1, H, W])."""
+    from .. import metrics
+
+    x_hat = x_hat.detach().to(torch.float32).cpu()
+    x = x.detach().to(torch.float32).cpu()
+    return {m: getattr(metrics, m)(x_hat, x).detach().double().cpu() for m in METRICS}
+
+
+def reconstruct(method: Reconstructor, y: torch.Tensor, physics: Any, batch_size: int = 16
+                ) -> tuple[torch.Tensor, float]:
+    """x̂ = method(y, physics) in batches; returns (x̂ on CPU, total seconds)."""
+    outs, total = [], 0.0
+    with torch.no_grad():
+        for i in range(0, y.shape[0], max(1, int(batch_size))):
+            yb = y[i:i + batch_size]
+            t0 = time.perf_counter()
+            xb = method(yb, physics)
+            if isinstance(xb, torch.Tensor) and xb.is_cuda:
+                torch.cuda.synchronize()
+            total += time.perf_counter() - t0
+            outs.append(xb.detach().cpu())
+    return torch.cat(outs), total
+
+
+def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: torch.Tensor, physics: Any,
+                     batch_size: int = 16, keep: int = 0, strict: bool = False
+                     ) -> tuple[dict[str, MethodScores], dict[str, torch.Tensor]]:
+    """Score every method on the pairs (y, x) reconstructed with `physics`.
+
+    Returns ({name: MethodScores}, {name: first `keep` reconstructions}). A method that
+    raises (e.g. a network that cannot take this measurement shape) gets ``error`` set
+    and no scores, unless `strict`.
+    """
+    results: dict[str, MethodScores] = {}
+    recons: dict[str, torch.Tensor] = {}
+    for name, method in methods.items():
+        try:
+            x_hat, secs = reconstruct(method, y, physics, batch_size)
+            if tuple(x_hat.shape) != tuple(x.shape):
+                raise ValueError(f"{name} returned shape {list(x_hat.shape)}, expected {list(x.shape)}")
+        except Exception as e:  # noqa: BLE001 - recorded per method, re-raised when strict
+            if strict:
+                raise
+            results[name] = MethodScores(name, error=f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+            continue
+        results[name] = MethodScores(name, score(x_hat, x), secs / max(1, y.shape[0]))
+        if keep:
+            recons[name] = x_hat[:keep]
+    return results, recons
+
+
+def _mean_std(t: torch.Tensor) -> tuple[float, float]:
+    t = t[~torch.isnan(t)]  # +inf PSNR (a perfect reconstruction) is kept
+    if t.numel() == 0:
+        return math.nan, math.nan
+    return float(t.mean()), float(t.std(unbiased=False)) if t.numel() > 1 else 0.0
+
+
+def summarize(results: Mapping[str, MethodScores]) -> list[dict]:
+    """One row per method with mean/std of each metric and seconds per image (see `COLUMNS`)."""
+    rows = []
+    for name, r in results.items():
+        if r.error is not None:
+            continue
+        row: dict[str, Any] = {"method": name, "n": r.n}
+        for m in METRICS:
+            row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(r.scores[m])
+        row["seconds_per_image"] = r.seconds_per_image
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: Sequence[Mapping]) -> str:
+    """A GitHub-Markdown table: method | PSNR (dB) | SSIM | rel. error | ms / image."""
+    head = "| method | PSNR (dB) | SSIM | relative error | time / image (ms) | n |"
+    sep = "|---|---:|---:|---:|---:|---:|"
+    lines = [head, sep]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | "
+                     f"{r['ssim_mean']:.3f} ± {r['ssim_std']:.3f} | "
+                     f"{r['relative_error_mean']:.3f} ± {r['relative_error_std']:.3f} | "
+                     f"{1e3 * r['seconds_per_image']:.1f} | {r['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def text_table(rows: Sequence[Mapping]) -> str:
+    """A fixed-width table for the terminal."""
+    head = f"{'method':<14} {'PSNR (dB)':>15} {'SSIM':>15} {'rel. error':>15} {'ms/image':>10} {'n':>5}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['method']:<14} {r['psnr_mean']:>8.2f} ± {r['psnr_std']:<4.2f} "
+                     f"{r['ssim_mean']:>8.3f} ± {r['ssim_std']:<4.3f} "
+                     f"{r['relative_error_mean']:>8.3f} ± {r['relative_error_std']:<4.3f} "
+                     f"{1e3 * r['seconds_per_image']:>10.1f} {r['n']:>5}")
+    return "\n".join(lines)
+
+
+def write_metrics(rows: Sequence[Mapping], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``metrics.csv`` (columns `COLUMNS`) and ``metrics.md`` into `out_dir` (atomically)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out / "metrics.csv", out / "metrics.md"
+    tmp = csv_path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r[k] for k in COLUMNS})
+    tmp.replace(csv_path)
+    atomic_write_text(md_path, markdown_table(rows))
+    return csv_path, md_path
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Rows of a ``metrics.csv`` with numbers parsed."""
+    rows = []
+    with Path(path).open(newline="") as f:
+        for r in csv.DictReader(f):
+            rows.append({k: (v if k == "method" else (int(v) if k == "n" else float(v))) for k, v in r.items()})
+    return rows
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file and a rename."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(p)
+    return p
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+__all__ = ["Reconstructor", "METRICS", "COLUMNS", "MethodScores", "score", "reconstruct", "evaluate_methods",
+           "summarize", "markdown_table", "text_table", "write_metrics", "read_metrics",
+           "atomic_write_text", "atomic_write_json"]

@@ -1,0 +1,196 @@
+"""Figures of a run (matplotlib Agg, PNG): reconstructions, training curves, stress curves.
+
+- `recon_grid`: per example a row of ground truth x, measurement y, and each method's x̂,
+  and below it the error maps |x̂ − x| on ONE colour scale shared by all methods;
+- `training_curves`: the loss columns and the validation PSNR of ``train_log.csv``;
+- `stress_plot`: mean PSNR (± std) against the shift level, one line per method with the
+  training level marked; categorical levels (object class, noise family) as grouped bars.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(p)
+    _plt().close(fig)
+    return p
+
+
+def _img(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().float().reshape(t.shape[-2], t.shape[-1]).numpy()
+
+
+def measurement_image(y: torch.Tensor) -> tuple[np.ndarray, str]:
+    """A displayable 2-D view of one measurement y ([C, ...] or [...]) and a caption.
+
+    Complex k-space is shown as log(1 + |y|) (centred); anything else as its last two axes
+    (a sinogram is angles × detectors).
+    """
+    y = y.detach().cpu()
+    if y.is_complex():
+        a = torch.fft.fftshift(y.abs(), dim=(-2, -1)) if y.dim() >= 2 else y.abs()
+        return np.log1p(a.reshape(a.shape[-2], a.shape[-1]).float().numpy()), "measurement log(1+|y|)"
+    if y.dim() == 1:
+        return y.float().numpy()[None, :], "measurement"
+    return y.float().reshape(-1, y.shape[-2], y.shape[-1])[0].numpy(), "measurement y"
+
+
+def recon_grid(x: torch.Tensor, y: torch.Tensor, recons: Mapping[str, torch.Tensor], path: str | Path,
+               n: int = 3, psnr: Mapping[str, Sequence[float]] | None = None) -> Path:
+    """Ground truth, measurement and each method's x̂ for `n` examples, with error maps |x̂ − x|.
+
+    All images share the grey scale [0, 1]; all error maps share one scale (the 99th
+    percentile of the largest error over every method and example shown).
+    """
+    plt = _plt()
+    names = list(recons)
+    n = max(1, min(n, x.shape[0], *(r.shape[0] for r in recons.values())) if names else min(n, x.shape[0]))
+    errs = {m: (recons[m][:n].float() - x[:n].float()).abs() for m in names}
+    vmax = max([float(torch.quantile(e.flatten(), 0.99)) for e in errs.values()] + [1e-6])
+    cols = 2 + len(names)
+    fig, axes = plt.subplots(2 * n, cols, figsize=(2.1 * cols, 2.2 * 2 * n), squeeze=False)
+    for i in range(n):
+        top, bot = axes[2 * i], axes[2 * i + 1]
+        top[0].imshow(_img(x[i]), cmap="gray", vmin=0, vmax=1)
+        top[0].set_title("ground truth", fontsize=8)
+        m_img, cap = measurement_image(y[i])
+        top[1].imshow(m_img, cmap="gray", aspect="auto" if m_img.shape != _img(x[i]).shape else "equal")
+        top[1].set_title(cap, fontsize=8)
+        err_im = None
+        for j, m in enumerate(names):
+            top[2 + j].imshow(_img(recons[m][i]), cmap="gray", vmin=0, vmax=1)
+            title = m
+            if psnr and m in psnr and i < len(psnr[m]):
+                title += f"\n{float(psnr[m][i]):.1f} dB"
+            top[2 + j].set_title(title, fontsize=8)
+            err_im = bot[2 + j].imshow(_img(errs[m][i]), cmap="magma", vmin=0, vmax=vmax)
+            bot[2 + j].set_title(f"|{m} − x|", fontsize=8)
+        bot[0].axis("off")
+        bot[1].axis("off")
+        if err_im is not None:
+            bot[1].text(0.5, 0.5, f"error maps\nshared scale\n0 … {vmax:.3f}", ha="center", va="center",
+                        fontsize=8, transform=bot[1].transAxes)
+        for a in list(top) + list(bot):
+            a.set_xticks([])
+            a.set_yticks([])
+    if names:
+        fig.colorbar(err_im, ax=axes[1::2, 2:].ravel().tolist(), shrink=0.6, label="|x̂ − x|")
+    return _save(fig, path)
+
+
+def read_log(path: str | Path) -> dict[str, list[float]]:
+    """Columns of a CSV log (e.g. ``train_log.csv``) as float lists (non-numbers → NaN)."""
+    cols: dict[str, list[float]] = {}
+    with Path(path).open(newline="") as f:
+        for row in csv.DictReader(f):
+            for k, v in row.items():
+                try:
+                    val = float(v)
+                except (TypeError, ValueError):
+                    val = math.nan
+                cols.setdefault(k, []).append(val)
+    return cols
+
+
+def training_curves(log_path: str | Path, path: str | Path) -> Path | None:
+    """Loss columns (log scale) and validation PSNR against the epoch; None when the log is empty."""
+    cols = read_log(log_path)
+    if not cols or not next(iter(cols.values())):
+        return None
+    plt = _plt()
+    xkey = next((k for k in ("epoch", "step", "iteration") if k in cols), None)
+    xs = cols[xkey] if xkey else list(range(1, len(next(iter(cols.values()))) + 1))
+    loss_keys = [k for k in cols if "loss" in k.lower()]
+    psnr_keys = [k for k in cols if "psnr" in k.lower()]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.3))
+    for k in loss_keys:
+        v = np.asarray(cols[k], dtype=float)
+        a1.plot(xs, v, marker="o", ms=3, label=k)
+    if loss_keys and all(np.nanmin(np.asarray(cols[k], dtype=float)) > 0 for k in loss_keys
+                         if np.isfinite(np.asarray(cols[k], dtype=float)).any()):
+        a1.set_yscale("log")
+    a1.set_xlabel(xkey or "epoch")
+    a1.set_title("loss")
+    if loss_keys:
+        a1.legend(fontsize=8)
+    for k in psnr_keys:
+        a2.plot(xs, cols[k], marker="o", ms=3, label=k)
+    a2.set_xlabel(xkey or "epoch")
+    a2.set_ylabel("PSNR (dB)")
+    a2.set_title("validation PSNR")
+    if psnr_keys:
+        a2.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def stress_plot(shift: Mapping, rows: Sequence[Mapping], path: str | Path, metric: str = "psnr") -> Path | None:
+    """PSNR against level for one shift (`shift`: name, label, levels, training_level, ordered)."""
+    plt = _plt()
+    rs = [r for r in rows if r["shift"] == shift["name"] and r["metric"] == metric]
+    if not rs:
+        return None
+    levels = [str(lv) for lv in shift["levels"] if any(str(r["level"]) == str(lv) for r in rs)]
+    methods = list(dict.fromkeys(r["method"] for r in rs))
+    val = {(str(r["level"]), r["method"]): (float(r["mean"]), float(r["std"])) for r in rs}
+    train = shift.get("training_level")
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(levels) + 2), 3.4))
+    xs = np.arange(len(levels))
+    if shift.get("ordered", True):
+        for m in methods:
+            mu = np.array([val.get((lv, m), (math.nan, math.nan))[0] for lv in levels])
+            sd = np.array([val.get((lv, m), (math.nan, math.nan))[1] for lv in levels])
+            style = dict(lw=2.4, color="black") if m == "model" else dict(lw=1.4)
+            ax.errorbar(xs, mu, yerr=sd, marker="o", ms=4, capsize=2, label=m, **style)
+        if train is not None and str(train) in levels:
+            t = levels.index(str(train))
+            ax.axvline(t, color="grey", ls="--", lw=1)
+            ax.annotate("training", (t, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
+                        fontsize=8, color="grey")
+    else:
+        w = 0.8 / max(1, len(methods))
+        for j, m in enumerate(methods):
+            mu = [val.get((lv, m), (math.nan, math.nan))[0] for lv in levels]
+            sd = [val.get((lv, m), (math.nan, math.nan))[1] for lv in levels]
+            ax.bar(xs + (j - (len(methods) - 1) / 2) * w, mu, w, yerr=sd, capsize=2, label=m,
+                   color="black" if m == "model" else None, alpha=0.85)
+        finite = [val[k][0] for k in val if math.isfinite(val[k][0])]
+        if finite:
+            lo, hi = min(finite), max(finite)
+            ax.set_ylim(lo - 0.15 * (hi - lo + 1), hi + 0.1 * (hi - lo + 1))
+        if train is not None and str(train) in levels:
+            t = levels.index(str(train))
+            ax.axvspan(t - 0.45, t + 0.45, color="grey", alpha=0.12, lw=0)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(levels, rotation=20 if max(len(lv) for lv in levels) > 6 else 0, fontsize=8)
+    ax.set_xlabel(shift.get("axis") or shift.get("label") or shift["name"])
+    ax.set_ylabel("PSNR (dB)" if metric == "psnr" else metric)
+    ax.set_title(shift.get("label") or shift["name"], fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+__all__ = ["recon_grid", "training_curves", "stress_plot", "measurement_image", "read_log"]

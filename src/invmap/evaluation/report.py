@@ -1,0 +1,173 @@
+"""``report.html``: one self-contained page per run (config, tables, figures, verdicts).
+
+Every image is embedded as a ``data:image/png;base64,…`` URI and the style sheet is
+inline, so the page can be mailed or archived alone: it references no other file and no
+network address. `build_report(run_dir)` gathers what the run directory holds
+(config.yaml, metrics.csv, train_log.csv, stress.csv / stress.json, figures/*.png).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .evaluate import atomic_write_text, read_metrics
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em} th,td{border:1px solid #ccc;padding:.25em .6em}
+th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.model td{font-weight:600} pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.85em}
+figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
+.verdict{background:#f4f8ff;border-left:4px solid #3b6fd8;padding:.4em .8em;margin:.5em 0}
+.muted{color:#777;font-size:.9em}
+"""
+
+
+def data_uri(png_path: str | Path) -> str:
+    """The PNG file as a ``data:image/png;base64,`` URI."""
+    return "data:image/png;base64," + base64.b64encode(Path(png_path).read_bytes()).decode("ascii")
+
+
+def _e(s: object) -> str:
+    return html.escape(str(s), quote=True)
+
+
+def _num(v: object, digits: int = 2) -> str:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return _e(v)
+    return "–" if not math.isfinite(f) else f"{f:.{digits}f}"
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[object]], classes: Sequence[str] | None = None) -> str:
+    """A plain HTML table; numeric cells are right-aligned."""
+    out = ["<table>", "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"]
+    for i, r in enumerate(rows):
+        cls = f' class="{_e(classes[i])}"' if classes and classes[i] else ""
+        cells = []
+        for c in r:
+            is_num = isinstance(c, (int, float)) or (isinstance(c, str) and c.replace(".", "", 1).replace("±", "")
+                                                       .replace(" ", "").replace("-", "").isdigit())
+            cells.append(f'<td class="num">{_e(c)}</td>' if is_num else f"<td>{_e(c)}</td>")
+        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def metrics_html(rows: Sequence[Mapping]) -> str:
+    header = ["method", "PSNR (dB)", "SSIM", "relative error", "time / image (ms)", "n"]
+    body = [[r["method"], f"{_num(r['psnr_mean'])} ± {_num(r['psnr_std'])}",
+             f"{_num(r['ssim_mean'], 3)} ± {_num(r['ssim_std'], 3)}",
+             f"{_num(r['relative_error_mean'], 3)} ± {_num(r['relative_error_std'], 3)}",
+             _num(1e3 * float(r["seconds_per_image"]), 1), r["n"]] for r in rows]
+    return html_table(header, body, ["model" if r["method"] == "model" else "" for r in rows])
+
+
+def stress_table_html(shift: Mapping, rows: Sequence[Mapping], metric: str = "psnr") -> str:
+    """Levels × methods table of mean PSNR for one shift."""
+    rs = [r for r in rows if r["shift"] == shift["name"] and r["metric"] == metric]
+    levels = [str(lv) for lv in shift["levels"] if any(str(r["level"]) == str(lv) for r in rs)]
+    methods = list(dict.fromkeys(r["method"] for r in rs))
+    val = {(str(r["level"]), r["method"]): float(r["mean"]) for r in rs}
+    train = str(shift.get("training_level")) if shift.get("training_level") is not None else None
+    body = [[lv + (" (training)" if lv == train else "")] + [_num(val.get((lv, m), math.nan)) for m in methods]
+            for lv in levels]
+    return html_table([shift.get("axis") or "level"] + [f"{m} PSNR (dB)" for m in methods], body)
+
+
+def read_stress(run_dir: str | Path) -> tuple[list[dict], dict]:
+    """(tidy rows of stress.csv, stress.json metadata) of a run; empty when absent."""
+    d = Path(run_dir)
+    rows: list[dict] = []
+    if (d / "stress.csv").exists():
+        with (d / "stress.csv").open(newline="") as f:
+            rows = [dict(r) for r in csv.DictReader(f)]
+    meta = json.loads((d / "stress.json").read_text()) if (d / "stress.json").exists() else {}
+    return rows, meta
+
+
+def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequence[Mapping] = (),
+                  figures: Sequence[tuple[str, str | Path]] = (), stress_rows: Sequence[Mapping] = (),
+                  stress_meta: Mapping | None = None, stress_figures: Mapping[str, str | Path] | None = None,
+                  notes: Sequence[str] = ()) -> str:
+    """The HTML text of a report (images embedded from the given PNG paths)."""
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{_e(title)}</h1>",
+             f"<p class=\"muted\">invmap report, written {_e(datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}</p>"]
+    meta = dict(stress_meta or {})
+    verdicts = meta.get("verdicts") or []
+    if verdicts:
+        parts.append("<h2>Verdicts: where the learned map stops being trustworthy</h2>")
+        parts += [f"<p class=\"verdict\">{_e(v['text'])}</p>" for v in verdicts]
+    if metrics:
+        parts.append("<h2>Test metrics</h2>")
+        parts.append(metrics_html(metrics))
+    for note in notes:
+        parts.append(f"<p class=\"muted\">{_e(note)}</p>")
+    for caption, p in figures:
+        if p is not None and Path(p).exists():
+            parts.append(f"<figure><img alt=\"{_e(caption)}\" src=\"{data_uri(p)}\">"
+                         f"<figcaption>{_e(caption)}</figcaption></figure>")
+    if stress_rows:
+        parts.append("<h2>Stress study</h2>")
+        info = meta.get("settings")
+        if info:
+            parts.append(f"<p class=\"muted\">{_e(', '.join(f'{k}: {v}' for k, v in info.items()))}</p>")
+        by_name = {v["shift"]: v for v in verdicts}
+        for sh in meta.get("shifts", []):
+            parts.append(f"<h3>{_e(sh.get('label') or sh['name'])}</h3>")
+            if sh.get("description"):
+                parts.append(f"<p>{_e(sh['description'])}</p>")
+            if sh["name"] in by_name:
+                parts.append(f"<p class=\"verdict\">{_e(by_name[sh['name']]['text'])}</p>")
+            fig = (stress_figures or {}).get(sh["name"])
+            if fig is not None and Path(fig).exists():
+                parts.append(f"<figure><img alt=\"stress: {_e(sh['name'])}\" src=\"{data_uri(fig)}\"></figure>")
+            parts.append(stress_table_html(sh, stress_rows))
+            for lv, why in (sh.get("skipped") or {}).items():
+                parts.append(f"<p class=\"muted\">{_e(lv)}: {_e(why)}</p>")
+    if config_yaml:
+        parts.append("<h2>Configuration</h2>")
+        parts.append(f"<pre>{_e(config_yaml)}</pre>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.html`` for a run directory from the files it holds; returns its path."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"run directory not found: {d}")
+    figs = d / "figures"
+    cfg = (d / "config.yaml").read_text() if (d / "config.yaml").exists() else None
+    metrics = read_metrics(d / "metrics.csv") if (d / "metrics.csv").exists() else []
+    stress_rows, stress_meta = read_stress(d)
+    figures = [(cap, figs / f) for cap, f in (
+        ("Reconstructions (top rows) and error maps |x̂ − x| on a shared colour scale (bottom rows)", "reconstructions.png"),
+        ("Training: loss and validation PSNR per epoch", "training_curves.png"),
+    ) if (figs / f).exists()]
+    stress_figs = {sh["name"]: figs / f"stress_{sh['name']}.png" for sh in stress_meta.get("shifts", [])}
+    notes = []
+    if (d / "baselines.json").exists():
+        b = json.loads((d / "baselines.json").read_text())
+        notes.append("Baseline parameters (tuned on the validation pairs): "
+                     + "; ".join(f"{k}: {json.dumps(v.get('params', v))}" for k, v in b.items()))
+    text = render_report(f"invmap run: {d.name}", config_yaml=cfg, metrics=metrics, figures=figures,
+                         stress_rows=stress_rows, stress_meta=stress_meta, stress_figures=stress_figs, notes=notes)
+    return atomic_write_text(Path(out) if out else d / "report.html", text)
+
+
+__all__ = ["build_report", "render_report", "html_table", "metrics_html", "stress_table_html", "data_uri",
+           "read_stress"]

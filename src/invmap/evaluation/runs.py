@@ -1,0 +1,146 @@
+"""From a run directory or a config to reconstructors and test pairs.
+
+- `resolve(target)`: a run directory (holding ``config.yaml``) or a config file → (config, run_dir);
+- `build_methods(names, config, run_dir)`: name → ``method(y, physics)``; ``model`` is the
+  run's trained network (`invmap.models.load_model`), any other name a variational method
+  (`invmap.variational.build`) with the parameters the run tuned (``baselines.json``);
+- `tune_baselines`: tune each classical method's parameter on the validation pairs
+  (`invmap.variational.tune`) and record the result in ``baselines.json``;
+- `test_pairs` / `val_pairs`: (y, x, physics) of the config's test / validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from .evaluate import Reconstructor, atomic_write_json
+from .task import Condition, condition_from_config, make_pairs
+
+TOMOGRAPHY_OPERATORS = ("tomography", "fanbeam")
+
+
+def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[Any, Path | None]:
+    """(config, run_dir or None) for a run directory or a config path (None: the default config)."""
+    from ..config import load_config
+
+    if target is None:
+        return load_config(None, overrides), None
+    p = Path(target)
+    if p.is_dir():
+        if not (p / "config.yaml").exists():
+            raise FileNotFoundError(f"{p} is not a run directory (no config.yaml in it)")
+        return load_config(p / "config.yaml", overrides), p
+    if not p.exists():
+        raise FileNotFoundError(f"no run directory or config file at {p}")
+    return load_config(p, overrides), None
+
+
+def load_baselines(run_dir: str | Path | None) -> dict[str, dict]:
+    """{method: params} tuned by the run (``baselines.json``); empty when absent."""
+    if run_dir is None or not (Path(run_dir) / "baselines.json").exists():
+        return {}
+    data = json.loads((Path(run_dir) / "baselines.json").read_text())
+    return {k: dict(v.get("params", {})) for k, v in data.items()}
+
+
+def applicable_methods(names: Sequence[str], operator: str, have_model: bool = True) -> tuple[list[str], list[str]]:
+    """(names usable for this operator, notes): ``fbp`` becomes ``adjoint`` off tomography;
+    ``model`` is dropped when there is no trained model."""
+    out, notes = [], []
+    for n in names:
+        if n == "fbp" and operator not in TOMOGRAPHY_OPERATORS:
+            notes.append(f"fbp needs a tomography operator; using adjoint (Kᵀy) for '{operator}'")
+            n = "adjoint"
+        if n == "model" and not have_model:
+            notes.append("no trained model in this run; evaluating the classical methods only")
+            continue
+        if n not in out:
+            out.append(n)
+    return out, notes
+
+
+def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
+                  baselines: Mapping[str, Mapping] | None = None,
+                  overrides: Mapping[str, Mapping] | None = None, device: str | None = None
+                  ) -> dict[str, Reconstructor]:
+    """name → reconstructor. `overrides` replace parameters (e.g. ``{"tv": {"iters": 100}}``)."""
+    from .. import variational
+
+    tuned = dict(load_baselines(run_dir)) if baselines is None else {k: dict(v) for k, v in baselines.items()}
+    methods: dict[str, Reconstructor] = {}
+    for n in names:
+        if n == "model":
+            if run_dir is None or not (Path(run_dir) / "model.safetensors").exists():
+                raise FileNotFoundError(f"method 'model' needs a trained run directory with model.safetensors"
+                                        f"{'' if run_dir is None else f' (none in {run_dir})'}")
+            from ..models import load_model
+
+            recon, _meta = load_model(run_dir)
+            if hasattr(recon, "eval"):
+                recon.eval()
+            methods[n] = recon
+            continue
+        if n not in variational.names():
+            raise ValueError(f"unknown method '{n}'; available: model, {', '.join(variational.names())}")
+        params = {**tuned.get(n, {}), **dict((overrides or {}).get(n, {}))}
+        methods[n] = variational.build(n, **params)
+    return methods
+
+
+def val_pairs(config: Any, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """(y, x, physics) of the validation split, simulated like the training pairs."""
+    c = condition_from_config(config, n=n if n is not None else config.data.val, simulation=config.data.simulation)
+    return make_pairs(c, split="val")
+
+
+def test_pairs(config: Any, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """(y, x, physics) of the test split (``data.test_simulation``: fine grid by default)."""
+    return make_pairs(condition_from_config(config, n=n), split="test")
+
+
+def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None = None,
+                   n_val: int = 8, time_budget: float = 60.0, search_iters: int | None = 50,
+                   progress: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Tune the classical methods' parameters on validation pairs; writes ``baselines.json``.
+
+    Each method with a tunable parameter gets an equal share of `time_budget` seconds (the
+    budget stops the refinement; the coarse grid always runs), iterative methods search
+    with at most `search_iters` iterations (then run with their own count).
+    Returns {method: {"params": {...}, "val_psnr": best mean PSNR, "seconds": ...}}.
+    """
+    from .. import variational
+
+    y, x, phys = val_pairs(config, n=min(n_val, config.data.val))
+    out: dict[str, dict] = {}
+    names = [n for n in names if n != "model"]
+    tunable = [n for n in names if variational.build(n).default_grid(phys, y)
+               or n in config.evaluation.tune_grid]
+    for n in names:
+        t0 = time.perf_counter()
+        if n in tunable and config.evaluation.tune:
+            grid = config.evaluation.tune_grid.get(n)
+            proto = variational.build(n)
+            search = {"search_iters": min(int(search_iters), int(proto.params()["iters"]))} \
+                if search_iters and "iters" in proto.params() else {}
+            method, table = variational.tune(n, (y, x), grid=grid, physics=phys,
+                                             time_budget=time_budget / max(1, len(tunable)), **search)
+            best = max(table, key=lambda r: r["psnr"]) if table else {"psnr": float("nan")}
+            out[n] = {"params": method.params(), "val_psnr": float(best["psnr"]),
+                      "tried": len(table), "seconds": round(time.perf_counter() - t0, 2)}
+        else:
+            out[n] = {"params": variational.build(n).params(), "seconds": 0.0}
+        if progress:
+            extra = f", val PSNR {out[n]['val_psnr']:.2f} dB" if "val_psnr" in out[n] else ""
+            progress(f"tuned {n}: {json.dumps(out[n]['params'])}{extra} ({out[n]['seconds']:.1f} s)")
+    if out_dir is not None:
+        atomic_write_json(Path(out_dir) / "baselines.json", out)
+    return out
+
+
+__all__ = ["resolve", "load_baselines", "applicable_methods", "build_methods", "val_pairs", "test_pairs",
+           "tune_baselines", "Condition"]

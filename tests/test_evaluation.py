@@ -1,0 +1,234 @@
+"""Evaluation, stress study, verdicts, figures, report and the `invmap run` pipeline (tiny sizes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from invmap.cli import main
+from invmap.evaluation import evaluate as ev
+from invmap.evaluation import report, stress
+from invmap.evaluation.task import Condition, make_pairs
+from invmap.evaluation.verdicts import shift_verdict, verdicts_from_rows
+
+TINY = ["data.size=32", "data.train=8", "data.val=4", "data.test=4", "training.epochs=1", "training.batch_size=4",
+        "training.max_minutes=0", "evaluation.batch_size=4"]
+
+
+def _blur_condition(n: int = 3) -> Condition:
+    return Condition(source="ellipses", size=32, operator="blur", operator_params=Condition.dumps({"sigma": 1.0}),
+                     noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=n)
+
+
+def _methods(iters: int = 20):
+    from invmap import variational
+
+    return {"adjoint": variational.build("adjoint"), "tv": variational.build("tv", lam=0.02, iters=iters)}
+
+
+# ---------------------------------------------------------------------------------------- evaluate
+def test_evaluate_table_columns_and_values():
+    y, x, phys = make_pairs(_blur_condition(4))
+    methods = {**_methods(), "oracle": lambda yy, p: x.clone()}
+    res, recons = ev.evaluate_methods(methods, y, x, phys, batch_size=4, keep=2)
+    rows = ev.summarize(res)
+    assert [r["method"] for r in rows] == list(methods)
+    by = {r["method"]: r for r in rows}
+    for r in rows:
+        assert set(ev.COLUMNS) <= set(r)
+        assert r["n"] == 4 and r["seconds_per_image"] >= 0
+        assert 0 <= r["relative_error_mean"] and -1 <= r["ssim_mean"] <= 1 + 1e-6
+    assert math.isinf(by["oracle"]["psnr_mean"]) or by["oracle"]["psnr_mean"] > 80
+    assert by["oracle"]["relative_error_mean"] < 1e-6
+    assert by["tv"]["psnr_mean"] > by["adjoint"]["psnr_mean"] - 1.0  # TV is not worse than blurred data
+    assert recons["tv"].shape == (2, 1, 32, 32)
+
+
+def test_evaluate_records_failing_method_and_writes_tables(tmp_path):
+    y, x, phys = make_pairs(_blur_condition(2))
+
+    def broken(yy, p):
+        raise ValueError("cannot take this shape")
+
+    res, _ = ev.evaluate_methods({"adjoint": _methods()["adjoint"], "broken": broken}, y, x, phys)
+    assert res["broken"].error and "cannot take" in res["broken"].error
+    rows = ev.summarize(res)
+    assert [r["method"] for r in rows] == ["adjoint"]
+    c, m = ev.write_metrics(rows, tmp_path)
+    back = ev.read_metrics(c)
+    assert back[0]["method"] == "adjoint" and back[0]["psnr_mean"] == pytest.approx(rows[0]["psnr_mean"], rel=1e-6)
+    assert list(csv.DictReader(c.open()))[0].keys() == set(ev.COLUMNS)
+    assert m.read_text().count("|") > 6 and "adjoint" in m.read_text()
+
+
+# ---------------------------------------------------------------------------------------- verdicts
+def _table(model, tv, levels):
+    return {lv: {"model": m, "tv": t} for lv, m, t in zip(levels, model, tv)}
+
+
+def test_verdict_crossing_detected_at_first_level_below():
+    levels = ["×0", "×0.5", "×1", "×2", "×4", "×8"]
+    t = _table([40, 38, 35, 32, 26, 20], [33, 32, 31, 29, 27, 24], levels)
+    v = shift_verdict("noise", levels, t, "×1", ordered=True)
+    assert [c["level"] for c in v.crossings] == ["×4"] and v.crossings[0]["baseline"] == "tv"
+    assert "falls below tv at ×4" in v.text and not v.model_always_best
+
+
+def test_verdict_crossing_in_both_directions_and_margin():
+    levels = ["15 views", "30 views", "60 views", "120 views"]
+    t = _table([20, 29, 33, 33.2], [24, 28, 30, 33.5], levels)
+    v = shift_verdict("geometry", levels, t, "60 views")
+    assert {c["level"] for c in v.crossings} == {"120 views", "15 views"}
+    v2 = shift_verdict("geometry", levels, t, "60 views", margin=0.5)  # 33.2 vs 33.5 is within the margin
+    assert [c["level"] for c in v2.crossings] == ["15 views"]
+
+
+def test_verdict_always_above_below_at_training_and_categorical():
+    levels = ["a", "b", "c"]
+    v = shift_verdict("s", levels, _table([30, 29, 28], [20, 21, 22], levels), "a")
+    assert v.model_always_best and "stays above all baselines at every level" in v.text and "at c" in v.text
+    v = shift_verdict("s", levels, _table([19, 25, 28], [20, 21, 22], levels), "a")
+    assert v.below_at_training and "already below tv" in v.text
+    v = shift_verdict("obj", levels, _table([30, 18, 25], [20, 21, 22], levels), "a", ordered=False)
+    assert [c["level"] for c in v.crossings] == ["b"] and "best at a, c" in v.text
+    v = shift_verdict("s", levels, {lv: {"tv": 1.0, "fbp": 2.0} for lv in levels}, "a")
+    assert v.model_always_best is None and "no trained model" in v.text
+
+
+# ---------------------------------------------------------------------------------------- stress
+def test_shift_tables_cover_each_applicable_kind():
+    ref = _blur_condition()
+    names = {s.name for s in stress.build_shifts(ref)}
+    assert {"noise", "noise-family", "geometry", "calibration-psf", "discretisation", "resolution", "object"} <= names
+    for s in stress.build_shifts(ref):
+        assert sum(lv.training for lv in s.levels) == 1, s.name  # exactly one training point
+        assert len({lv.label for lv in s.levels}) == len(s.levels)
+    noiseless = Condition(source="ellipses", size=32, operator="identity", noise="none", n=2)
+    assert "noise" not in {s.name for s in stress.build_shifts(noiseless)}
+    with pytest.raises(ValueError, match="unknown shift"):
+        stress.build_shifts(ref, ["weather"])
+
+
+def test_noise_family_matches_variance():
+    ref = _blur_condition(2)
+    p = stress.comparable_photons(ref)
+    y, x, phys = make_pairs(ref.with_changes(noise="none", noise_params={}))
+    var = 0.05 ** 2 * float(y.double().pow(2).mean(dim=(1, 2, 3)).mean())  # σ_i = 0.05·rms(K x_i)
+    assert p == pytest.approx(float(y.double().mean()) / var, rel=1e-4)
+
+
+def test_calibration_mismatch_only_changes_simulation():
+    ref = _blur_condition(2)
+    cal = next(s for s in stress.build_shifts(ref, ["calibration"]) if s.name == "calibration-psf")
+    lv = cal.levels[-1]
+    y0, _, p0 = make_pairs(ref)
+    y1, _, p1 = make_pairs(ref.with_changes(**lv.changes))
+    assert p1.operator.params() == p0.operator.params()  # reconstruction uses the nominal K
+    assert not torch.allclose(y0, y1)
+
+
+def test_stress_csv_is_tidy_and_figures_exist(tmp_path):
+    ref = _blur_condition(2)
+    passthrough = lambda y, physics: y.clone()  # noqa: E731 - x̂ = y (blur keeps the image shape)
+    rows, meta = stress.stress_study({"model": passthrough, "tv": _methods(5)["tv"]}, ref, tmp_path,
+                                     kinds=["noise", "object"])
+    with (tmp_path / "stress.csv").open() as f:
+        data = list(csv.DictReader(f))
+    assert list(data[0].keys()) == stress.STRESS_COLUMNS
+    assert {r["metric"] for r in data} == set(ev.METRICS)
+    assert {r["shift"] for r in data} == {"noise", "object"}
+    for r in data:  # PSNR may be +inf only for a perfect reconstruction
+        assert math.isfinite(float(r["mean"])) or (r["metric"] == "psnr" and float(r["mean"]) > 0)
+    noise_levels = {r["level"] for r in data if r["shift"] == "noise"}
+    assert noise_levels == {"×0", "×0.5", "×1", "×2", "×4", "×8"}
+    keys = [(r["shift"], r["level"], r["method"], r["metric"]) for r in data]
+    assert len(keys) == len(set(keys))
+    # more noise → lower PSNR of x̂ = y
+    ps = {r["level"]: float(r["mean"]) for r in data if r["shift"] == "noise" and r["method"] == "model"
+          and r["metric"] == "psnr"}
+    assert ps["×8"] < ps["×4"] < ps["×2"] < ps["×1"] < ps["×0.5"] < ps["×0"]
+    assert json.loads((tmp_path / "stress.json").read_text())["verdicts"]
+    for name in ("noise", "object"):
+        assert (tmp_path / "figures" / f"stress_{name}.png").stat().st_size > 1000
+    assert len(meta["verdicts"]) == 2
+
+
+# ---------------------------------------------------------------------------------------- report
+def test_report_is_self_contained(tmp_path):
+    ref = _blur_condition(2)
+    y, x, phys = make_pairs(ref)
+    res, recons = ev.evaluate_methods(_methods(10), y, x, phys, keep=2)
+    ev.write_metrics(ev.summarize(res), tmp_path)
+    from invmap.evaluation import figures
+
+    figures.recon_grid(x, y, recons, tmp_path / "figures" / "reconstructions.png", n=2)
+    (tmp_path / "train_log.csv").write_text("epoch,train_loss,val_loss,val_psnr\n1,0.1,0.09,20\n2,0.05,0.06,22\n")
+    assert figures.training_curves(tmp_path / "train_log.csv", tmp_path / "figures" / "training_curves.png")
+    stress.stress_study({"model": _methods()["adjoint"], "tv": _methods(5)["tv"]}, ref, tmp_path, kinds=["noise"])
+    (tmp_path / "config.yaml").write_text("name: tiny <test>\n")
+    html = report.build_report(tmp_path).read_text()
+    assert html.count("<img") == 3 and html.count("data:image/png;base64,") == 3
+    assert "<table>" in html and "tv" in html and "Noise level" in html and "tiny &lt;test&gt;" in html
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", html)
+    assert refs and all(r.startswith("data:") for r in refs)
+    assert not re.search(r"https?://|file:", html)
+
+
+# ---------------------------------------------------------------------------------------- CLI / pipeline
+def _tiny_run_dir(tmp_path: Path) -> Path:
+    """A run directory with a tiny (untrained) CNN model saved the way training saves it."""
+    from invmap.config import load_config
+    from invmap.models import LearnedReconstructor, build, save_model
+
+    cfg = load_config(None, TINY + ["operator.name=blur", "operator.sigma=1.0", "name=tiny", "model.name=cnn",
+                                    "model.input=adjoint", "model.depth=2", "model.channels=4",
+                                    "evaluation.methods=[adjoint,tv,model]", "noise.relative=0.05"])
+    d = tmp_path / "tiny"
+    d.mkdir()
+    (d / "config.yaml").write_text(cfg.to_yaml())
+    torch.manual_seed(0)
+    recon = LearnedReconstructor(build("cnn", depth=2, channels=4, residual=True), input="adjoint")
+    save_model(d, recon, {}, physics=cfg.physics())
+    return d
+
+
+def test_cli_evaluate_and_stress_on_a_run(tmp_path, capsys):
+    d = _tiny_run_dir(tmp_path)
+    assert main(["evaluate", str(d), "--methods", "adjoint,tv,model", "--no-figure"]) == 0
+    rows = ev.read_metrics(d / "metrics.csv")
+    assert [r["method"] for r in rows] == ["adjoint", "tv", "model"]
+    assert "PSNR" in capsys.readouterr().out
+    assert main(["stress", str(d), "--shifts", "noise,object", "--n", "2", "--tv-iters", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "•" in out and (d / "report.html").exists()
+    assert main(["stress", str(d), "--shifts", "bogus"]) == 2
+
+
+def test_run_never_overwrites(tmp_path):
+    from invmap.pipeline import new_run_dir
+
+    a, b = new_run_dir(tmp_path, "x"), new_run_dir(tmp_path, "x")
+    assert a.name == "x" and b.name == "x-2"
+
+
+def test_invmap_run_end_to_end(tmp_path, capsys):
+    args = ["run", "--out", str(tmp_path), "--quiet", "--tune-seconds", "5", "--stress-n", "2",
+            "--stress-tv-iters", "10", "--shifts", "noise,discretisation"]
+    for s in TINY + ["name=e2e", "operator.name=blur", "operator.sigma=1.0", "model.name=cnn", "model.input=adjoint",
+                     "model.depth=2", "model.channels=4", "evaluation.methods=[adjoint,tv,model]"]:
+        args += ["--set", s]
+    assert main(args) == 0
+    d = tmp_path / "e2e"
+    for f in ("config.yaml", "baselines.json", "model.safetensors", "metrics.csv", "metrics.md", "stress.csv",
+              "report.html"):
+        assert (d / f).exists(), f
+    assert "report:" in capsys.readouterr().out
+    html = (d / "report.html").read_text()
+    assert "data:image/png;base64," in html and "model" in html
+    assert main(args) == 0 and (tmp_path / "e2e-2" / "report.html").exists()  # a second run never overwrites
