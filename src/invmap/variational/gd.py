@@ -1,0 +1,42 @@
+"""Gradient descent (Landweber iteration) on the data term ½‖K x − y‖².
+
+    x_{k+1} = P_C( x_k − (1/‖K‖²) Kᵀ(K x_k − y) )
+
+with P_C an optional box projection (projected Landweber). Early stopping by the
+iteration count acts as the regulariser.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..operators.base import LinearOperator
+from .functionals import Box, sqnorm, zeros_image
+from .solver import IterativeSolver
+
+
+class GradientDescent(IterativeSolver):
+    """Landweber iteration for min ½‖K x − y‖² (+ box), step 1/‖K‖² (``step_scale`` times)."""
+
+    def __init__(self, op: LinearOperator, y: torch.Tensor, x0: torch.Tensor | None = None,
+                 max_iter: int = 100, step_scale: float = 1.0, box: Box | None = None,
+                 record_every: int = 10):
+        super().__init__(max_iter, record_every)
+        self.op, self.y = op, y
+        self.box = box if box is not None else Box()
+        norm = op.norm()
+        if not norm > 0:
+            raise ValueError("gradient descent: operator norm is zero")
+        if not 0 < step_scale < 2:
+            raise ValueError(f"gradient descent: step_scale must be in (0, 2), got {step_scale}")
+        self.tau = step_scale / norm ** 2
+        self.x = zeros_image(op, y) if x0 is None else x0.clone()
+        self.r = op.forward(self.x) - y  # residual K x − y
+
+    def step(self) -> None:
+        self.x = self.box.prox(self.x - self.tau * self.op.adjoint(self.r))
+        self.r = self.op.forward(self.x) - self.y
+
+    def record(self) -> dict:
+        res = sqnorm(self.r)
+        return {"objective": 0.5 * res, "residual": res.sqrt()}
