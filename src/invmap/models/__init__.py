@@ -1,0 +1,103 @@
+"""Networks for learned inverse maps x̂ = f_θ(z), and the reconstructor that feeds them.
+
+z is the network input computed from the measurement y of y = K x + e: y itself, Kᵀy,
+FBP(y) or a few CGLS steps on ½‖Kx − y‖² (see `LearnedReconstructor`). Each module of
+this package registers one architecture with ``@MODELS.register("name")``; a new
+architecture is one new file and is tested by the registry-parametrized tests.
+
+>>> import invmap.models as models
+>>> net = models.build("unet", base_channels=8, depth=2)
+>>> models.count_parameters(net) > 0
+True
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from ..registry import Registry, import_submodules
+
+MODELS = Registry("model")
+
+
+def names() -> list[str]:
+    """Names of every registered architecture."""
+    return MODELS.names()
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def build(name: str, **params: Any) -> nn.Module:
+    """Build architecture `name` from typed parameters.
+
+    Unknown names, unknown parameters or bad values raise a one-line ``ValueError``
+    naming the parameter and what is allowed. The module remembers ``model_name`` and
+    ``model_params`` (every parameter, defaults included, JSON-able) so `save_model`
+    can rebuild it.
+    """
+    values = MODELS.validate(name, params)
+    try:
+        net = MODELS.get(name)(**values)
+    except TypeError as e:  # pragma: no cover - a builder bug, not a user error
+        raise ValueError(f"model '{name}': {e}") from None
+    full = {p.name: p.default for p in MODELS.params(name) if not p.required}
+    full.update(values)
+    net.model_name = name
+    net.model_params = _jsonable(full)
+    return net
+
+
+def _takes(name: str, param: str) -> bool:
+    return param in inspect.signature(MODELS.get(name)).parameters
+
+
+def build_for(name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...], **params: Any) -> nn.Module:
+    """Build `name` for network inputs ``[B, C, *in_shape]`` and outputs ``[B, C', *out_shape]``.
+
+    Size-aware models (linear, mlp) receive ``in_shape``/``out_shape``; image-to-image
+    models need ``in_shape == out_shape`` (otherwise: a ValueError that suggests an
+    image-domain input such as 'adjoint', 'fbp' or 'pinv', or a dense model).
+    """
+    in_shape, out_shape = tuple(int(s) for s in in_shape), tuple(int(s) for s in out_shape)
+    if _takes(name, "in_shape"):
+        params = {"in_shape": in_shape, "out_shape": out_shape, **params}
+    elif in_shape != out_shape:
+        raise ValueError(
+            f"model '{name}' maps images to images of the same size, but its input is "
+            f"[{', '.join(map(str, in_shape))}] and the image [{', '.join(map(str, out_shape))}]; "
+            "use input 'adjoint', 'fbp' or 'pinv', or a dense model (linear, mlp)"
+        )
+    return build(name, **params)
+
+
+def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters of `net` (only those with requires_grad if asked)."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
+
+
+def describe(net: nn.Module) -> str:
+    """One line: ``name(param=value, ...): N parameters`` for a model built by `build`."""
+    name = getattr(net, "model_name", type(net).__name__)
+    params = getattr(net, "model_params", {})
+    args = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    return f"{name}({args}): {count_parameters(net):,} parameters"
+
+
+from .reconstructor import INPUTS, LearnedReconstructor  # noqa: E402
+from .io import check_compatible, load_model, save_model  # noqa: E402
+
+import_submodules(__name__)
+
+__all__ = [
+    "MODELS", "names", "build", "build_for", "count_parameters", "describe",
+    "LearnedReconstructor", "INPUTS", "save_model", "load_model", "check_compatible",
+]

@@ -1,0 +1,130 @@
+"""Learned reconstructor: network input z = P(y, K) from the measurement, then x̂ = f_θ(z).
+
+The input strategy P is part of the model (and of the saved file):
+
+- ``measurement``: z = y (complex y → real channels [Re, Im] via ``torch.view_as_real``);
+  for dense models and cross-domain learning, where f_θ must learn the whole inverse;
+- ``adjoint``:     z = Kᵀ y (back-projection);
+- ``fbp``:         z = FBP(y) (`invmap.variational.fbp`, tomography);
+- ``pinv``:        z = x_k, ``pinv_iters`` CGLS iterations on ½‖K x − y‖² from x₀ = 0
+  (a truncated, hence regularised, pseudo-inverse K⁺y).
+
+P does not depend on θ and runs without gradients, so training can compute
+``z = recon.preprocess(y, physics)`` once per fixed pair and call ``recon.from_input(z)``.
+
+Input scaling: a scalar s (buffer ``input_scale``, 1 by default; set it from training
+inputs with `fit_input_scale`) feeds the network s·z. For image-domain inputs the output is
+divided by s again, x̂ = f_θ(s z) / s, so a residual network stays x̂ = z + correction; for
+``measurement`` input x̂ = f_θ(s z).
+
+Every reconstructor is called the same way: ``x_hat = recon(y, physics)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+import torch
+from torch import nn
+
+InputStrategy = Literal["measurement", "adjoint", "fbp", "pinv"]
+INPUTS: tuple[str, ...] = get_args(InputStrategy)
+
+
+def _operator(physics: Any):
+    """K from a `Physics` or a `LinearOperator`."""
+    return getattr(physics, "operator", physics)
+
+
+def _sqnorm(t: torch.Tensor) -> torch.Tensor:
+    """Σ|t|² over all entries (complex-safe)."""
+    a = torch.view_as_real(t) if t.is_complex() else t
+    return (a * a).sum()
+
+
+@torch.no_grad()
+def cgls(y: torch.Tensor, op, iters: int = 10) -> torch.Tensor:
+    """x_k: ``iters`` CGLS iterations for min_x ½‖K x − y‖² from x₀ = 0 (per-sample steps).
+
+    After k steps x_k minimises the residual over the Krylov space span{(KᵀK)^j Kᵀy}_{j<k};
+    stopping early regularises. Uses `invmap.variational.CGLS`.
+    """
+    from ..variational.cgls import CGLS
+
+    return CGLS(op, y, max_iter=int(iters), record_every=0).solve()
+
+
+class LearnedReconstructor(nn.Module):
+    """x̂ = f_θ(P(y, K)): a network behind an input strategy (see the module docstring).
+
+    Parameters
+    ----------
+    net: a network from `invmap.models.build`.
+    input: 'measurement', 'adjoint', 'fbp' or 'pinv'.
+    pinv_iters: CGLS iterations for 'pinv'.
+    fbp_filter, fbp_cutoff: filter of 'fbp' (passed to `invmap.variational.fbp`).
+    """
+
+    def __init__(self, net: nn.Module, input: InputStrategy = "fbp", pinv_iters: int = 10,
+                 fbp_filter: str = "ramp", fbp_cutoff: float = 1.0):
+        super().__init__()
+        if input not in INPUTS:
+            raise ValueError(f"unknown input strategy '{input}'; allowed: {', '.join(INPUTS)}")
+        if int(pinv_iters) < 1:
+            raise ValueError(f"'pinv_iters' must be >= 1, got {pinv_iters}")
+        self.net = net
+        self.input = input
+        self.pinv_iters = int(pinv_iters)
+        self.fbp_filter, self.fbp_cutoff = str(fbp_filter), float(fbp_cutoff)
+        self.register_buffer("input_scale", torch.tensor(1.0))
+
+    # ----------------------------------------------------------------- description
+    def input_params(self) -> dict:
+        """The input strategy and its parameters (JSON-able; `LearnedReconstructor(net, **this)`)."""
+        return {"input": self.input, "pinv_iters": self.pinv_iters,
+                "fbp_filter": self.fbp_filter, "fbp_cutoff": self.fbp_cutoff}
+
+    def describe(self) -> str:
+        from . import describe
+
+        return f"{describe(self.net)}; input '{self.input}', input_scale {float(self.input_scale):.4g}"
+
+    # ----------------------------------------------------------------- the map
+    @torch.no_grad()
+    def preprocess(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
+        """Network input z = P(y, K) (no gradients; see the module docstring)."""
+        op = _operator(physics)
+        if self.input == "measurement":
+            if y.is_complex():
+                return torch.view_as_real(y).movedim(-1, 2).flatten(1, 2)
+            return y.detach()
+        if self.input == "adjoint":
+            z = op.adjoint(y)
+        elif self.input == "fbp":
+            try:
+                from ..variational.fbp import fbp
+            except ImportError as e:  # pragma: no cover - depends on the installed package
+                raise ValueError(f"input 'fbp' needs invmap.variational.fbp, which is not available: {e}") from None
+            z = fbp(y, op, filter=self.fbp_filter, cutoff=self.fbp_cutoff)
+        else:
+            z = cgls(y, op, self.pinv_iters)
+        return z.real if z.is_complex() else z
+
+    def from_input(self, z: torch.Tensor) -> torch.Tensor:
+        """x̂ from a precomputed network input z (= `preprocess(y, physics)`)."""
+        s = self.input_scale.to(z.dtype)
+        out = self.net(z * s)
+        return out if self.input == "measurement" else out / s
+
+    def forward(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
+        """x̂ = recon(y, physics)."""
+        return self.from_input(self.preprocess(y, physics))
+
+    @torch.no_grad()
+    def fit_input_scale(self, z: torch.Tensor) -> float:
+        """Set s = 1 / RMS(z) from training network inputs z (so s·z has unit RMS); returns s."""
+        rms = float(_sqnorm(z) / z.numel()) ** 0.5 if z.numel() else 0.0
+        if not rms > 0 or rms != rms:
+            raise ValueError("cannot fit the input scale: the network inputs are all zero or not finite")
+        self.input_scale.fill_(1.0 / rms)
+        return 1.0 / rms
