@@ -40,8 +40,9 @@ from ..operators import LinearOperator, build, spec
 
 #: name → (params measured in pixels, scaled by f; resolved params to keep; params to drop)
 PIXEL_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
-    "tomography": {"scale": ("detector_spacing",), "keep": ("detectors",)},
-    "fanbeam": {"scale": ("source_distance", "detector_distance", "detector_spacing"), "keep": ("detectors",)},
+    "tomography": {"scale": ("detector_spacing", "detector_offset"), "keep": ("detectors",)},
+    "fanbeam": {"scale": ("source_distance", "detector_distance", "detector_spacing", "detector_offset"),
+                "keep": ("detectors",)},
     "blur": {"scale": ("sigma", "length", "size"), "keep": ()},
     "downsample": {"scale": ("factor", "sigma"), "keep": ()},
 }

@@ -69,6 +69,7 @@ class Geometry:
     spacing: float
     source_distance: float | None = None
     detector_distance: float = 0.0
+    offset: float = 0.0
 
     @property
     def fan(self) -> bool:
@@ -82,7 +83,7 @@ class Geometry:
 
     def detector_positions(self) -> np.ndarray:
         n = self.detectors
-        return (np.arange(n, dtype=np.float64) - (n - 1) / 2.0) * self.spacing
+        return (np.arange(n, dtype=np.float64) - (n - 1) / 2.0) * self.spacing + self.offset
 
     def rays(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Points ``p`` [R, 2] and unit directions ``d`` [R, 2] of rays start..stop-1.

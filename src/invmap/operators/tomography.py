@@ -196,6 +196,9 @@ class Tomography(_RayTransform):
         which covers the image diagonal.
     detector_spacing:
         Cell width in pixels.
+    detector_offset:
+        Shift of the whole detector along ``(cos θ, sin θ)``, in pixels: cell ``k`` sits at
+        ``u_k + detector_offset``. A nonzero value models a centre-of-rotation error.
 
     K = A (Joseph's method), Kᵀ = Aᵀ exactly; y shaped ``[B, C, views, detectors]``.
 
@@ -206,7 +209,7 @@ class Tomography(_RayTransform):
     """
 
     def __init__(self, image_shape: tuple[int, int], angles: int | list[float] = 180, arc: float = 180.0,
-                 detectors: int | None = None, detector_spacing: float = 1.0):
+                 detectors: int | None = None, detector_spacing: float = 1.0, detector_offset: float = 0.0):
         H, W = (int(s) for s in image_shape)
         _check_positive("arc", arc)
         _check_positive("detector_spacing", detector_spacing)
@@ -215,8 +218,11 @@ class Tomography(_RayTransform):
         n = int(detectors) if detectors is not None else default_detectors(H, W, detector_spacing)
         self._params = {"angles": list(angles) if not isinstance(angles, int) else angles, "arc": arc,
                         "detectors": n, "detector_spacing": detector_spacing}
+        if detector_offset:
+            self._params["detector_offset"] = float(detector_offset)
         self.in_shape = (H, W)
-        self._setup({"detectors": n, "spacing": float(detector_spacing)}, ang)
+        self._setup({"detectors": n, "spacing": float(detector_spacing), "offset": _finite("detector_offset", detector_offset)},
+                    ang)
 
 
 @OPERATORS.register("fanbeam")
@@ -241,6 +247,9 @@ class FanBeam(_RayTransform):
     detector_spacing:
         Cell width on the detector; default the magnification ``(SO + OD) / SO`` (one
         cell per pixel at the rotation centre).
+    detector_offset:
+        Shift of the detector along its own axis (detector units); models a
+        centre-of-rotation / detector-placement error.
 
     The source at view β sits at ``-SO·(-sin β, cos β)``, the detector line at
     ``OD·(-sin β, cos β) + u·(cos β, sin β)``. K = A (Joseph), Kᵀ = Aᵀ exactly.
@@ -248,7 +257,8 @@ class FanBeam(_RayTransform):
 
     def __init__(self, image_shape: tuple[int, int], angles: int | list[float] = 360, arc: float = 360.0,
                  source_distance: float | None = None, detector_distance: float | None = None,
-                 detectors: int | None = None, detector_spacing: float | None = None):
+                 detectors: int | None = None, detector_spacing: float | None = None,
+                 detector_offset: float = 0.0):
         H, W = (int(s) for s in image_shape)
         _check_positive("arc", arc)
         _check_positive("source_distance", source_distance)
@@ -273,5 +283,14 @@ class FanBeam(_RayTransform):
         self._params = {"angles": list(angles) if not isinstance(angles, int) else angles, "arc": arc,
                         "source_distance": so, "detector_distance": od, "detectors": n,
                         "detector_spacing": spacing}
+        if detector_offset:
+            self._params["detector_offset"] = float(detector_offset)
         self.in_shape = (H, W)
-        self._setup({"detectors": n, "spacing": spacing, "source_distance": so, "detector_distance": od}, ang)
+        self._setup({"detectors": n, "spacing": spacing, "source_distance": so, "detector_distance": od,
+                     "offset": _finite("detector_offset", detector_offset)}, ang)
+
+
+def _finite(name: str, v: float) -> float:
+    if not math.isfinite(float(v)):
+        raise ValueError(f"{name} must be a finite number, got {v}")
+    return float(v)

@@ -107,10 +107,10 @@ def _bp_coords(g, weights: np.ndarray, rows: slice, dev) -> tuple[torch.Tensor, 
     if g.fan:
         so, sdd = g.source_distance, g.source_distance + g.detector_distance
         L = so + (-xs * s + ys * c)  # SO + p · e⊥(θ)
-        k = (so * pe / L) / (g.spacing * so / sdd)
+        k = (sdd * pe / L - g.offset) / g.spacing
         w = w * (so / L) ** 2
     else:
-        k = pe / g.spacing
+        k = (pe - g.offset) / g.spacing
     return (k + (D - 1) / 2).clamp(-1.0, float(D)), w
 
 
@@ -184,6 +184,7 @@ def fbp(y: torch.Tensor, op, filter: str = "ramp", cutoff: float = 1.0) -> torch
         so, sdd = g.source_distance, g.source_distance + g.detector_distance
         tau = g.spacing * so / sdd
         u = (torch.arange(g.detectors, dtype=torch.float64, device=y.device) - (g.detectors - 1) / 2) * tau
+        u = u + g.offset * so / sdd
         q = q * (so / torch.sqrt(so**2 + u**2)).to(q.dtype)
         q = 0.5 * _filter(q, tau, filter, cutoff)
         weights = angular_weights(g.angles, 360.0)
