@@ -47,3 +47,21 @@ def test_module_entry_point_runs():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "unknown operator" in r.stderr
+
+
+@pytest.mark.parametrize("command, registry", [("operators", "invmap.operators:OPERATORS"),
+                                               ("models", "invmap.models:MODELS"),
+                                               ("methods", "invmap.variational:METHODS")])
+def test_listing_commands_cover_their_registry(command, registry, capsys):
+    """`invmap operators|models|methods` print one line per registered entry, with its parameters."""
+    import importlib
+
+    from invmap.cli import main
+
+    mod, attr = registry.split(":")
+    reg = getattr(importlib.import_module(mod), attr)
+    assert main([command]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split("(")[0] for ln in lines] == reg.names()
+    assert main([command, "no-such-entry"]) == 2
+    assert "no-such-entry" in capsys.readouterr().err

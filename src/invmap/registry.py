@@ -26,11 +26,24 @@ class Param:
 
 
 def _annotation_text(a: Any) -> str:
+    import typing
+
     if a is inspect.Parameter.empty:
         return "any"
     if isinstance(a, str):
         return a
+    if typing.get_origin(a) is typing.Literal:
+        return " | ".join(repr(v) for v in typing.get_args(a))
     return getattr(a, "__name__", None) or str(a).replace("typing.", "")
+
+
+def _hints(obj: Callable[..., Any]) -> dict[str, Any]:
+    """Resolved annotations of a builder (class: its ``__init__``); unresolvable ones stay text."""
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        return inspect.get_annotations(target, eval_str=True)
+    except Exception:  # a forward reference that cannot be resolved here
+        return inspect.get_annotations(target)
 
 
 class Registry:
@@ -61,13 +74,15 @@ class Registry:
 
     def params(self, name: str) -> list[Param]:
         """User-settable parameters of `name` (those not in `fixed`)."""
-        sig = inspect.signature(self.get(name))
+        builder = self.get(name)
+        sig, hints = inspect.signature(builder), _hints(builder)
         out = []
         for p in sig.parameters.values():
             if p.name in self.fixed or p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 continue
             req = p.default is inspect.Parameter.empty
-            out.append(Param(p.name, _annotation_text(p.annotation), None if req else p.default, req))
+            ann = _annotation_text(hints.get(p.name, p.annotation))
+            out.append(Param(p.name, ann, None if req else p.default, req))
         return out
 
     def describe(self, name: str) -> str:
@@ -90,7 +105,7 @@ class Registry:
                 f"allowed: {', '.join(allowed) or '(none)'}"
             )
         sig = inspect.signature(builder)
-        hints = inspect.get_annotations(builder.__init__ if inspect.isclass(builder) else builder, eval_str=True)
+        hints = _hints(builder)
         out = dict(params)
         for k, v in params.items():
             if k in self.fixed:
