@@ -1,0 +1,153 @@
+"""Training throughput: the default UNet next to deepinv's UNet of similar size, same batch.
+
+    .venv/bin/python benchmarks/training.py [--size 128] [--batch 16] [--threads 2] [--steps 5]
+    # with deepinv in the same run (peer venv, see /work/shared/anchors/setup.sh):
+    /tmp/anchors-venv/bin/pip install --no-deps -e .
+    /tmp/anchors-venv/bin/python benchmarks/training.py
+
+Rows (images/s = batch / median step time over `steps` timed steps after one warm-up):
+
+1. network steps only (forward + MSE + backward + Adam) on a fixed batch ``[B, 1, N, N]``:
+   invmap's default UNet (the `model` section of the embedded default config), deepinv's
+   UNet with the same channels per scale (16, 32, 64; batch norm, residual), and deepinv's
+   smallest stock UNet (scales=2, 64 base channels; 0.44M parameters);
+2. the whole invmap training step of the default experiment: fresh noise on cached K x,
+   FBP of the minibatch, the network step (`invmap.training.train` for a few steps,
+   minus validation), reported from the run's own log.
+
+Quality of a trained run on its held-out test set (FBP, TV with λ tuned on validation
+pairs by `invmap.variational.tune`, the model):
+
+    .venv/bin/python -m invmap.cli train --out runs/default          # the embedded default
+    .venv/bin/python benchmarks/training.py --quality runs/default [--tune-n 16]
+
+Timings on a shared CPU are noisy: re-run when quiet and compare ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+import invmap.models as models
+from invmap.config import load_config
+
+
+def step_rate(net: torch.nn.Module, batch: int, size: int, steps: int) -> float:
+    torch.manual_seed(0)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.rand(batch, 1, size, size)
+    z = x + 0.1 * torch.randn_like(x)
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        loss = torch.mean((net(z) - x) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times)
+
+
+def nparams(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def quality(run: str, tune_n: int, threads: int) -> None:
+    """Mean ± std PSNR / SSIM of FBP, tuned TV and the run's model on the run's test set."""
+    from invmap import metrics, variational
+    from invmap.data import PairDataset, build_source
+    from invmap.models import load_model
+
+    cfg = load_config(f"{run}/config.yaml")
+    phys, d = cfg.physics(), cfg.data
+
+    def pairs(split: str, n: int, sim: str):
+        src = build_source(d.source, d.size, split=split, count=n, seed=cfg.seed, **d.params)
+        return PairDataset(src, phys, seed=cfg.seed, simulation=sim).simulate(list(range(n)))
+
+    yv, xv = pairs("val", min(tune_n, d.val), d.simulation)
+    yt, xt = pairs("test", d.test, d.test_simulation)
+    t0 = time.perf_counter()
+    tv, _ = variational.tune("tv", (yv, xv), physics=phys)
+    print(f"TV tuned on {len(xv)} val pairs in {time.perf_counter() - t0:.0f} s: {tv.params()}")
+    recon, meta = load_model(run)
+
+    def batched(f):
+        with torch.no_grad():
+            return torch.cat([f(yt[i:i + 16]) for i in range(0, len(yt), 16)])
+
+    print(f"test set: {len(xt)} {d.source} images {d.size}x{d.size}, {cfg.operator.name} {cfg.operator.params()}, "
+          f"{cfg.noise.name} {cfg.noise.params()}, simulation {d.test_simulation}; model best epoch {meta['best_epoch']}")
+    print(f"{'method':<8}{'PSNR (dB)':>16}{'SSIM':>18}")
+    for name, f in (("fbp", lambda y: variational.fbp(y, phys.operator)), ("tv", lambda y: tv(y, phys)),
+                    ("model", lambda y: recon(y, phys))):
+        x_hat = batched(f)
+        p, s_ = metrics.psnr(x_hat, xt), metrics.ssim(x_hat, xt)
+        print(f"{name:<8}{p.mean():>10.2f} ± {p.std():4.2f}{s_.mean():>12.4f} ± {s_.std():.4f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=None, help="image size (default: the default config's)")
+    ap.add_argument("--batch", type=int, default=None, help="batch (default: the default config's)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--no-loop", action="store_true", help="skip the end-to-end training-loop row")
+    ap.add_argument("--quality", metavar="RUN", help="instead: score FBP, tuned TV and RUN's model on its test set")
+    ap.add_argument("--tune-n", type=int, default=16, help="validation pairs for tuning TV (--quality)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    if a.quality:
+        quality(a.quality, a.tune_n, a.threads)
+        return
+    cfg = load_config(None)
+    size, batch = a.size or cfg.data.size, a.batch or cfg.training.batch_size
+    print(f"torch {torch.__version__}, {a.threads} threads, batch {batch}, {size}x{size}")
+    print(f"{'network':<58}{'params':>10}{'images/s':>10}")
+
+    rows = []
+    net = models.build(cfg.model.name, **cfg.model.params())
+    mp = net.model_params
+    rows.append((f"invmap {cfg.model.name}(depth={mp.get('depth')}, base_channels={mp.get('base_channels')}, "
+                 f"norm={mp.get('norm')})", net))
+    try:
+        import deepinv
+
+        ch = [mp.get("base_channels", 16) * 2**k for k in range(mp.get("depth", 3))]
+        bn = mp.get("norm") == "batch"
+        rows.append((f"deepinv UNet(channels_per_scale={ch}, batch_norm={bn})",
+                     deepinv.models.UNet(in_channels=1, out_channels=1, residual=True, batch_norm=bn,
+                                         channels_per_scale=ch)))
+        rows.append(("deepinv UNet(scales=2) (smallest stock)",
+                     deepinv.models.UNet(in_channels=1, out_channels=1, residual=True, batch_norm=True, scales=2)))
+    except ImportError:
+        print("(deepinv not installed here: run with /tmp/anchors-venv/bin/python for the peer rows)")
+    for label, m in rows:
+        print(f"{label:<58}{nparams(m):>10,}{step_rate(m, batch, size, a.steps):>10.1f}", flush=True)
+
+    if not a.no_loop:
+        try:
+            from invmap.training import read_log, train
+        except ImportError as e:  # e.g. the peer venv without safetensors
+            print(f"(training-loop row skipped: {e})")
+            return
+
+        n = batch * 30
+        c = load_config(None, [f"data.size={size}", f"data.train={n}", "data.val=8", "training.epochs=2",
+                               f"training.batch_size={batch}", "training.max_minutes=0", f"training.threads={a.threads}"])
+        with tempfile.TemporaryDirectory() as d:
+            train(c, f"{d}/run", progress=False)
+            rows_ = read_log(f"{d}/run/train_log.csv")
+            dt = float(rows_[2]["seconds"]) - float(rows_[1]["seconds"])  # epoch 2: no warm-up effects
+        print(f"{'invmap training loop (noise + FBP + step + val of 8), default':<58}{'':>10}{n / dt:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Show the embedded default experiment, or check a config file.
+
+    invmap config --show-default > my.yaml     # a commented starting point
+    invmap config --check my.yaml [--set training.lr=3e-4 ...]   # validate, print the full config
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "show the default experiment config or check a config file"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--show-default", action="store_true", help="print the embedded default config (YAML)")
+    g.add_argument("--check", metavar="FILE", help="validate FILE and print the resolved config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key, e.g. --set training.lr=3e-4 (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import default_text, load_config
+
+    if args.show_default and not args.overrides:
+        print(default_text(), end="")
+        return 0
+    cfg = load_config(args.check, args.overrides)
+    print(cfg.to_yaml(), end="")
+    if args.check:
+        import sys
+
+        print(f"# {args.check}: OK", file=sys.stderr)
+    return 0

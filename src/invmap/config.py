@@ -1,0 +1,420 @@
+"""The experiment config: the one place an experiment y = K x + e → x̂ is described.
+
+An experiment is a task (image source, forward operator K, noise e), a method (a model
+and its input strategy), training settings and a seed. It is written as YAML, validated
+here with pydantic (unknown keys and bad values fail with one line naming the key path
+and what is allowed), and saved next to every run.
+
+Sections::
+
+    name, seed
+    data:       source, size, train, val, test, simulation, test_simulation, params{...}
+    operator:   name + the operator's own parameters (checked against `invmap.operators`)
+    noise:      name + the noise model's parameters (checked against `invmap.noise`)
+    model:      name, input + the architecture's parameters (checked against `invmap.models`)
+    training:   optimizer, lr, schedule, loss, batch_size, epochs, max_minutes, device, amp, ...
+    evaluation: methods, tune, tune_grid, batch_size
+
+>>> cfg = load_config(None, ["training.lr=3e-4"])
+>>> cfg.training.lr
+0.0003
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any, Iterable, Literal, Optional
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_PATH = Path(__file__).with_name("default.yaml")
+
+
+# ---------------------------------------------------------------------------------------
+# YAML: a safe loader that also reads 1e-3 as a float (YAML 1.1 wants "1.0e-3")
+# ---------------------------------------------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+
+
+# ---------------------------------------------------------------------------------------
+# registry look-ups (lazy: a section is validated against the registry of its stage)
+# ---------------------------------------------------------------------------------------
+
+def _registry(module: str, attr: str):
+    mod = importlib.import_module(module)
+    reg = getattr(mod, attr, None)
+    if reg is None:
+        raise ValueError(f"{module} has no registry {attr}")
+    return reg
+
+
+def _validate_extras(kind: str, module: str, attr: str, name: str, extras: dict[str, Any],
+                     reserved: Iterable[str] = ()) -> dict[str, Any]:
+    for k in reserved:
+        if k in extras:
+            raise ValueError(f"'{k}' is set by the config elsewhere (data.size), not in this section")
+    reg = _registry(module, attr)
+    return reg.validate(name, dict(extras))
+
+
+def _store(section: "_Open", coerced: dict[str, Any]) -> None:
+    extra = section.__pydantic_extra__
+    if extra is not None:
+        extra.update({k: v for k, v in coerced.items() if k in extra})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _Open(BaseModel):
+    """A section whose extra keys are the parameters of a registry entry."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    def params(self) -> dict[str, Any]:
+        """The registry parameters (the extra keys), as written."""
+        return dict(self.model_extra or {})
+
+
+# ---------------------------------------------------------------------------------------
+# sections
+# ---------------------------------------------------------------------------------------
+
+class DataConfig(_Section):
+    """Images x and pairs (y, x): how many, how big, and how y is simulated.
+
+    ``simulation: crime`` measures y = K x on the same grid the model reconstructs on;
+    ``fine`` simulates on a finer grid (no "inverse crime"). The test set defaults to fine.
+    """
+
+    source: str = "ellipses"
+    size: int = Field(128, ge=8, le=4096)
+    train: int = Field(2000, ge=1)
+    val: int = Field(64, ge=1)
+    test: int = Field(128, ge=1)
+    simulation: Literal["crime", "fine"] = "crime"
+    test_simulation: Literal["crime", "fine"] = "fine"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataConfig":
+        from .data import SOURCES, parse_source
+
+        name, fixed = parse_source(self.source)
+        if name not in SOURCES.names():
+            raise ValueError(f"unknown image source '{self.source}'; available: "
+                             f"{', '.join(n for n in SOURCES.names() if n != 'folder')}, folder:<path>")
+        clash = [k for k in self.params if k in SOURCES.fixed]
+        if clash:
+            raise ValueError(f"params: '{clash[0]}' is set by the data section itself (size, counts, seed), "
+                             "not in params")
+        SOURCES.validate(name, {**fixed, **self.params})
+        return self
+
+
+class OperatorConfig(_Open):
+    """Forward operator K: ``name`` plus that operator's parameters (see `invmap operators`)."""
+
+    name: str = "tomography"
+
+    @model_validator(mode="after")
+    def _check(self) -> "OperatorConfig":
+        _store(self, _validate_extras("operator", "invmap.operators", "OPERATORS", self.name, self.params(),
+                                      reserved=("image_shape",)))
+        return self
+
+
+class NoiseConfig(_Open):
+    """Noise model e: ``name`` plus its parameters (gaussian: sigma | relative | ..., seed)."""
+
+    name: str = "gaussian"
+
+    @model_validator(mode="after")
+    def _check(self) -> "NoiseConfig":
+        _store(self, _validate_extras("noise", "invmap.noise", "NOISES", self.name, self.params()))
+        from . import noise
+
+        noise.build(self.name, **self.params())  # cheap: catches conflicting levels (sigma and relative)
+        return self
+
+
+class ModelConfig(_Open):
+    """The learned map f_Θ: architecture ``name``, its ``input`` (what the net sees), its parameters.
+
+    ``input``: ``measurement`` (raw y), ``adjoint`` (Kᵀy), ``fbp`` or ``pinv`` (post-processing).
+    """
+
+    name: str = "unet"
+    input: Literal["measurement", "adjoint", "fbp", "pinv"] = "fbp"
+    pinv_iters: int = Field(10, ge=1)  # CGLS iterations of input 'pinv'
+    fbp_filter: Literal["ramp", "shepp-logan", "cosine", "hann"] = "ramp"  # filter of input 'fbp'
+    fbp_cutoff: float = Field(1.0, gt=0, le=1)
+
+    def reconstructor_params(self) -> dict[str, Any]:
+        """Keyword arguments of `invmap.models.LearnedReconstructor` besides the network."""
+        return {"input": self.input, "pinv_iters": self.pinv_iters, "fbp_filter": self.fbp_filter,
+                "fbp_cutoff": self.fbp_cutoff}
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        _store(self, _validate_extras("model", "invmap.models", "MODELS", self.name, self.params()))
+        return self
+
+
+class TrainingConfig(_Section):
+    """Minibatch training of f_Θ(y) ≈ x: min_Θ E ℓ(f_Θ(y), x) by SGD / Adam / AdamW."""
+
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "step", "cosine"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    step_size: int = Field(10, ge=1)
+    gamma: float = Field(0.5, gt=0, le=1)
+    grad_clip: float = Field(1.0, ge=0)  # 0 = off
+    loss: Literal["mse", "l1", "ssim-mix"] = "mse"
+    ssim_weight: float = Field(0.5, ge=0, le=1)
+    mix_base: Literal["l1", "mse"] = "l1"
+    batch_size: int = Field(16, ge=1)
+    epochs: int = Field(20, ge=1)
+    max_minutes: float = Field(0.0, ge=0)  # 0 = no time budget
+    early_stopping_patience: int = Field(0, ge=0)  # 0 = off
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "on", "off"] = "auto"
+    num_workers: int = Field(0, ge=0)
+    fresh_noise: bool = True
+    threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default
+
+
+class EvaluationConfig(_Section):
+    """Which reconstructors to compare on the test set, and how classical ones are tuned.
+
+    ``tune_grid`` maps a method to {parameter: [values]}; methods not listed use their
+    solver's default grid when ``tune`` is on.
+    """
+
+    methods: list[str] = Field(default_factory=lambda: ["fbp", "tv", "model"])
+    tune: bool = True
+    tune_grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+    batch_size: int = Field(16, ge=1)
+
+
+class Config(_Section):
+    """A whole experiment (see the module docstring)."""
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    operator: OperatorConfig = Field(default_factory=OperatorConfig)
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    # -- conveniences -------------------------------------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return (self.data.size, self.data.size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """YAML text that `load_config` reads back to an equal config."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+    def build_operator(self):
+        """K for images of ``data.size``² (`invmap.operators.build`)."""
+        from . import operators
+
+        return operators.build(self.operator.name, image_shape=self.image_shape, **self.operator.params())
+
+    def build_noise(self):
+        from . import noise
+
+        return noise.build(self.noise.name, **self.noise.params())
+
+    def physics(self):
+        """`invmap.physics.Physics` (K, noise) described by this config."""
+        from .physics import Physics
+
+        return Physics(self.build_operator(), self.build_noise())
+
+
+# ---------------------------------------------------------------------------------------
+# loading, overrides, one-line errors
+# ---------------------------------------------------------------------------------------
+
+def _fields_at(loc: tuple) -> tuple[type[BaseModel] | None, bool]:
+    """The pydantic model class addressed by `loc` (a path of field names) in `Config`."""
+    cls: Any = Config
+    for part in loc:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return None, False
+        ann = cls.model_fields[part].annotation
+        cls = ann
+    return (cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None), True
+
+
+def _format_error(err: dict) -> str:
+    loc = tuple(str(p) for p in err.get("loc", ()))
+    path = ".".join(loc) or "(top)"
+    typ = err.get("type", "")
+    val = err.get("input")
+    ctx = err.get("ctx") or {}
+    if typ == "extra_forbidden":
+        parent, _ = _fields_at(loc[:-1])
+        allowed = ", ".join(parent.model_fields) if parent is not None else "?"
+        return f"config: {path}: unknown key '{loc[-1]}'; allowed: {allowed}"
+    if typ == "literal_error":
+        exp = ctx.get("expected", "")
+        options = ", ".join(s.strip().strip("'\"") for s in re.split(r",|\bor\b", str(exp)) if s.strip())
+        return f"config: {path}: {val!r} is not one of {options}"
+    msg = str(err.get("msg", "invalid value"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if typ in ("value_error", "assertion_error"):
+        return f"config: {path}: {msg}"
+    return f"config: {path}: {msg} (got {val!r})"
+
+
+def validate_config(data: Any) -> Config:
+    """A `Config` from a plain dict; raises a one-line ValueError naming the bad key path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config: expected a mapping of sections at the top level, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise ValueError(_format_error(e.errors()[0])) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"training.lr=3e-4"`` → (["training", "lr"], 0.0003); the value is read as YAML."""
+    if "=" not in text:
+        raise ValueError(f"config: --set '{text}': expected KEY=VALUE, e.g. training.lr=3e-4")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ValueError(f"config: --set '{text}': bad key '{key}' (use dotted names like training.lr)")
+    try:
+        value = _yaml_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ValueError(f"config: --set '{text}': value is not valid YAML ({str(e).splitlines()[0]})") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
+    """Set each ``a.b.c=value`` in the nested dict `data` (in place; returned)."""
+    for ov in overrides:
+        path, value = parse_override(ov)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ValueError(f"config: --set '{ov}': '{'.'.join(path[: i + 1])}' is a value, not a section")
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"config file not found: {p}")
+    if p.is_dir():
+        raise IsADirectoryError(f"config: {p} is a directory, expected a YAML file")
+    try:
+        data = _yaml_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"config: {p}: not valid YAML ({' '.join(str(e).split())})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config: {p}: expected a mapping of sections at the top level")
+    return data
+
+
+def default_text() -> str:
+    """The embedded default experiment, as YAML text (with comments)."""
+    return DEFAULT_PATH.read_text()
+
+
+#: sections whose extra keys belong to the entry named by ``name`` (or ``source`` for data.params)
+_OPEN = {"operator": "name", "noise": "name", "model": "name"}
+
+
+def merge(base: dict, user: dict) -> dict:
+    """`user` laid over `base` (nested dicts merged key by key).
+
+    When `user` names a different operator / noise / model (or data source) than `base`,
+    that section's registry parameters start empty instead of inheriting `base`'s.
+    """
+    out = dict(base)
+    for k, v in user.items():
+        b = out.get(k)
+        if isinstance(b, dict) and isinstance(v, dict):
+            if k in _OPEN and "name" in v and v["name"] != b.get("name"):
+                b = {kk: vv for kk, vv in b.items() if kk in ("name", "input")}
+            if k == "data" and "source" in v and v["source"] != b.get("source"):
+                b = {kk: vv for kk, vv in b.items() if kk != "params"}
+            out[k] = merge(b, v) if k != "params" else dict(v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Read and validate an experiment config.
+
+    `path` None → the embedded default (src/invmap/default.yaml). A file is laid over the
+    default, so it need only state what differs (`merge`: naming another operator, noise,
+    model or image source drops the default's parameters for it). `overrides` are
+    ``"section.key=value"`` strings applied last, e.g. ``"training.lr=3e-4"``.
+    """
+    data = _yaml_load(default_text()) or {}
+    if path is not None:
+        data = merge(data, read_yaml(path))
+    overrides = list(overrides)
+    parsed = [parse_override(o) for o in overrides]
+    # renaming an entry (operator.name=..., data.source=...) first, then the keys that follow it
+    first = [o for (k, _), o in zip(parsed, overrides) if len(k) == 2 and k[1] in ("name", "source")]
+    rest = [o for (k, _), o in zip(parsed, overrides) if not (len(k) == 2 and k[1] in ("name", "source"))]
+    for o in first:
+        data = merge(data, apply_overrides({}, [o]))
+    data = apply_overrides(data, rest)
+    return validate_config(data)
+
+
+__all__ = ["Config", "DataConfig", "OperatorConfig", "NoiseConfig", "ModelConfig", "TrainingConfig",
+           "EvaluationConfig", "load_config", "validate_config", "apply_overrides", "parse_override",
+           "read_yaml", "default_text", "DEFAULT_PATH"]

@@ -1,0 +1,187 @@
+"""The training loop: learn x̂ = f_Θ(z), z = P(y, K), from pairs (y, x) by minibatch descent on
+
+    min_Θ (1/N) Σᵢ ℓ(f_Θ(P(yᵢ, K)), xᵢ),   yᵢ = K xᵢ + eᵢ,
+
+with backpropagation through f_Θ (P — FBP, Kᵀ, CGLS — has no parameters and runs once per
+batch without gradients). Every epoch: validation PSNR/SSIM on fixed pairs, the best model
+saved (``model.safetensors`` + ``model.json``), a row of ``train_log.csv``, a checkpoint.
+Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
+error, keeping the last good checkpoint and best model — on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .. import metrics
+from ..config import Config
+from . import checkpoint as ckpt
+from .log import CSVLog, TensorBoard, progress_bar
+from .losses import build_loss
+from .optim import Schedule, build_optimizer
+from .setup import Pairs, Precision, build_reconstructor, prepare_run_dir, select_device, versions
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; the run directory keeps the last good state."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: int            # epochs completed
+    steps: int             # optimizer steps taken
+    best_epoch: int        # epoch of the saved model (0 = untrained)
+    best_val_psnr: float
+    best_val_ssim: float
+    initial_val_psnr: float  # the untrained network on the validation pairs
+    seconds: float
+    stopped: str           # epochs | time | early-stopping
+    device: str
+
+    def summary(self) -> str:
+        return (f"trained {self.epochs} epochs ({self.steps} steps, {self.seconds:.0f} s, {self.device}; "
+                f"stopped: {self.stopped}); best epoch {self.best_epoch}: val PSNR {self.best_val_psnr:.2f} dB, "
+                f"SSIM {self.best_val_ssim:.4f} (untrained: {self.initial_val_psnr:.2f} dB)")
+
+
+@torch.no_grad()
+def validate(recon, val: Pairs, batch_size: int, prec: Precision, device) -> tuple[float, float]:
+    """Mean PSNR and SSIM of x̂ = f_Θ(z) over the validation pairs."""
+    recon.eval()
+    ps, ss = [], []
+    for i in range(0, val.n, batch_size):
+        with prec.autocast(device):
+            x_hat = recon.from_input(val.z[i:i + batch_size])
+        x_hat, x = x_hat.float(), val.x[i:i + batch_size]
+        ps.append(metrics.psnr(x_hat, x))
+        ss.append(metrics.ssim(x_hat, x) if min(x.shape[-2:]) >= 11 else torch.full_like(ps[-1], math.nan))
+    return float(torch.cat(ps).mean()), float(torch.cat(ss).mean())
+
+
+def train(config: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          hooks: Sequence[Callable[[dict], None]] = ()) -> TrainResult:
+    """Train the model of `config`; writes the run directory `out_dir` (see the module docstring).
+
+    `hooks` are called after every epoch's checkpoint with a dict (epoch, step, row, run_dir).
+    """
+    tc = config.training
+    run = prepare_run_dir(out_dir, config, resume)
+    device = select_device(tc.device)
+    prec = Precision.choose(tc.amp, device)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(config.seed)
+    physics = config.physics()
+    recon = build_reconstructor(config, physics, device)
+    train_set = Pairs(config, physics, "train", recon, device, fresh_noise=tc.fresh_noise, num_workers=tc.num_workers)
+    val = Pairs(config, physics, "val", recon, device, num_workers=tc.num_workers)
+    if not resume:
+        recon.fit_input_scale(train_set.z if train_set.z is not None else train_set.inputs(range(min(train_set.n, 256))))
+    if prec.channels_last:
+        recon = recon.to(memory_format=torch.channels_last)
+    opt = build_optimizer(recon.parameters(), tc.optimizer, tc.lr, tc.momentum, tc.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=prec.scaler)
+    steps_per_epoch = math.ceil(train_set.n / tc.batch_size)
+    sched = Schedule(tc.schedule, steps_per_epoch, tc.epochs, tc.warmup_epochs, tc.step_size, tc.gamma, tc.max_minutes * 60)
+    loss_fn = build_loss(tc.loss, tc.ssim_weight, tc.mix_base)
+    gens = {"shuffle": torch.Generator().manual_seed(config.seed)}
+    st = {"epoch": 0, "step": 0, "seconds": 0.0, "best_psnr": -math.inf, "best_ssim": math.nan, "best_epoch": 0,
+          "initial_psnr": math.nan, "bad_epochs": 0, "stopped": ""}
+    if resume:
+        saved = ckpt.load_checkpoint(run, device)
+        recon.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+        ckpt.set_rng_state(saved["rng"], gens)
+        st.update({k: saved[k] for k in st}, stopped="")
+    log, tb = CSVLog(run, keep_until_epoch=st["epoch"] if resume else None), TensorBoard(run)
+    meta = {"name": config.name, "physics": physics.spec(), "data": config.data.model_dump(mode="json"),
+            "training": {"optimizer": tc.optimizer, "loss": tc.loss, "lr": tc.lr, "batch_size": tc.batch_size},
+            "software": versions()}
+
+    def save_best(epoch: int, psnr: float, ssim: float) -> None:
+        st.update(best_psnr=psnr, best_ssim=ssim, best_epoch=epoch, bad_epochs=0)
+        from ..models import save_model
+        save_model(run, recon, {**meta, "best_epoch": epoch, "val_psnr": psnr, "val_ssim": ssim}, physics=physics)
+
+    def save_checkpoint() -> None:
+        ckpt.save_checkpoint(run, {"model": recon.state_dict(), "optimizer": opt.state_dict(),
+                                   "scaler": scaler.state_dict() if prec.scaler else None,
+                                   "rng": ckpt.rng_state(gens), **st, "info": {"config": config.name, "device": str(device)}})
+
+    if not resume:  # epoch 0: the untrained network
+        p0, s0 = validate(recon, val, config.evaluation.batch_size, prec, device)
+        st["initial_psnr"] = p0
+        save_best(0, p0, s0)
+        log.write(epoch=0, step=0, lr=tc.lr, val_psnr=p0, val_ssim=s0, seconds=0.0)
+        save_checkpoint()
+    bar = progress_bar(tc.epochs * steps_per_epoch, st["step"], progress)
+    t0, shown = time.perf_counter() - st["seconds"], f"{st['best_psnr']:.2f}"
+    try:
+        for epoch in range(st["epoch"] + 1, tc.epochs + 1):
+            recon.train()
+            perm, total, count, lr = torch.randperm(train_set.n, generator=gens["shuffle"]), 0.0, 0, tc.lr
+            for i in range(0, train_set.n, tc.batch_size):
+                z, x = train_set.batch(perm[i:i + tc.batch_size], epoch)
+                if prec.channels_last:
+                    z = z.contiguous(memory_format=torch.channels_last)
+                lr = sched.apply(opt, tc.lr, st["step"], time.perf_counter() - t0)
+                with prec.autocast(device):
+                    loss = loss_fn(recon.from_input(z), x)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"training stopped: the loss became {float(loss)} at epoch {epoch}, step {st['step'] + 1}; "
+                        f"kept the checkpoint of epoch {st['epoch']} and the best model (epoch {st['best_epoch']}) "
+                        f"in {run}; try a lower training.lr (now {tc.lr:g}) or training.grad_clip")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if tc.grad_clip > 0:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(recon.parameters(), tc.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                st["step"] += 1
+                total, count = total + float(loss) * len(x), count + len(x)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4g}", val_psnr=shown, refresh=False)
+                if tc.max_minutes and time.perf_counter() - t0 >= tc.max_minutes * 60:
+                    st["stopped"] = "time"
+                    break
+            psnr, ssim = validate(recon, val, config.evaluation.batch_size, prec, device)
+            st.update(epoch=epoch, seconds=time.perf_counter() - t0)
+            row = dict(epoch=epoch, step=st["step"], lr=lr, train_loss=total / max(count, 1), val_psnr=psnr,
+                       val_ssim=ssim, seconds=st["seconds"])
+            log.write(**row)
+            tb.scalars(st["step"], **{"loss/train": row["train_loss"], "val/psnr": psnr, "val/ssim": ssim, "lr": lr})
+            if psnr > st["best_psnr"]:
+                save_best(epoch, psnr, ssim)
+            else:
+                st["bad_epochs"] += 1
+            shown = f"{psnr:.2f}"
+            bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4g}", val_psnr=shown)
+            if tc.max_minutes and st["seconds"] >= tc.max_minutes * 60:
+                st["stopped"] = "time"
+            if tc.early_stopping_patience and st["bad_epochs"] >= tc.early_stopping_patience:
+                st["stopped"] = "early-stopping"
+            st["stopped"] = st["stopped"] or ("epochs" if epoch == tc.epochs else "")
+            save_checkpoint()
+            for hook in hooks:
+                hook({"epoch": epoch, "step": st["step"], "row": row, "run_dir": run})
+            if st["stopped"]:
+                break
+    finally:
+        bar.close()
+        tb.close()
+    return TrainResult(run, st["epoch"], st["step"], st["best_epoch"], st["best_psnr"], st["best_ssim"],
+                       st["initial_psnr"], st["seconds"], st["stopped"] or "epochs", str(device))
+
+
+__all__ = ["train", "TrainResult", "TrainingDiverged", "validate"]

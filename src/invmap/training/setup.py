@@ -1,0 +1,168 @@
+"""What the training loop needs before its first step: device, precision, run directory, data.
+
+Training pairs (y, x) come from `invmap.data.PairDataset`. The clean measurements K x of
+all training images are simulated once (batched); each minibatch then draws its noise
+per sample with the data set's own generators (new noise every epoch with
+``fresh_noise``) and computes the network input z = P(y, K) (FBP, Kᵀy, ...) batched.
+Without fresh noise, and for the fixed validation pairs, z is computed once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..config import Config
+
+#: files whose presence means a directory already holds a training run
+RUN_FILES = ("model.safetensors", "checkpoint.safetensors", "train_log.csv")
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is a clear error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("config: training.device is 'cuda' but no CUDA device is available; use auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Precision:
+    """Mixed precision settings: autocast dtype (None = float32) and whether to scale gradients."""
+
+    dtype: torch.dtype | None
+    scaler: bool
+    channels_last: bool
+
+    @staticmethod
+    def choose(amp: str, device: torch.device) -> "Precision":
+        cuda = device.type == "cuda"
+        if amp == "off" or (amp == "auto" and not cuda):
+            return Precision(None, False, cuda)
+        if cuda:
+            bf16 = torch.cuda.is_bf16_supported()
+            return Precision(torch.bfloat16 if bf16 else torch.float16, not bf16, True)
+        return Precision(torch.bfloat16, False, False)  # amp: on, on a CPU
+
+    def autocast(self, device: torch.device):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.dtype)
+
+    def describe(self) -> str:
+        return "float32" if self.dtype is None else f"autocast {str(self.dtype).replace('torch.', '')}"
+
+
+def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
+    """Create the run directory (refusing to overwrite a run unless resuming) and write config.yaml."""
+    from .checkpoint import CHECKPOINT, atomic_write_text
+
+    run = Path(out_dir)
+    if run.exists() and not run.is_dir():
+        raise NotADirectoryError(f"run directory {run} is a file")
+    held = [f for f in RUN_FILES if (run / f).exists()]
+    if resume:
+        if not (run / CHECKPOINT).exists():
+            raise FileNotFoundError(f"cannot resume: no {CHECKPOINT} in {run}")
+    elif held:
+        raise FileExistsError(f"{run} already holds a training run ({held[0]}); continue it with --resume "
+                              f"or choose a new directory with --out")
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run / "config.yaml", config.to_yaml())
+    return run
+
+
+class Pairs:
+    """Training or validation pairs with their network inputs (see the module docstring)."""
+
+    def __init__(self, config: Config, physics, split: str, recon, device: torch.device,
+                 fresh_noise: bool = False, chunk: int = 64, num_workers: int = 0):
+        from ..data import PairDataset, build_source
+
+        d = config.data
+        count = {"train": d.train, "val": d.val, "test": d.test}[split]
+        src = build_source(d.source, d.size, split=split, count=count, seed=config.seed, **d.params)
+        sim = d.simulation if split != "test" else d.test_simulation
+        self.ds = PairDataset(src, physics, seed=config.seed, fresh_noise=fresh_noise, simulation=sim)
+        self.physics, self.recon, self.device, self.chunk = physics, recon, device, chunk
+        self.n = len(self.ds)
+        idx = list(range(self.n))
+        if num_workers > 0:  # render + simulate in worker processes (image folders, fine grids)
+            loader = torch.utils.data.DataLoader(_Clean(self.ds), batch_size=chunk, num_workers=num_workers)
+            parts = [(yc.to(device), x.to(device)) for yc, x in loader]
+        else:
+            parts = [self.ds.clean(idx[i:i + chunk], device=device) for i in range(0, self.n, chunk)]
+        self.clean = torch.cat([p[0] for p in parts])  # K x, [N, 1, *out_shape]
+        self.x = torch.cat([p[1] for p in parts])      # x,   [N, 1, H, W]
+        self.z: torch.Tensor | None = None if fresh_noise else self.inputs(idx)
+
+    def noisy(self, idx: Sequence[int]) -> torch.Tensor:
+        """y = noise(K x_i) with sample i's own generator (the data set's current epoch)."""
+        nz = self.physics.noise
+        return torch.cat([nz(self.clean[i:i + 1], generator=self.ds.generator(i)) for i in idx])
+
+    def inputs(self, idx: Sequence[int]) -> torch.Tensor:
+        """Network inputs z = P(y, K) for `idx`, computed in chunks."""
+        idx = list(idx)
+        return torch.cat([self.recon.preprocess(self.noisy(idx[i:i + self.chunk]), self.physics)
+                          for i in range(0, len(idx), self.chunk)])
+
+    def batch(self, idx: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, x) for a minibatch; with fresh noise, the noise of `epoch`."""
+        if self.z is not None:
+            return self.z[idx], self.x[idx]
+        self.ds.set_epoch(epoch)
+        return self.inputs(idx.tolist()), self.x[idx]
+
+
+class _Clean(torch.utils.data.Dataset):
+    """(K x, x) without noise, batched through `PairDataset.clean` (for DataLoader workers)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitems__(self, indices):
+        yc, x = self.ds.clean(list(indices))
+        return list(zip(yc.unbind(0), x.unbind(0)))
+
+    def __getitem__(self, i):
+        return self.__getitems__([i])[0]
+
+
+def build_reconstructor(config: Config, physics, device: torch.device):
+    """`LearnedReconstructor` around the configured network, sized from one network input."""
+    from .. import models
+
+    m = config.model
+    probe = models.LearnedReconstructor(torch.nn.Identity(), **m.reconstructor_params())
+    x0 = torch.zeros(1, 1, config.data.size, config.data.size, device=device)
+    z0 = probe.preprocess(physics.operator(x0), physics)
+    params = m.params()
+    if z0.shape[1] != 1 and "in_channels" not in params and _takes(m.name, "in_channels"):
+        params["in_channels"] = int(z0.shape[1])  # e.g. complex measurements as [Re, Im]
+    net = models.build_for(m.name, tuple(z0.shape[2:]), (config.data.size, config.data.size), **params)
+    return models.LearnedReconstructor(net, **m.reconstructor_params()).to(device)
+
+
+def _takes(name: str, param: str) -> bool:
+    import inspect
+
+    from ..models import MODELS
+
+    return param in inspect.signature(MODELS.get(name)).parameters
+
+
+def versions() -> dict[str, Any]:
+    import sys
+
+    import invmap
+
+    return {"invmap": invmap.__version__, "torch": torch.__version__, "python": sys.version.split()[0]}
