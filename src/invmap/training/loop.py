@@ -149,9 +149,10 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
                 scaler.step(opt)
                 scaler.update()
                 st["step"] += 1
-                total, count = total + float(loss) * len(x), count + len(x)
+                lv = loss.item()
+                total, count = total + lv * len(x), count + len(x)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4g}", val_psnr=shown, refresh=False)
+                bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val_psnr=shown, refresh=False)
                 if tc.max_minutes and time.perf_counter() - t0 >= tc.max_minutes * 60:
                     st["stopped"] = "time"
                     break
