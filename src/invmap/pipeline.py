@@ -34,8 +34,8 @@ from .evaluation.task import condition_from_config
 class StressSettings:
     """How much the stress study costs: images per level, TV iterations, which shifts."""
 
-    n_per_level: int = 8
-    tv_iters: int = 100
+    n_per_level: int = 32
+    tv_iters: int = 0                  # 0: the tuned iteration count
     kinds: Sequence[str] = stress.KINDS
     folder: str | None = None
     batch_size: int = 16
@@ -111,7 +111,7 @@ def stress_run(config: Any, run_dir: Path, settings: StressSettings, methods: Se
     ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
                                batch_size=settings.batch_size,
-                               settings={"TV iterations": settings.tv_iters,
+                               settings={"TV iterations": settings.tv_iters or "as tuned",
                                          "baselines": "parameters tuned at the training conditions, kept fixed"},
                                progress=say)
 
@@ -153,7 +153,8 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
 
     if not o.skip_stress:
         t0 = time.perf_counter()
-        say(f"[5/6] stress study ({o.stress.n_per_level} images per level, TV {o.stress.tv_iters} iterations)")
+        tv_it = f"TV {o.stress.tv_iters} iterations" if o.stress.tv_iters else "TV as tuned"
+        say(f"[5/6] stress study ({o.stress.n_per_level} images per level, {tv_it})")
         _rows, meta = stress_run(config, run_dir, o.stress, say=say)
         for v in meta["verdicts"]:
             say(f"  • {v['text']}")

@@ -16,12 +16,12 @@ image file (values clipped to [0, 1]). An existing output is never replaced with
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..atomic import atomic_write
 
 HELP = "reconstruct x from a measurement y (variational method or trained model)"
 
@@ -141,19 +141,13 @@ def write_output(path: str, x: np.ndarray, overwrite: bool) -> None:
         raise FileExistsError(f"output exists: {path} (use --overwrite to replace it)")
     if not p.parent.exists():
         raise FileNotFoundError(f"output directory does not exist: {p.parent}")
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=suf)
-    os.close(fd)
-    try:
-        if suf == ".npy":
-            np.save(tmp, (x[0] if x.shape[0] == 1 else x).astype(np.float32))
-        else:
-            import imageio.v3 as iio
+    if suf == ".npy":
+        atomic_write(p, lambda tmp: np.save(tmp, (x[0] if x.shape[0] == 1 else x).astype(np.float32)))
+    else:
+        import imageio.v3 as iio
 
-            iio.imwrite(tmp, np.round(np.clip(x[0], 0.0, 1.0) * 255.0).astype(np.uint8), extension=suf)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        img = np.round(np.clip(x[0], 0.0, 1.0) * 255.0).astype(np.uint8)
+        atomic_write(p, lambda tmp: iio.imwrite(tmp, img, extension=suf))
 
 
 # ------------------------------------------------------------------------------ run

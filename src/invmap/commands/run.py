@@ -20,8 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. training.epochs=5 (repeatable)")
     p.add_argument("--out", default="runs", help="parent directory of the run (default: runs)")
     p.add_argument("--test-n", type=int, help="test images for the evaluation (default: data.test)")
-    p.add_argument("--stress-n", type=int, default=8, help="test images per stress level (default 8)")
-    p.add_argument("--stress-tv-iters", type=int, default=100, help="TV iterations in the stress study (default 100)")
+    p.add_argument("--stress-n", type=int, default=32, help="test images per stress level (default 32)")
+    p.add_argument("--stress-tv-iters", type=int, default=0,
+                   help="TV iterations in the stress study (default 0 = the tuned value)")
     p.add_argument("--shifts", help="comma-separated subset of the stress shifts (default: all that apply)")
     p.add_argument("--folder", help="also stress-test on the images of this folder (object class)")
     p.add_argument("--no-stress", action="store_true", help="skip the stress study")

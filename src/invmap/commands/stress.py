@@ -20,8 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN", help="a run directory (runs/NAME)")
     p.add_argument("--shifts", help=f"comma-separated subset of: {', '.join(KINDS)} (default: all that apply)")
     p.add_argument("--methods", help="comma-separated methods (default: the config's evaluation.methods)")
-    p.add_argument("--n", type=int, default=8, help="test images per level (default 8)")
-    p.add_argument("--tv-iters", type=int, default=100, help="TV iterations (default 100; 0 = the tuned value)")
+    p.add_argument("--n", type=int, default=32, help="test images per level (default 32)")
+    p.add_argument("--tv-iters", type=int, default=0, help="TV iterations (default 0 = the tuned value)")
     p.add_argument("--folder", help="also test on the images of this folder (object-class shift)")
     p.add_argument("--no-report", action="store_true", help="do not rewrite report.html")
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_write
 from .pairs import FORMAT, PairDataset
 
 #: manifest fields recorded but not part of the task
@@ -32,21 +32,6 @@ NOT_COMPARED = ("invmap_version", "sha256", "created_by")
 #: fields compared first, so the reported mismatch is the most telling one
 ORDER = ("format", "name", "source", "operator", "noise", "seed", "simulation", "fresh_noise", "epoch",
          "count", "x_shape", "y_shape")
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _sha256(path: Path) -> str:
@@ -75,11 +60,11 @@ def materialise(ds: PairDataset, path: str | os.PathLike, batch_size: int = 64) 
             xs.append(x.cpu())
     y = torch.cat(ys).numpy() if ys else np.zeros((0, *ds.manifest()["y_shape"]), np.float32)
     x = torch.cat(xs).numpy() if xs else np.zeros((0, *ds.manifest()["x_shape"]), np.float32)
-    _atomic_write(path, lambda f: np.savez(f, y=y, x=x))
+    atomic_write(path, lambda tmp: np.savez(tmp, y=y, x=x))
     man = ds.manifest()
     man["sha256"] = _sha256(path)
     text = json.dumps(man, indent=2, sort_keys=True)
-    _atomic_write(manifest_path(path), lambda f: f.write(text.encode()))
+    atomic_write(manifest_path(path), text)
     return path
 
 

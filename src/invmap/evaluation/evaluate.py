@@ -24,6 +24,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from ..atomic import atomic_write
+
 Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
 
 #: Metrics scored per image: name → (function name in `invmap.metrics`, higher is better).
@@ -171,12 +173,8 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` through a temporary file and a rename."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(p)
-    return p
+    """Write `text` to `path` atomically (see `invmap.atomic`)."""
+    return atomic_write(path, text)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

@@ -69,9 +69,12 @@ def recon_grid(x: torch.Tensor, y: torch.Tensor, recons: Mapping[str, torch.Tens
     errs = {m: (recons[m][:n].float() - x[:n].float()).abs() for m in names}
     vmax = max([float(torch.quantile(e.flatten(), 0.99)) for e in errs.values()] + [1e-6])
     cols = 2 + len(names)
-    fig, axes = plt.subplots(2 * n, cols, figsize=(2.1 * cols, 2.2 * 2 * n), squeeze=False)
+    # one extra narrow column holds each error row's colour bar (same scale in every row)
+    fig, axes = plt.subplots(2 * n, cols + 1, figsize=(2.1 * cols + 0.6, 2.4 * 2 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.0] * cols + [0.08]})
     for i in range(n):
-        top, bot = axes[2 * i], axes[2 * i + 1]
+        top, bot = axes[2 * i][:cols], axes[2 * i + 1][:cols]
+        axes[2 * i][cols].axis("off")
         top[0].imshow(_img(x[i]), cmap="gray", vmin=0, vmax=1)
         top[0].set_title("ground truth", fontsize=8)
         m_img, cap = measurement_image(y[i])
@@ -91,11 +94,12 @@ def recon_grid(x: torch.Tensor, y: torch.Tensor, recons: Mapping[str, torch.Tens
         if err_im is not None:
             bot[1].text(0.5, 0.5, f"error maps\nshared scale\n0 … {vmax:.3f}", ha="center", va="center",
                         fontsize=8, transform=bot[1].transAxes)
+            fig.colorbar(err_im, cax=axes[2 * i + 1][cols], label="|x̂ − x|")
+        else:
+            axes[2 * i + 1][cols].axis("off")
         for a in list(top) + list(bot):
             a.set_xticks([])
             a.set_yticks([])
-    if names:
-        fig.colorbar(err_im, ax=axes[1::2, 2:].ravel().tolist(), shrink=0.6, label="|x̂ − x|")
     return _save(fig, path)
 
 

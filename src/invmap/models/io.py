@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..atomic import atomic_write
 from .reconstructor import LearnedReconstructor
 
 MODEL_JSON = "model.json"
@@ -33,20 +33,6 @@ FORMAT = "invmap-model"
 FORMAT_VERSION = 1
 RESERVED = ("format", "format_version", "architecture", "input", "network", "versions",
             "parameter_count", "tensors", "weights")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _net(model: nn.Module) -> nn.Module:
@@ -108,8 +94,8 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
         raise ValueError(f"save_model: meta is not JSON-serialisable: {e}") from None
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / MODEL_WEIGHTS, safetensors.torch.save(state))
-    _atomic_write(out / MODEL_JSON, (text + "\n").encode())
+    atomic_write(out / MODEL_WEIGHTS, safetensors.torch.save(state))
+    atomic_write(out / MODEL_JSON, text + "\n")
     return out / MODEL_JSON
 
 

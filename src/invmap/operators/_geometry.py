@@ -38,7 +38,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -46,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..atomic import atomic_write
 
 #: bump when the matrix construction changes (invalidates disk caches)
 MATRIX_VERSION = 1
@@ -212,11 +213,7 @@ def _load(path: Path) -> dict[str, np.ndarray] | None:
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
     except OSError:  # a read-only home is not an error: the matrix is rebuilt next time
         pass
 
