@@ -138,7 +138,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
                     loss = loss_fn(recon.from_input(z), x)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
-                        f"training stopped: the loss became {float(loss)} at epoch {epoch}, step {st['step'] + 1}; "
+                        f"training stopped: the loss became {loss.item()} at epoch {epoch}, step {st['step'] + 1}; "
                         f"kept the checkpoint of epoch {st['epoch']} and the best model (epoch {st['best_epoch']}) "
                         f"in {run}; try a lower training.lr (now {tc.lr:g}) or training.grad_clip")
                 opt.zero_grad(set_to_none=True)
