@@ -150,7 +150,7 @@ def test_optimizers_reduce_a_regression_loss(name):
     for _ in range(60):
         opt.zero_grad()
         loss = torch.mean((net(x) - target) ** 2)
-        first = float(loss) if first is None else first
+        first = loss.item() if first is None else first
         loss.backward()
         opt.step()
     assert float(loss) < 0.2 * first

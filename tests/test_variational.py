@@ -434,3 +434,31 @@ def test_tune_respects_time_budget():
     phys = Physics(op, build_noise("gaussian", sigma=0.05, seed=1))
     m, table = var.tune("tv", (phys.measure(x), x), physics=phys, fixed={"iters": 20}, time_budget=0.0)
     assert len(table) == 1 and m.tuning["evaluations"] == 1
+
+
+def test_cli_reconstruct_model_simulate_and_operator_mismatch(tmp_path, capsys):
+    """--model --simulate measures through the model's own physics; a task whose measurement
+    shape does not fit a dense model is refused with one line."""
+    models = pytest.importorskip("invmap.models")
+    op = ops.build("downsample", image_shape=(16, 16), factor=2)
+    phys = Physics(op, build_noise("gaussian", relative=0.02))
+    recon = models.LearnedReconstructor(models.build_for("linear", (8, 8), (16, 16)), input="measurement")
+    models.save_model(tmp_path / "run", recon, {}, physics=phys)
+    x = _phantom(16, batch=1)
+    np.save(tmp_path / "x.npy", x[0, 0].numpy())
+    out = tmp_path / "x_hat.npy"
+    assert _cli("reconstruct", "--model", tmp_path / "run", "--input", tmp_path / "x.npy", "--simulate",
+                "--output", out) == 0
+    loaded, meta = models.load_model(tmp_path / "run")
+    p = Physics.from_spec(meta["physics"])
+    with torch.no_grad():
+        ref = loaded(p.measure(x, torch.Generator().manual_seed(0)), p)[0, 0].numpy()
+    assert np.allclose(np.load(out), ref, atol=1e-5)
+    task = tmp_path / "task4.yaml"
+    task.write_text("data:\n  size: 16\noperator:\n  name: downsample\n  factor: 4\n")
+    np.save(tmp_path / "y4.npy", np.zeros((4, 4), dtype=np.float32))
+    capsys.readouterr()
+    assert _cli("reconstruct", "--model", tmp_path / "run", "--task", task, "--input", tmp_path / "y4.npy",
+                "--output", tmp_path / "z.npy") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not match the model" in err[0] and not (tmp_path / "z.npy").exists()

@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         method = variational.build(args.method, **params)
         physics, _, seed = task_physics(args.task, args.overrides)
     else:
-        from ..models import load_model
+        from ..models import check_compatible, load_model
         from ..physics import Physics
 
         if params:
@@ -182,10 +182,16 @@ def run(args: argparse.Namespace) -> int:
             physics, _, seed = task_physics(args.task, args.overrides)
         else:
             physics, seed = Physics.from_spec(meta["physics"]), 0
+        check_compatible(meta, physics)  # e.g. a dense model and a task with another measurement shape
         if hasattr(method, "eval"):
             method.eval()
 
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise ValueError(f"--device: unknown device '{args.device}'; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
     op = physics.operator
     a = read_array(args.input)
     if args.simulate:

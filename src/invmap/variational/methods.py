@@ -27,7 +27,7 @@ from ..operators.base import LinearOperator
 from ..physics import Physics
 from ..registry import Registry
 from .cgls import CGLS
-from .fbp import fbp
+from .fbp import FILTERS, fbp
 from .fista import FISTA
 from .functionals import L1, TV, Box, Huber
 from .gd import GradientDescent
@@ -158,6 +158,8 @@ class FBP(Method):
 
     def __init__(self, filter: str = "ramp", cutoff: float = 1.0):
         super().__init__()
+        if filter not in FILTERS:
+            raise ValueError(f"fbp: unknown filter '{filter}'; available: {', '.join(FILTERS)}")
         if not 0 < cutoff <= 1:
             raise ValueError(f"fbp: cutoff must be in (0, 1], got {cutoff}")
         self.filter, self.cutoff = filter, float(cutoff)
@@ -237,8 +239,10 @@ class TikhonovMethod(Method):
     def __init__(self, lam: float = 1e-2, reg: Literal["identity", "gradient"] = "identity",
                  iters: int = 100, tol: float = 1e-6):
         super().__init__()
-        if lam < 0:
+        if not lam >= 0:  # also rejects NaN
             raise ValueError(f"tikhonov: lam must be >= 0, got {lam}")
+        if iters < 0:
+            raise ValueError(f"tikhonov: iters must be >= 0, got {iters}")
         self.lam, self.reg, self.iters, self.tol = float(lam), reg, iters, tol
 
     def _run(self, y, physics, x0, callback):
@@ -259,8 +263,10 @@ class TVMethod(Method):
                  lower: float | None = None, upper: float | None = None, tol: float = 0.0,
                  ratio: float = 1.0):
         super().__init__()
-        if lam < 0:
+        if not lam >= 0:  # also rejects NaN
             raise ValueError(f"tv: lam must be >= 0, got {lam}")
+        if iters < 0:
+            raise ValueError(f"tv: iters must be >= 0, got {iters}")
         if ratio <= 0:
             raise ValueError(f"tv: ratio must be > 0, got {ratio}")
         self.lam, self.iters, self.nonneg, self.lower, self.upper = float(lam), iters, nonneg, lower, upper
@@ -284,8 +290,10 @@ class FistaL1(Method):
     def __init__(self, lam: float = 1e-2, iters: int = 100, nonneg: bool = False,
                  lower: float | None = None, upper: float | None = None):
         super().__init__()
-        if lam < 0:
+        if not lam >= 0:  # also rejects NaN
             raise ValueError(f"fista-l1: lam must be >= 0, got {lam}")
+        if iters < 0:
+            raise ValueError(f"fista-l1: iters must be >= 0, got {iters}")
         self.lam, self.iters, self.nonneg, self.lower, self.upper = float(lam), iters, nonneg, lower, upper
 
     def _run(self, y, physics, x0, callback):
@@ -322,10 +330,14 @@ class FistaTV(Method):
     def __init__(self, lam: float = 1e-2, iters: int = 100, huber: float = 0.0, inner_iters: int = 10,
                  nonneg: bool = False, lower: float | None = None, upper: float | None = None):
         super().__init__()
-        if lam < 0:
+        if not lam >= 0:  # also rejects NaN
             raise ValueError(f"fista-tv: lam must be >= 0, got {lam}")
+        if iters < 0:
+            raise ValueError(f"fista-tv: iters must be >= 0, got {iters}")
         if huber < 0:
             raise ValueError(f"fista-tv: huber must be >= 0, got {huber}")
+        if inner_iters < 1:
+            raise ValueError(f"fista-tv: inner_iters must be >= 1, got {inner_iters}")
         self.lam, self.iters, self.huber, self.inner_iters = float(lam), iters, float(huber), inner_iters
         self.nonneg, self.lower, self.upper = nonneg, lower, upper
 
