@@ -99,6 +99,16 @@ def test_batch_and_channels_are_independent(name, gen):
     torch.testing.assert_close(op.adjoint(yy)[2, 0], op.adjoint(yy[2:3, 0:1])[0, 0])
 
 
+@pytest.mark.parametrize("shape", [(5, 7), (33, 17)])
+@pytest.mark.parametrize("name", NAMES)
+def test_builds_with_defaults_at_other_sizes(name, shape):
+    """Every registered operator builds with its defaults for other (odd, non-square) sizes."""
+    op = ops.build(name, image_shape=shape)
+    y = op(torch.rand((1, 1) + shape))
+    assert op.in_shape == shape and tuple(y.shape) == (1, 1) + op.out_shape
+    assert tuple(op.adjoint(y).shape) == (1, 1) + shape
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_spec_round_trip(name, gen):
     op = ops.build(name, image_shape=SHAPE)

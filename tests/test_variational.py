@@ -281,6 +281,12 @@ def test_bad_parameters_fail_clearly():
         var.build("nope")
     with pytest.raises(ValueError, match="shape mismatch"):
         var.build("tv")(torch.zeros(1, 1, 5, 5), ops.build("identity", image_shape=(8, 8)))
+    # settings are checked when the method is built, not at its first call
+    for name, kw, msg in [("tv", {"lam": float("nan")}, "lam must be >= 0"), ("tv", {"iters": -1}, "iters"),
+                          ("tikhonov", {"iters": -1}, "iters"), ("fista-l1", {"iters": -1}, "iters"),
+                          ("fista-tv", {"inner_iters": 0}, "inner_iters"), ("fbp", {"filter": "gauss"}, "filter")]:
+        with pytest.raises(ValueError, match=f"{name}: .*{msg}"):
+            var.build(name, **kw)
 
 
 # ------------------------------------------------------------------------- tuning
@@ -370,7 +376,7 @@ def test_cli_reconstruct_simulate_and_measurement(tmp_path, task, capsys):
 
 
 @pytest.mark.parametrize("case", ["unknown-method", "bad-param", "missing-input", "nan", "wrong-shape",
-                                  "exists", "bad-suffix"])
+                                  "exists", "bad-suffix", "bad-device"])
 def test_cli_reconstruct_errors(tmp_path, task, capsys, case):
     y = np.zeros((8, 8), dtype=np.float32)
     if case == "nan":
@@ -385,6 +391,8 @@ def test_cli_reconstruct_errors(tmp_path, task, capsys, case):
             "--input", tmp_path / ("missing.npy" if case == "missing-input" else "y.npy"), "--output", out]
     if case == "bad-param":
         args += ["--param", "lambda=3"]
+    if case == "bad-device":
+        args += ["--device", "nodevice"]
     assert _cli(*args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("invmap: error:")
