@@ -115,6 +115,25 @@ def test_shift_tables_cover_each_applicable_kind():
         stress.build_shifts(ref, ["weather"])
 
 
+@pytest.mark.parametrize("op,params,want", [("mri", {}, "R=4"), ("inpainting", {}, "50% missing"),
+                                             ("inpainting", {"missing": 0.3}, "30% missing"),
+                                             ("tomography", {"angles": 30}, "30 views"),
+                                             ("blur", {"kernel": "motion", "length": 5.0}, "length=5")])
+def test_geometry_shift_marks_the_training_point_for_other_operators(op, params, want):
+    """MRI / inpainting geometry shifts too, with the training point marked even when the
+    config leaves the parameter to the operator's own default (inpainting missing=None)."""
+    ref = Condition(source="ellipses", size=32, operator=op, operator_params=Condition.dumps(params),
+                    noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
+    geo = next(s for s in stress.build_shifts(ref, ["geometry"]))
+    assert geo.training_level == want and len(geo.levels) >= 3
+    assert len({json.dumps(lv.changes, sort_keys=True) for lv in geo.levels}) == len(geo.levels)  # really different
+    if op == "blur":
+        cal = next(s for s in stress.build_shifts(ref, ["calibration"]))  # motion: the length is miscalibrated
+        assert cal.training_level == "×1" and cal.levels[-1].changes["sim_params"] == {**params, "length": 7.5}
+        psf = ref.with_changes(operator_params={"psf": [[0.5, 0.5]]})
+        assert all(not s.levels and s.skipped for s in stress.build_shifts(psf, ["geometry", "calibration"]))
+
+
 def test_noise_family_matches_variance():
     ref = _blur_condition(2)
     p = stress.comparable_photons(ref)
@@ -175,9 +194,23 @@ def test_report_is_self_contained(tmp_path):
     html = report.build_report(tmp_path).read_text()
     assert html.count("<img") == 3 and html.count("data:image/png;base64,") == 3
     assert "<table>" in html and "tv" in html and "Noise level" in html and "tiny &lt;test&gt;" in html
+    import html as _html
+    verdicts = json.loads((tmp_path / "stress.json").read_text())["verdicts"]
+    assert verdicts and all(_html.escape(v["text"]) in html for v in verdicts)  # the verdicts are shown
     refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", html)
     assert refs and all(r.startswith("data:") for r in refs)
     assert not re.search(r"https?://|file:", html)
+
+
+def test_stress_table_marks_the_training_level_once():
+    sh = {"name": "object", "axis": "image source", "levels": ["ellipses (training)", "samples"],
+          "training_level": "ellipses (training)"}
+    rows = [{"shift": "object", "level": lv, "method": "tv", "metric": "psnr", "mean": "20"} for lv in sh["levels"]]
+    html = report.stress_table_html(sh, rows)
+    assert "ellipses (training)</td>" in html and "(training) (training)" not in html
+    sh = {**sh, "levels": ["×1", "×2"], "training_level": "×1"}
+    rows = [{**r, "level": lv} for r, lv in zip(rows, sh["levels"])]
+    assert "×1 (training)</td>" in report.stress_table_html(sh, rows)
 
 
 # ---------------------------------------------------------------------------------------- CLI / pipeline

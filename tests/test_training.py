@@ -153,7 +153,7 @@ def test_optimizers_reduce_a_regression_loss(name):
         first = loss.item() if first is None else first
         loss.backward()
         opt.step()
-    assert float(loss) < 0.2 * first
+    assert loss.item() < 0.2 * first
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
@@ -229,3 +229,7 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert load_checkpoint(out)["epoch"] == 2
     assert main(["train", "--resume", "--quiet"]) == 2
     assert "needs --out" in capsys.readouterr().err
+    (out / "checkpoint.safetensors").write_bytes(b"not a checkpoint")  # corrupt: one line, exit 2
+    assert main(["train", "--resume", "--out", str(out), "--quiet", "--set", "training.epochs=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("invmap: error:") and "corrupt checkpoint" in err[0]

@@ -80,8 +80,8 @@ def stress_table_html(shift: Mapping, rows: Sequence[Mapping], metric: str = "ps
     methods = list(dict.fromkeys(r["method"] for r in rs))
     val = {(str(r["level"]), r["method"]): float(r["mean"]) for r in rs}
     train = str(shift.get("training_level")) if shift.get("training_level") is not None else None
-    body = [[lv + (" (training)" if lv == train else "")] + [_num(val.get((lv, m), math.nan)) for m in methods]
-            for lv in levels]
+    body = [[lv + (" (training)" if lv == train and "(training)" not in lv else "")]
+            + [_num(val.get((lv, m), math.nan)) for m in methods] for lv in levels]
     return html_table([shift.get("axis") or "level"] + [f"{m} PSNR (dB)" for m in methods], body)
 
 

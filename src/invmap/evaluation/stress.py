@@ -87,7 +87,8 @@ GEOMETRY: dict[str, dict] = {
     "fanbeam": {"params": ("angles", "views", "n_angles"), "factors": (0.25, 0.5, 1.0, 2.0), "int": True,
                 "axis": "number of views", "fmt": "{v} views"},
     "blur": {"params": ("sigma",), "factors": (0.5, 0.75, 1.0, 1.5, 2.0), "int": False,
-             "axis": "PSF width σ (pixels)", "fmt": "σ={v:g}"},
+             "axis": "PSF width σ (pixels)", "fmt": "σ={v:g}",
+             "motion": {"params": ("length",), "axis": "motion blur length (pixels)", "fmt": "length={v:g}"}},
     "downsample": {"params": ("factor",), "factors": (0.5, 1.0, 2.0), "int": True,
                    "axis": "decimation factor", "fmt": "×{v}"},
     "mri": {"params": ("acceleration",), "factors": (0.5, 1.0, 1.5, 2.0), "int": False,
@@ -114,7 +115,8 @@ CALIBRATION: dict[str, list[dict]] = {
     ],
     "blur": [
         {"name": "calibration-psf", "label": "Calibration: PSF width error", "params": ("sigma",),
-         "factors": (1.0, 1.1, 1.25, 1.5), "axis": "true σ / assumed σ", "fmt": "×{f:g}"},
+         "factors": (1.0, 1.1, 1.25, 1.5), "axis": "true σ / assumed σ", "fmt": "×{f:g}",
+         "motion": {"params": ("length",), "axis": "true length / assumed length"}},
     ],
 }
 CALIBRATION["fanbeam"] = CALIBRATION["tomography"]
@@ -139,7 +141,18 @@ def _pick(op: str, candidates: Sequence[str]) -> str | None:
 
 
 def _nominal(ref: Condition, param: str) -> Any:
-    return ref.op_params().get(param, _accepted(ref.operator).get(param))
+    v = ref.op_params().get(param, _accepted(ref.operator).get(param))
+    if v is None:  # a default resolved by the operator itself (e.g. inpainting's missing=None → 0.5)
+        v = getattr(build_operator(ref), "_params", {}).get(param)
+    return v
+
+
+def _for_kernel(ref: Condition, table: Mapping) -> Mapping | None:
+    """Blur tables vary σ of a Gaussian PSF, the length of a motion PSF; a given `psf`: nothing (None)."""
+    p = ref.op_params() if ref.operator == "blur" else {}
+    if p.get("psf") is not None:
+        return None
+    return {**table, **table["motion"]} if p.get("kernel") == "motion" and "motion" in table else table
 
 
 def _fmt(fmt: str, **kw: Any) -> str:
@@ -229,6 +242,10 @@ def geometry_shift(ref: Condition) -> Shift | None:
     table = GEOMETRY.get(ref.operator)
     if table is None:
         return None
+    table = _for_kernel(ref, table)
+    if table is None:
+        return Shift("geometry", "Acquisition geometry", "PSF", True, [],
+                     skipped={"*": "a user-given psf has no width to vary"})
     levels, skipped, param = _scaled_levels(ref, table)
     if param is None:
         return Shift("geometry", "Acquisition geometry", table["axis"], True, [],
@@ -257,6 +274,11 @@ def limited_angle_shift(ref: Condition) -> Shift | None:
 def calibration_shifts(ref: Condition) -> list[Shift]:
     out = []
     for table in CALIBRATION.get(ref.operator, []):
+        if _for_kernel(ref, table) is None:
+            out.append(Shift(table["name"], table["label"], table["axis"], True, [],
+                             skipped={"*": "a user-given psf has no width to vary"}))
+            continue
+        table = _for_kernel(ref, table)
         param = _pick(ref.operator, table["params"])
         if param is None and table.get("list_param") in _accepted(ref.operator):
             out.append(_list_offset_shift(ref, table))

@@ -92,12 +92,18 @@ def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu") -> 
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint to resume from: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if _META_KEY not in meta:
-        raise ValueError(f"{path} is not an invmap checkpoint (no '{_META_KEY}' metadata)")
-    tensors = load_file(str(path), device=str(device))
-    return unflatten(json.loads(meta[_META_KEY]), tensors)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if _META_KEY not in meta:
+            raise ValueError(f"{path} is not an invmap checkpoint (no '{_META_KEY}' metadata)")
+        tensors = load_file(str(path), device=str(device))
+        return unflatten(json.loads(meta[_META_KEY]), tensors)
+    except ValueError:
+        raise
+    except Exception as e:  # safetensors' own error type for a corrupt header/data: one line
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: corrupt checkpoint ({msg}); cannot resume") from None
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
