@@ -180,7 +180,7 @@ def test_losses(name):
     f = build_loss(name, ssim_weight=0.3)
     assert float(f(x, x)) == pytest.approx(0.0, abs=1e-6)
     v = f(x_hat, x)
-    assert v.dim() == 0 and float(v) > 0
+    assert v.dim() == 0 and v.item() > 0
     v.backward()
     assert torch.isfinite(x_hat.grad).all() and x_hat.grad.abs().sum() > 0
     if name == "ssim-mix":
