@@ -134,6 +134,28 @@ def test_geometry_shift_marks_the_training_point_for_other_operators(op, params,
         assert all(not s.levels and s.skipped for s in stress.build_shifts(psf, ["geometry", "calibration"]))
 
 
+@pytest.mark.parametrize("params,train,others", [
+    ({"kernel": "gaussian", "sigma": 1.0}, "gaussian σ=1 (training)", {"motion": ("length", 12 ** 0.5), "disk": ("radius", 2.0)}),
+    ({"kernel": "disk", "radius": 3.0}, "disk r=3 (training)", {"gaussian": ("sigma", 1.5), "motion": ("length", 1.5 * 12 ** 0.5)}),
+])
+def test_kernel_shift_swaps_the_psf_family_at_a_comparable_width(params, train, others):
+    ref = Condition(source="ellipses", size=32, operator="blur", operator_params=Condition.dumps({**params, "boundary": "zero"}),
+                    noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
+    sh = next(s for s in stress.build_shifts(ref, ["kernel"]))
+    assert sh.training_level == train and not sh.ordered and len(sh.levels) == 3
+    for lv in sh.levels[1:]:
+        op = lv.changes["operator_params"]
+        name, value = others[op["kernel"]]
+        assert op[name] == pytest.approx(value) and op["boundary"] == "zero"
+        y, x, phys = make_pairs(ref.with_changes(**lv.changes))  # simulation and reconstruction both change
+        assert phys.operator.params()["kernel"] == op["kernel"]
+    ct = Condition(source="ellipses", size=32, operator="tomography", operator_params=Condition.dumps({"angles": 8}),
+                   noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
+    assert stress.build_shifts(ct, ["kernel"]) == []
+    psf = ref.with_changes(operator_params={"psf": [[0.5, 0.5]]})
+    assert [s.skipped for s in stress.build_shifts(psf, ["kernel"])] == [{"*": "a user-given psf has no family to change"}]
+
+
 def test_noise_family_matches_variance():
     ref = _blur_condition(2)
     p = stress.comparable_photons(ref)
@@ -176,6 +198,32 @@ def test_stress_csv_is_tidy_and_figures_exist(tmp_path):
     for name in ("noise", "object"):
         assert (tmp_path / "figures" / f"stress_{name}.png").stat().st_size > 1000
     assert len(meta["verdicts"]) == 2
+
+
+
+def test_stress_on_a_subset_keeps_the_other_shifts(tmp_path):
+    """`invmap stress RUN --shifts noise` refreshes one shift and keeps the others, but only
+    when the earlier results are comparable (same reference, methods, images per level)."""
+    ref = _blur_condition(2)
+    passthrough = lambda y, physics: y.clone()  # noqa: E731
+    methods = {"model": passthrough, "tv": _methods(5)["tv"]}
+    stress.stress_study(methods, ref, tmp_path, kinds=["noise", "object"])
+    before = {(r["shift"], r["level"], r["method"], r["metric"]): r["mean"]
+              for r in stress.read_stress_csv(tmp_path / "stress.csv")}
+    said: list[str] = []
+    rows, meta = stress.stress_study(methods, ref, tmp_path, kinds=["noise"], progress=said.append)
+    after = stress.read_stress_csv(tmp_path / "stress.csv")
+    assert {r["shift"] for r in after} == {"noise", "object"} and len(after) == len(before)
+    assert all(before[(r["shift"], r["level"], r["method"], r["metric"])] == pytest.approx(r["mean"], rel=1e-5)
+               for r in after if r["shift"] == "object")
+    on_disk = json.loads((tmp_path / "stress.json").read_text())
+    assert [s["name"] for s in on_disk["shifts"]] == ["noise", "object"] and len(on_disk["verdicts"]) == 2
+    assert any("kept earlier results for object" in s for s in said)
+    # other methods: the earlier shifts are not comparable any more and are replaced, with a message
+    said.clear()
+    stress.stress_study({"model": passthrough}, ref, tmp_path, kinds=["noise"], progress=said.append)
+    assert {r["shift"] for r in stress.read_stress_csv(tmp_path / "stress.csv")} == {"noise"}
+    assert any("replacing them (dropped: object)" in s for s in said)
 
 
 # ---------------------------------------------------------------------------------------- report

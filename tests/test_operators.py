@@ -196,8 +196,8 @@ def test_algebra_shape_errors():
 def test_unknown_operator_and_parameters():
     with pytest.raises(ValueError, match="unknown operator 'nope'.*blur"):
         ops.build("nope", image_shape=SHAPE)
-    with pytest.raises(ValueError, match="unknown parameter.*'radius'.*allowed: kernel"):
-        ops.build("blur", image_shape=SHAPE, radius=3)
+    with pytest.raises(ValueError, match="unknown parameter.*'width'.*allowed: kernel"):
+        ops.build("blur", image_shape=SHAPE, width=3)
     with pytest.raises(ValueError, match="boundary"):
         ops.build("blur", image_shape=SHAPE, boundary="periodic")
     with pytest.raises(ValueError, match="factor"):
@@ -210,6 +210,7 @@ def test_unknown_operator_and_parameters():
 PSFS = {
     "gaussian": dict(kernel="gaussian", sigma=1.2),
     "motion": dict(kernel="motion", length=5, angle=30.0),
+    "disk": dict(kernel="disk", radius=2.3),
     "psf-3x5": dict(psf=np.random.default_rng(1).random((3, 5)).tolist()),
     "psf-even-4x2": dict(psf=np.random.default_rng(2).random((4, 2))),
     "psf-larger-than-image": dict(psf=np.random.default_rng(3).random((15, 13))),
@@ -228,7 +229,7 @@ def test_blur_matches_scipy(kind, boundary, mode, camera64):
         np.testing.assert_allclose(kty, ndi.correlate(x, op.psf, mode=mode, cval=0.0), atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["gaussian", "motion", "psf-larger-than-image"])
+@pytest.mark.parametrize("kind", ["gaussian", "motion", "disk", "psf-larger-than-image"])
 @pytest.mark.parametrize("boundary", ["zero", "reflect", "circular"])
 def test_blur_dense_adjoint_and_norm_each_boundary(kind, boundary):
     op = ops.build("blur", image_shape=TINY, boundary=boundary, **PSFS[kind])
@@ -246,6 +247,15 @@ def test_blur_kernels():
     v = ops.build("blur", image_shape=SHAPE, kernel="motion", length=7, angle=90.0).psf
     np.testing.assert_allclose(v.ravel(), m.ravel(), atol=1e-12)
     assert v.shape[1] == 1
+    d = ops.build("blur", image_shape=SHAPE, kernel="disk", radius=2.0).psf
+    assert d.shape == (5, 5) and d.sum() == pytest.approx(1.0) and np.allclose(d, d.T) and np.allclose(d, d[::-1])
+    assert d[2, 2] == d.max() and d[0, 0] == 0.0  # the corner pixels lie outside a disk of radius 2
+    # anti-aliased: the PSF's second moment is that of the continuous disk, r²/4 per axis
+    big = ops.build("blur", image_shape=SHAPE, kernel="disk", radius=10.0).psf
+    t = np.arange(big.shape[0]) - big.shape[0] // 2
+    assert float((big.sum(axis=1) * t**2).sum()) == pytest.approx(10.0**2 / 4, rel=0.01)
+    with pytest.raises(ValueError, match="disk radius"):
+        ops.build("blur", image_shape=SHAPE, kernel="disk", radius=0.2)
     with pytest.raises(ValueError, match="psf must be a non-empty 2-D"):
         ops.build("blur", image_shape=SHAPE, psf=[[]])
 

@@ -9,7 +9,6 @@ network address. `build_report(run_dir)` gathers what the run directory holds
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import math
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .evaluate import atomic_write_text, read_metrics
+from .stress import read_stress_csv
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -88,10 +88,7 @@ def stress_table_html(shift: Mapping, rows: Sequence[Mapping], metric: str = "ps
 def read_stress(run_dir: str | Path) -> tuple[list[dict], dict]:
     """(tidy rows of stress.csv, stress.json metadata) of a run; empty when absent."""
     d = Path(run_dir)
-    rows: list[dict] = []
-    if (d / "stress.csv").exists():
-        with (d / "stress.csv").open(newline="") as f:
-            rows = [dict(r) for r in csv.DictReader(f)]
+    rows = read_stress_csv(d / "stress.csv") if (d / "stress.csv").exists() else []
     meta = json.loads((d / "stress.json").read_text()) if (d / "stress.json").exists() else {}
     return rows, meta
 

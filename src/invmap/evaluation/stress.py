@@ -12,6 +12,9 @@ shift has, per forward operator where it matters:
 - ``geometry``: fewer / more views (CT), other PSF width (blur), other sampling rate
   (MRI acceleration, inpainting missing fraction), other decimation (downsampling) — the
   reconstruction physics changes too, so the model receives FBP/Kᵀy of the new geometry;
+- ``kernel``: another blur kernel family of comparable width (Gaussian σ ↔ motion blur of
+  the same standard deviation along its direction, L = √12·σ ↔ defocus disk r = 2σ, the
+  same per-axis second moment), simulation and reconstruction (deblurring);
 - ``limited-angle``: a shorter arc of views (CT);
 - ``calibration-*``: y simulated with a slightly wrong K_sim (angle offset, detector
   shift / centre of rotation, PSF width error) while every method reconstructs with the
@@ -88,7 +91,8 @@ GEOMETRY: dict[str, dict] = {
                 "axis": "number of views", "fmt": "{v} views"},
     "blur": {"params": ("sigma",), "factors": (0.5, 0.75, 1.0, 1.5, 2.0), "int": False,
              "axis": "PSF width σ (pixels)", "fmt": "σ={v:g}",
-             "motion": {"params": ("length",), "axis": "motion blur length (pixels)", "fmt": "length={v:g}"}},
+             "motion": {"params": ("length",), "axis": "motion blur length (pixels)", "fmt": "length={v:g}"},
+             "disk": {"params": ("radius",), "axis": "defocus disk radius (pixels)", "fmt": "r={v:g}"}},
     "downsample": {"params": ("factor",), "factors": (0.5, 1.0, 2.0), "int": True,
                    "axis": "decimation factor", "fmt": "×{v}"},
     "mri": {"params": ("acceleration",), "factors": (0.5, 1.0, 1.5, 2.0), "int": False,
@@ -116,7 +120,8 @@ CALIBRATION: dict[str, list[dict]] = {
     "blur": [
         {"name": "calibration-psf", "label": "Calibration: PSF width error", "params": ("sigma",),
          "factors": (1.0, 1.1, 1.25, 1.5), "axis": "true σ / assumed σ", "fmt": "×{f:g}",
-         "motion": {"params": ("length",), "axis": "true length / assumed length"}},
+         "motion": {"params": ("length",), "axis": "true length / assumed length"},
+         "disk": {"params": ("radius",), "axis": "true radius / assumed radius"}},
     ],
 }
 CALIBRATION["fanbeam"] = CALIBRATION["tomography"]
@@ -124,7 +129,7 @@ CALIBRATION["fanbeam"] = CALIBRATION["tomography"]
 RESOLUTION_FACTORS = (0.5, 1.0, 2.0)
 OBJECT_SOURCES = ("ellipses", "shepp-logan", "samples")
 
-KINDS = ("noise", "noise-family", "geometry", "limited-angle", "calibration", "discretisation", "resolution",
+KINDS = ("noise", "noise-family", "geometry", "kernel", "limited-angle", "calibration", "discretisation", "resolution",
          "object")
 
 
@@ -148,11 +153,13 @@ def _nominal(ref: Condition, param: str) -> Any:
 
 
 def _for_kernel(ref: Condition, table: Mapping) -> Mapping | None:
-    """Blur tables vary σ of a Gaussian PSF, the length of a motion PSF; a given `psf`: nothing (None)."""
+    """Blur tables vary σ of a Gaussian PSF, the length of a motion PSF, the radius of a disk;
+    a given `psf`: nothing (None)."""
     p = ref.op_params() if ref.operator == "blur" else {}
     if p.get("psf") is not None:
         return None
-    return {**table, **table["motion"]} if p.get("kernel") == "motion" and "motion" in table else table
+    kernel = p.get("kernel")
+    return {**table, **table[kernel]} if kernel in ("motion", "disk") and kernel in table else table
 
 
 def _fmt(fmt: str, **kw: Any) -> str:
@@ -252,6 +259,30 @@ def geometry_shift(ref: Condition) -> Shift | None:
                      skipped={"*": f"operator '{ref.operator}' has none of the parameters {', '.join(table['params'])}"})
     return Shift("geometry", "Acquisition geometry", table["axis"], True, levels,
                  f"'{param}' of K changed for simulation AND reconstruction (methods see the new geometry).", skipped)
+
+
+def kernel_shift(ref: Condition) -> Shift | None:
+    """Deblurring: the other PSF families at a comparable width (see the module docstring)."""
+    if ref.operator != "blur":
+        return None
+    p = {**_accepted("blur"), **ref.op_params()}
+    if p.get("psf") is not None:
+        return Shift("kernel", "Blur kernel family", "PSF", False, [],
+                     skipped={"*": "a user-given psf has no family to change"})
+    kernel = p.get("kernel", "gaussian")
+    sigma = {"gaussian": float(p["sigma"]), "motion": float(p["length"]) / math.sqrt(12.0),
+             "disk": float(p["radius"]) / 2.0}[kernel]  # std of the PSF along its widest axis
+    keep = {k: v for k, v in ref.op_params().items() if k not in ("kernel", "sigma", "size", "length", "angle", "radius")}
+    fams = {"gaussian": ({"sigma": sigma}, f"gaussian σ={sigma:.3g}"),
+            "motion": ({"length": max(1.0, math.sqrt(12.0) * sigma), "angle": float(p.get("angle", 0.0))},
+                       f"motion L={max(1.0, math.sqrt(12.0) * sigma):.3g}"),
+            "disk": ({"radius": max(0.5, 2.0 * sigma)}, f"disk r={max(0.5, 2.0 * sigma):.3g}")}
+    order = [kernel] + [k for k in fams if k != kernel]
+    levels = [Level(fams[k][1] + (" (training)" if k == kernel else ""),
+                    {} if k == kernel else {"operator_params": {**keep, "kernel": k, **fams[k][0]}}, training=(k == kernel))
+              for k in order]
+    return Shift("kernel", "Blur kernel family", "PSF family", False, levels,
+                 "Another PSF family of comparable width, for simulation AND reconstruction.")
 
 
 def limited_angle_shift(ref: Condition) -> Shift | None:
@@ -362,6 +393,8 @@ def build_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | Non
             s = noise_family_shift(ref)
         elif k == "geometry":
             s = geometry_shift(ref)
+        elif k == "kernel":
+            s = kernel_shift(ref)
         elif k == "limited-angle":
             s = limited_angle_shift(ref)
         elif k == "calibration":
@@ -439,6 +472,49 @@ def write_stress_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
     return p
 
 
+def read_stress_csv(path: str | Path) -> list[dict]:
+    """The tidy rows of a ``stress.csv`` (mean and std as floats)."""
+    with Path(path).open(newline="") as f:
+        return [{**r, "mean": float(r["mean"]), "std": float(r["std"])} for r in csv.DictReader(f)]
+
+
+def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
+                   progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
+    """Keep the shifts of an earlier study in `out_dir` that this one did not recompute.
+
+    ``invmap stress RUN --shifts noise`` then refreshes the noise shift without losing the
+    others. Earlier results are kept only when they are comparable: same reference
+    condition, same methods and images per level; otherwise they are replaced (and said so).
+    """
+    old_json, old_csv = out_dir / "stress.json", out_dir / "stress.csv"
+    if not (old_json.exists() and old_csv.exists()):
+        return rows, meta
+    try:
+        old = json.loads(old_json.read_text())
+        old_rows = read_stress_csv(old_csv)
+    except (OSError, ValueError, KeyError) as e:
+        if progress:
+            progress(f"stress: earlier results unreadable ({e}); replacing them")
+        return rows, meta
+    same = (old.get("reference") == meta["reference"] and old.get("methods") == meta["methods"]
+            and old.get("settings", {}).get("images per level") == meta["settings"]["images per level"])
+    new_names = {m["name"] for m in meta["shifts"]}
+    kept = [m for m in old.get("shifts", []) if m["name"] not in new_names]
+    if not kept:
+        return rows, meta
+    if not same:
+        if progress:
+            progress("stress: earlier results used another reference, methods or images per level; "
+                     f"replacing them (dropped: {', '.join(m['name'] for m in kept)})")
+        return rows, meta
+    keep = {m["name"] for m in kept}
+    order = [m["name"] for m in old.get("shifts", [])] + [m["name"] for m in meta["shifts"]]
+    shifts = sorted(kept + meta["shifts"], key=lambda m: order.index(m["name"]))
+    if progress:
+        progress(f"stress: kept earlier results for {', '.join(sorted(keep))}")
+    return [r for r in old_rows if r["shift"] in keep] + rows, {**meta, "shifts": shifts}
+
+
 def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: str | Path,
                  kinds: Sequence[str] = KINDS, folder: str | None = None, batch_size: int = 16,
                  settings: Mapping | None = None, progress: Callable[[str], None] | None = None
@@ -454,10 +530,11 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     t0 = time.perf_counter()
     rows = run_shifts(methods, ref, shifts, batch_size, progress)
     metas = [s.meta() for s in shifts]
-    verdicts = verdicts_from_rows(rows, metas)
     meta = {"settings": {"images per level": ref.n, **dict(settings or {}),
                          "seconds": round(time.perf_counter() - t0, 1)},
-            "reference": json.loads(ref.key()), "shifts": metas, "verdicts": [v.to_dict() for v in verdicts]}
+            "reference": json.loads(ref.key()), "methods": sorted(methods), "shifts": metas}
+    rows, meta = merge_previous(rows, meta, out, progress)
+    meta["verdicts"] = [v.to_dict() for v in verdicts_from_rows(rows, meta["shifts"])]
     write_stress_csv(rows, out / "stress.csv")
     atomic_write_json(out / "stress.json", meta)
     for m in metas:
@@ -466,4 +543,4 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
 
 
 __all__ = ["Level", "Shift", "KINDS", "STRESS_COLUMNS", "NOISE_FACTORS", "GEOMETRY", "LIMITED_ANGLE", "CALIBRATION",
-           "build_shifts", "run_shifts", "stress_study", "write_stress_csv", "comparable_photons"]
+           "build_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "merge_previous", "comparable_photons"]

@@ -76,6 +76,19 @@ def motion_psf(length: float, angle: float = 0.0) -> np.ndarray:
     return h / h.sum()
 
 
+def disk_psf(radius: float, oversample: int = 16) -> np.ndarray:
+    """Normalised uniform disk PSF of `radius` pixels (defocus), anti-aliased: each pixel's
+    weight is the fraction of its area inside the disk (``oversample``² sub-samples)."""
+    if not radius >= 0.5:
+        raise ValueError(f"blur: disk radius must be >= 0.5, got {radius}")
+    r = int(math.ceil(radius - 0.5))
+    size = 2 * r + 1
+    t = (np.arange(size * oversample) + 0.5) / oversample - size / 2
+    inside = (t[:, None] ** 2 + t[None, :] ** 2) <= radius**2
+    h = inside.reshape(size, oversample, size, oversample).mean(axis=(1, 3))
+    return h / h.sum()
+
+
 def extension_index(n: int, before: int, after: int, boundary: str) -> torch.Tensor:
     """Source index in ``[0, n]`` of each of the ``before + n + after`` extended samples.
 
@@ -145,13 +158,13 @@ class _Conv:
 
 @OPERATORS.register("blur")
 class Blur(LinearOperator):
-    """Convolution blur y = h * x (Gaussian, motion or any PSF) with a zero/reflect/circular boundary.
+    """Convolution blur y = h * x (Gaussian, motion, disk or any PSF) with a zero/reflect/circular boundary.
 
     Parameters
     ----------
     kernel: ``"gaussian"`` (std `sigma`, `size` default 2⌈3σ⌉+1), ``"motion"``
-        (`length` pixels at `angle` degrees) — both normalised to sum 1 — or ignored when
-        `psf` is given.
+        (`length` pixels at `angle` degrees) or ``"disk"`` (defocus: a uniform disk of
+        `radius` pixels) — all normalised to sum 1 — or ignored when `psf` is given.
     psf: any 2-D PSF (nested list / array), used as given (not renormalised); its centre is
         pixel ``(kh // 2, kw // 2)``.
     boundary: ``"zero"``, ``"reflect"`` (half-sample symmetric, scipy ``'reflect'``) or
@@ -161,8 +174,9 @@ class Blur(LinearOperator):
     boundary (correlation with h, then the transpose of the boundary extension).
     """
 
-    def __init__(self, image_shape: tuple[int, int], kernel: Literal["gaussian", "motion"] = "gaussian",
+    def __init__(self, image_shape: tuple[int, int], kernel: Literal["gaussian", "motion", "disk"] = "gaussian",
                  sigma: float = 1.5, size: int | None = None, length: float = 9.0, angle: float = 0.0,
+                 radius: float = 3.0,
                  psf: list[list[float]] | np.ndarray | torch.Tensor | None = None,
                  boundary: Literal["zero", "reflect", "circular"] = "reflect"):
         super().__init__(image_shape, image_shape)
@@ -176,8 +190,10 @@ class Blur(LinearOperator):
             h = gaussian_psf(sigma, size)
         elif kernel == "motion":
             h = motion_psf(length, angle)
+        elif kernel == "disk":
+            h = disk_psf(radius)
         else:  # pragma: no cover - Literal validated by the registry
-            raise ValueError(f"blur: unknown kernel '{kernel}'; choose gaussian or motion")
+            raise ValueError(f"blur: unknown kernel '{kernel}'; choose gaussian, motion or disk")
         extension_index(1, 0, 0, boundary)  # validates the boundary name
         self.psf = h
         self.boundary = boundary
@@ -192,8 +208,10 @@ class Blur(LinearOperator):
             self._params["psf"] = h.tolist()
         elif kernel == "gaussian":
             self._params.update(sigma=float(sigma), size=int(h.shape[0]))
-        else:
+        elif kernel == "motion":
             self._params.update(length=float(length), angle=float(angle))
+        else:
+            self._params.update(radius=float(radius))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv.forward(self, x)

@@ -236,7 +236,8 @@ class FanBeam(_RayTransform):
     angles:
         Number of source positions uniform over [0°, arc), or an explicit list (degrees).
     arc:
-        Angular range of an ``angles`` count; 360 = full scan (what `fbp` assumes).
+        Angular range of an ``angles`` count; 360 = full scan. A short scan of 180° plus
+        the fan angle is complete data too (`fbp` then applies Parker weights).
     source_distance:
         Source–origin distance SO in pixels; default ``2·max(H, W)``. Must exceed the
         image's half-diagonal (the source stays outside the image).

@@ -28,7 +28,20 @@ beyond: ``ramp`` 1, ``shepp-logan`` sinc(ν/2), ``cosine`` cos(πν/2), ``hann``
 Angular weights Δθ_i: each view gets half the gap to each neighbour on the circle of
 period 180° (parallel) or 360° (fan), each half capped at the median half-gap, so uniform
 full scans get π/A (2π/A), sparse uniform views likewise, and a limited arc is not
-inflated at its ends. A fan-beam scan shorter than 360° is not Parker-weighted.
+inflated at its ends.
+
+Fan-beam short scans (an arc between 180° and 360°) are Parker-weighted (Parker 1982):
+the ray (β, γ), with γ = atan(u'/SO) the fan angle of detector cell u', meets the same line
+as (β + π − 2γ, −γ) in this geometry, so rays measured twice get weights summing to one,
+
+    w = sin²(π/4 · β/(δ + γ))              for 0 ≤ β < 2δ + 2γ,
+    w = 1                                  for 2δ + 2γ ≤ β ≤ π + 2γ,
+    w = sin²(π/4 · (π + 2δ − β)/(δ − γ))   for π + 2γ < β ≤ π + 2δ,
+
+with β measured from the first view and π + 2δ the scanned span; the weights replace the
+½ of the full-scan formula. The data are complete when δ is at least the half fan angle
+(a span of 180° plus the full fan angle); a shorter arc (limited angle) is reconstructed
+as well as the data allow. Arcs of 180° or less are not Parker-weighted.
 """
 
 from __future__ import annotations
@@ -80,6 +93,32 @@ def angular_weights(angles_deg, period: float) -> np.ndarray:
     w = np.empty_like(a)
     w[order] = left + right
     return np.deg2rad(w)
+
+
+def parker_weights(angles_deg, gamma: np.ndarray) -> np.ndarray | None:
+    """Parker weights w[i, j] for view i and fan angle ``gamma[j]`` (radians) of a fan-beam
+    short scan; None for a full 360° scan or an arc of at most 180° (see the module docstring)."""
+    a = np.sort(np.asarray(angles_deg, dtype=np.float64))
+    if len(a) < 2:
+        return None
+    order = np.argsort(np.asarray(angles_deg, dtype=np.float64), kind="stable")
+    beta = np.deg2rad(a - a[0])
+    span = beta[-1]
+    step = float(np.median(np.diff(beta)))
+    if span + step >= 2 * np.pi - 1e-6 or span <= np.pi + 1e-9:
+        return None
+    delta = (span - np.pi) / 2
+    b, g = beta[:, None], np.asarray(gamma, dtype=np.float64)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rise = np.sin(np.pi / 4 * b / (delta + g)) ** 2
+        fall = np.sin(np.pi / 4 * (np.pi + 2 * delta - b) / (delta - g)) ** 2
+    w = np.ones_like(b * g)
+    w = np.where(b < 2 * (delta + g), rise, w)
+    w = np.where(b > np.pi + 2 * g, fall, w)
+    w = np.nan_to_num(np.clip(w, 0.0, 1.0), nan=0.0)
+    out = np.empty_like(w)
+    out[order] = w
+    return out
 
 
 def _filter(y: torch.Tensor, spacing: float, filter: str, cutoff: float) -> torch.Tensor:
@@ -186,7 +225,11 @@ def fbp(y: torch.Tensor, op, filter: str = "ramp", cutoff: float = 1.0) -> torch
         u = (torch.arange(g.detectors, dtype=torch.float64, device=y.device) - (g.detectors - 1) / 2) * tau
         u = u + g.offset * so / sdd
         q = q * (so / torch.sqrt(so**2 + u**2)).to(q.dtype)
-        q = 0.5 * _filter(q, tau, filter, cutoff)
+        parker = parker_weights(g.angles, np.arctan(u.cpu().numpy() / so))
+        if parker is None:
+            q = 0.5 * _filter(q, tau, filter, cutoff)
+        else:
+            q = _filter(q * torch.as_tensor(parker, dtype=q.dtype, device=q.device), tau, filter, cutoff)
         weights = angular_weights(g.angles, 360.0)
     else:
         q = _filter(q, g.spacing, filter, cutoff)
