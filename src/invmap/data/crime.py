@@ -43,7 +43,7 @@ PIXEL_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
     "tomography": {"scale": ("detector_spacing", "detector_offset"), "keep": ("detectors",)},
     "fanbeam": {"scale": ("source_distance", "detector_distance", "detector_spacing", "detector_offset"),
                 "keep": ("detectors",)},
-    "blur": {"scale": ("sigma", "length", "size"), "keep": ()},
+    "blur": {"scale": ("sigma", "length", "radius", "size"), "keep": ()},
     "downsample": {"scale": ("factor", "sigma"), "keep": ()},
 }
 
