@@ -63,6 +63,21 @@ def test_run_writes_all_files_and_improves(reference):
     assert psnr == pytest.approx(meta["val_psnr"], abs=1e-3)
 
 
+def test_tensorboard_scalars_when_installed(reference):
+    """With the optional tensorboard package, the run also holds TensorBoard event files with
+    the same numbers as train_log.csv (skipped when tensorboard is not installed)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(reference.run_dir / "tensorboard"))
+    ea.Reload()
+    assert {"loss/train", "val/psnr", "val/ssim", "lr"} <= set(ea.Tags()["scalars"])
+    rows = read_log(reference.run_dir / "train_log.csv")
+    psnr = [e.value for e in ea.Scalars("val/psnr")]
+    assert psnr == pytest.approx([float(r["val_psnr"]) for r in rows], abs=1e-3)
+    assert [e.step for e in ea.Scalars("val/psnr")] == [int(r["step"]) for r in rows]
+
+
 def test_same_seed_same_weights(reference, tmp_path):
     again = train(tiny(), tmp_path / "again", progress=False)
     a, b = weights(reference.run_dir / "model.safetensors"), weights(again.run_dir / "model.safetensors")

@@ -122,6 +122,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
         st["initial_psnr"] = p0
         save_best(0, p0, s0)
         log.write(epoch=0, step=0, lr=tc.lr, val_psnr=p0, val_ssim=s0, seconds=0.0)
+        tb.scalars(0, **{"val/psnr": p0, "val/ssim": s0})
         save_checkpoint()
     bar = progress_bar(tc.epochs * steps_per_epoch, st["step"], progress)
     t0, shown = time.perf_counter() - st["seconds"], f"{st['best_psnr']:.2f}"
