@@ -164,9 +164,12 @@ def test_noise_family_matches_variance():
     assert p == pytest.approx(float(y.double().mean()) / var, rel=1e-4)
 
 
-def test_calibration_mismatch_only_changes_simulation():
-    ref = _blur_condition(2)
+@pytest.mark.parametrize("op,params", [("blur", {"sigma": 1.0}), ("downsample", {"factor": 2, "filter": "gaussian"})])
+def test_calibration_mismatch_only_changes_simulation(op, params):
+    ref = Condition(source="ellipses", size=32, operator=op, operator_params=Condition.dumps(params),
+                    noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
     cal = next(s for s in stress.build_shifts(ref, ["calibration"]) if s.name == "calibration-psf")
+    assert cal.training_level == "×1" and len(cal.levels) == 4
     lv = cal.levels[-1]
     y0, _, p0 = make_pairs(ref)
     y1, _, p1 = make_pairs(ref.with_changes(**lv.changes))

@@ -17,8 +17,8 @@ shift has, per forward operator where it matters:
   same per-axis second moment), simulation and reconstruction (deblurring);
 - ``limited-angle``: a shorter arc of views (CT);
 - ``calibration-*``: y simulated with a slightly wrong K_sim (angle offset, detector
-  shift / centre of rotation, PSF width error) while every method reconstructs with the
-  nominal K;
+  shift / centre of rotation, PSF width error, the anti-alias kernel of a downsampling)
+  while every method reconstructs with the nominal K;
 - ``discretisation``: y simulated on the reconstruction grid (inverse crime) or on a
   finer grid;
 - ``resolution``: test images at other sizes (models that cannot take them are skipped);
@@ -125,6 +125,10 @@ CALIBRATION: dict[str, list[dict]] = {
     ],
 }
 CALIBRATION["fanbeam"] = CALIBRATION["tomography"]
+CALIBRATION["downsample"] = [  # super-resolution: the true anti-alias kernel is wider than assumed
+    {"name": "calibration-psf", "label": "Calibration: anti-alias kernel width error", "params": ("sigma",),
+     "factors": (1.0, 1.1, 1.25, 1.5), "axis": "true σ / assumed σ", "fmt": "×{f:g}"},
+]
 
 RESOLUTION_FACTORS = (0.5, 1.0, 2.0)
 OBJECT_SOURCES = ("ellipses", "shepp-logan", "samples")
@@ -327,7 +331,10 @@ def calibration_shifts(ref: Condition) -> list[Shift]:
                 sim = {**ref.op_params(), param: base + o}
                 levels.append(Level(_fmt(table["fmt"], v=o), {} if o == 0 else {"sim_params": sim}, training=(o == 0)))
         else:
-            if not isinstance(nominal, (int, float)):
+            if not isinstance(nominal, (int, float)) or isinstance(nominal, bool):
+                out.append(Shift(table["name"], table["label"], table["axis"], True, [],
+                                 skipped={"*": f"'{param}' is not set for this operator ({ref.operator} "
+                                               f"{Condition.dumps(ref.op_params())})"}))
                 continue
             for f in table["factors"]:
                 sim = {**ref.op_params(), param: float(nominal) * f}
