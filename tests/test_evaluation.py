@@ -164,12 +164,15 @@ def test_noise_family_matches_variance():
     assert p == pytest.approx(float(y.double().mean()) / var, rel=1e-4)
 
 
-@pytest.mark.parametrize("op,params", [("blur", {"sigma": 1.0}), ("downsample", {"factor": 2, "filter": "gaussian"})])
-def test_calibration_mismatch_only_changes_simulation(op, params):
+@pytest.mark.parametrize("op,params,name,train", [("blur", {"sigma": 1.0}, "calibration-psf", "×1"),
+                                                   ("downsample", {"factor": 2, "filter": "gaussian"}, "calibration-psf", "×1"),
+                                                   ("mri", {}, "calibration-kspace", "+0"),
+                                                   ("tomography", {"angles": 8}, "calibration-detector", "+0 px")])
+def test_calibration_mismatch_only_changes_simulation(op, params, name, train):
     ref = Condition(source="ellipses", size=32, operator=op, operator_params=Condition.dumps(params),
                     noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
-    cal = next(s for s in stress.build_shifts(ref, ["calibration"]) if s.name == "calibration-psf")
-    assert cal.training_level == "×1" and len(cal.levels) == 4
+    cal = next(s for s in stress.build_shifts(ref, ["calibration"]) if s.name == name)
+    assert cal.training_level == train and len(cal.levels) == 4
     lv = cal.levels[-1]
     y0, _, p0 = make_pairs(ref)
     y1, _, p1 = make_pairs(ref.with_changes(**lv.changes))

@@ -17,7 +17,8 @@ shift has, per forward operator where it matters:
   same per-axis second moment), simulation and reconstruction (deblurring);
 - ``limited-angle``: a shorter arc of views (CT);
 - ``calibration-*``: y simulated with a slightly wrong K_sim (angle offset, detector
-  shift / centre of rotation, PSF width error, the anti-alias kernel of a downsampling)
+  shift / centre of rotation, PSF width error, the anti-alias kernel of a downsampling,
+  an MRI gradient delay)
   while every method reconstructs with the nominal K;
 - ``discretisation``: y simulated on the reconstruction grid (inverse crime) or on a
   finer grid;
@@ -125,6 +126,10 @@ CALIBRATION: dict[str, list[dict]] = {
     ],
 }
 CALIBRATION["fanbeam"] = CALIBRATION["tomography"]
+CALIBRATION["mri"] = [  # a gradient delay: k-space sampled off its nominal grid along the readout
+    {"name": "calibration-kspace", "label": "Calibration: k-space shift (gradient delay)", "params": ("kspace_shift",),
+     "offsets": (0.0, 0.25, 0.5, 1.0), "axis": "readout shift of the k-space samples (samples)", "fmt": "{v:+g}"},
+]
 CALIBRATION["downsample"] = [  # super-resolution: the true anti-alias kernel is wider than assumed
     {"name": "calibration-psf", "label": "Calibration: anti-alias kernel width error", "params": ("sigma",),
      "factors": (1.0, 1.1, 1.25, 1.5), "axis": "true σ / assumed σ", "fmt": "×{f:g}"},

@@ -13,6 +13,14 @@ the real inner product <a, b> = Re Σ conj(a) b give the adjoint
 
 so Kᵀ is the zero-filled reconstruction and ‖K‖ = 1. Noise added on unsampled entries is
 discarded by Kᵀ.
+
+``kspace_shift`` δ (in k-space samples, along the readout kx = the columns) models a
+gradient delay: every sample is taken at kx + δ instead of kx, i.e.
+
+    K x = M ⊙ F (φ ⊙ x),   φ[n] = exp(−2πi δ (n − W//2) / W),   Kᵀ y = Re(φ̄ ⊙ F^H (M ⊙ y)),
+
+still exactly adjoint and ‖K‖ = 1. The stress study simulates with δ ≠ 0 while methods
+reconstruct with δ = 0 (a calibration mismatch).
 """
 
 from __future__ import annotations
@@ -72,22 +80,32 @@ class MRI(LinearOperator):
     complex_output = True
 
     def __init__(self, image_shape: tuple[int, int], acceleration: float = 4.0, center_fraction: float = 0.08,
-                 pattern: Literal["random", "equispaced"] = "random", seed: int = 0):
+                 pattern: Literal["random", "equispaced"] = "random", seed: int = 0, kspace_shift: float = 0.0):
         super().__init__(image_shape, image_shape)
         H, W = self.in_shape
         lines = line_mask(H, acceleration, center_fraction, pattern, seed)
         self.lines = lines
         self.mask = lines.to(torch.float64)[:, None].expand(H, W).contiguous()
+        shift = float(kspace_shift)
+        if not torch.isfinite(torch.tensor(shift)):
+            raise ValueError(f"mri: kspace_shift must be a finite number of k-space samples, got {kspace_shift}")
+        n = torch.arange(W, dtype=torch.float64) - W // 2
+        self.phase = torch.polar(torch.ones(W, dtype=torch.float64), -2 * torch.pi * shift * n / W) if shift else None
         self._params = {"acceleration": float(acceleration), "center_fraction": float(center_fraction),
-                        "pattern": pattern, "seed": int(seed)}
+                        "pattern": pattern, "seed": int(seed), "kspace_shift": shift}
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.buffer("mask", x)
+        if self.phase is not None:
+            x = x * self.buffer("phase", x)
         return centered_fft2(x) * m
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         m = self.buffer("mask", y)
-        return centered_ifft2(y * m).real
+        z = centered_ifft2(y * m)
+        if self.phase is not None:
+            z = z * self.buffer("phase", y).conj()
+        return z.real
 
     def norm(self, *args, **kwargs) -> float:
         return 1.0 if bool(self.lines.any()) else 0.0
