@@ -207,9 +207,20 @@ def test_stress_csv_is_tidy_and_figures_exist(tmp_path):
 
 
 
+def test_stress_says_which_requested_shifts_do_not_apply(tmp_path):
+    ct = Condition(source="ellipses", size=32, operator="tomography", operator_params=Condition.dumps({"angles": 8}),
+                   noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
+    with pytest.raises(ValueError, match="none of the shifts kernel applies to operator 'tomography'"):
+        stress.stress_study(_methods(5), ct, tmp_path, kinds=["kernel"])
+    assert not (tmp_path / "stress.csv").exists()
+    said: list[str] = []
+    stress.stress_study(_methods(5), ct, tmp_path, kinds=["kernel", "discretisation"], progress=said.append)
+    assert "stress: not applicable to operator 'tomography' / noise 'gaussian': kernel" in said
+
+
 def test_stress_on_a_subset_keeps_the_other_shifts(tmp_path):
-    """`invmap stress RUN --shifts noise` refreshes one shift and keeps the others, but only
-    when the earlier results are comparable (same reference, methods, images per level)."""
+    """`invmap stress RUN --shifts noise` refreshes one shift and keeps the others (each shift
+    records its own images per level and methods); other reference conditions replace them."""
     ref = _blur_condition(2)
     passthrough = lambda y, physics: y.clone()  # noqa: E731
     methods = {"model": passthrough, "tv": _methods(5)["tv"]}
@@ -217,17 +228,19 @@ def test_stress_on_a_subset_keeps_the_other_shifts(tmp_path):
     before = {(r["shift"], r["level"], r["method"], r["metric"]): r["mean"]
               for r in stress.read_stress_csv(tmp_path / "stress.csv")}
     said: list[str] = []
-    rows, meta = stress.stress_study(methods, ref, tmp_path, kinds=["noise"], progress=said.append)
+    stress.stress_study(methods, ref.with_changes(n=3), tmp_path, kinds=["noise"], progress=said.append)
     after = stress.read_stress_csv(tmp_path / "stress.csv")
     assert {r["shift"] for r in after} == {"noise", "object"} and len(after) == len(before)
     assert all(before[(r["shift"], r["level"], r["method"], r["metric"])] == pytest.approx(r["mean"], rel=1e-5)
                for r in after if r["shift"] == "object")
     on_disk = json.loads((tmp_path / "stress.json").read_text())
     assert [s["name"] for s in on_disk["shifts"]] == ["noise", "object"] and len(on_disk["verdicts"]) == 2
+    assert [s["images per level"] for s in on_disk["shifts"]] == [3, 2]
+    assert on_disk["settings"]["images per level"] == "3 (noise); 2 (object)"
     assert any("kept earlier results for object" in s for s in said)
-    # other methods: the earlier shifts are not comparable any more and are replaced, with a message
+    # other reference conditions (here another noise level): the earlier shifts are replaced, with a message
     said.clear()
-    stress.stress_study({"model": passthrough}, ref, tmp_path, kinds=["noise"], progress=said.append)
+    stress.stress_study(methods, ref.with_changes(noise_scale=2.0), tmp_path, kinds=["noise"], progress=said.append)
     assert {r["shift"] for r in stress.read_stress_csv(tmp_path / "stress.csv")} == {"noise"}
     assert any("replacing them (dropped: object)" in s for s in said)
 

@@ -67,6 +67,7 @@ class Shift:
     levels: list[Level]
     description: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
+    kind: str = ""  # the entry of KINDS it came from (set by build_shifts)
 
     @property
     def training_level(self) -> str | None:
@@ -410,7 +411,9 @@ def build_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | Non
         elif k == "limited-angle":
             s = limited_angle_shift(ref)
         elif k == "calibration":
-            out += calibration_shifts(ref)
+            for c in calibration_shifts(ref):
+                c.kind = k
+                out.append(c)
             continue
         elif k == "discretisation":
             s = discretisation_shift(ref)
@@ -419,6 +422,7 @@ def build_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | Non
         else:
             s = object_shift(ref, folder)
         if s is not None:
+            s.kind = k
             out.append(s)
     return out
 
@@ -494,9 +498,11 @@ def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
                    progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
     """Keep the shifts of an earlier study in `out_dir` that this one did not recompute.
 
-    ``invmap stress RUN --shifts noise`` then refreshes the noise shift without losing the
-    others. Earlier results are kept only when they are comparable: same reference
-    condition, same methods and images per level; otherwise they are replaced (and said so).
+    ``invmap stress RUN --shifts noise --n 64`` then refreshes the noise shift without
+    losing the others. Each shift records its own images per level and methods (verdicts
+    compare methods within a shift), so shifts of different invocations may be combined;
+    earlier results are dropped (and said so) only when the reference condition — the
+    training conditions — differs.
     """
     old_json, old_csv = out_dir / "stress.json", out_dir / "stress.csv"
     if not (old_json.exists() and old_csv.exists()):
@@ -508,23 +514,33 @@ def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
         if progress:
             progress(f"stress: earlier results unreadable ({e}); replacing them")
         return rows, meta
-    same = (old.get("reference") == meta["reference"] and old.get("methods") == meta["methods"]
-            and old.get("settings", {}).get("images per level") == meta["settings"]["images per level"])
     new_names = {m["name"] for m in meta["shifts"]}
     kept = [m for m in old.get("shifts", []) if m["name"] not in new_names]
     if not kept:
         return rows, meta
-    if not same:
+
+    def reference(m: Mapping) -> dict:
+        return {k: v for k, v in (m.get("reference") or {}).items() if k != "n"}
+
+    if reference(old) != reference(meta):
         if progress:
-            progress("stress: earlier results used another reference, methods or images per level; "
-                     f"replacing them (dropped: {', '.join(m['name'] for m in kept)})")
+            progress(f"stress: earlier results used other reference conditions; replacing them "
+                     f"(dropped: {', '.join(m['name'] for m in kept)})")
         return rows, meta
+    n_old = old.get("settings", {}).get("images per level")
+    kept = [{"images per level": n_old, "methods": old.get("methods"), **m} for m in kept]  # older files: global values
     keep = {m["name"] for m in kept}
     order = [m["name"] for m in old.get("shifts", [])] + [m["name"] for m in meta["shifts"]]
     shifts = sorted(kept + meta["shifts"], key=lambda m: order.index(m["name"]))
+    per_n: dict[Any, list[str]] = {}
+    for m in shifts:
+        per_n.setdefault(m.get("images per level"), []).append(m["name"])
+    settings = dict(meta["settings"])
+    if len(per_n) > 1:
+        settings["images per level"] = "; ".join(f"{n} ({', '.join(names)})" for n, names in per_n.items())
     if progress:
         progress(f"stress: kept earlier results for {', '.join(sorted(keep))}")
-    return [r for r in old_rows if r["shift"] in keep] + rows, {**meta, "shifts": shifts}
+    return [r for r in old_rows if r["shift"] in keep] + rows, {**meta, "settings": settings, "shifts": shifts}
 
 
 def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: str | Path,
@@ -539,9 +555,15 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     shifts = build_shifts(ref, kinds, folder)
+    missing = [k for k in kinds if not any(s.kind == k for s in shifts)]
+    if not shifts:
+        raise ValueError(f"none of the shifts {', '.join(kinds)} applies to operator '{ref.operator}' with noise "
+                         f"'{ref.noise}' (e.g. 'kernel' is for blur, 'limited-angle' for CT, 'noise' needs noise)")
+    if missing and len(kinds) < len(KINDS) and progress:  # a subset the user asked for
+        progress(f"stress: not applicable to operator '{ref.operator}' / noise '{ref.noise}': {', '.join(missing)}")
     t0 = time.perf_counter()
     rows = run_shifts(methods, ref, shifts, batch_size, progress)
-    metas = [s.meta() for s in shifts]
+    metas = [{**s.meta(), "images per level": ref.n, "methods": sorted(methods)} for s in shifts]
     meta = {"settings": {"images per level": ref.n, **dict(settings or {}),
                          "seconds": round(time.perf_counter() - t0, 1)},
             "reference": json.loads(ref.key()), "methods": sorted(methods), "shifts": metas}
