@@ -332,3 +332,15 @@ def test_invmap_run_end_to_end(tmp_path, capsys):
     html = (d / "report.html").read_text()
     assert "data:image/png;base64," in html and "model" in html
     assert main(args) == 0 and (tmp_path / "e2e-2" / "report.html").exists()  # a second run never overwrites
+
+
+@pytest.mark.parametrize("extra,message", [(["--shifts", "limited-angle"], "none of the shifts limited-angle applies"),
+                                           (["--folder", "/no/such/dir"], "--folder: no directory"),
+                                           (["--stress-n", "0"], "--stress-n must be >= 1")])
+def test_invmap_run_refuses_bad_stress_options_before_training(tmp_path, capsys, extra, message):
+    """Options the stress stage cannot honour stop the run at once, before any training."""
+    args = ["run", "--out", str(tmp_path), "--quiet", "--set", "operator.name=blur", "--set", "model.input=adjoint"] + extra
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())  # nothing was started
