@@ -167,6 +167,7 @@ def test_noise_family_matches_variance():
 @pytest.mark.parametrize("op,params,name,train", [("blur", {"sigma": 1.0}, "calibration-psf", "×1"),
                                                    ("downsample", {"factor": 2, "filter": "gaussian"}, "calibration-psf", "×1"),
                                                    ("mri", {}, "calibration-kspace", "+0"),
+                                                   ("inpainting", {}, "calibration-mask", "+0%"),
                                                    ("tomography", {"angles": 8}, "calibration-detector", "+0 px")])
 def test_calibration_mismatch_only_changes_simulation(op, params, name, train):
     ref = Condition(source="ellipses", size=32, operator=op, operator_params=Condition.dumps(params),

@@ -330,6 +330,14 @@ def test_matrix_matches_numpy(camera64):
         ops.build("matrix", image_shape=(6, 5), matrix=A[:, :29])
 
 
+def test_inpainting_masks_of_one_seed_are_nested():
+    """For one seed a larger missing fraction removes a superset of the pixels (dead pixels)."""
+    a = ops.build("inpainting", image_shape=(20, 16), missing=0.3, seed=4).mask
+    b = ops.build("inpainting", image_shape=(20, 16), missing=0.35, seed=4).mask
+    assert int((a == 0).sum()) == 96 and int((b == 0).sum()) == 112
+    assert bool(((a == 0) <= (b == 0)).all())
+
+
 def test_mri_kspace_shift_samples_the_dft_off_grid(camera64, gen):
     """kspace_shift δ: y[ky, kx] = M · Σ x[n] exp(−2πi (ky·ny/H + (kx + δ)·nx/W)) / √(HW)
     (centred indices), with an exact adjoint; δ = 0 is the plain operator."""

@@ -18,7 +18,7 @@ shift has, per forward operator where it matters:
 - ``limited-angle``: a shorter arc of views (CT);
 - ``calibration-*``: y simulated with a slightly wrong K_sim (angle offset, detector
   shift / centre of rotation, PSF width error, the anti-alias kernel of a downsampling,
-  an MRI gradient delay)
+  an MRI gradient delay, unflagged dead pixels in inpainting)
   while every method reconstructs with the nominal K;
 - ``discretisation``: y simulated on the reconstruction grid (inverse crime) or on a
   finer grid;
@@ -130,6 +130,10 @@ CALIBRATION["fanbeam"] = CALIBRATION["tomography"]
 CALIBRATION["mri"] = [  # a gradient delay: k-space sampled off its nominal grid along the readout
     {"name": "calibration-kspace", "label": "Calibration: k-space shift (gradient delay)", "params": ("kspace_shift",),
      "offsets": (0.0, 0.25, 0.5, 1.0), "axis": "readout shift of the k-space samples (samples)", "fmt": "{v:+g}"},
+]
+CALIBRATION["inpainting"] = [  # dead pixels that the nominal mask does not know of (same seed: a superset)
+    {"name": "calibration-mask", "label": "Calibration: unflagged dead pixels", "params": ("missing",),
+     "offsets": (0.0, 0.01, 0.03, 0.1), "axis": "extra missing fraction, not in the nominal mask", "fmt": "+{v:.0%}"},
 ]
 CALIBRATION["downsample"] = [  # super-resolution: the true anti-alias kernel is wider than assumed
     {"name": "calibration-psf", "label": "Calibration: anti-alias kernel width error", "params": ("sigma",),

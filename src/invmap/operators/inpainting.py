@@ -2,7 +2,10 @@
 
 The mask removes either a seeded random set of pixels (exactly ``round(missing·H·W)`` of
 them) or a rectangle ``box = (top, left, height, width)``, or both; y keeps the image
-shape with zeros where pixels are missing.
+shape with zeros where pixels are missing. The random pixels are a prefix of one seeded
+permutation, so for one seed a larger ``missing`` removes a superset of the pixels (the
+stress study uses this for unflagged dead pixels: K_sim misses a few more pixels than the
+nominal K knows of).
 """
 
 from __future__ import annotations
