@@ -40,8 +40,10 @@ as (β + π − 2γ, −γ) in this geometry, so rays measured twice get weights
 
 with β measured from the first view and π + 2δ the scanned span; the weights replace the
 ½ of the full-scan formula. The data are complete when δ is at least the half fan angle
-(a span of 180° plus the full fan angle); a shorter arc (limited angle) is reconstructed
-as well as the data allow. Arcs of 180° or less are not Parker-weighted.
+(a span of 180° plus the full fan angle); a shorter arc is reconstructed as well as the
+data allow. Below a 180° span (limited angle) Parker's formula does not apply; each ray
+then gets 1 / (number of views within the arc that measure its line), so lines measured
+once keep their full weight.
 """
 
 from __future__ import annotations
@@ -119,6 +121,28 @@ def parker_weights(angles_deg, gamma: np.ndarray) -> np.ndarray | None:
     out = np.empty_like(w)
     out[order] = w
     return out
+
+
+def redundancy_weights(angles_deg, gamma: np.ndarray) -> np.ndarray | None:
+    """1 / (times the line of ray (β, γ) is measured within the arc) for a fan-beam scan
+    shorter than 360°: conjugates (β ± π − 2γ, −γ); None for a full scan."""
+    a = np.asarray(angles_deg, dtype=np.float64)
+    if len(a) < 2:
+        return None
+    beta = np.deg2rad(a - a.min())
+    span, step = beta.max(), float(np.median(np.diff(np.sort(beta))))
+    if span + step >= 2 * np.pi - 1e-6:
+        return None
+    b, g = beta[:, None], np.asarray(gamma, dtype=np.float64)[None, :]
+    count = 1.0 + (b + np.pi - 2 * g <= span + step / 2) + (b - np.pi - 2 * g >= -step / 2)
+    return 1.0 / count
+
+
+def short_scan_weights(angles_deg, gamma: np.ndarray) -> np.ndarray | None:
+    """Weights of a fan-beam scan shorter than 360° (Parker's from a 180° span on, else
+    `redundancy_weights`); None for a full scan."""
+    w = parker_weights(angles_deg, gamma)
+    return w if w is not None else redundancy_weights(angles_deg, gamma)
 
 
 def _filter(y: torch.Tensor, spacing: float, filter: str, cutoff: float) -> torch.Tensor:
@@ -225,11 +249,11 @@ def fbp(y: torch.Tensor, op, filter: str = "ramp", cutoff: float = 1.0) -> torch
         u = (torch.arange(g.detectors, dtype=torch.float64, device=y.device) - (g.detectors - 1) / 2) * tau
         u = u + g.offset * so / sdd
         q = q * (so / torch.sqrt(so**2 + u**2)).to(q.dtype)
-        parker = parker_weights(g.angles, np.arctan(u.cpu().numpy() / so))
-        if parker is None:
+        short = short_scan_weights(g.angles, np.arctan(u.cpu().numpy() / so))
+        if short is None:
             q = 0.5 * _filter(q, tau, filter, cutoff)
         else:
-            q = _filter(q * torch.as_tensor(parker, dtype=q.dtype, device=q.device), tau, filter, cutoff)
+            q = _filter(q * torch.as_tensor(short, dtype=q.dtype, device=q.device), tau, filter, cutoff)
         weights = angular_weights(g.angles, 360.0)
     else:
         q = _filter(q, g.spacing, filter, cutoff)
