@@ -113,6 +113,27 @@ def test_refuses_to_overwrite_a_run(reference):
         train(tiny(), reference.run_dir, progress=False)
 
 
+@pytest.mark.parametrize("overrides,message", [(["operator.name=blur", "operator.sigma=-1"], "sigma"),
+                                               (["model.name=unet", "model.depth=9"], "'depth' must be <= 8"),
+                                               (["data.source=folder:BAD"], "cannot read image")])
+def test_a_failed_start_leaves_no_run_directory(tmp_path, overrides, message):
+    """A bad operator/model value or an unreadable image fails before any run exists: neither
+    `train` nor `invmap run` leaves a half-made run directory."""
+    from invmap.pipeline import RunOptions, run as run_pipeline
+
+    bad = tmp_path / "imgs"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"not a png")
+    base = [o for o in TINY if not (o.startswith("model.") and "model.name=unet" in overrides)]
+    cfg = load_config(None, base + ["model.input=adjoint"] + [o.replace("BAD", str(bad)) for o in overrides])
+    with pytest.raises(Exception, match=message):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(Exception, match=message):
+        run_pipeline(cfg, RunOptions(out=tmp_path / "runs", progress=False))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_resume_needs_a_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         train(tiny(), tmp_path / "empty", resume=True, progress=False)

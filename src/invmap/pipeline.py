@@ -120,9 +120,12 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     """Run the whole pipeline for `config`; returns the run directory (holding report.html)."""
     from .training import train
 
+    from .training.setup import check_config
+
     o = options or RunOptions()
     say = _say(o.progress)
     t_start = time.perf_counter()
+    check_config(config)  # a bad value fails here, before the run directory exists
     run_dir = new_run_dir(o.out, config.name)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     say(f"invmap run: {config.name} → {run_dir}")

@@ -25,7 +25,7 @@ from ..atomic import atomic_write
 
 HELP = "reconstruct x from a measurement y (variational method or trained model)"
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -98,17 +98,10 @@ def read_array(path: str) -> np.ndarray:
             raise ValueError(f"{path}: expected a numeric array, got dtype {a.dtype}")
         return a
     if suf in IMAGE_SUFFIXES:
-        import imageio.v3 as iio
+        from ..data.io import dtype_max, read_image
 
-        try:
-            a = np.asarray(iio.imread(p))
-        except Exception as e:  # noqa: BLE001
-            raise ValueError(f"cannot read image {path}: {e}") from None
-        scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else 1.0
-        a = a.astype(np.float64) / scale
-        if a.ndim == 3:  # RGB(A) → gray (ITU-R 601 luma)
-            a = a[..., :3] @ np.array([0.299, 0.587, 0.114]) if a.shape[-1] >= 3 else a[..., 0]
-        return a
+        a, stored = read_image(p)  # gray, as the folder loader reads it
+        return a / (dtype_max(stored) or 1.0)
     raise ValueError(f"unsupported input type '{suf}' ({path}); use .npy or an image file ({', '.join(IMAGE_SUFFIXES)})")
 
 

@@ -54,7 +54,13 @@ def read_image(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndar
         elif suf in (".png", ".jpg", ".jpeg"):
             import imageio.v3 as iio
 
-            a = iio.imread(p)
+            try:
+                a = iio.imread(p, plugin="pillow")  # not every imageio plugin in turn (DICOM, …)
+            except (OSError, SyntaxError, ValueError) as e:
+                if not p.exists():
+                    raise
+                fmt = "JPEG" if suf != ".png" else "PNG"
+                raise ValueError(f"not a readable {fmt} file, corrupt or truncated ({type(e).__name__})") from None
         else:
             raise ValueError(f"unsupported file type '{suf}' (supported: {', '.join(EXTENSIONS)})")
     except ValueError as e:

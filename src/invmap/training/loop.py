@@ -12,6 +12,7 @@ error, keeping the last good checkpoint and best model — on a non-finite loss.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,16 +73,22 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
     `hooks` are called after every epoch's checkpoint with a dict (epoch, step, row, run_dir).
     """
     tc = config.training
-    run = prepare_run_dir(out_dir, config, resume)
     device = select_device(tc.device)
     prec = Precision.choose(tc.amp, device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(config.seed)
-    physics = config.physics()
+    physics = config.physics()  # a bad operator / noise / model value fails before the run directory exists
     recon = build_reconstructor(config, physics, device)
-    train_set = Pairs(config, physics, "train", recon, device, fresh_noise=tc.fresh_noise, num_workers=tc.num_workers)
-    val = Pairs(config, physics, "val", recon, device, num_workers=tc.num_workers)
+    new_dir = not Path(out_dir).exists()
+    run = prepare_run_dir(out_dir, config, resume)
+    try:
+        train_set = Pairs(config, physics, "train", recon, device, fresh_noise=tc.fresh_noise, num_workers=tc.num_workers)
+        val = Pairs(config, physics, "val", recon, device, num_workers=tc.num_workers)
+    except BaseException:  # e.g. an unreadable image: leave no half-made run behind
+        if new_dir and {f.name for f in run.iterdir()} <= {"config.yaml"}:
+            shutil.rmtree(run)
+        raise
     if not resume:
         recon.fit_input_scale(train_set.z if train_set.z is not None else train_set.inputs(range(min(train_set.n, 256))))
     if prec.channels_last:

@@ -152,6 +152,18 @@ def build_reconstructor(config: Config, physics, device: torch.device):
     return models.LearnedReconstructor(net, **m.reconstructor_params()).to(device)
 
 
+def check_config(config: Config) -> None:
+    """Build what a run needs — physics, network, the image source of every split — so that
+    a bad value fails with its own message before anything is written."""
+    from ..data import build_source
+
+    physics = config.physics()
+    build_reconstructor(config, physics, torch.device("cpu"))
+    d = config.data
+    for split, count in (("train", d.train), ("val", d.val), ("test", d.test)):
+        build_source(d.source, d.size, split=split, count=count, seed=config.seed, **d.params)
+
+
 def _takes(name: str, param: str) -> bool:
     import inspect
 
