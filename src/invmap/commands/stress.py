@@ -4,7 +4,8 @@ geometry, limited angle, calibration mismatch, discretisation, resolution, objec
 
 Writes stress.csv (shift, level, method, metric, mean, std), stress.json (shifts and
 verdicts) and figures/stress_<shift>.png into the run directory, refreshes report.html
-and prints one verdict per shift.
+and prints one verdict per shift. With --shifts only those shifts are recomputed; the
+others already in the run are kept.
 """
 
 from __future__ import annotations
