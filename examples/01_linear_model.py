@@ -14,7 +14,6 @@ standard error of each parameter: |Θ̂ − Θ*| is a few standard errors at mos
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import matplotlib
@@ -82,14 +81,7 @@ def main(out_dir: str | Path, quick: bool = False, seed: int = 0) -> dict:
     return res
 
 
-def _cli() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("out_dir", nargs="?", help="output folder for the figures (default out/<example name>)")
-    p.add_argument("--out", dest="out_opt", help="output folder (same as the positional argument)")
-    p.add_argument("--quick", action="store_true", help="small sizes (used by the tests)")
-    a = p.parse_args()
-    main(a.out_opt or a.out_dir or Path("out") / Path(__file__).stem, quick=a.quick)
-
-
 if __name__ == "__main__":
-    _cli()
+    from _cli import run_example  # examples/_cli.py: [OUT_DIR] [--quick]
+
+    run_example(main, __doc__, __file__)
