@@ -13,7 +13,7 @@ from torch import nn
 from . import MODELS
 from .activations import Activation
 from .base import Network, check_image_input
-from .layers import Norm, check_kernel, check_positive, conv, init_conv, norm_layer
+from .layers import Norm, check_kernel, check_positive, check_residual, conv, init_conv, norm_layer
 from . import activations
 
 
@@ -27,8 +27,7 @@ class CNN(Network):
         super().__init__()
         check_positive("cnn", depth=depth, channels=channels, in_channels=in_channels, out_channels=out_channels)
         check_kernel("cnn", kernel_size)
-        if residual and in_channels != out_channels:
-            raise ValueError(f"model 'cnn': 'residual' needs in_channels == out_channels, got {in_channels} and {out_channels}")
+        check_residual("cnn", residual, in_channels, out_channels)
         self.in_channels, self.out_channels, self.residual = in_channels, out_channels, residual
         layers: list[nn.Module] = []
         c = in_channels

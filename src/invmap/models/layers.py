@@ -54,6 +54,13 @@ def check_positive(model: str, **values: int) -> None:
             raise ValueError(f"model '{model}': '{k}' must be >= 1, got {v}")
 
 
+def check_residual(model: str, residual: bool, in_channels: int, out_channels: int) -> None:
+    """A global skip x̂ = z + f(z) needs as many output as input channels."""
+    if residual and in_channels != out_channels:
+        raise ValueError(f"model '{model}': 'residual' needs in_channels == out_channels, "
+                         f"got {in_channels} and {out_channels}")
+
+
 def pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Replicate-pad H, W at the bottom/right up to multiples of `m`; returns (x, (H, W))."""
     h, w = x.shape[-2:]

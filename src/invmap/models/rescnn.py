@@ -15,7 +15,7 @@ from . import MODELS
 from . import activations
 from .activations import Activation
 from .base import Network, check_image_input
-from .layers import Norm, check_kernel, check_positive, conv, init_conv, norm_layer
+from .layers import Norm, check_kernel, check_positive, check_residual, conv, init_conv, norm_layer
 
 
 class ResBlock(nn.Module):
@@ -41,8 +41,7 @@ class ResCNN(Network):
         super().__init__()
         check_positive("rescnn", blocks=blocks, channels=channels, in_channels=in_channels, out_channels=out_channels)
         check_kernel("rescnn", kernel_size)
-        if residual and in_channels != out_channels:
-            raise ValueError(f"model 'rescnn': 'residual' needs in_channels == out_channels, got {in_channels} and {out_channels}")
+        check_residual("rescnn", residual, in_channels, out_channels)
         self.in_channels, self.out_channels, self.residual = in_channels, out_channels, residual
         self.head = conv(in_channels, channels, kernel_size)
         self.blocks = nn.Sequential(*[ResBlock(channels, kernel_size, activation, norm) for _ in range(blocks)])

@@ -26,7 +26,7 @@ from torch import nn
 from . import MODELS
 from .activations import Activation
 from .base import Network, check_image_input
-from .layers import ConvBlock, Norm, check_positive, init_conv, pad_to_multiple
+from .layers import ConvBlock, Norm, check_positive, check_residual, init_conv, pad_to_multiple
 
 
 class AttentionGate(nn.Module):
@@ -55,8 +55,7 @@ class UNet(Network):
                        out_channels=out_channels, space_to_depth=space_to_depth)
         if depth > 8:
             raise ValueError(f"model 'unet': 'depth' must be <= 8 scales, got {depth}")
-        if residual and in_channels != out_channels:
-            raise ValueError(f"model 'unet': 'residual' needs in_channels == out_channels, got {in_channels} and {out_channels}")
+        check_residual("unet", residual, in_channels, out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.depth, self.residual, self.r = depth, residual, space_to_depth
         ch = [base_channels * 2**level for level in range(depth)]

@@ -23,7 +23,7 @@ from . import MODELS
 from . import activations
 from .activations import Activation
 from .base import Network, check_image_input
-from .layers import check_positive, pad_to_multiple
+from .layers import check_positive, check_residual, pad_to_multiple
 
 
 def sincos_2d(dim: int, gh: int, gw: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -88,8 +88,7 @@ class ViT(Network):
             raise ValueError(f"model 'vit': 'embed_dim' ({embed_dim}) must be divisible by 4 for sinusoidal 'pos_embed'")
         if mlp_ratio <= 0:
             raise ValueError(f"model 'vit': 'mlp_ratio' must be > 0, got {mlp_ratio}")
-        if residual and in_channels != out_channels:
-            raise ValueError(f"model 'vit': 'residual' needs in_channels == out_channels, got {in_channels} and {out_channels}")
+        check_residual("vit", residual, in_channels, out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.p, self.residual, self.pos_kind = patch_size, residual, pos_embed
         self.grid = max(math.ceil(image_size / patch_size), 1)
