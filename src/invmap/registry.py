@@ -94,6 +94,10 @@ class Registry:
         head = doc[0] if doc else ""
         return f"{name}({', '.join(parts)})" + (f"  — {head}" if head else "")
 
+    def listing(self, name: str | None = None) -> str:
+        """`describe` of `name` (an unknown name is an error), or of every entry, one per line."""
+        return "\n".join(self.describe(n) for n in ([name] if name else self.names()))
+
     def validate(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         """Check names and types of `params` for `name`; returns the coerced values."""
         builder = self.get(name)

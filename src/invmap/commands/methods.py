@@ -14,7 +14,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..variational import METHODS
 
-    for n in [args.name] if args.name else METHODS.names():
-        METHODS.get(n)
-        print(METHODS.describe(n))
+    print(METHODS.listing(args.name))
     return 0

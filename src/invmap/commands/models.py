@@ -14,7 +14,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..models import MODELS
 
-    for n in [args.name] if args.name else MODELS.names():
-        MODELS.get(n)
-        print(MODELS.describe(n))
+    print(MODELS.listing(args.name))
     return 0

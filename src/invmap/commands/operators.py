@@ -14,8 +14,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..operators import OPERATORS
 
-    names = [args.name] if args.name else OPERATORS.names()
-    for n in names:
-        OPERATORS.get(n)
-        print(OPERATORS.describe(n))
+    print(OPERATORS.listing(args.name))
     return 0
