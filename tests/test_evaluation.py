@@ -202,7 +202,7 @@ def test_stress_csv_is_tidy_and_figures_exist(tmp_path):
           and r["metric"] == "psnr"}
     assert ps["×8"] < ps["×4"] < ps["×2"] < ps["×1"] < ps["×0.5"] < ps["×0"]
     assert json.loads((tmp_path / "stress.json").read_text())["verdicts"]
-    for name in ("noise", "object"):
+    for name in ("noise", "object", "overview"):
         assert (tmp_path / "figures" / f"stress_{name}.png").stat().st_size > 1000
     assert len(meta["verdicts"]) == 2
 
@@ -217,6 +217,34 @@ def test_stress_says_which_requested_shifts_do_not_apply(tmp_path):
     said: list[str] = []
     stress.stress_study(_methods(5), ct, tmp_path, kinds=["kernel", "discretisation"], progress=said.append)
     assert "stress: not applicable to operator 'tomography' / noise 'gaussian': kernel" in said
+
+
+def test_stress_overview_shows_the_model_minus_the_best_baseline(tmp_path, monkeypatch):
+    from invmap.evaluation import figures
+
+    shifts = [{"name": "noise", "label": "Noise", "levels": ["×1", "×2"], "training_level": "×1"},
+              {"name": "object", "label": "Object", "levels": ["a", "b", "c"], "training_level": "a"}]
+    rows = [{"shift": sh, "level": lv, "method": m, "metric": "psnr", "mean": v, "std": 0.0}
+            for sh, lv, m, v in [("noise", "×1", "model", 30.0), ("noise", "×1", "tv", 28.0), ("noise", "×1", "fbp", 25.0),
+                                 ("noise", "×2", "model", 26.0), ("noise", "×2", "tv", 27.5),
+                                 ("object", "a", "model", 31.0), ("object", "a", "tv", 29.0),
+                                 ("object", "c", "model", 20.0), ("object", "c", "tv", 24.0)]]
+    import matplotlib.axes
+    import numpy as np
+
+    shown = {}
+
+    real_imshow = matplotlib.axes.Axes.imshow
+
+    def spy(self, data, *a, **k):
+        shown["data"] = np.ma.filled(data, np.nan)
+        return real_imshow(self, data, *a, **k)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "imshow", spy)
+    assert figures.stress_overview(shifts, rows, tmp_path / "o.png").stat().st_size > 1000
+    np.testing.assert_allclose(shown["data"], [[2.0, -1.5], [2.0, -4.0]])  # level b has no model: left out
+    only_model = [r for r in rows if r["method"] == "model"]
+    assert figures.stress_overview(shifts, only_model, tmp_path / "none.png") is None
 
 
 def test_stress_on_a_subset_keeps_the_other_shifts(tmp_path):
@@ -260,7 +288,8 @@ def test_report_is_self_contained(tmp_path):
     stress.stress_study({"model": _methods()["adjoint"], "tv": _methods(5)["tv"]}, ref, tmp_path, kinds=["noise"])
     (tmp_path / "config.yaml").write_text("name: tiny <test>\n")
     html = report.build_report(tmp_path).read_text()
-    assert html.count("<img") == 3 and html.count("data:image/png;base64,") == 3
+    assert html.count("<img") == 4 and html.count("data:image/png;base64,") == 4
+    assert 'alt="stress overview"' in html  # the whole study at a glance, next to the verdicts
     assert "<table>" in html and "tv" in html and "Noise level" in html and "tiny &lt;test&gt;" in html
     import html as _html
     verdicts = json.loads((tmp_path / "stress.json").read_text())["verdicts"]

@@ -197,4 +197,56 @@ def stress_plot(shift: Mapping, rows: Sequence[Mapping], path: str | Path, metri
     return _save(fig, path)
 
 
-__all__ = ["recon_grid", "training_curves", "stress_plot", "measurement_image", "read_log"]
+def _cell_label(level: str, width: int = 18) -> str:
+    """A level name short enough for one cell ("folder:/a/b/ct" → "folder ct", no "(training)")."""
+    lv = level.replace(" (training)", "")
+    if lv.startswith("folder:"):
+        lv = "folder " + (Path(lv[len("folder:"):]).name or lv[len("folder:"):])
+    return lv if len(lv) <= width else lv[: width - 1] + "…"
+
+
+def stress_overview(shifts: Sequence[Mapping], rows: Sequence[Mapping], path: str | Path,
+                    model: str = "model", metric: str = "psnr") -> Path | None:
+    """One picture of the whole study: per shift (row) and level (cell), the model's mean
+    PSNR minus the best baseline's (blue: the model is better, red: a baseline is); the
+    training conditions are framed. None when there is no model or no baseline."""
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
+    grid: list[tuple[str, list[tuple[str, float, bool]]]] = []
+    for sh in shifts:
+        rs = [r for r in rows if r["shift"] == sh["name"] and r["metric"] == metric]
+        cells = []
+        for lv in map(str, sh["levels"]):
+            vals = {r["method"]: float(r["mean"]) for r in rs if str(r["level"]) == lv}
+            base = [v for m, v in vals.items() if m != model and math.isfinite(v)]
+            if model in vals and base and math.isfinite(vals[model]):
+                cells.append((lv, vals[model] - max(base), lv == str(sh.get("training_level"))))
+        if cells:
+            grid.append((sh.get("label") or sh["name"], cells))
+    if not grid:
+        return None
+    ncol = max(len(c) for _, c in grid)
+    delta = np.full((len(grid), ncol), np.nan)
+    for i, (_, cells) in enumerate(grid):
+        delta[i, :len(cells)] = [d for _, d, _ in cells]
+    lim = float(min(10.0, max(1.0, np.nanmax(np.abs(delta)))))
+    fig, ax = plt.subplots(figsize=(1.25 * ncol + 3.2, 0.52 * len(grid) + 1.3))
+    im = ax.imshow(np.ma.masked_invalid(delta), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for i, (_, cells) in enumerate(grid):
+        for j, (lv, d, train) in enumerate(cells):
+            ax.text(j, i, f"{_cell_label(lv)}\n{d:+.1f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(d) > 0.6 * lim else "black")
+            if train:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, ec="black"))
+    ax.set_yticks(range(len(grid)))
+    ax.set_yticklabels([g for g, _ in grid], fontsize=8)
+    ax.set_xticks([])
+    ax.set_title(f"{model} PSNR − best baseline PSNR (dB) per shift and level; framed: training conditions",
+                 fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="dB")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+__all__ = ["recon_grid", "training_curves", "stress_plot", "stress_overview", "measurement_image", "read_log"]

@@ -108,6 +108,12 @@ def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequen
     if verdicts:
         parts.append("<h2>Verdicts: where the learned map stops being trustworthy</h2>")
         parts += [f"<p class=\"verdict\">{_e(v['text'])}</p>" for v in verdicts]
+        overview = (stress_figures or {}).get("_overview")
+        if overview is not None and Path(overview).exists():
+            cap = ("The whole stress study at a glance: model PSNR minus the best baseline's per shift and level "
+                   "(blue: the model is better; red: a baseline is; framed: the training conditions)")
+            parts.append(f"<figure><img alt=\"stress overview\" src=\"{data_uri(overview)}\">"
+                         f"<figcaption>{_e(cap)}</figcaption></figure>")
     if metrics:
         parts.append("<h2>Test metrics</h2>")
         parts.append(metrics_html(metrics))
@@ -156,6 +162,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ("Training: loss and validation PSNR per epoch", "training_curves.png"),
     ) if (figs / f).exists()]
     stress_figs = {sh["name"]: figs / f"stress_{sh['name']}.png" for sh in stress_meta.get("shifts", [])}
+    stress_figs["_overview"] = figs / "stress_overview.png"
     notes = []
     if (d / "baselines.json").exists():
         b = json.loads((d / "baselines.json").read_text())

@@ -553,7 +553,7 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
                  ) -> tuple[list[dict], dict]:
     """Run the study and write ``stress.csv``, ``stress.json`` (shifts + verdicts) and
     ``figures/stress_<shift>.png`` into `out_dir`; returns (rows, meta)."""
-    from .figures import stress_plot
+    from .figures import stress_overview, stress_plot
     from .verdicts import verdicts_from_rows
 
     out = Path(out_dir)
@@ -575,8 +575,9 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     meta["verdicts"] = [v.to_dict() for v in verdicts_from_rows(rows, meta["shifts"])]
     write_stress_csv(rows, out / "stress.csv")
     atomic_write_json(out / "stress.json", meta)
-    for m in metas:
+    for m in meta["shifts"]:
         stress_plot(m, rows, out / "figures" / f"stress_{m['name']}.png")
+    stress_overview(meta["shifts"], rows, out / "figures" / "stress_overview.png")
     return rows, meta
 
 
