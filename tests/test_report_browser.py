@@ -62,7 +62,7 @@ def test_report_renders_images_and_tables_in_chromium(tmp_path):
     page = _report(tmp_path)
     html = page.read_text()
     n_img = html.count("<img")
-    assert n_img == 3
+    assert n_img == 4  # reconstructions, the stress overview, one figure per shift (noise, object)
     checked = tmp_path / "checked.html"
     checked.write_text(html.replace("</body>", CHECK + "</body>"))
     profile = tmp_path / "chromium-profile"
