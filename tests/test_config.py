@@ -52,6 +52,8 @@ def test_override_values_are_yaml():
     assert parse_override("training.fresh_noise=false")[1] is False
     cfg = load_config(None, ["training.optimizer=sgd", "training.momentum=0.5", "data.size=64"])
     assert (cfg.training.optimizer, cfg.training.momentum, cfg.data.size) == ("sgd", 0.5, 64)
+    # YAML reads a bare on/off as a boolean; amp takes them as the words
+    assert [load_config(None, [f"training.amp={v}"]).training.amp for v in ("on", "off", "auto")] == ["on", "off", "auto"]
 
 
 @pytest.mark.parametrize("overrides, expected", [

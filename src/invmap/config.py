@@ -211,6 +211,12 @@ class TrainingConfig(_Section):
     fresh_noise: bool = True
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default
 
+    @pydantic.field_validator("amp", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, v: Any) -> Any:
+        """YAML reads a bare ``on`` / ``off`` as true / false: take them as meant."""
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
 
 class EvaluationConfig(_Section):
     """Which reconstructors to compare on the test set, and how classical ones are tuned.
