@@ -56,10 +56,10 @@ def test_run_writes_all_files_and_improves(reference):
     assert meta["best_epoch"] == reference.best_epoch and meta["physics"]["operator"]["name"] == "identity"
     assert meta["val_psnr"] == pytest.approx(max(float(r["val_psnr"]) for r in rows), abs=1e-3)
     # the saved model reproduces its validation score
-    from invmap.training.setup import Pairs, Precision
+    from invmap.training.setup import Pairs
     cfg = tiny()
     val = Pairs(cfg, cfg.physics(), "val", recon, torch.device("cpu"))
-    psnr, _ = loop.validate(recon, val, 8, Precision(None, False, False), torch.device("cpu"))
+    psnr, _ = loop.validate(recon, val, 8)
     assert psnr == pytest.approx(meta["val_psnr"], abs=1e-3)
 
 
@@ -229,10 +229,21 @@ def test_losses(name):
 @pytest.mark.parametrize("option", ["training.optimizer=sgd", "training.optimizer=adamw", "training.schedule=step",
                                     "training.schedule=constant", "training.loss=l1", "training.loss=ssim-mix",
                                     "training.fresh_noise=false", "training.grad_clip=0",
-                                    "training.num_workers=1"])
+                                    "training.num_workers=1", "training.amp=on", "training.amp=off"])
 def test_train_with_each_option(option, tmp_path):
     res = train(tiny(option, "training.epochs=1"), tmp_path / "r", progress=False)
     assert res.epochs == 1 and math.isfinite(res.best_val_psnr)
+    if option.startswith("training.amp"):  # amp on a CPU: bfloat16 autocast; validation stays float32
+        assert res.device == ("cpu, autocast bfloat16" if option.endswith("on") else "cpu, float32")
+
+
+def test_auto_precision_follows_the_hardware():
+    from invmap.training.setup import Precision, cpu_has_native_bf16
+
+    cpu = Precision.choose("auto", torch.device("cpu"))
+    assert cpu.dtype == (torch.bfloat16 if cpu_has_native_bf16() else None) and not cpu.scaler
+    assert Precision.choose("off", torch.device("cpu")).dtype is None
+    assert Precision.choose("on", torch.device("cpu")).dtype == torch.bfloat16
 
 
 def test_checkpoint_round_trip_without_pickles(tmp_path):
