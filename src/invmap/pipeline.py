@@ -141,7 +141,8 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     t0 = time.perf_counter()
     say(f"[3/6] train {config.model.name} (input {config.model.input}) for ≤ {config.training.epochs} epochs"
         + (f" / {config.training.max_minutes:g} min" if config.training.max_minutes else ""))
-    train(config, run_dir, resume=False, progress=o.progress)
+    res = train(config, run_dir, resume=False, progress=o.progress)
+    say(f"      {res.summary()}")
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
