@@ -287,10 +287,10 @@ def kernel_shift(ref: Condition) -> Shift | None:
     sigma = {"gaussian": float(p["sigma"]), "motion": float(p["length"]) / math.sqrt(12.0),
              "disk": float(p["radius"]) / 2.0}[kernel]  # std of the PSF along its widest axis
     keep = {k: v for k, v in ref.op_params().items() if k not in ("kernel", "sigma", "size", "length", "angle", "radius")}
+    length, radius = max(1.0, math.sqrt(12.0) * sigma), max(0.5, 2.0 * sigma)  # the operators' minima
     fams = {"gaussian": ({"sigma": sigma}, f"gaussian σ={sigma:.3g}"),
-            "motion": ({"length": max(1.0, math.sqrt(12.0) * sigma), "angle": float(p.get("angle", 0.0))},
-                       f"motion L={max(1.0, math.sqrt(12.0) * sigma):.3g}"),
-            "disk": ({"radius": max(0.5, 2.0 * sigma)}, f"disk r={max(0.5, 2.0 * sigma):.3g}")}
+            "motion": ({"length": length, "angle": float(p.get("angle", 0.0))}, f"motion L={length:.3g}"),
+            "disk": ({"radius": radius}, f"disk r={radius:.3g}")}
     order = [kernel] + [k for k in fams if k != kernel]
     levels = [Level(fams[k][1] + (" (training)" if k == kernel else ""),
                     {} if k == kernel else {"operator_params": {**keep, "kernel": k, **fams[k][0]}}, training=(k == kernel))

@@ -97,42 +97,41 @@ def angular_weights(angles_deg, period: float) -> np.ndarray:
     return np.deg2rad(w)
 
 
-def parker_weights(angles_deg, gamma: np.ndarray) -> np.ndarray | None:
-    """Parker weights w[i, j] for view i and fan angle ``gamma[j]`` (radians) of a fan-beam
-    short scan; None for a full 360° scan or an arc of at most 180° (see the module docstring)."""
-    a = np.sort(np.asarray(angles_deg, dtype=np.float64))
+def _short_scan(angles_deg) -> tuple[np.ndarray, float, float] | None:
+    """(β of each view from the first, in radians; scanned span; median step), or None for a
+    full 360° scan or a single view."""
+    a = np.asarray(angles_deg, dtype=np.float64)
     if len(a) < 2:
         return None
-    order = np.argsort(np.asarray(angles_deg, dtype=np.float64), kind="stable")
-    beta = np.deg2rad(a - a[0])
-    span = beta[-1]
-    step = float(np.median(np.diff(beta)))
-    if span + step >= 2 * np.pi - 1e-6 or span <= np.pi + 1e-9:
+    beta = np.deg2rad(a - a.min())
+    span, step = float(beta.max()), float(np.median(np.diff(np.sort(beta))))
+    return None if span + step >= 2 * np.pi - 1e-6 else (beta, span, step)
+
+
+def parker_weights(angles_deg, gamma: np.ndarray) -> np.ndarray | None:
+    """Parker weights w[i, j] for view i and fan angle ``gamma[j]`` (radians) of a fan-beam
+    short scan; None for a full 360° scan or a span of at most 180° (see the module docstring)."""
+    scan = _short_scan(angles_deg)
+    if scan is None or scan[1] <= np.pi + 1e-9:
         return None
+    beta, span, _ = scan
     delta = (span - np.pi) / 2
     b, g = beta[:, None], np.asarray(gamma, dtype=np.float64)[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         rise = np.sin(np.pi / 4 * b / (delta + g)) ** 2
         fall = np.sin(np.pi / 4 * (np.pi + 2 * delta - b) / (delta - g)) ** 2
-    w = np.ones_like(b * g)
-    w = np.where(b < 2 * (delta + g), rise, w)
+    w = np.where(b < 2 * (delta + g), rise, np.ones_like(b * g))
     w = np.where(b > np.pi + 2 * g, fall, w)
-    w = np.nan_to_num(np.clip(w, 0.0, 1.0), nan=0.0)
-    out = np.empty_like(w)
-    out[order] = w
-    return out
+    return np.nan_to_num(np.clip(w, 0.0, 1.0), nan=0.0)
 
 
 def redundancy_weights(angles_deg, gamma: np.ndarray) -> np.ndarray | None:
     """1 / (times the line of ray (β, γ) is measured within the arc) for a fan-beam scan
     shorter than 360°: conjugates (β ± π − 2γ, −γ); None for a full scan."""
-    a = np.asarray(angles_deg, dtype=np.float64)
-    if len(a) < 2:
+    scan = _short_scan(angles_deg)
+    if scan is None:
         return None
-    beta = np.deg2rad(a - a.min())
-    span, step = beta.max(), float(np.median(np.diff(np.sort(beta))))
-    if span + step >= 2 * np.pi - 1e-6:
-        return None
+    beta, span, step = scan
     b, g = beta[:, None], np.asarray(gamma, dtype=np.float64)[None, :]
     count = 1.0 + (b + np.pi - 2 * g <= span + step / 2) + (b - np.pi - 2 * g >= -step / 2)
     return 1.0 / count
