@@ -119,7 +119,6 @@ def stress_run(config: Any, run_dir: Path, settings: StressSettings, methods: Se
 def run(config: Any, options: RunOptions | None = None) -> Path:
     """Run the whole pipeline for `config`; returns the run directory (holding report.html)."""
     from .training import train
-
     from .training.setup import check_config
 
     o = options or RunOptions()
