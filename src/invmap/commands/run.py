@@ -48,12 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if args.folder and not Path(args.folder.removeprefix("folder:")).is_dir():
         raise FileNotFoundError(f"--folder: no directory {args.folder}")
     if args.shifts and not args.no_stress:  # say it now, not after the training
-        from ..evaluation.stress import build_shifts
+        from ..evaluation.stress import applicable_shifts
         from ..evaluation.task import condition_from_config
 
-        if not build_shifts(condition_from_config(config, n=1), kinds):
-            raise ValueError(f"none of the shifts {', '.join(kinds)} applies to operator '{config.operator.name}' "
-                             f"with noise '{config.noise.name}'")
+        applicable_shifts(condition_from_config(config, n=1), kinds)
     opts = RunOptions(out=args.out, test_n=args.test_n, tune_seconds=args.tune_seconds,
                       stress=StressSettings(n_per_level=args.stress_n, tv_iters=args.stress_tv_iters, kinds=kinds,
                                             folder=args.folder),

@@ -492,6 +492,15 @@ def write_stress_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
     return p
 
 
+def applicable_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | None = None) -> list[Shift]:
+    """`build_shifts`, and a one-line ValueError when none of `kinds` applies to `ref`."""
+    shifts = build_shifts(ref, kinds, folder)
+    if not shifts:
+        raise ValueError(f"none of the shifts {', '.join(kinds)} applies to operator '{ref.operator}' with noise "
+                         f"'{ref.noise}' (e.g. 'kernel' is for blur, 'limited-angle' for CT, 'noise' needs noise)")
+    return shifts
+
+
 def read_stress_csv(path: str | Path) -> list[dict]:
     """The tidy rows of a ``stress.csv`` (mean and std as floats)."""
     with Path(path).open(newline="") as f:
@@ -558,11 +567,8 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
 
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    shifts = build_shifts(ref, kinds, folder)
+    shifts = applicable_shifts(ref, kinds, folder)
     missing = [k for k in kinds if not any(s.kind == k for s in shifts)]
-    if not shifts:
-        raise ValueError(f"none of the shifts {', '.join(kinds)} applies to operator '{ref.operator}' with noise "
-                         f"'{ref.noise}' (e.g. 'kernel' is for blur, 'limited-angle' for CT, 'noise' needs noise)")
     if missing and len(kinds) < len(KINDS) and progress:  # a subset the user asked for
         progress(f"stress: not applicable to operator '{ref.operator}' / noise '{ref.noise}': {', '.join(missing)}")
     t0 = time.perf_counter()
@@ -582,4 +588,4 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
 
 
 __all__ = ["Level", "Shift", "KINDS", "STRESS_COLUMNS", "NOISE_FACTORS", "GEOMETRY", "LIMITED_ANGLE", "CALIBRATION",
-           "build_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "merge_previous", "comparable_photons"]
+           "build_shifts", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "merge_previous", "comparable_photons"]
