@@ -8,7 +8,9 @@
 Rows (images/s = batch / median step time over `steps` timed steps after one warm-up):
 
 1. network steps only (forward + MSE + backward + Adam) on a fixed batch ``[B, 1, N, N]``:
-   invmap's default UNet (the `model` section of the embedded default config), deepinv's
+   invmap's default UNet (the `model` section of the embedded default config) in float32
+   and in bfloat16 CPU autocast (what ``training.amp: auto`` uses on a CPU with native
+   bf16), deepinv's
    UNet with the same channels per scale (16, 32, 64; batch norm, residual), and deepinv's
    smallest stock UNet (scales=2, 64 base channels; 0.44M parameters);
 2. the whole invmap training step of the default experiment: fresh noise on cached K x,
@@ -37,7 +39,8 @@ import invmap.models as models
 from invmap.config import load_config
 
 
-def step_rate(net: torch.nn.Module, batch: int, size: int, steps: int) -> float:
+def step_rate(net: torch.nn.Module, batch: int, size: int, steps: int, bf16: bool = False) -> float:
+    """Images/s of forward + MSE + backward + Adam (``bf16``: in bfloat16 CPU autocast)."""
     torch.manual_seed(0)
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -46,7 +49,8 @@ def step_rate(net: torch.nn.Module, batch: int, size: int, steps: int) -> float:
     times = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        loss = torch.mean((net(z) - x) ** 2)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.mean((net(z).float() - x) ** 2)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -115,8 +119,9 @@ def main() -> None:
     rows = []
     net = models.build(cfg.model.name, **cfg.model.params())
     mp = net.model_params
-    rows.append((f"invmap {cfg.model.name}(depth={mp.get('depth')}, base_channels={mp.get('base_channels')}, "
-                 f"norm={mp.get('norm')})", net))
+    label = f"invmap {cfg.model.name}(depth={mp.get('depth')}, base_channels={mp.get('base_channels')}, norm={mp.get('norm')})"
+    rows.append((label, net, False))
+    rows.append((label + " bf16", net, True))  # training.amp: the CPU's bfloat16 autocast
     try:
         import deepinv
 
@@ -124,13 +129,13 @@ def main() -> None:
         bn = mp.get("norm") == "batch"
         rows.append((f"deepinv UNet(channels_per_scale={ch}, batch_norm={bn})",
                      deepinv.models.UNet(in_channels=1, out_channels=1, residual=True, batch_norm=bn,
-                                         channels_per_scale=ch)))
+                                         channels_per_scale=ch), False))
         rows.append(("deepinv UNet(scales=2) (smallest stock)",
-                     deepinv.models.UNet(in_channels=1, out_channels=1, residual=True, batch_norm=True, scales=2)))
+                     deepinv.models.UNet(in_channels=1, out_channels=1, residual=True, batch_norm=True, scales=2), False))
     except ImportError:
         print("(deepinv not installed here: run with /tmp/anchors-venv/bin/python for the peer rows)")
-    for label, m in rows:
-        print(f"{label:<58}{nparams(m):>10,}{step_rate(m, batch, size, a.steps):>10.1f}", flush=True)
+    for label, m, bf16 in rows:
+        print(f"{label:<58}{nparams(m):>10,}{step_rate(m, batch, size, a.steps, bf16):>10.1f}", flush=True)
 
     if not a.no_loop:
         try:
@@ -143,10 +148,11 @@ def main() -> None:
         c = load_config(None, [f"data.size={size}", f"data.train={n}", "data.val=8", "training.epochs=2",
                                f"training.batch_size={batch}", "training.max_minutes=0", f"training.threads={a.threads}"])
         with tempfile.TemporaryDirectory() as d:
-            train(c, f"{d}/run", progress=False)
+            res = train(c, f"{d}/run", progress=False)
             rows_ = read_log(f"{d}/run/train_log.csv")
             dt = float(rows_[2]["seconds"]) - float(rows_[1]["seconds"])  # epoch 2: no warm-up effects
-        print(f"{'invmap training loop (noise + FBP + step + val of 8), default':<58}{'':>10}{n / dt:>10.1f}")
+        print(f"{'invmap training loop (noise + FBP + step + val of 8), default':<58}{'':>10}{n / dt:>10.1f}"
+              f"   ({res.device})")
 
 
 if __name__ == "__main__":
