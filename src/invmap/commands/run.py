@@ -34,14 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..config import load_config
-    from ..evaluation.stress import KINDS
+    from ..evaluation.stress import parse_kinds
     from ..pipeline import RunOptions, StressSettings, run as run_pipeline
 
     config = load_config(args.config, args.overrides)
-    kinds = [k.strip() for k in args.shifts.split(",") if k.strip()] if args.shifts else list(KINDS)
-    bad = [k for k in kinds if k not in KINDS]
-    if bad:
-        raise ValueError(f"unknown shift(s) {', '.join(bad)}; available: {', '.join(KINDS)}")
+    kinds = parse_kinds(args.shifts)
     for flag, v in (("--stress-n", args.stress_n), ("--test-n", args.test_n)):
         if v is not None and v < 1:
             raise ValueError(f"{flag} must be >= 1, got {v}")

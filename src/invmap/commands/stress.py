@@ -31,16 +31,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..evaluation import report, runs
-    from ..evaluation.stress import KINDS
+    from ..evaluation.stress import parse_kinds
     from ..pipeline import StressSettings, stress_run
 
     config, run_dir = runs.resolve(args.run_dir)
     if run_dir is None:
         raise ValueError(f"{args.run_dir} is not a run directory; stress needs a trained run (runs/NAME)")
-    kinds = [k.strip() for k in args.shifts.split(",") if k.strip()] if args.shifts else list(KINDS)
-    bad = [k for k in kinds if k not in KINDS]
-    if bad:
-        raise ValueError(f"unknown shift(s) {', '.join(bad)}; available: {', '.join(KINDS)}")
+    kinds = parse_kinds(args.shifts)
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.folder and not Path(args.folder.removeprefix("folder:")).is_dir():

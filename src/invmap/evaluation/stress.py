@@ -492,6 +492,16 @@ def write_stress_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
     return p
 
 
+def parse_kinds(text: str | None) -> list[str]:
+    """``"noise, geometry"`` → ["noise", "geometry"] (None or empty: all of `KINDS`); an unknown
+    name is a one-line ValueError listing the available ones."""
+    kinds = [k.strip() for k in text.split(",") if k.strip()] if text else list(KINDS)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"unknown shift(s) {', '.join(bad)}; available: {', '.join(KINDS)}")
+    return kinds
+
+
 def applicable_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | None = None) -> list[Shift]:
     """`build_shifts`, and a one-line ValueError when none of `kinds` applies to `ref`."""
     shifts = build_shifts(ref, kinds, folder)
@@ -588,4 +598,4 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
 
 
 __all__ = ["Level", "Shift", "KINDS", "STRESS_COLUMNS", "NOISE_FACTORS", "GEOMETRY", "LIMITED_ANGLE", "CALIBRATION",
-           "build_shifts", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "merge_previous", "comparable_photons"]
+           "build_shifts", "parse_kinds", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "merge_previous", "comparable_photons"]
