@@ -271,7 +271,7 @@ def test_materialise_round_trip_and_refusal(tmp_path):
     y, x, man = D.load_pairs(path, expect=ds)
     yr, xr = ds.simulate(range(5))
     assert torch.equal(y, yr) and torch.equal(x, xr)
-    assert man["simulation"] == "crime" and man["operator"]["name"] == "tomography" and man["seed"] == 3
+    assert man["simulation"] == "crime" and man["physics"]["operator"]["name"] == "tomography" and man["seed"] == 3
     other = _pairs(n=5, noise=nz.build("gaussian", relative=0.02))
     with pytest.raises(ValueError, match=r"noise\.params\.relative"):
         D.load_pairs(path, expect=other)

@@ -21,9 +21,14 @@ TINY = ["data.size=32", "data.train=8", "data.val=4", "data.test=4", "training.e
         "training.max_minutes=0", "evaluation.batch_size=4"]
 
 
+def _condition(op: str, params: dict, noise: str = "gaussian", noise_params: dict | None = None, **kw) -> Condition:
+    noise_params = {"relative": 0.05} if noise_params is None and noise == "gaussian" else (noise_params or {})
+    return Condition.of("ellipses", 32, {"operator": {"name": op, "params": params},
+                                         "noise": {"name": noise, "params": noise_params}}, **kw)
+
+
 def _blur_condition(n: int = 3) -> Condition:
-    return Condition(source="ellipses", size=32, operator="blur", operator_params=Condition.dumps({"sigma": 1.0}),
-                     noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=n)
+    return _condition("blur", {"sigma": 1.0}, n=n)
 
 
 def _methods(iters: int = 20):
@@ -109,7 +114,7 @@ def test_shift_tables_cover_each_applicable_kind():
     for s in stress.build_shifts(ref):
         assert sum(lv.training for lv in s.levels) == 1, s.name  # exactly one training point
         assert len({lv.label for lv in s.levels}) == len(s.levels)
-    noiseless = Condition(source="ellipses", size=32, operator="identity", noise="none", n=2)
+    noiseless = _condition("identity", {}, noise="none", n=2)
     assert "noise" not in {s.name for s in stress.build_shifts(noiseless)}
     with pytest.raises(ValueError, match="unknown shift"):
         stress.build_shifts(ref, ["weather"])
@@ -122,15 +127,15 @@ def test_shift_tables_cover_each_applicable_kind():
 def test_geometry_shift_marks_the_training_point_for_other_operators(op, params, want):
     """MRI / inpainting geometry shifts too, with the training point marked even when the
     config leaves the parameter to the operator's own default (inpainting missing=None)."""
-    ref = Condition(source="ellipses", size=32, operator=op, operator_params=Condition.dumps(params),
-                    noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
+    ref = _condition(op, params, n=2)
     geo = next(s for s in stress.build_shifts(ref, ["geometry"]))
     assert geo.training_level == want and len(geo.levels) >= 3
     assert len({json.dumps(lv.changes, sort_keys=True) for lv in geo.levels}) == len(geo.levels)  # really different
     if op == "blur":
         cal = next(s for s in stress.build_shifts(ref, ["calibration"]))  # motion: the length is miscalibrated
-        assert cal.training_level == "×1" and cal.levels[-1].changes["sim_params"] == {**params, "length": 7.5}
-        psf = ref.with_changes(operator_params={"psf": [[0.5, 0.5]]})
+        sim = cal.levels[-1].changes["sim_operator"]
+        assert cal.training_level == "×1" and sim["name"] == "blur" and sim["params"]["length"] == 7.5
+        psf = ref.with_changes(operator={"name": "blur", "params": {"psf": [[0.5, 0.5]]}})
         assert all(not s.levels and s.skipped for s in stress.build_shifts(psf, ["geometry", "calibration"]))
 
 
@@ -139,27 +144,25 @@ def test_geometry_shift_marks_the_training_point_for_other_operators(op, params,
     ({"kernel": "disk", "radius": 3.0}, "disk r=3 (training)", {"gaussian": ("sigma", 1.5), "motion": ("length", 1.5 * 12 ** 0.5)}),
 ])
 def test_kernel_shift_swaps_the_psf_family_at_a_comparable_width(params, train, others):
-    ref = Condition(source="ellipses", size=32, operator="blur", operator_params=Condition.dumps({**params, "boundary": "zero"}),
-                    noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
+    ref = _condition("blur", {**params, "boundary": "zero"}, n=2)
     sh = next(s for s in stress.build_shifts(ref, ["kernel"]))
     assert sh.training_level == train and not sh.ordered and len(sh.levels) == 3
     for lv in sh.levels[1:]:
-        op = lv.changes["operator_params"]
+        op = lv.changes["operator"]["params"]
         name, value = others[op["kernel"]]
         assert op[name] == pytest.approx(value) and op["boundary"] == "zero"
         y, x, phys = make_pairs(ref.with_changes(**lv.changes))  # simulation and reconstruction both change
         assert phys.operator.params()["kernel"] == op["kernel"]
-    ct = Condition(source="ellipses", size=32, operator="tomography", operator_params=Condition.dumps({"angles": 8}),
-                   noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
+    ct = _condition("tomography", {"angles": 8}, n=2)
     assert stress.build_shifts(ct, ["kernel"]) == []
-    psf = ref.with_changes(operator_params={"psf": [[0.5, 0.5]]})
+    psf = ref.with_changes(operator={"name": "blur", "params": {"psf": [[0.5, 0.5]]}})
     assert [s.skipped for s in stress.build_shifts(psf, ["kernel"])] == [{"*": "a user-given psf has no family to change"}]
 
 
 def test_noise_family_matches_variance():
     ref = _blur_condition(2)
     p = stress.comparable_photons(ref)
-    y, x, phys = make_pairs(ref.with_changes(noise="none", noise_params={}))
+    y, x, phys = make_pairs(ref.with_changes(noise={"name": "none", "params": {}}))
     var = 0.05 ** 2 * float(y.double().pow(2).mean(dim=(1, 2, 3)).mean())  # σ_i = 0.05·rms(K x_i)
     assert p == pytest.approx(float(y.double().mean()) / var, rel=1e-4)
 
@@ -170,8 +173,7 @@ def test_noise_family_matches_variance():
                                                    ("inpainting", {}, "calibration-mask", "+0%"),
                                                    ("tomography", {"angles": 8}, "calibration-detector", "+0 px")])
 def test_calibration_mismatch_only_changes_simulation(op, params, name, train):
-    ref = Condition(source="ellipses", size=32, operator=op, operator_params=Condition.dumps(params),
-                    noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
+    ref = _condition(op, params, n=2)
     cal = next(s for s in stress.build_shifts(ref, ["calibration"]) if s.name == name)
     assert cal.training_level == train and len(cal.levels) == 4
     lv = cal.levels[-1]
@@ -209,8 +211,7 @@ def test_stress_csv_is_tidy_and_figures_exist(tmp_path):
 
 
 def test_stress_says_which_requested_shifts_do_not_apply(tmp_path):
-    ct = Condition(source="ellipses", size=32, operator="tomography", operator_params=Condition.dumps({"angles": 8}),
-                   noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
+    ct = _condition("tomography", {"angles": 8}, n=2)
     with pytest.raises(ValueError, match="none of the shifts kernel applies to operator 'tomography'"):
         stress.stress_study(_methods(5), ct, tmp_path, kinds=["kernel"])
     assert not (tmp_path / "stress.csv").exists()

@@ -45,8 +45,8 @@ def _report(tmp_path: Path) -> Path:
     from invmap.evaluation import figures, report, stress
     from invmap.evaluation.task import Condition, make_pairs
 
-    ref = Condition(source="ellipses", size=32, operator="blur", operator_params=Condition.dumps({"sigma": 1.0}),
-                    noise="gaussian", noise_params=Condition.dumps({"relative": 0.05}), n=2)
+    ref = Condition.of("ellipses", 32, {"operator": {"name": "blur", "params": {"sigma": 1.0}},
+                                        "noise": {"name": "gaussian", "params": {"relative": 0.05}}}, n=2)
     methods = {"adjoint": variational.build("adjoint"), "tv": variational.build("tv", lam=0.02, iters=5)}
     y, x, phys = make_pairs(ref)
     res, recons = ev.evaluate_methods(methods, y, x, phys, keep=2)

@@ -255,22 +255,25 @@ class Config(_Section):
         """YAML text that `load_config` reads back to an equal config."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
-    def build_operator(self):
-        """K for images of ``data.size``² (`invmap.operators.build`)."""
-        from . import operators
+    def physics_spec(self) -> dict[str, Any]:
+        """The task's physics spec (`invmap.physics`): the operator and noise sections."""
+        from .physics import physics_spec
 
-        return operators.build(self.operator.name, image_shape=self.image_shape, **self.operator.params())
+        return physics_spec({"name": self.operator.name, "params": self.operator.params()},
+                            {"name": self.noise.name, "params": self.noise.params()})
+
+    def build_operator(self):
+        """K for images of ``data.size``²."""
+        return self.physics().operator
 
     def build_noise(self):
-        from . import noise
-
-        return noise.build(self.noise.name, **self.noise.params())
+        return self.physics().noise
 
     def physics(self):
-        """`invmap.physics.Physics` (K, noise) described by this config."""
-        from .physics import Physics
+        """`invmap.physics.Physics` (K, noise) described by this config (`build_physics`)."""
+        from .physics import build_physics
 
-        return Physics(self.build_operator(), self.build_noise())
+        return build_physics(self.physics_spec(), self.image_shape)
 
 
 # ---------------------------------------------------------------------------------------

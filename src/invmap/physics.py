@@ -2,16 +2,28 @@
 
 Every reconstructor — FBP, CGLS, TV, a trained network — is called as
 ``x_hat = method(y, physics)``.
+
+A task's physics is described one way everywhere — the experiment config, the stress
+study's test conditions, saved models and dataset manifests — by a *physics spec*
+
+    {"operator": {"name": ..., "params": {...}[, "image_shape": [H, W]]},
+     "noise":    {"name": ..., "params": {...}}}
+
+(the operator part is `LinearOperator.spec()`, composites of the operator algebra
+included), and built by one function, `build_physics`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from . import noise as noise_mod
-from .operators import LinearOperator, from_spec, spec
+from .operators import LinearOperator, from_spec
+
+NO_NOISE = {"name": "none", "params": {}}
 
 
 @dataclass
@@ -30,9 +42,36 @@ class Physics:
         return self.noise(self.operator(x), generator)
 
     def spec(self) -> dict:
-        return {"operator": spec(self.operator), "noise": self.noise.spec()}
+        """The physics spec (see the module docstring) that `build_physics` turns back into this."""
+        return {"operator": self.operator.spec(), "noise": self.noise.spec()}
 
     @staticmethod
-    def from_spec(d: dict) -> "Physics":
-        n = d.get("noise") or {"name": "none", "params": {}}
-        return Physics(from_spec(d["operator"]), noise_mod.build(n["name"], **n.get("params", {})))
+    def from_spec(d: Mapping[str, Any], image_shape: Sequence[int] | None = None) -> "Physics":
+        """`build_physics`."""
+        return build_physics(d, image_shape)
+
+
+def physics_spec(operator: Mapping[str, Any], noise: Mapping[str, Any] | None = None) -> dict:
+    """A physics spec from an operator spec and a noise spec (default: no noise), checked for shape."""
+    if not isinstance(operator, Mapping) or not isinstance(operator.get("name"), str):
+        raise ValueError(f"physics spec: 'operator' must be a mapping with a 'name', got {operator!r}"[:200])
+    n = dict(noise) if noise else dict(NO_NOISE)
+    if not isinstance(n.get("name"), str) or not isinstance(n.get("params", {}), Mapping):
+        raise ValueError(f"physics spec: 'noise' must be a mapping with a 'name' and 'params', got {noise!r}"[:200])
+    return {"operator": dict(operator), "noise": {"name": n["name"], "params": dict(n.get("params") or {})}}
+
+
+def build_physics(spec: Mapping[str, Any], image_shape: Sequence[int] | None = None) -> Physics:
+    """The `Physics` of a physics spec; `image_shape` (H, W) replaces the one the spec records.
+
+    A malformed spec is a one-line ``ValueError`` (saved models of earlier versions use the
+    same layout and load unchanged).
+    """
+    if not isinstance(spec, Mapping) or "operator" not in spec:
+        raise ValueError(f"not a physics spec (expected {{'operator': {{name, params}}, 'noise': {{name, params}}}}), "
+                         f"got {spec!r}"[:240])
+    s = physics_spec(spec["operator"], spec.get("noise"))
+    return Physics(from_spec(s["operator"], image_shape), noise_mod.build(s["noise"]["name"], **s["noise"]["params"]))
+
+
+__all__ = ["Physics", "physics_spec", "build_physics"]

@@ -79,7 +79,7 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
     """Evaluate `methods` (default: ``evaluation.methods``) on the test set; writes
     metrics.csv / metrics.md (and figures/reconstructions.png) into `out_dir`; returns the rows."""
     have_model = run_dir is not None and (Path(run_dir) / "model.safetensors").exists()
-    names, notes = runs.applicable_methods(list(methods or config.evaluation.methods), config.operator.name,
+    names, notes = runs.applicable_methods(list(methods or config.evaluation.methods), config.build_operator(),
                                            have_model=have_model)
     for n in notes:
         say(f"note: {n}")
@@ -102,7 +102,7 @@ def stress_run(config: Any, run_dir: Path, settings: StressSettings, methods: Se
                say: Callable[[str], None] = lambda s: None) -> tuple[list[dict], dict]:
     """The stress study of a run with its tuned baselines; writes stress.csv / stress.json / figures."""
     have_model = (Path(run_dir) / "model.safetensors").exists()
-    names, notes = runs.applicable_methods(list(methods or config.evaluation.methods), config.operator.name,
+    names, notes = runs.applicable_methods(list(methods or config.evaluation.methods), config.build_operator(),
                                            have_model=have_model)
     for n in notes:
         say(f"note: {n}")
@@ -128,7 +128,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     run_dir = new_run_dir(o.out, config.name)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     say(f"invmap run: {config.name} → {run_dir}")
-    baselines = [m for m in runs.applicable_methods(config.evaluation.methods, config.operator.name)[0]
+    baselines = [m for m in runs.applicable_methods(config.evaluation.methods, config.build_operator())[0]
                  if m != "model"]
 
     t0 = time.perf_counter()

@@ -50,17 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def task_physics(path: str | None, overrides: list[str]) -> tuple[Any, int, int]:
     """(Physics, image size, seed) from an experiment config — the one coupling to `invmap.config`."""
     from ..config import load_config
-    from ..noise import build as build_noise
-    from ..operators import build as build_operator
-    from ..physics import Physics
 
     if path is not None and not Path(path).is_file():
         raise FileNotFoundError(f"task config not found: {path}")
     cfg = load_config(path, overrides)
     size = int(cfg.data.size)
-    op = build_operator(cfg.operator.name, image_shape=(size, size), **cfg.operator.params())
-    noise = build_noise(cfg.noise.name, **cfg.noise.params())
-    return Physics(op, noise), size, int(cfg.seed)
+    return cfg.physics(), size, int(cfg.seed)
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:

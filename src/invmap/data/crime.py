@@ -16,9 +16,9 @@ has K's ``out_shape`` and differs from K x by the discretisation error only.
 `fine_operator(K, f)` derives s·R·K_f, in order of preference:
 
 1. ``K.refined(f)`` when the operator defines it (authoritative; same ``out_shape``);
-2. ``rebuilt``: K rebuilt by name on the (fH, fW) grid with its pixel-length parameters
-   multiplied by f and its counts kept (`PIXEL_PARAMS`: tomography's detector spacing,
-   fan-beam distances, blur widths, the downsampling factor);
+2. ``rebuilt``: K rebuilt from its spec on the (fH, fW) grid with the parameters it
+   declares as pixel lengths (``K.pixel_params``: tomography's detector spacing, fan-beam
+   distances, blur widths, the downsampling factor) multiplied by f;
 3. ``area``: K ∘ P_f, P_f the f×f average pooling — pixels integrate the finer object
    over their area (exact for pointwise operators: identity, inpainting, MRI, matrix).
 
@@ -36,16 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..operators import LinearOperator, build, spec
-
-#: name → (params measured in pixels, scaled by f; resolved params to keep; params to drop)
-PIXEL_PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
-    "tomography": {"scale": ("detector_spacing", "detector_offset"), "keep": ("detectors",)},
-    "fanbeam": {"scale": ("source_distance", "detector_distance", "detector_spacing", "detector_offset"),
-                "keep": ("detectors",)},
-    "blur": {"scale": ("sigma", "length", "radius", "size"), "keep": ()},
-    "downsample": {"scale": ("factor", "sigma"), "keep": ()},
-}
+from ..operators import LinearOperator, from_spec
 
 #: maximal relative mismatch ‖s R K_f x_f − K x‖/‖K x‖ on the smooth check object
 CHECK_TOLERANCE = 0.05
@@ -104,29 +95,24 @@ def smooth_object(size: int, factor: int = 1) -> torch.Tensor:
 
 
 def _rebuild(op: LinearOperator, factor: int) -> tuple[LinearOperator, dict]:
-    name = getattr(op, "name", None)
-    rule = PIXEL_PARAMS[name]
-    params = dict(getattr(op, "_spec_params", {}))
-    resolved = op.params()
-    if name == "blur" and resolved.get("kernel") == "psf":
+    """K on the f× finer grid: its own parameters, the pixel lengths it declares × f."""
+    params = op.params()
+    if "psf" in params:
         raise ValueError("cannot refine a blur with a user-given PSF (its width on a finer grid is unknown); "
                          "use simulation='crime' or give a PSF on the fine grid")
-    for k in rule["keep"]:
-        if resolved.get(k) is not None:
-            params[k] = resolved[k]
-    for k in rule["scale"]:
-        v = params.get(k, resolved.get(k) if k not in ("size",) else None)
+    for k in op.pixel_params:
+        v = params.get(k)
         if v is None:
             continue
         if k == "size":  # odd kernel size covering the same physical support
             params[k] = int(v) * factor + (1 if (int(v) * factor) % 2 == 0 else 0)
-        elif k == "factor":
+        elif isinstance(v, int) and not isinstance(v, bool):
             params[k] = int(v) * factor
         else:
             params[k] = float(v) * factor
     h, w = op.in_shape
-    fine = build(name, image_shape=(h * factor, w * factor), **params)
-    return fine, spec(fine)
+    fine = from_spec({**op.spec(), "params": params}, (h * factor, w * factor))
+    return fine, fine.spec()
 
 
 def _calibrate(op: LinearOperator, fine: LinearOperator, size_hw: tuple[int, int], factor: int) -> float:
@@ -168,15 +154,15 @@ def fine_operator(op: LinearOperator, factor: int = 2) -> Refined:
     factor = int(factor)
     if factor < 1:
         raise ValueError(f"refinement factor must be >= 1, got {factor}")
-    name = getattr(op, "name", type(op).__name__)
+    name = op.name or type(op).__name__
     h, w = op.in_shape
     if factor == 1:
-        return Refined(op, 1, "crime", 1.0, 0.0, spec(op) if hasattr(op, "name") else None)
+        return Refined(op, 1, "crime", 1.0, 0.0, op.spec() if op.name is not None else None)
     hook = getattr(op, "refined", None)
     if callable(hook):
         fine, method, fspec = hook(factor), "refined", None
         scale = 1.0
-    elif name in PIXEL_PARAMS:
+    elif op.pixel_params:
         fine, fspec = _rebuild(op, factor)
         method = "rebuilt"
         if tuple(fine.out_shape) != tuple(op.out_shape):

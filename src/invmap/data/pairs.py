@@ -39,7 +39,7 @@ import torch
 
 from .. import __version__
 from .. import noise as noise_mod
-from ..operators import LinearOperator, spec
+from ..operators import LinearOperator
 from ..physics import Physics
 from .crime import Refined, check_mode, fine_operator
 from .sources import NOISE_STREAM, ImageSource, mix_seed, split_code
@@ -146,10 +146,10 @@ class PairDataset(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------ description
     def manifest(self) -> dict:
-        """What determines the pairs: source, operator, noise, seed, simulation (+ version, shapes)."""
+        """What determines the pairs: source, physics spec (operator + noise), seed, simulation
+        (+ version, shapes)."""
         op = self.physics.operator
-        m = {"format": FORMAT, "source": self.images.spec(), "operator": spec(op),
-             "noise": self.physics.noise.spec(), "seed": self.seed, "simulation": self.simulation,
+        m = {"format": FORMAT, "source": self.images.spec(), "physics": self.physics.spec(), "seed": self.seed, "simulation": self.simulation,
              "fresh_noise": self.fresh_noise, "epoch": int(self._epoch) if self.fresh_noise else 0,
              "count": len(self), "x_shape": [1, self.images.size, self.images.size],
              "y_shape": [1, *op.out_shape], "complex": bool(op.complex_output), "dtype": "float32",
@@ -159,5 +159,5 @@ class PairDataset(torch.utils.data.Dataset):
         return m
 
     def __repr__(self) -> str:
-        return (f"PairDataset({self.images!r}, op={getattr(self.physics.operator, 'name', '?')}, "
+        return (f"PairDataset({self.images!r}, op={self.physics.operator.name or type(self.physics.operator).__name__}, "
                 f"noise={self.physics.noise.name}, simulation={self.simulation!r}, n={len(self)})")

@@ -21,9 +21,6 @@ import torch
 from .evaluate import Reconstructor, atomic_write_json
 from .task import Condition, condition_from_config, make_pairs
 
-TOMOGRAPHY_OPERATORS = ("tomography", "fanbeam")
-
-
 def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[Any, Path | None]:
     """(config, run_dir or None) for a run directory or a config path (None: the default config)."""
     from ..config import load_config
@@ -48,13 +45,14 @@ def load_baselines(run_dir: str | Path | None) -> dict[str, dict]:
     return {k: dict(v.get("params", {})) for k, v in data.items()}
 
 
-def applicable_methods(names: Sequence[str], operator: str, have_model: bool = True) -> tuple[list[str], list[str]]:
-    """(names usable for this operator, notes): ``fbp`` becomes ``adjoint`` off tomography;
-    ``model`` is dropped when there is no trained model."""
+def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = True) -> tuple[list[str], list[str]]:
+    """(names usable for the operator K, notes): ``fbp`` becomes ``adjoint`` when K has no
+    filtered back-projection (``K.has_fbp``); ``model`` is dropped when there is no trained model."""
     out, notes = [], []
     for n in names:
-        if n == "fbp" and operator not in TOMOGRAPHY_OPERATORS:
-            notes.append(f"fbp needs a tomography operator; using adjoint (Kᵀy) for '{operator}'")
+        if n == "fbp" and not operator.has_fbp:
+            notes.append(f"fbp needs an operator with a filtered back-projection (CT); using adjoint (Kᵀy) for "
+                         f"'{operator.name or type(operator).__name__}'")
             n = "adjoint"
         if n == "model" and not have_model:
             notes.append("no trained model in this run; evaluating the classical methods only")

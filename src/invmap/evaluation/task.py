@@ -25,15 +25,17 @@ import torch
 
 @dataclass(frozen=True)
 class Condition:
-    """One test condition (see the module docstring). Params are stored as sorted JSON text."""
+    """One test condition (see the module docstring).
+
+    ``physics`` is the task's physics spec (`invmap.physics`: nominal K + noise e, without
+    the image shape, which ``size`` sets) and ``sim_operator`` the operator spec of K_sim
+    when it differs from K; both are stored as sorted JSON text so conditions hash.
+    """
 
     source: str
     size: int
-    operator: str
-    operator_params: str = "{}"   # K used for reconstruction (nominal)
-    sim_params: str | None = None  # K_sim when it differs from K (calibration mismatch)
-    noise: str = "none"
-    noise_params: str = "{}"
+    physics: str
+    sim_operator: str | None = None
     noise_scale: float = 1.0
     simulation: str = "crime"
     source_params: str = "{}"
@@ -45,46 +47,85 @@ class Condition:
     def dumps(d: dict | None) -> str:
         return json.dumps(d or {}, sort_keys=True, default=float)
 
-    def op_params(self) -> dict:
-        return json.loads(self.operator_params)
+    @classmethod
+    def of(cls, source: str, size: int, physics: dict, **fields: Any) -> "Condition":
+        """A condition from a physics spec (a dict, see `invmap.physics.physics_spec`)."""
+        from ..physics import physics_spec
 
-    def sim_op_params(self) -> dict:
-        return json.loads(self.sim_params) if self.sim_params is not None else self.op_params()
+        spec = physics_spec(physics["operator"], physics.get("noise"))
+        spec["operator"].pop("image_shape", None)
+        return cls(source=source, size=int(size), physics=cls.dumps(spec), **fields)
+
+    def physics_spec(self) -> dict:
+        return json.loads(self.physics)
+
+    def operator_spec(self, sim: bool = False) -> dict:
+        """The operator spec of K (or of K_sim with ``sim=True``)."""
+        return json.loads(self.sim_operator) if sim and self.sim_operator is not None else self.physics_spec()["operator"]
+
+    @property
+    def operator(self) -> str:
+        """The operator's name."""
+        return self.physics_spec()["operator"]["name"]
+
+    @property
+    def noise(self) -> str:
+        """The noise model's name."""
+        return self.physics_spec()["noise"]["name"]
 
     def with_changes(self, **changes: Any) -> "Condition":
-        """A copy with fields changed; dict values of *params fields are serialised."""
-        for k in ("operator_params", "sim_params", "noise_params", "source_params"):
-            if k in changes and isinstance(changes[k], dict):
+        """A copy with fields changed; ``operator`` / ``noise`` (specs) replace those parts of
+        the physics spec, and dict values of ``sim_operator`` / ``source_params`` are serialised."""
+        spec = self.physics_spec()
+        for part in ("operator", "noise"):
+            if part in changes:
+                spec[part] = changes.pop(part)
+        changes["physics"] = self.dumps(spec)
+        for k in ("sim_operator", "source_params"):
+            if isinstance(changes.get(k), dict):
                 changes[k] = self.dumps(changes[k])
         return dataclasses.replace(self, **changes)
 
     def key(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return json.dumps(self.describe(), sort_keys=True)
+
+    def describe(self) -> dict:
+        """The condition as plain JSON values (specs as dicts)."""
+        d = dataclasses.asdict(self)
+        d["physics"] = self.physics_spec()
+        d["sim_operator"] = json.loads(self.sim_operator) if self.sim_operator is not None else None
+        d["source_params"] = json.loads(self.source_params)
+        return d
 
 
 def condition_from_config(config: Any, n: int | None = None, simulation: str | None = None) -> Condition:
     """The test condition of an `invmap.config.Config` (`n` images; default ``data.test``)."""
-    return Condition(
-        source=config.data.source, size=int(config.data.size), operator=config.operator.name,
-        operator_params=Condition.dumps(config.operator.params()), noise=config.noise.name,
-        noise_params=Condition.dumps(config.noise.params()),
-        simulation=simulation or config.data.test_simulation,
-        source_params=Condition.dumps(config.data.params), seed=int(config.seed),
-        n=int(n if n is not None else config.data.test))
+    return Condition.of(config.data.source, int(config.data.size), config.physics_spec(),
+                        simulation=simulation or config.data.test_simulation,
+                        source_params=Condition.dumps(config.data.params), seed=int(config.seed),
+                        n=int(n if n is not None else config.data.test))
+
+
+def build_physics(c: Condition, sim: bool = False):
+    """The condition's `Physics`: K (or K_sim) for ``size``² images and the noise, its level
+    multiplied by ``noise_scale`` (`invmap.physics.build_physics`)."""
+    from ..physics import build_physics as build
+
+    spec = {**c.physics_spec(), **({"operator": c.operator_spec(sim=True)} if sim else {})}
+    p = build(spec, (c.size, c.size))
+    if c.noise_scale != 1.0:
+        p.noise = p.noise.scaled(c.noise_scale)
+    return p
 
 
 def build_noise(c: Condition):
     """The noise model of the condition, its level multiplied by ``noise_scale``."""
-    from .. import noise as noise_mod
-
-    m = noise_mod.build(c.noise, **json.loads(c.noise_params))
-    return m.scaled(c.noise_scale) if c.noise_scale != 1.0 else m
+    return build_physics(c).noise
 
 
 def build_operator(c: Condition, sim: bool = False):
-    from .. import operators
-
-    return operators.build(c.operator, image_shape=(c.size, c.size), **(c.sim_op_params() if sim else c.op_params()))
+    """K (or K_sim) of the condition."""
+    return build_physics(c, sim).operator
 
 
 def images(c: Condition, split: str = "test"):
@@ -112,13 +153,12 @@ def make_pairs(c: Condition, split: str = "test") -> tuple[torch.Tensor, torch.T
     n = min(c.n, len(src))
     if n == 0:
         raise ValueError(f"image source '{c.source}' has no {split} images")
-    K = build_operator(c)
-    K_sim = build_operator(c, sim=True) if c.sim_params is not None else K
-    noise = build_noise(c)
-    ds = PairDataset(src, Physics(K_sim, noise), seed=c.seed, simulation=c.simulation)
+    phys = build_physics(c)
+    sim = Physics(build_operator(c, sim=True), phys.noise) if c.sim_operator is not None else phys
+    ds = PairDataset(src, sim, seed=c.seed, simulation=c.simulation)
     with torch.no_grad():
         y, x = ds.simulate(list(range(n)))
-    return y, x, Physics(K, noise)
+    return y, x, phys
 
 
-__all__ = ["Condition", "condition_from_config", "make_pairs", "images", "build_operator", "build_noise"]
+__all__ = ["Condition", "condition_from_config", "make_pairs", "images", "build_physics", "build_operator", "build_noise"]

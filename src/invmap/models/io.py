@@ -66,9 +66,12 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
         raise ValueError(f"save_model: meta key(s) {', '.join(map(repr, clash))} are reserved; "
                          f"reserved: {', '.join(RESERVED)}")
     if physics is not None:
+        from ..physics import NO_NOISE
+
         op = getattr(physics, "operator", physics)
-        if hasattr(physics, "spec") and "physics" not in meta:
-            meta["physics"] = physics.spec() if hasattr(physics, "operator") else {"operator": _op_spec(op)}
+        if "physics" not in meta:  # a Physics, or a bare operator (no noise)
+            meta["physics"] = physics.spec() if hasattr(physics, "operator") else {"operator": op.spec(),
+                                                                                    "noise": NO_NOISE}
         meta.setdefault("image_shape", list(op.in_shape))
         meta.setdefault("measurement_shape", list(op.out_shape))
         meta.setdefault("complex_measurement", bool(getattr(op, "complex_output", False)))
@@ -97,12 +100,6 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
     atomic_write(out / MODEL_WEIGHTS, safetensors.torch.save(state))
     atomic_write(out / MODEL_JSON, text + "\n")
     return out / MODEL_JSON
-
-
-def _op_spec(op: Any) -> dict:
-    from ..operators import spec
-
-    return spec(op)
 
 
 def _json_path(path: str | os.PathLike) -> Path:

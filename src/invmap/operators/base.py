@@ -16,6 +16,14 @@ the explicit adjoint Kᵀ as the backward of K (and K as the backward of Kᵀ).
 
 Algebra: ``A @ B`` (composition, x ↦ A(B x)), ``A + B``, ``A - B``, ``c * A``,
 ``-A`` and ``A.T`` each build their own adjoint and check shapes when built.
+
+An operator says what it can do instead of being recognised by a name: ``spec()``
+(enough to rebuild it, composites of the algebra included; `invmap.operators.from_spec`),
+``fbp_geometry()`` (a CT geometry when a filtered back-projection exists),
+``geometry_params`` / ``calibration_params`` / ``pixel_params`` (which of its parameters
+describe the acquisition, can be miscalibrated, are lengths in pixels) and
+``stress_axes()`` (the operator-specific shifts of the stress study, see
+`invmap.operators.axes`); ``capabilities()`` sums them up.
 """
 
 from __future__ import annotations
@@ -36,6 +44,30 @@ def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.is_complex() or b.is_complex():
         return torch.sum((a.conj() * b).real) if a.is_complex() else torch.sum(a * b.real)
     return torch.sum(a * b)
+
+
+def jsonable(v):
+    """`v` with tensors / numpy arrays and scalars turned into JSON values (lists, floats)."""
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+#: how `invmap.operators.from_spec` rebuilds the composites of the algebra from their parts
+ALGEBRA = {
+    "compose": lambda d, parts: parts[0] @ parts[1],
+    "sum": lambda d, parts: parts[0] + parts[1],
+    "scale": lambda d, parts: float(d["factor"]) * parts[0],
+    "adjoint": lambda d, parts: parts[0].T,
+}
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -74,6 +106,14 @@ class LinearOperator:
 
     grad_via_adjoint: bool = False
     complex_output: bool = False
+    #: the registry name (set when the class is registered; None for unregistered helpers)
+    name: str | None = None
+    #: parameters describing the acquisition geometry (a geometry shift moves one of them)
+    geometry_params: tuple[str, ...] = ()
+    #: parameters a calibration error can move (K_sim ≠ K in the stress study)
+    calibration_params: tuple[str, ...] = ()
+    #: parameters that are lengths in pixels (× f on an f× finer grid)
+    pixel_params: tuple[str, ...] = ()
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int]):
         self.in_shape: Shape = tuple(int(s) for s in in_shape)
@@ -164,8 +204,35 @@ class LinearOperator:
         return _Adjoint(self)
 
     def params(self) -> dict:
-        """The construction parameters (JSON-serialisable), for manifests and saved models."""
+        """The construction parameters (JSON-serialisable), for manifests and saved models:
+        ``type(self)(self.in_shape, **self.params())`` rebuilds K."""
         return dict(getattr(self, "_params", {}))
+
+    def spec(self) -> dict:
+        """``{name, image_shape, params}``: enough to rebuild K (`invmap.operators.from_spec`)."""
+        if self.name is None:
+            raise ValueError(f"{type(self).__name__} is not a registered operator and has no spec")
+        return {"name": self.name, "image_shape": list(self.in_shape), "params": jsonable(self.params())}
+
+    # ----------------------------------------------------------- capabilities
+    def fbp_geometry(self):
+        """The CT geometry (`invmap.operators._geometry.Geometry`) FBP needs, or None: no FBP."""
+        return None
+
+    @property
+    def has_fbp(self) -> bool:
+        """True when a filtered back-projection `invmap.variational.fbp` applies to K."""
+        return self.fbp_geometry() is not None
+
+    def stress_axes(self) -> list:
+        """The operator-specific shifts (`invmap.operators.axes.StressAxis`) of the stress study."""
+        return []
+
+    def capabilities(self) -> dict:
+        """What K offers, by name: FBP, geometry / calibration / pixel-length parameters, stress axes."""
+        return {"fbp": self.has_fbp, "geometry_params": list(self.geometry_params),
+                "calibration_params": list(self.calibration_params), "pixel_params": list(self.pixel_params),
+                "stress_axes": [a.name for a in self.stress_axes()]}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({_shape_str(self.in_shape)} -> {_shape_str(self.out_shape)})"
@@ -216,6 +283,9 @@ class _Adjoint(LinearOperator):
     def norm(self, *args, **kwargs) -> float:
         return self.op.norm(*args, **kwargs)
 
+    def spec(self) -> dict:
+        return {"name": "adjoint", "parts": [self.op.spec()]}
+
 
 class _Composition(LinearOperator):
     """(A @ B) x = A(B x); adjoint Bᵀ(Aᵀ y)."""
@@ -230,6 +300,9 @@ class _Composition(LinearOperator):
         self.a, self.b = a, b
         self.complex_output = a.complex_output
         self.grad_via_adjoint = a.grad_via_adjoint or b.grad_via_adjoint
+
+    def spec(self) -> dict:
+        return {"name": "compose", "parts": [self.a.spec(), self.b.spec()]}
 
     def _forward(self, x):
         return self.a._forward(self.b._forward(x))
@@ -252,6 +325,9 @@ class _Sum(LinearOperator):
         self.complex_output = a.complex_output or b.complex_output
         self.grad_via_adjoint = a.grad_via_adjoint or b.grad_via_adjoint
 
+    def spec(self) -> dict:
+        return {"name": "sum", "parts": [self.a.spec(), self.b.spec()]}
+
     def _forward(self, x):
         return self.a._forward(x) + self.b._forward(x)
 
@@ -267,6 +343,9 @@ class _Scaled(LinearOperator):
         self.a, self.c = a, c
         self.complex_output = a.complex_output
         self.grad_via_adjoint = a.grad_via_adjoint
+
+    def spec(self) -> dict:
+        return {"name": "scale", "factor": self.c, "parts": [self.a.spec()]}
 
     def _forward(self, x):
         return self.c * self.a._forward(x)

@@ -31,8 +31,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import axes
 from .base import LinearOperator
 from .registry import OPERATORS
+
+#: kernel → (its width parameter, geometry axis label, level format, calibration axis label)
+WIDTHS = {"gaussian": ("sigma", "PSF width σ (pixels)", "σ={v:g}", "true σ / assumed σ"),
+          "motion": ("length", "motion blur length (pixels)", "length={v:g}", "true length / assumed length"),
+          "disk": ("radius", "defocus disk radius (pixels)", "r={v:g}", "true radius / assumed radius")}
 
 def gaussian_psf(sigma: float, size: int | None = None) -> np.ndarray:
     """Normalised (sum 1) isotropic Gaussian PSF of std `sigma`, default size 2·⌈3σ⌉+1."""
@@ -202,16 +208,61 @@ class Blur(LinearOperator):
         for i, k in enumerate(self._conv.kernels):
             setattr(self, f"_kernel{i}", k)
             setattr(self, f"_kflip{i}", k.flip((-2, -1)).contiguous())
-        # the construction parameters, enough to rebuild K: build("blur", image_shape, **params())
+        self.kernel = kernel
+        # the construction parameters, enough to rebuild K: build("blur", image_shape, **params());
+        # the Gaussian support is recorded only when given (by default it follows σ)
         self._params = {"kernel": kernel, "boundary": boundary}
         if psf is not None:
             self._params["psf"] = h.tolist()
         elif kernel == "gaussian":
-            self._params.update(sigma=float(sigma), size=int(h.shape[0]))
+            self._params.update(sigma=float(sigma), **({"size": int(size)} if size is not None else {}))
         elif kernel == "motion":
             self._params.update(length=float(length), angle=float(angle))
         else:
             self._params.update(radius=float(radius))
+
+    geometry_params = ("kernel", "sigma", "size", "length", "angle", "radius", "psf", "boundary")
+    calibration_params = ("sigma", "length", "radius")
+    pixel_params = ("sigma", "length", "radius", "size")
+
+    def stress_axes(self) -> list[axes.StressAxis]:
+        """PSF width (geometry), PSF family (kernel) and PSF width error (calibration)."""
+        p = self.params()
+        if "psf" in p:
+            why = "a user-given psf has no width to vary"
+            return [axes.StressAxis("geometry", "geometry", "Acquisition geometry", "PSF", (), skipped={"*": why}),
+                    axes.StressAxis("kernel", "kernel", "Blur kernel family", "PSF", (), ordered=False,
+                                    skipped={"*": "a user-given psf has no family to change"}),
+                    axes.StressAxis("calibration", "calibration-psf", "Calibration: PSF width error", "PSF", (),
+                                    sim_only=True, skipped={"*": why})]
+        param, axis, fmt, cal_axis = WIDTHS[self.kernel]
+        levels, skipped = axes.scaled(self, param, (0.5, 0.75, 1.0, 1.5, 2.0), fmt)
+        cal, _ = axes.scaled(self, param, (1.0, 1.1, 1.25, 1.5), "×{f:g}")
+        return [axes.StressAxis("geometry", "geometry", "Acquisition geometry", axis, tuple(levels),
+                                f"'{param}' of K changed for simulation AND reconstruction (methods see the new "
+                                "geometry).", skipped=skipped),
+                self._family_axis(),
+                axes.StressAxis("calibration", "calibration-psf", "Calibration: PSF width error", cal_axis, tuple(cal),
+                                f"y simulated with '{param}' off by the given amount; every method reconstructs "
+                                "with the nominal K.", sim_only=True)]
+
+    def _family_axis(self) -> axes.StressAxis:
+        """The other PSF families at a comparable width: the same per-axis second moment, i.e.
+        Gaussian σ ↔ motion L = √12·σ (along its direction) ↔ disk r = 2σ."""
+        p = self.params()
+        sigma = {"gaussian": lambda: p["sigma"], "motion": lambda: p["length"] / math.sqrt(12.0),
+                 "disk": lambda: p["radius"] / 2.0}[self.kernel]()
+        keep = {k: v for k, v in p.items() if k not in ("kernel", "sigma", "size", "length", "angle", "radius")}
+        length, radius = max(1.0, math.sqrt(12.0) * sigma), max(0.5, 2.0 * sigma)  # the operators' minima
+        fams = {"gaussian": ({"sigma": sigma}, f"gaussian σ={sigma:.3g}"),
+                "motion": ({"length": length, "angle": float(p.get("angle", 0.0))}, f"motion L={length:.3g}"),
+                "disk": ({"radius": radius}, f"disk r={radius:.3g}")}
+        order = [self.kernel] + [k for k in fams if k != self.kernel]
+        levels = [axes.AxisLevel(fams[k][1] + " (training)", None) if k == self.kernel
+                  else axes.AxisLevel(fams[k][1], {**keep, "kernel": k, **fams[k][0]}) for k in order]
+        return axes.StressAxis("kernel", "kernel", "Blur kernel family", "PSF family", tuple(levels),
+                               "Another PSF family of comparable width, for simulation AND reconstruction.",
+                               ordered=False)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv.forward(self, x)

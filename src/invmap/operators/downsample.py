@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from . import axes
 from .base import LinearOperator
 from .blur import Blur
 from .registry import OPERATORS
@@ -42,14 +43,35 @@ class Downsample(LinearOperator):
         super().__init__(image_shape, (H // factor, W // factor))
         self.factor, self.filter = int(factor), filter
         self.blur: Blur | None = None
+        self.sigma: float | None = None
         if filter == "gaussian":
-            s = factor / 2 if sigma is None else float(sigma)
-            self.blur = Blur(image_shape, kernel="gaussian", sigma=s, boundary="reflect")
-            self._params = {"factor": factor, "filter": filter, "sigma": s}
+            self.sigma = factor / 2 if sigma is None else float(sigma)
+            self.blur = Blur(image_shape, kernel="gaussian", sigma=self.sigma, boundary="reflect")
+            # σ is recorded only when given: by default it follows the factor
+            self._params = {"factor": factor, "filter": filter, **({"sigma": self.sigma} if sigma is not None else {})}
         else:
             if sigma is not None:
                 raise ValueError(f"downsample: sigma applies only to filter='gaussian' (filter is '{filter}')")
             self._params = {"factor": factor, "filter": filter}
+
+    geometry_params = ("factor", "filter", "sigma")
+    calibration_params = ("sigma",)
+    pixel_params = ("factor", "sigma")
+
+    def stress_axes(self) -> list[axes.StressAxis]:
+        """Decimation factor (geometry); anti-alias kernel width error (calibration, Gaussian filter)."""
+        levels, skipped = axes.scaled(self, "factor", (0.5, 1.0, 2.0), "×{v}", integer=True)
+        out = [axes.StressAxis("geometry", "geometry", "Acquisition geometry", "decimation factor", tuple(levels),
+                               "'factor' of K changed for simulation AND reconstruction (methods see the new "
+                               "geometry).", skipped=skipped)]
+        cal, skipped = axes.scaled(self, "sigma", (1.0, 1.1, 1.25, 1.5), "×{f:g}", nominal=self.sigma)
+        if self.sigma is None:
+            skipped = {"*": f"filter '{self.filter}' has no kernel width (only 'gaussian' has)"}
+        out.append(axes.StressAxis("calibration", "calibration-psf", "Calibration: anti-alias kernel width error",
+                                   "true σ / assumed σ", tuple(cal), "y simulated with 'sigma' off by the given "
+                                   "amount; every method reconstructs with the nominal K.", sim_only=True,
+                                   skipped=skipped))
+        return out
 
     def _decimate(self, x: torch.Tensor) -> torch.Tensor:
         f = self.factor

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from . import axes
 from .base import LinearOperator
 from .registry import OPERATORS
 
@@ -44,6 +45,21 @@ class Inpainting(LinearOperator):
             keep[top: top + h, left: left + w] = 0.0
         self.mask = keep
         self._params = {"missing": float(missing), "box": list(box) if box is not None else None, "seed": int(seed)}
+
+    geometry_params = ("missing", "box", "seed")
+    calibration_params = ("missing",)
+
+    def stress_axes(self) -> list[axes.StressAxis]:
+        """Missing fraction (geometry); unflagged dead pixels (calibration: K_sim misses a superset)."""
+        return [axes.StressAxis("geometry", "geometry", "Acquisition geometry", "missing pixel fraction",
+                                tuple(axes.values(self, "missing", (0.3, 0.5, 0.7, 0.85), "{v:.0%} missing")),
+                                "'missing' of K changed for simulation AND reconstruction (methods see the new "
+                                "geometry)."),
+                axes.StressAxis("calibration", "calibration-mask", "Calibration: unflagged dead pixels",
+                                "extra missing fraction, not in the nominal mask",
+                                tuple(axes.shifted(self, "missing", (0.0, 0.01, 0.03, 0.1), "+{v:.0%}")),
+                                "y simulated with 'missing' off by the given amount; every method reconstructs "
+                                "with the nominal K.", sim_only=True)]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.buffer("mask", x)

@@ -29,6 +29,7 @@ from typing import Literal
 
 import torch
 
+from . import axes
 from .base import LinearOperator
 from .registry import OPERATORS
 
@@ -93,6 +94,21 @@ class MRI(LinearOperator):
         self.phase = torch.polar(torch.ones(W, dtype=torch.float64), -2 * torch.pi * shift * n / W) if shift else None
         self._params = {"acceleration": float(acceleration), "center_fraction": float(center_fraction),
                         "pattern": pattern, "seed": int(seed), "kspace_shift": shift}
+
+    geometry_params = ("acceleration", "center_fraction", "pattern", "seed")
+    calibration_params = ("kspace_shift",)
+
+    def stress_axes(self) -> list[axes.StressAxis]:
+        """Acceleration (geometry); a gradient delay (calibration: k-space shift along the readout)."""
+        levels, skipped = axes.scaled(self, "acceleration", (0.5, 1.0, 1.5, 2.0), "R={v:g}")
+        return [axes.StressAxis("geometry", "geometry", "Acquisition geometry", "acceleration (k-space undersampling)",
+                                tuple(levels), "'acceleration' of K changed for simulation AND reconstruction "
+                                "(methods see the new geometry).", skipped=skipped),
+                axes.StressAxis("calibration", "calibration-kspace", "Calibration: k-space shift (gradient delay)",
+                                "readout shift of the k-space samples (samples)",
+                                tuple(axes.shifted(self, "kspace_shift", (0.0, 0.25, 0.5, 1.0), "{v:+g}")),
+                                "y simulated with 'kspace_shift' off by the given amount; every method "
+                                "reconstructs with the nominal K.", sim_only=True)]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.buffer("mask", x)

@@ -1,12 +1,29 @@
-"""The forward-operator registry: `names()`, `build(name, image_shape=(H, W), **params)`."""
+"""The forward-operator registry: `names()`, `build(name, image_shape=(H, W), **params)`,
+and `spec(op)` / `from_spec(d)` to describe an operator as JSON and rebuild it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 from ..registry import Registry
+from .base import ALGEBRA
 
-OPERATORS = Registry("operator", fixed=("image_shape",))
+
+class OperatorRegistry(Registry):
+    """A `Registry` whose entries learn their own name (``cls.name``), so an operator built
+    directly (``Tomography((64, 64))``) describes itself exactly like one built by name."""
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        deco = super().register(name)
+
+        def named(cls: Any) -> Any:
+            cls.name = name
+            return deco(cls)
+
+        return named
+
+
+OPERATORS = OperatorRegistry("operator", fixed=("image_shape",))
 
 
 def names() -> list[str]:
@@ -14,44 +31,32 @@ def names() -> list[str]:
     return OPERATORS.names()
 
 
-def build(name: str, image_shape: tuple[int, int] = (64, 64), **params: Any):
+def build(name: str, image_shape: Sequence[int] = (64, 64), **params: Any):
     """Build operator `name` for images of `image_shape` = (H, W).
 
-    Unknown names or parameters raise a ``ValueError`` listing what is allowed.
-    The operator remembers ``name`` and ``params`` (``op.spec()``) so it can be
-    rebuilt from a saved model or a dataset manifest.
+    Unknown names or parameters raise a ``ValueError`` listing what is allowed;
+    ``op.spec()`` describes the result, `from_spec` rebuilds it.
     """
     if len(tuple(image_shape)) != 2 or any(int(s) < 1 for s in image_shape):
         raise ValueError(f"operator '{name}': image_shape must be (H, W) with positive sizes, got {tuple(image_shape)}")
-    op = OPERATORS.build(name, image_shape=tuple(int(s) for s in image_shape), **params)
-    op.name = name
-    op._spec_params = {k: v for k, v in params.items()}
-    return op
+    return OPERATORS.build(name, image_shape=tuple(int(s) for s in image_shape), **params)
 
 
 def spec(op) -> dict:
-    """JSON-able description {name, image_shape, params} of an operator built by `build`."""
-    return {"name": getattr(op, "name", type(op).__name__), "image_shape": list(op.in_shape),
-            "params": _jsonable(getattr(op, "_spec_params", {}))}
+    """JSON-able description of an operator: ``op.spec()`` (``{name, image_shape, params}``,
+    or ``{name: compose | sum | scale | adjoint, parts: [...]}`` for the algebra)."""
+    return op.spec()
 
 
-def from_spec(d: dict):
-    """Rebuild an operator from `spec(op)`."""
-    return build(d["name"], image_shape=tuple(d["image_shape"]), **d.get("params", {}))
-
-
-def _jsonable(v: Any) -> Any:
-    import numpy as np
-    import torch
-
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, torch.Tensor):
-        return v.tolist()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+def from_spec(d: Mapping[str, Any], image_shape: Sequence[int] | None = None):
+    """Rebuild an operator from `spec(op)`; `image_shape` (H, W) replaces the recorded one."""
+    if not isinstance(d, Mapping) or "name" not in d:
+        raise ValueError(f"not an operator spec (a mapping with a 'name'): {d!r}"[:200])
+    name = d["name"]
+    if name in ALGEBRA:
+        parts = [from_spec(p, image_shape) for p in d.get("parts", [])]
+        return ALGEBRA[name](d, parts)
+    shape = image_shape if image_shape is not None else d.get("image_shape")
+    if shape is None:
+        raise ValueError(f"operator spec '{name}' gives no image_shape")
+    return build(name, image_shape=tuple(shape), **dict(d.get("params") or {}))

@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import axes
 from ._geometry import Geometry, csr_tensor, default_detectors, system_matrix
 from .base import LinearOperator
 from .registry import OPERATORS
@@ -79,6 +80,39 @@ class _RayTransform(LinearOperator):
     """Shared machinery: K = A (sparse CSR, Joseph), Kᵀ = Aᵀ, batch as matrix columns."""
 
     grad_via_adjoint = True
+    geometry_params = ("angles", "arc", "detectors", "detector_spacing")
+    calibration_params = ("angles", "detector_offset")
+
+    def fbp_geometry(self) -> Geometry:
+        """The geometry FBP filters and back-projects along (`invmap.variational.fbp`)."""
+        return self.geometry
+
+    def stress_axes(self) -> list[axes.StressAxis]:
+        """Views (geometry), arc (limited angle), angle offset and detector shift (calibration)."""
+        p = self.params()
+        levels, skipped = axes.scaled(self, "angles", (0.25, 0.5, 1.0, 2.0), "{v} views", integer=True)
+        out = [axes.StressAxis("geometry", "geometry", "Acquisition geometry", "number of views", tuple(levels),
+                               "'angles' of K changed for simulation AND reconstruction (methods see the new "
+                               "geometry).", skipped=skipped)]
+        if isinstance(p["angles"], int):
+            levels, skipped = axes.scaled(self, "arc", (1 / 2, 2 / 3, 5 / 6, 1.0), "{v:g}°")
+        else:
+            levels, skipped = [], {"*": "the views are an explicit list of angles (no arc to shorten)"}
+        out.append(axes.StressAxis("limited-angle", "limited-angle", "Limited angle", "arc of views (degrees)",
+                                   tuple(levels), "Views spread over a shorter arc ('arc'), simulation and "
+                                   "reconstruction.", skipped=skipped))
+        shifted_views = tuple(axes.AxisLevel(f"{o:+g}°", None if o == 0 else {**p, "angles": [a + o for a in self.angles]})
+                              for o in (0.0, 0.5, 1.0, 2.0))
+        out.append(axes.StressAxis("calibration", "calibration-angle", "Calibration: angle offset",
+                                   "angle offset of the simulated views (degrees)", shifted_views,
+                                   "y simulated with every view angle shifted by the offset; every method "
+                                   "reconstructs with the nominal K.", sim_only=True))
+        out.append(axes.StressAxis("calibration", "calibration-detector", "Calibration: detector shift / centre of rotation",
+                                   "detector shift (pixels)",
+                                   tuple(axes.shifted(self, "detector_offset", (0.0, 0.25, 0.5, 1.0), "{v:+g} px")),
+                                   "y simulated with 'detector_offset' off by the given amount; every method "
+                                   "reconstructs with the nominal K.", sim_only=True))
+        return out
 
     def _setup(self, geometry_kw: dict, angles: tuple[float, ...]) -> None:
         H, W = self.in_shape
@@ -208,6 +242,8 @@ class Tomography(_RayTransform):
     torch.Size([1, 1, 30, 47])
     """
 
+    pixel_params = ("detector_spacing", "detector_offset")
+
     def __init__(self, image_shape: tuple[int, int], angles: int | list[float] = 180, arc: float = 180.0,
                  detectors: int | None = None, detector_spacing: float = 1.0, detector_offset: float = 0.0):
         H, W = (int(s) for s in image_shape)
@@ -255,6 +291,8 @@ class FanBeam(_RayTransform):
     The source at view β sits at ``-SO·(-sin β, cos β)``, the detector line at
     ``OD·(-sin β, cos β) + u·(cos β, sin β)``. K = A (Joseph), Kᵀ = Aᵀ exactly.
     """
+
+    pixel_params = ("source_distance", "detector_distance", "detector_spacing", "detector_offset")
 
     def __init__(self, image_shape: tuple[int, int], angles: int | list[float] = 360, arc: float = 360.0,
                  source_distance: float | None = None, detector_distance: float | None = None,

@@ -211,7 +211,7 @@ def _backproject(q: torch.Tensor, op, weights: np.ndarray) -> torch.Tensor:
     [H·W, A·(D+2)], cached on the operator when it has at most `MAX_BP_NNZ` entries, else
     built and applied in blocks of pixels (same numbers, bounded memory, slower).
     """
-    g = op.geometry
+    g = op.fbp_geometry()
     H, W, D = g.height, g.width, g.detectors
     m, A = q.shape[0], q.shape[1]
     qp = torch.nn.functional.pad(q, (1, 1)).permute(1, 2, 0).reshape(A * (D + 2), m).contiguous()
@@ -230,15 +230,17 @@ def _backproject(q: torch.Tensor, op, weights: np.ndarray) -> torch.Tensor:
 
 
 def fbp(y: torch.Tensor, op, filter: str = "ramp", cutoff: float = 1.0) -> torch.Tensor:
-    """x̂ = FBP(y) for the `tomography` (parallel) or `fanbeam` (flat detector) operator `op`.
+    """x̂ = FBP(y) for an operator `op` with a CT geometry (``op.fbp_geometry()``: `tomography`
+    parallel beam, `fanbeam` flat detector).
 
     ``y`` is shaped ``[..., views, detectors]`` (e.g. ``[B, C, A, D]``); returns
     ``[..., H, W]`` on y's device and dtype. ``filter`` ∈ ramp, shepp-logan, cosine, hann;
     ``cutoff`` ∈ (0, 1] is the fraction of the Nyquist frequency kept.
     """
-    g = getattr(op, "geometry", None)
-    if g is None or not hasattr(g, "angles"):
-        raise ValueError(f"fbp needs a 'tomography' or 'fanbeam' operator, got {type(op).__name__}")
+    g = op.fbp_geometry() if hasattr(op, "fbp_geometry") else None
+    if g is None:
+        raise ValueError(f"fbp needs an operator with a CT geometry (tomography, fanbeam), got "
+                         f"'{getattr(op, 'name', None) or type(op).__name__}'")
     op._check(y, op.out_shape, "measurement")
     lead = y.shape[:-2]
     q = y.reshape(-1, *op.out_shape)

@@ -36,10 +36,6 @@ from .tikhonov import Tikhonov
 
 METHODS = Registry("variational method")
 
-#: operators that have a filtered back-projection
-TOMOGRAPHY_OPERATORS = ("tomography", "fanbeam")
-
-
 def names() -> list[str]:
     """Names of every registered variational method."""
     return METHODS.names()
@@ -154,7 +150,7 @@ class Adjoint(Method):
 
 @METHODS.register("fbp")
 class FBP(Method):
-    """Filtered back-projection (tomography / fan-beam operators only)."""
+    """Filtered back-projection (operators with a CT geometry: ``K.has_fbp``)."""
 
     def __init__(self, filter: str = "ramp", cutoff: float = 1.0):
         super().__init__()
@@ -165,11 +161,7 @@ class FBP(Method):
         self.filter, self.cutoff = filter, float(cutoff)
 
     def _run(self, y, physics, x0, callback):
-        op = physics.operator
-        name = getattr(op, "name", type(op).__name__)
-        if name not in TOMOGRAPHY_OPERATORS:
-            raise ValueError(f"fbp: needs a {' or '.join(TOMOGRAPHY_OPERATORS)} operator, got '{name}'")
-        return fbp(y, op, filter=self.filter, cutoff=self.cutoff)
+        return fbp(y, physics.operator, filter=self.filter, cutoff=self.cutoff)
 
     def default_grid(self, physics, y):
         return {"filter": ["ramp", "hann"], "cutoff": [0.4, 0.6, 0.8, 1.0]}
