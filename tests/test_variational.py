@@ -268,7 +268,7 @@ def test_every_method_handles_complex_measurements(name):
 
 def test_fbp_needs_tomography():
     op = ops.build("identity", image_shape=(8, 8))
-    with pytest.raises(ValueError, match="fbp: needs a tomography"):
+    with pytest.raises(ValueError, match="fbp: needs an operator with a filtered back-projection"):
         var.build("fbp")(torch.zeros(1, 1, 8, 8), Physics(op))
 
 

@@ -161,7 +161,11 @@ class FBP(Method):
         self.filter, self.cutoff = filter, float(cutoff)
 
     def _run(self, y, physics, x0, callback):
-        return fbp(y, physics.operator, filter=self.filter, cutoff=self.cutoff)
+        op = physics.operator
+        if not op.has_fbp:
+            raise ValueError(f"fbp: needs an operator with a filtered back-projection (a CT geometry: tomography, "
+                             f"fanbeam), got '{op.name or type(op).__name__}'")
+        return fbp(y, op, filter=self.filter, cutoff=self.cutoff)
 
     def default_grid(self, physics, y):
         return {"filter": ["ramp", "hann"], "cutoff": [0.4, 0.6, 0.8, 1.0]}
