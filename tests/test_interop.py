@@ -123,7 +123,7 @@ def test_deepinv_physics_as_an_invmap_operator(dinv, gen):
     """A deepinv Blur as invmap's K: its A, an exact adjoint, and invmap's solvers on it."""
     from invmap.interop import from_deepinv, to_deepinv
 
-    blur = dinv.physics.Blur(filter=dinv.physics.functional.blur.gaussian_blur((1.0, 1.0)), padding="circular")
+    blur = dinv.physics.Blur(filter=dinv.physics.blur.gaussian_blur(1.0), padding="circular")
     K = from_deepinv(blur, SHAPE)
     x = torch.rand((2, 3) + SHAPE, generator=gen, dtype=torch.float64)
     y = K(x)
