@@ -7,7 +7,9 @@ ceil(N√2)); forward = the sinograms, adjoint = back-projection of one sinogram
 images/s (median of `--reps` rounds after one warm-up; each round times every library once,
 so all see the same background load) and invmap's ratio to each peer.
 
-Peers, each where installed: deepinv ``Tomography`` (torch, CPU), ASTRA CPU projectors
+Peers, each where installed: deepinv ``Tomography`` (torch, CPU) — and invmap's operator
+handed to deepinv through the bridge (``invmap.interop.to_deepinv``), a deepinv user's
+speed-up in one call — ASTRA CPU projectors
 ``linear`` (Joseph, what invmap implements) and ``strip``, scikit-image ``radon``/``iradon``.
 At 256² and 512² slow peers see fewer images (`--peer-images`) — throughput is per image.
 
@@ -101,6 +103,12 @@ def bench(N: int, A: int, B: int, reps: int, peer_images: int, threads: int) -> 
         yd = p.A(xd)
         cases.append(dict(name="deepinv.Tomography", n=nb, fwd=lambda: p.A(xd), adj=lambda: p.A_adjoint(yd),
                           note=f"batch of {nb}"))
+        from invmap.interop import to_deepinv
+
+        bridged = to_deepinv(K)  # what a deepinv user gets in one call: invmap's projector as LinearPhysics
+        yb = bridged.A(xt)
+        cases.append(dict(name="invmap via deepinv bridge (to_deepinv)", n=B, fwd=lambda: bridged.A(xt),
+                          adj=lambda: bridged.A_adjoint(yb), note=f"batch of {B}; a deepinv LinearPhysics"))
     except Exception as e:  # noqa: BLE001 - a missing/broken peer is reported, not fatal
         skipped.append(("deepinv.Tomography", None, None, f"skipped: {str(e)[:50]}"))
 

@@ -127,7 +127,7 @@ def _calibrate(op: LinearOperator, fine: LinearOperator, size_hw: tuple[int, int
         target = float(factor) ** k
         if abs(s / target - 1) < 0.05:
             return target
-    raise ValueError(f"operator '{getattr(op, 'name', type(op).__name__)}': the fine-grid measurement has "
+    raise ValueError(f"operator '{op.name or type(op).__name__}': the fine-grid measurement has "
                      f"scale {s:.4g} relative to the coarse one (not a power of {factor}); "
                      "the operator cannot be refined generically — use simulation='crime'")
 
