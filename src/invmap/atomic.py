@@ -1,16 +1,30 @@
-"""Atomic file writes: a temporary file in the target's folder, then ``os.replace``.
+"""Atomic file writes: a temporary file in the target's folder, fsync, then ``os.replace``.
 
-A crash or an error mid-write leaves either the old file or the new one under the final
-name, never half of one; the temporary file is removed. The new file gets the usual
-permissions (``0o666`` minus the umask), not ``mkstemp``'s private ``0o600``.
+A crash, a kill -9 or an error mid-write leaves either the old file or the new one under
+the final name, never half of one. The temporary file has a unique name
+(``.<name>.<random>.tmp<suffix>``), its data is flushed to disk (``fsync``) before the
+rename and the folder's entry after it, so a power cut cannot leave an empty file either.
+An error removes the temporary file; a kill cannot, so `clean_orphans` removes such
+leftovers when a run directory is opened again. The new file gets the usual permissions
+(``0o666`` minus the umask), not ``mkstemp``'s private ``0o600``.
+
+This is the one writer for every file a run writes (models, checkpoints, logs, metrics,
+stress tables, figures, reports).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+#: the temporary names `atomic_write` uses: ``.<name>.<8 random chars>.tmp<suffix>``
+_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
 
 
 def _umask_mode() -> int:
@@ -19,8 +33,19 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
+def _fsync_path(path: str | os.PathLike, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:  # some file systems cannot fsync a folder; the file itself must sync
+            raise
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[str], None]) -> Path:
-    """Write `content` to `path` atomically; returns the path.
+    """Write `content` to `path` atomically and durably; returns the path.
 
     `content` is bytes, text (UTF-8), or a function that writes the file at the temporary
     path it is given (e.g. ``lambda p: safetensors.torch.save_file(t, p)``).
@@ -32,6 +57,7 @@ def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[str],
         if callable(content):
             os.close(fd)
             content(tmp)
+            _fsync_path(tmp)
         else:
             data = content.encode() if isinstance(content, str) else content
             with os.fdopen(fd, "wb") as f:
@@ -40,6 +66,7 @@ def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[str],
                 os.fsync(f.fileno())
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
+        _fsync_path(path.parent, directory=True)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -47,4 +74,36 @@ def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[str],
     return path
 
 
-__all__ = ["atomic_write"]
+def atomic_write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write a CSV file (a header of `columns`, one line per row; missing keys empty) atomically."""
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return atomic_write(path, buf.getvalue())
+
+
+def is_temp(name: str) -> bool:
+    """Whether `name` is a temporary file name of `atomic_write`."""
+    return bool(_TEMP.match(name))
+
+
+def clean_orphans(folder: str | os.PathLike, min_age_s: float = 60.0) -> list[Path]:
+    """Remove temporary files of `atomic_write` that a killed process left in `folder`.
+
+    Only files older than `min_age_s` seconds are removed, so a write in progress in
+    another process (e.g. ``invmap stress`` beside ``invmap evaluate``) is left alone.
+    Returns the removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    now, removed = time.time(), []
+    for p in folder.iterdir():
+        if is_temp(p.name) and p.is_file() and not p.is_symlink() and now - p.stat().st_mtime >= min_age_s:
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+__all__ = ["atomic_write", "atomic_write_csv", "clean_orphans", "is_temp"]

@@ -88,7 +88,7 @@ def _store(section: "_Open", coerced: dict[str, Any]) -> None:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class _Open(BaseModel):

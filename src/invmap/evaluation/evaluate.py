@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, atomic_write_csv
 
 Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
 
@@ -152,13 +152,7 @@ def write_metrics(rows: Sequence[Mapping], out_dir: str | Path) -> tuple[Path, P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "metrics.csv", out / "metrics.md"
-    tmp = csv_path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r[k] for k in COLUMNS})
-    tmp.replace(csv_path)
+    atomic_write_csv(csv_path, COLUMNS, ({k: r[k] for k in COLUMNS} for r in rows))
     atomic_write_text(md_path, markdown_table(rows))
     return csv_path, md_path
 

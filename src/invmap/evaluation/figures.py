@@ -17,6 +17,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from ..atomic import atomic_write
+
 
 def _plt():
     import matplotlib
@@ -30,9 +32,7 @@ def _plt():
 def _save(fig, path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    tmp.replace(p)
+    atomic_write(p, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format=p.suffix[1:] or "png"))
     _plt().close(fig)
     return p
 

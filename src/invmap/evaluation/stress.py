@@ -44,6 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from ..atomic import atomic_write_csv
 from ..operators.axes import KINDS as AXIS_KINDS
 from ..registry import Registry
 from .evaluate import Reconstructor, atomic_write_json, evaluate_methods
@@ -263,15 +264,8 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
 
 
 def write_stress_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=STRESS_COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) for k in STRESS_COLUMNS})
-    tmp.replace(p)
-    return p
+    return atomic_write_csv(path, STRESS_COLUMNS, ({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])
+                                                   for k in STRESS_COLUMNS} for r in rows))
 
 
 def parse_kinds(text: str | None) -> list[str]:

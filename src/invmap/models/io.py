@@ -2,8 +2,14 @@
 
 Loading never unpickles: the weights are read with ``safetensors.torch.load_file`` and the
 network is rebuilt from the JSON through the model registry, so opening a stranger's model
-cannot run code. Files are written atomically (temporary file + ``os.replace``), the JSON
-last, so a crash leaves either the old model or the new one.
+cannot run code.
+
+The two files are committed as a pair: the weights file carries the whole JSON document in
+its safetensors header (key ``invmap_model``) and is written first, atomically; model.json,
+the readable copy, is written last. Both hold the same random ``commit`` token. If a crash
+falls between the two writes, the weights' own document is the true one: `load_model` uses
+it (model.json is stale) and `repair_model_json` rewrites model.json from it (a training
+run does so when it starts or resumes).
 
 ``model.json`` holds the caller's ``meta`` (e.g. ``physics: Physics.spec()``, image size,
 training settings) plus the keys invmap adds:
@@ -11,13 +17,16 @@ training settings) plus the keys invmap adds:
 - ``architecture``: ``{name, params}`` — `invmap.models.build(name, **params)`;
 - ``input``: the input strategy of `LearnedReconstructor` (null for a bare network);
 - ``network``: ``{fixed_input_shape, output_shape, same_size}`` for compatibility checks;
-- ``versions``, ``parameter_count``, ``tensors`` (name → shape), ``weights`` (file name).
+- ``versions``, ``parameter_count``, ``tensors`` (name → shape), ``weights`` (file name),
+  ``commit`` (the token shared with the weights file).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +40,9 @@ MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"
 FORMAT = "invmap-model"
 FORMAT_VERSION = 1
+HEADER_KEY = "invmap_model"  # the safetensors metadata key holding the model document
 RESERVED = ("format", "format_version", "architecture", "input", "network", "versions",
-            "parameter_count", "tensors", "weights")
+            "parameter_count", "tensors", "weights", "commit")
 
 
 def _net(model: nn.Module) -> nn.Module:
@@ -90,6 +100,7 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
         "parameter_count": sum(p.numel() for p in net.parameters()),
         "weights": MODEL_WEIGHTS,
         "tensors": {k: list(v.shape) for k, v in state.items()},
+        "commit": secrets.token_hex(8),
     }
     try:
         text = json.dumps(doc, indent=2, allow_nan=False)
@@ -97,9 +108,42 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
         raise ValueError(f"save_model: meta is not JSON-serialisable: {e}") from None
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / MODEL_WEIGHTS, safetensors.torch.save(state))
+    atomic_write(out / MODEL_WEIGHTS, safetensors.torch.save(state, metadata={HEADER_KEY: text}))  # the commit
     atomic_write(out / MODEL_JSON, text + "\n")
     return out / MODEL_JSON
+
+
+def _header_doc(wpath: Path) -> dict | None:
+    """The model document stored in the header of the weights file (None for older files)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(wpath), framework="pt") as f:
+            text = (f.metadata() or {}).get(HEADER_KEY)
+        doc = json.loads(text) if text else None
+    except Exception:  # noqa: BLE001 - a corrupt file is reported by the loader with its own message
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def repair_model_json(run_dir: str | os.PathLike) -> bool:
+    """Rewrite ``run_dir/model.json`` from the weights file when a crash fell between the two
+    writes of `save_model` (their ``commit`` tokens differ); returns whether it did."""
+    run = Path(run_dir)
+    wpath, jpath = run / MODEL_WEIGHTS, run / MODEL_JSON
+    if not wpath.is_file():
+        return False
+    header = _header_doc(wpath)
+    if header is None:
+        return False
+    try:
+        doc = json.loads(jpath.read_text(encoding="utf-8")) if jpath.is_file() else None
+    except (OSError, ValueError):
+        doc = None
+    if isinstance(doc, dict) and doc.get("commit") == header.get("commit"):
+        return False
+    atomic_write(jpath, json.dumps(header, indent=2) + "\n")
+    return True
 
 
 def _json_path(path: str | os.PathLike) -> Path:
@@ -113,56 +157,108 @@ def _json_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Load ``(recon, meta)`` from a run directory or its ``model.json``.
+#: keys of model.json that loading and its callers read, with the JSON type each must have
+_DOC_TYPES = {"architecture": (dict,), "input": (dict, type(None)), "network": (dict,), "physics": (dict,),
+              "tensors": (dict,), "weights": (str,), "image_shape": (list,), "measurement_shape": (list,)}
 
-    `meta` is the whole ``model.json`` document (the caller's meta plus the keys invmap
-    added). Raises ``FileNotFoundError`` naming a missing file and a one-line ``ValueError``
-    naming the file for corrupt JSON / safetensors or an architecture that does not match
-    the stored tensors (naming the first mismatching tensor). The model is returned in
-    eval mode.
-    """
-    import safetensors.torch
 
-    from . import build
+def _json_type(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(v), type(v).__name__)
 
-    jpath = _json_path(path)
-    try:
-        doc = json.loads(jpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{jpath}: not a valid model.json ({e})") from None
+
+def _check_doc(doc: Any, jpath: Path) -> dict:
+    """The model document, its keys of the right JSON types (one-line ValueError otherwise)."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{jpath}: not an invmap model file (expected \"format\": \"{FORMAT}\")")
-    if int(doc.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{jpath}: model format version {doc['format_version']} is newer than this invmap "
+    version = doc.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{jpath}: \"format_version\" must be an integer, got {_json_type(version)}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{jpath}: model format version {version} is newer than this invmap "
                          f"understands ({FORMAT_VERSION}); upgrade invmap")
+    for key, types in _DOC_TYPES.items():
+        if key in doc and not isinstance(doc[key], types):
+            want = " or ".join(_json_type(t()) if t is not type(None) else "null" for t in types)
+            raise ValueError(f"{jpath}: \"{key}\" must be {want}, got {_json_type(doc[key])}")
+    arch = doc.get("architecture", {})
+    if not isinstance(arch.get("name"), str) or not isinstance(arch.get("params", {}), dict):
+        raise ValueError(f"{jpath}: \"architecture\" must be {{\"name\": string, \"params\": object}}")
+    return doc
+
+
+def _stored_shapes(wpath: Path) -> dict[str, list[int]]:
+    """Tensor name → shape from the header of a safetensors file, without reading the data."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(wpath), framework="pt") as f:
+            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error type for corrupt headers/data
+        raise ValueError(f"{wpath}: corrupt or not a safetensors file "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def _build(doc: dict, jpath: Path) -> nn.Module:
+    from . import build
+
     try:
         arch = doc["architecture"]
         net = build(arch["name"], **arch.get("params", {}))
-        recon: nn.Module = net if doc.get("input") is None else LearnedReconstructor(net, **doc["input"])
+        return net if doc.get("input") is None else LearnedReconstructor(net, **doc["input"])
     except (KeyError, TypeError) as e:
         raise ValueError(f"{jpath}: incomplete model description (missing or bad {e})") from None
     except ValueError as e:
         raise ValueError(f"{jpath}: {e}") from None
-    wpath = jpath.parent / str(doc.get("weights", MODEL_WEIGHTS))
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load ``(recon, meta)`` from a run directory or its ``model.json``.
+
+    `meta` is the whole model document (the caller's meta plus the keys invmap added; the
+    weights file's own copy when a crash left model.json from an earlier save). Raises
+    ``FileNotFoundError`` naming a missing file and a one-line ``ValueError`` naming the
+    file for corrupt JSON / safetensors, keys of the wrong type, or an architecture that
+    does not match the stored tensors (naming the first mismatching tensor). Before any
+    memory is allocated the network is described on the meta device and its tensors are
+    checked against the weights file's header and the memory budget (`invmap.budget`).
+    The model is returned in eval mode.
+    """
+    import safetensors.torch
+
+    from .. import budget
+
+    jpath = _json_path(path)
+    try:
+        doc = json.loads(jpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{jpath}: not a valid model.json ({type(e).__name__}: {str(e)[:200]})") from None
+    doc = _check_doc(doc, jpath)
+    wpath = jpath.parent / doc.get("weights", MODEL_WEIGHTS)
     if not wpath.is_file():
         raise FileNotFoundError(f"model weights not found: {wpath}")
+    header = _header_doc(wpath)
+    if header is not None and header.get("commit") != doc.get("commit"):
+        doc = _check_doc(header, wpath)  # a crash fell between the two writes: the weights' own document
+    stored = _stored_shapes(wpath)
+    budget.check(sum(math.prod(s) for s in stored.values()) * 4, f"{wpath}: the stored weights")
+    name = doc["architecture"]["name"]
+    expected = {k: list(v.shape) for k, v in budget.on_meta(lambda: _build(doc, jpath)).state_dict().items()}
+    budget.check(sum(math.prod(s) for s in expected.values()) * 4, f"{jpath}: architecture '{name}'")
+    for k, shape in expected.items():
+        if k not in stored:
+            raise ValueError(f"{wpath}: does not match architecture '{name}' in {jpath.name}: tensor '{k}' is missing")
+        if stored[k] != shape:
+            raise ValueError(f"{wpath}: does not match architecture '{name}' in {jpath.name}: tensor '{k}' has shape "
+                             f"{stored[k]}, expected {shape}")
+    extra = [k for k in stored if k not in expected]
+    if extra:
+        raise ValueError(f"{wpath}: does not match architecture '{name}' in {jpath.name}: unexpected tensor '{extra[0]}'")
+    recon = _build(doc, jpath)
     try:
         tensors = safetensors.torch.load_file(str(wpath), device="cpu")
     except Exception as e:  # safetensors raises its own error type for corrupt headers/data
         raise ValueError(f"{wpath}: corrupt or not a safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    expected = recon.state_dict()
-    name = arch["name"]
-    for k, v in expected.items():
-        if k not in tensors:
-            raise ValueError(f"{wpath}: does not match architecture '{name}' in {jpath.name}: tensor '{k}' is missing")
-        if tuple(tensors[k].shape) != tuple(v.shape):
-            raise ValueError(
-                f"{wpath}: does not match architecture '{name}' in {jpath.name}: tensor '{k}' has shape "
-                f"{list(tensors[k].shape)}, expected {list(v.shape)}")
-    extra = [k for k in tensors if k not in expected]
-    if extra:
-        raise ValueError(f"{wpath}: does not match architecture '{name}' in {jpath.name}: unexpected tensor '{extra[0]}'")
     recon.load_state_dict(tensors, strict=True)
     return recon.to(device).eval(), doc
 

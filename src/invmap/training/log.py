@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write_csv
+
 COLUMNS = ("epoch", "step", "lr", "train_loss", "val_psnr", "val_ssim", "seconds")
 LOG = "train_log.csv"
 
@@ -26,21 +28,33 @@ def _fmt(v: Any) -> str:
 
 
 class CSVLog:
-    """Append-only CSV of per-epoch numbers (flushed on every row)."""
+    """Per-epoch numbers; the whole file is rewritten atomically after every row
+    (`invmap.atomic`), so a kill leaves the previous complete log, never a truncated one.
+
+    With `keep_until_epoch` (resuming) the rows of later epochs — written after the
+    checkpoint being resumed from — are dropped; rows of an earlier crash that cannot be
+    parsed are dropped too.
+    """
 
     def __init__(self, run_dir: str | Path, keep_until_epoch: int | None = None):
         self.path = Path(run_dir) / LOG
-        rows = read_log(self.path) if (keep_until_epoch is not None and self.path.exists()) else []
-        rows = [r for r in rows if keep_until_epoch is not None and int(r["epoch"]) <= keep_until_epoch]
-        with open(self.path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(COLUMNS)
-            for r in rows:
-                w.writerow([r.get(c, "") for c in COLUMNS])
+        old = read_log(self.path) if (keep_until_epoch is not None and self.path.exists()) else []
+        self.rows = [r for r in old if _epoch(r) is not None and _epoch(r) <= keep_until_epoch]
+        self._flush()
 
     def write(self, **row: Any) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(c)) for c in COLUMNS])
+        self.rows.append({c: _fmt(row.get(c)) for c in COLUMNS})
+        self._flush()
+
+    def _flush(self) -> None:
+        atomic_write_csv(self.path, COLUMNS, self.rows)
+
+
+def _epoch(row: dict[str, str]) -> int | None:
+    try:
+        return int(row.get("epoch") or "")
+    except ValueError:
+        return None
 
 
 def read_log(path: str | Path) -> list[dict[str, str]]:

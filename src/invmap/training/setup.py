@@ -10,6 +10,8 @@ Without fresh noise, and for the fixed validation pairs, z is computed once.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -69,8 +71,36 @@ class Precision:
         return "float32" if self.dtype is None else f"autocast {str(self.dtype).replace('torch.', '')}"
 
 
+#: what an interrupted start (killed before its first checkpoint) can have left besides config.yaml
+START_FILES = ("model.safetensors", "model.json", "train_log.csv", "checkpoint.json")
+
+
+def _interrupted_start(run: Path) -> bool:
+    """Whether `run` holds only what a training start killed before its first checkpoint
+    leaves: no checkpoint, and a log without any trained epoch (at most the row of epoch 0)."""
+    from .checkpoint import CHECKPOINT
+    from .log import LOG, read_log
+
+    if (run / CHECKPOINT).exists():
+        return False
+    try:
+        rows = read_log(run / LOG) if (run / LOG).exists() else []
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return all((r.get("epoch") or "0").strip() in ("0", "") for r in rows)
+
+
 def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
-    """Create the run directory (refusing to overwrite a run unless resuming) and write config.yaml."""
+    """Create the run directory (refusing to overwrite a run unless resuming) and write config.yaml.
+
+    Opening a directory removes the temporary files of writes a kill interrupted
+    (`invmap.atomic.clean_orphans`) and restores model.json when a kill fell between the
+    two writes of a model (`invmap.models.io.repair_model_json`). A fresh run reclaims a
+    directory whose earlier start was killed before its first checkpoint (nothing trained
+    was kept there), and says so on stderr.
+    """
+    from ..atomic import clean_orphans
+    from ..models.io import repair_model_json
     from .checkpoint import CHECKPOINT, atomic_write_text
 
     run = Path(out_dir)
@@ -79,11 +109,20 @@ def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
     held = [f for f in RUN_FILES if (run / f).exists()]
     if resume:
         if not (run / CHECKPOINT).exists():
-            raise FileNotFoundError(f"cannot resume: no {CHECKPOINT} in {run}")
+            hint = " (its start was interrupted: train it again without --resume)" if held and _interrupted_start(run) else ""
+            raise FileNotFoundError(f"cannot resume: no {CHECKPOINT} in {run}{hint}")
+    elif held and _interrupted_start(run):
+        for f in START_FILES:
+            (run / f).unlink(missing_ok=True)
+        shutil.rmtree(run / "tensorboard", ignore_errors=True)
+        print(f"invmap: {run} held an interrupted start without a checkpoint (no trained epoch); "
+              f"starting it again", file=sys.stderr)
     elif held:
         raise FileExistsError(f"{run} already holds a training run ({held[0]}); continue it with --resume "
                               f"or choose a new directory with --out")
     run.mkdir(parents=True, exist_ok=True)
+    clean_orphans(run)
+    repair_model_json(run)
     atomic_write_text(run / "config.yaml", config.to_yaml())
     return run
 
