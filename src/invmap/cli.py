@@ -5,13 +5,16 @@ Each command lives in its own module under `invmap.commands` and defines
 discovered automatically, so adding a command never touches this file.
 
 Errors a user can cause (bad config, wrong shapes, missing files, NaN input) are
-printed as one line ``invmap: error: ...`` with exit status 2.
+printed as one line ``invmap: error: ...`` with exit status 2; so are the machine's
+refusals — out of memory, a read-only or full disk — since every write is atomic and
+leaves the files already written as they were.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -46,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    name, text = type(e).__name__, str(e)
+    return name == "OutOfMemoryError" or "not enough memory" in text or "can't allocate memory" in text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -63,6 +71,22 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, KeyError):
             msg = f"missing key {msg}"
         print(f"invmap: error: {msg}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
+        if not isinstance(e, MemoryError) and not _out_of_memory(e):
+            raise
+        print("invmap: error: out of memory; use smaller settings (data.size, counts, batch_size, the model)",
+              file=sys.stderr)
+        return 2
+    except RecursionError:
+        print("invmap: error: input nested too deeply", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system refused: read-only, full, quota, I/O error
+        if e.errno is None:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"invmap: error: {e.strerror or os.strerror(e.errno)}{where}",
+              file=sys.stderr)
         return 2
 
 

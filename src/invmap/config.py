@@ -38,8 +38,56 @@ DEFAULT_PATH = Path(__file__).with_name("default.yaml")
 # YAML: a safe loader that also reads 1e-3 as a float (YAML 1.1 wants "1.0e-3")
 # ---------------------------------------------------------------------------------------
 
+#: bounds on what a YAML text may ask for: its size, its nesting, and its node count after
+#: expanding aliases (an "alias bomb" of a few lines expands to billions of values)
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 100_000
+
+
+class YAMLBoundsError(yaml.YAMLError):
+    """A YAML text beyond `MAX_YAML_BYTES`, `MAX_YAML_DEPTH` or `MAX_YAML_NODES`."""
+
+
 class _Loader(yaml.SafeLoader):
-    pass
+    """SafeLoader with bounded nesting and alias expansion (checked on the node graph,
+    before any Python object is built)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise YAMLBoundsError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        _expanded_size(node, {}, set())
+        return node
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """Number of nodes of `node` with every alias expanded (an error above `MAX_YAML_NODES`)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise YAMLBoundsError("an alias refers to a node that contains it (recursive)")
+    open_.add(key)
+    n = 1
+    if isinstance(node, yaml.SequenceNode):
+        n += sum(_expanded_size(c, sizes, open_) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n += sum(_expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value)
+    open_.discard(key)
+    if n > MAX_YAML_NODES:
+        raise YAMLBoundsError(f"more than {MAX_YAML_NODES} values once its aliases are expanded")
+    sizes[key] = n
+    return n
 
 
 _Loader.add_implicit_resolver(
@@ -57,6 +105,8 @@ _Loader.add_implicit_resolver(
 
 
 def _yaml_load(text: str) -> Any:
+    if len(text) > MAX_YAML_BYTES:
+        raise YAMLBoundsError(f"longer than {MAX_YAML_BYTES} characters")
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
 
 
@@ -362,6 +412,8 @@ def read_yaml(path: str | Path) -> dict:
         raise FileNotFoundError(f"config file not found: {p}")
     if p.is_dir():
         raise IsADirectoryError(f"config: {p} is a directory, expected a YAML file")
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise ValueError(f"config: {p}: larger than {MAX_YAML_BYTES} bytes; an experiment config is a few lines")
     try:
         data = _yaml_load(p.read_text())
     except yaml.YAMLError as e:

@@ -33,6 +33,8 @@ def _check_pair(x_hat: torch.Tensor, x: torch.Tensor, what: str, min_dim: int = 
         raise ValueError(f"{what}: shape mismatch: estimate {list(x_hat.shape)} vs reference {list(x.shape)}")
     if x.dim() < min_dim:
         raise ValueError(f"{what}: expected a batch of at least {min_dim} dimensions, got shape {list(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{what}: empty batch {list(x.shape)}: nothing to score")
 
 
 def mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

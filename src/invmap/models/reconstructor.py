@@ -94,6 +94,8 @@ class LearnedReconstructor(nn.Module):
     def preprocess(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """Network input z = P(y, K) (no gradients; see the module docstring)."""
         op = _operator(physics)
+        if isinstance(y, torch.Tensor) and y.numel() == 0:
+            raise ValueError(f"empty measurement batch {list(y.shape)}: nothing to reconstruct")
         if self.input == "measurement":
             if y.is_complex():
                 return torch.view_as_real(y).movedim(-1, 2).flatten(1, 2)

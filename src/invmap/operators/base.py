@@ -8,7 +8,12 @@ Kᵀ, defined for the real inner product
 
 Subclasses implement `_forward` and `_adjoint` on tensors whose trailing
 dimensions already match; the public `forward` / `adjoint` check shapes and
-finiteness and raise a `ValueError` that names the expected and given shape.
+finiteness and raise a `ValueError` that names the expected and given shape
+(an empty batch is a `ValueError` too). Inputs are float32/float64 (complex for
+complex measurements): float16/bfloat16 inputs are computed in float32 and give a
+float32 result (sparse CT products and FFTs have no half-precision CPU path);
+integer, boolean or complex images, complex measurements of a real operator and
+tensors on the meta device (no data) are a `TypeError`.
 
 Operators whose `_forward` is not plain differentiable torch code (sparse
 matrices, custom kernels) set ``grad_via_adjoint = True``: autograd then uses
@@ -114,6 +119,7 @@ class LinearOperator:
     calibration_params: tuple[str, ...] = ()
     #: parameters that are lengths in pixels (× f on an f× finer grid)
     pixel_params: tuple[str, ...] = ()
+    complex_input: bool = False  # True for Kᵀ of a complex-output K (its "images" are measurements)
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int]):
         self.in_shape: Shape = tuple(int(s) for s in in_shape)
@@ -130,31 +136,44 @@ class LinearOperator:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y = K x for x shaped ``[..., *in_shape]``."""
-        self._check(x, self.in_shape, "image")
+        x = self._check(x, self.in_shape, "image", self.complex_input)
         if self.grad_via_adjoint and torch.is_grad_enabled() and x.requires_grad:
             return _GradViaAdjoint.apply(x, self, False)
         return self._forward(x)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """x = Kᵀ y for y shaped ``[..., *out_shape]``."""
-        self._check(y, self.out_shape, "measurement")
+        y = self._check(y, self.out_shape, "measurement", self.complex_output)
         if self.grad_via_adjoint and torch.is_grad_enabled() and y.requires_grad:
             return _GradViaAdjoint.apply(y, self, True)
         return self._adjoint(y)
 
     __call__ = forward
 
-    def _check(self, t: torch.Tensor, shape: Shape, what: str) -> None:
+    def _check(self, t: torch.Tensor, shape: Shape, what: str, complex_ok: bool = False) -> torch.Tensor:
+        """`t` checked (type, dtype, device, shape, finite), half precision raised to float32."""
+        name = type(self).__name__
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{type(self).__name__}: expected a torch.Tensor {what}, got {type(t).__name__}")
+            raise TypeError(f"{name}: expected a torch.Tensor {what}, got {type(t).__name__}")
+        if t.device.type == "meta":
+            raise TypeError(f"{name}: the {what} is on the meta device (shapes only, no data)")
+        if t.is_complex() and not complex_ok:
+            raise TypeError(f"{name}: expected a real {what}, got {t.dtype}")
+        if not (t.is_floating_point() or t.is_complex()):
+            raise TypeError(f"{name}: expected a floating-point {what} (float32 or float64), got {t.dtype}")
+        if t.dtype in (torch.float16, torch.bfloat16):
+            t = t.float()
         n = len(shape)
         if t.dim() < n or tuple(t.shape[-n:]) != shape:
             raise ValueError(
                 f"{type(self).__name__}: {what} shape mismatch: expected [..., {_shape_str(shape)[1:-1]}], "
                 f"got {_shape_str(t.shape)}"
             )
+        if t.dim() > n and t.numel() == 0:
+            raise ValueError(f"{name}: empty {what} batch {_shape_str(t.shape)}: nothing to compute")
         if CHECK_FINITE and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{type(self).__name__}: {what} contains NaN or Inf values")
+            raise ValueError(f"{name}: {what} contains NaN or Inf values")
+        return t
 
     # --------------------------------------------------------------- helpers
     def buffer(self, name: str, like: torch.Tensor) -> torch.Tensor:
@@ -254,6 +273,8 @@ class LinearOperator:
     def __mul__(self, c: float) -> "LinearOperator":
         if isinstance(c, LinearOperator) or not isinstance(c, (int, float)):
             return NotImplemented
+        if not math.isfinite(c):
+            raise ValueError(f"cannot scale an operator by {c}: the factor must be a finite number")
         return _Scaled(self, float(c))
 
     __rmul__ = __mul__
@@ -269,6 +290,7 @@ class _Adjoint(LinearOperator):
         super().__init__(op.out_shape, op.in_shape)
         self.op = op
         self.grad_via_adjoint = op.grad_via_adjoint
+        self.complex_input = op.complex_output
 
     def _forward(self, y):
         return self.op._adjoint(y)
@@ -299,6 +321,7 @@ class _Composition(LinearOperator):
         super().__init__(b.in_shape, a.out_shape)
         self.a, self.b = a, b
         self.complex_output = a.complex_output
+        self.complex_input = b.complex_input
         self.grad_via_adjoint = a.grad_via_adjoint or b.grad_via_adjoint
 
     def spec(self) -> dict:
@@ -323,6 +346,7 @@ class _Sum(LinearOperator):
         super().__init__(a.in_shape, a.out_shape)
         self.a, self.b = a, b
         self.complex_output = a.complex_output or b.complex_output
+        self.complex_input = a.complex_input or b.complex_input
         self.grad_via_adjoint = a.grad_via_adjoint or b.grad_via_adjoint
 
     def spec(self) -> dict:
@@ -342,6 +366,7 @@ class _Scaled(LinearOperator):
         super().__init__(a.in_shape, a.out_shape)
         self.a, self.c = a, c
         self.complex_output = a.complex_output
+        self.complex_input = a.complex_input
         self.grad_via_adjoint = a.grad_via_adjoint
 
     def spec(self) -> dict:

@@ -241,7 +241,7 @@ def fbp(y: torch.Tensor, op, filter: str = "ramp", cutoff: float = 1.0) -> torch
     if g is None:
         raise ValueError(f"fbp needs an operator with a CT geometry (tomography, fanbeam), got "
                          f"'{getattr(op, 'name', None) or type(op).__name__}'")
-    op._check(y, op.out_shape, "measurement")
+    y = op._check(y, op.out_shape, "measurement")
     lead = y.shape[:-2]
     q = y.reshape(-1, *op.out_shape)
     if g.fan:

@@ -105,7 +105,8 @@ class Method:
         physics = as_physics(physics)
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"{self.name}: y must be a torch.Tensor, got {type(y).__name__}")
-        physics.operator._check(y, physics.operator.out_shape, "measurement")
+        op = physics.operator
+        y = op._check(y, op.out_shape, "measurement", op.complex_output)
         return self._run(y, physics, x0, callback)
 
     def _run(self, y, physics, x0, callback) -> torch.Tensor:  # pragma: no cover - abstract
