@@ -70,7 +70,7 @@ def human(nbytes: float) -> str:
     """``3.5 GiB`` style."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(nbytes) < 1024 or unit == "PiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.3g} {unit}" if nbytes >= 1000 else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
     return f"{nbytes:.3g} EiB"  # pragma: no cover
 
@@ -83,11 +83,12 @@ def check(nbytes: float, what: str) -> None:
                                 f"use smaller settings, or raise the limit with {MEMORY_ENV}=<size> if you mean it")
 
 
-def check_pixels(height: int, width: int, what: str) -> None:
-    """Refuse an image file of more than ``INVMAP_MAX_IMAGE_PIXELS`` pixels before decoding it."""
+def check_pixels(count: int, what: str) -> None:
+    """Refuse an image file of more than ``INVMAP_MAX_IMAGE_PIXELS`` pixels (values) before
+    decoding it; `what` names it with its dimensions."""
     limit = _env_size(PIXELS_ENV, DEFAULT_IMAGE_PIXELS)
-    if height * width > limit:
-        raise MemoryBudgetError(f"{what} is {width}×{height} pixels, above the limit of {limit} pixels; "
+    if count > limit:
+        raise MemoryBudgetError(f"{what} holds {count} pixels, above the limit of {limit}; "
                                 f"raise it with {PIXELS_ENV}=<count> if you mean it")
 
 

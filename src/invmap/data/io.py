@@ -14,6 +14,7 @@ non-overlapping tiles).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def read_image(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndar
     """
     p = Path(path)
     suf = p.suffix.lower()
+    _check_dimensions(p, suf, key)
     try:
         if suf in (".npy",):
             a = np.load(p, allow_pickle=False)
@@ -72,6 +74,50 @@ def read_image(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndar
     if a.dtype.kind not in "buif":
         raise ValueError(f"cannot read image {p}: unsupported array dtype {a.dtype}")
     return _to_gray(a, p), dtype
+
+
+def _header_shape(p: Path, suf: str, key: str | None) -> tuple[int, ...] | None:
+    """The array or image dimensions stored in the file's header, read without decoding."""
+    if suf == ".npy":
+        return tuple(np.load(p, mmap_mode="r", allow_pickle=False).shape)
+    if suf == ".npz":
+        import zipfile
+
+        with zipfile.ZipFile(p) as z:
+            names = [n for n in z.namelist() if n.endswith(".npy")]
+            name = f"{key}.npy" if key is not None else (names[0] if len(names) == 1 else None)
+            if name not in names:
+                return None  # the reader names the missing or ambiguous array
+            with z.open(name) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                return tuple(read(f)[0])
+    if suf in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(p) as t:
+            return tuple(t.series[0].shape) if t.series else None
+    if suf in (".png", ".jpg", ".jpeg"):
+        from PIL import Image
+
+        with Image.open(p) as im:
+            return (im.size[1], im.size[0], len(im.getbands()))
+    return None
+
+
+def _check_dimensions(p: Path, suf: str, key: str | None) -> None:
+    """Refuse a file whose header promises more pixels than `invmap.budget` allows (a small
+    compressed file can decode to gigabytes) before decoding it."""
+    from .. import budget
+
+    try:
+        shape = _header_shape(p, suf, key)
+    except FileNotFoundError:
+        raise
+    except Exception:  # noqa: BLE001 - an unreadable header is reported by the reader itself
+        return
+    if shape:
+        budget.check_pixels(math.prod(int(s) for s in shape), f"image {p} ({'×'.join(map(str, shape))})")
 
 
 def _to_gray(a: np.ndarray, p: Path) -> np.ndarray:

@@ -40,6 +40,14 @@ WIDTHS = {"gaussian": ("sigma", "PSF width σ (pixels)", "σ={v:g}", "true σ / 
           "motion": ("length", "motion blur length (pixels)", "length={v:g}", "true length / assumed length"),
           "disk": ("radius", "defocus disk radius (pixels)", "r={v:g}", "true radius / assumed radius")}
 
+
+def _check_psf_size(rows: int, cols: int) -> None:
+    """Refuse a PSF array beyond the memory budget (`invmap.budget`) before building it."""
+    from .. import budget
+
+    budget.check(8.0 * rows * cols, f"blur: a {rows}×{cols} PSF")
+
+
 def gaussian_psf(sigma: float, size: int | None = None) -> np.ndarray:
     """Normalised (sum 1) isotropic Gaussian PSF of std `sigma`, default size 2·⌈3σ⌉+1."""
     if not sigma > 0:
@@ -48,6 +56,7 @@ def gaussian_psf(sigma: float, size: int | None = None) -> np.ndarray:
         size = 2 * int(math.ceil(3 * sigma)) + 1
     if size < 1 or size % 2 == 0:
         raise ValueError(f"blur: size must be an odd number >= 1 (the PSF is centred), got {size}")
+    _check_psf_size(size, size)
     t = np.arange(size, dtype=np.float64) - (size - 1) / 2
     g = np.exp(-0.5 * (t / sigma) ** 2)
     h = np.outer(g, g)
@@ -64,6 +73,7 @@ def motion_psf(length: float, angle: float = 0.0) -> np.ndarray:
         raise ValueError(f"blur: motion length must be >= 1, got {length}")
     r = int(math.ceil((length - 1) / 2)) + 1
     size = 2 * r + 1
+    _check_psf_size(size, size)
     h = np.zeros((size, size))
     th = math.radians(angle)
     for t in np.linspace(-(length - 1) / 2, (length - 1) / 2, int(8 * length) + 1):
@@ -89,6 +99,7 @@ def disk_psf(radius: float, oversample: int = 16) -> np.ndarray:
         raise ValueError(f"blur: disk radius must be >= 0.5, got {radius}")
     r = int(math.ceil(radius - 0.5))
     size = 2 * r + 1
+    _check_psf_size(size * oversample, size * oversample)
     t = (np.arange(size * oversample) + 0.5) / oversample - size / 2
     inside = (t[:, None] ** 2 + t[None, :] ** 2) <= radius**2
     h = inside.reshape(size, oversample, size, oversample).mean(axis=(1, 3))

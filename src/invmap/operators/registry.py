@@ -25,6 +25,10 @@ class OperatorRegistry(Registry):
 
 OPERATORS = OperatorRegistry("operator", fixed=("image_shape",))
 
+#: bytes per pixel an operator may hold for its image size (masks, padded complex FFTs):
+#: the estimate `build` checks against the memory budget before building anything
+IMAGE_BYTES = 64
+
 
 def names() -> list[str]:
     """Names of every registered forward operator."""
@@ -39,6 +43,10 @@ def build(name: str, image_shape: Sequence[int] = (64, 64), **params: Any):
     """
     if len(tuple(image_shape)) != 2 or any(int(s) < 1 for s in image_shape):
         raise ValueError(f"operator '{name}': image_shape must be (H, W) with positive sizes, got {tuple(image_shape)}")
+    from .. import budget
+
+    H, W = (int(s) for s in image_shape)
+    budget.check(IMAGE_BYTES * H * W, f"operator '{name}' for {H}×{W} images")
     return OPERATORS.build(name, image_shape=tuple(int(s) for s in image_shape), **params)
 
 

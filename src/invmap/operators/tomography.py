@@ -206,6 +206,17 @@ class _RayTransform(LinearOperator):
         return out.reshape(*lead, H, W)
 
 
+def _check_matrix_size(H: int, W: int, angles: int | Sequence[float], detectors: int) -> None:
+    """Refuse a system matrix beyond the memory budget (`invmap.budget`) before building it:
+    Joseph's method puts at most 2·max(H, W) entries in a ray's row, and A, Aᵀ and their
+    torch copies take about 40 bytes per entry."""
+    from .. import budget
+
+    views = angles if isinstance(angles, int) else len(angles) if hasattr(angles, "__len__") else 1
+    budget.check(40.0 * 2 * max(H, W) * max(int(views), 1) * detectors,
+                 f"the CT system matrix ({views} views × {detectors} detectors, {H}×{W} images)")
+
+
 def _check_positive(name: str, v: float | int | None) -> None:
     if v is not None and not (v > 0 and math.isfinite(v)):
         raise ValueError(f"{name} must be positive, got {v}")
@@ -250,8 +261,9 @@ class Tomography(_RayTransform):
         _check_positive("arc", arc)
         _check_positive("detector_spacing", detector_spacing)
         _check_positive("detectors", detectors)
-        ang = view_angles(angles, arc)
         n = int(detectors) if detectors is not None else default_detectors(H, W, detector_spacing)
+        _check_matrix_size(H, W, angles, n)
+        ang = view_angles(angles, arc)
         self._params = {"angles": list(angles) if not isinstance(angles, int) else angles, "arc": arc,
                         "detectors": n, "detector_spacing": detector_spacing}
         if detector_offset:
@@ -318,6 +330,7 @@ class FanBeam(_RayTransform):
         else:  # flat-detector half-width of the fan through the circumscribed circle
             half = (so + od) * radius / math.sqrt(so * so - radius * radius)
             n = int(math.ceil(2 * half / spacing)) + 1
+        _check_matrix_size(H, W, angles, n)
         ang = view_angles(angles, arc)
         self._params = {"angles": list(angles) if not isinstance(angles, int) else angles, "arc": arc,
                         "source_distance": so, "detector_distance": od, "detectors": n,

@@ -26,7 +26,8 @@ from . import checkpoint as ckpt
 from .log import CSVLog, TensorBoard, progress_bar
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
-from .setup import Pairs, Precision, build_reconstructor, prepare_run_dir, select_device, versions
+from .setup import (Pairs, Precision, build_reconstructor, check_memory, prepare_run_dir, select_device,
+                    versions)
 
 
 class TrainingDiverged(ValueError):
@@ -78,6 +79,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
         torch.set_num_threads(tc.threads)
     torch.manual_seed(config.seed)
     physics = config.physics()  # a bad operator / noise / model value fails before the run directory exists
+    check_memory(config, physics)  # and so does a run that would not fit in memory
     recon = build_reconstructor(config, physics, device)
     new_dir = not Path(out_dir).exists()
     run = prepare_run_dir(out_dir, config, resume)

@@ -10,6 +10,7 @@ Without fresh noise, and for the fixed validation pairs, z is computed once.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -188,18 +189,75 @@ class _Clean(torch.utils.data.Dataset):
 
 
 def build_reconstructor(config: Config, physics, device: torch.device):
-    """`LearnedReconstructor` around the configured network, sized from one network input."""
-    from .. import models
+    """`LearnedReconstructor` around the configured network, sized from one network input.
+
+    On the ``meta`` device the network is only described (shapes, no memory), e.g. for
+    `check_memory`.
+    """
+    from .. import budget, models
 
     m = config.model
     probe = models.LearnedReconstructor(torch.nn.Identity(), **m.reconstructor_params())
-    x0 = torch.zeros(1, 1, config.data.size, config.data.size, device=device)
+    x0 = torch.zeros(1, 1, config.data.size, config.data.size)
     z0 = probe.preprocess(physics.operator(x0), physics)
     params = m.params()
     if z0.shape[1] != 1 and "in_channels" not in params and _takes(m.name, "in_channels"):
         params["in_channels"] = int(z0.shape[1])  # e.g. complex measurements as [Re, Im]
-    net = models.build_for(m.name, tuple(z0.shape[2:]), (config.data.size, config.data.size), **params)
-    return models.LearnedReconstructor(net, **m.reconstructor_params()).to(device)
+
+    def build():
+        net = models.build_for(m.name, tuple(z0.shape[2:]), (config.data.size, config.data.size), **params)
+        return models.LearnedReconstructor(net, **m.reconstructor_params())
+
+    if device.type == "meta":
+        return budget.on_meta(build)
+    return build().to(device)
+
+
+def _activation_bytes(net: torch.nn.Module, z_shape: tuple[int, ...]) -> int:
+    """Bytes of every module output of one forward pass on a meta batch of `z_shape`
+    (what backpropagation keeps); 0 if the network cannot run on the meta device."""
+    total = [0]
+
+    def hook(_m, _inp, out):
+        if isinstance(out, torch.Tensor):
+            total[0] += out.numel() * 4
+
+    handles = [mod.register_forward_hook(hook) for mod in net.modules() if not list(mod.children())]
+    try:
+        net(torch.zeros(z_shape, device="meta"))
+    except (NotImplementedError, RuntimeError):  # an op without a meta kernel: parameters and data only
+        total[0] = 0
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def check_memory(config: Config, physics) -> int:
+    """Estimate the bytes a training run of `config` allocates and refuse above the memory
+    budget (`invmap.budget`) before allocating any of it; returns the estimate.
+
+    Counted (float32): the network's parameters four times (weights, gradients, two Adam
+    moments), the activations of one training batch (a forward pass on the meta device),
+    and the training and validation pairs held in memory — x, K x and the network input z
+    of every image.
+    """
+    from .. import budget
+
+    d, tc = config.data, config.training
+    recon = build_reconstructor(config, physics, torch.device("meta"))
+    op = physics.operator
+    y_shape = (2 if op.complex_output else 1, *op.out_shape)
+    z_shape = y_shape if recon.input == "measurement" else (1, d.size, d.size)
+    params = budget.tensor_bytes(recon)
+    acts = _activation_bytes(recon.net, (tc.batch_size, *z_shape))
+    pair = 4 * (d.size * d.size + math.prod(y_shape) + math.prod(z_shape))
+    data = (d.train + d.val) * pair
+    total = 4 * params + acts + data
+    budget.check(total, f"training '{config.model.name}' on {d.train}+{d.val} pairs of {d.size}×{d.size} images "
+                        f"(parameters {budget.human(params)}, one batch's activations {budget.human(acts)}, "
+                        f"pairs {budget.human(data)})")
+    return total
 
 
 def check_config(config: Config) -> None:
@@ -208,6 +266,7 @@ def check_config(config: Config) -> None:
     from ..data import build_source
 
     physics = config.physics()
+    check_memory(config, physics)
     build_reconstructor(config, physics, torch.device("cpu"))
     d = config.data
     for split, count in (("train", d.train), ("val", d.val), ("test", d.test)):
