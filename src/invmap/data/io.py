@@ -98,10 +98,14 @@ def _header_shape(p: Path, suf: str, key: str | None) -> tuple[int, ...] | None:
         with tifffile.TiffFile(p) as t:
             return tuple(t.series[0].shape) if t.series else None
     if suf in (".png", ".jpg", ".jpeg"):
+        import warnings
+
         from PIL import Image
 
-        with Image.open(p) as im:
-            return (im.size[1], im.size[0], len(im.getbands()))
+        with warnings.catch_warnings():  # PIL's own bomb warning: the budget below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                return (im.size[1], im.size[0], len(im.getbands()))
     return None
 
 
