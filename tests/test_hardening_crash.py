@@ -228,3 +228,18 @@ def test_kill9_during_log_and_model_writes_then_resume(tmp_path):
     assert done.returncode == 0, done.stderr
     assert [int(r["epoch"]) for r in read_log(run / "train_log.csv")] == list(range(7))
     assert ckpt.load_checkpoint(run)["epoch"] == 6
+
+
+def test_evaluate_and_stress_clean_orphans_of_their_run(tmp_path):
+    from invmap.evaluation import runs
+
+    _, cfg = _cfg(tmp_path)
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    (run / "figures").mkdir()
+    old = [run / ".metrics.csv.ab12cd34.tmp.csv", run / "figures" / ".curves.png.ab12cd34.tmp.png"]
+    for p in old:
+        p.write_text("half")
+        os.utime(p, (time.time() - 3600, time.time() - 3600))
+    runs.resolve(run)  # how evaluate and stress open a run
+    assert not any(p.exists() for p in old)

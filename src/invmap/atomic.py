@@ -101,7 +101,10 @@ def clean_orphans(folder: str | os.PathLike, min_age_s: float = 60.0) -> list[Pa
     now, removed = time.time(), []
     for p in folder.iterdir():
         if is_temp(p.name) and p.is_file() and not p.is_symlink() and now - p.stat().st_mtime >= min_age_s:
-            p.unlink()
+            try:
+                p.unlink()
+            except OSError:  # a read-only folder: the leftover is harmless, reading goes on
+                continue
             removed.append(p)
     return removed
 

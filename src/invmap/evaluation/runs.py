@@ -22,7 +22,12 @@ from .evaluate import Reconstructor, atomic_write_json
 from .task import Condition, condition_from_config, make_pairs
 
 def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[Any, Path | None]:
-    """(config, run_dir or None) for a run directory or a config path (None: the default config)."""
+    """(config, run_dir or None) for a run directory or a config path (None: the default config).
+
+    Opening a run directory removes the temporary files of writes a kill interrupted there
+    and in its figures/ folder (`invmap.atomic.clean_orphans`).
+    """
+    from ..atomic import clean_orphans
     from ..config import load_config
 
     if target is None:
@@ -31,6 +36,8 @@ def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[A
     if p.is_dir():
         if not (p / "config.yaml").exists():
             raise FileNotFoundError(f"{p} is not a run directory (no config.yaml in it)")
+        clean_orphans(p)
+        clean_orphans(p / "figures")
         return load_config(p / "config.yaml", overrides), p
     if not p.exists():
         raise FileNotFoundError(f"no run directory or config file at {p}")
