@@ -46,7 +46,8 @@ def build(name: str, image_shape: Sequence[int] = (64, 64), **params: Any):
     from .. import budget
 
     H, W = (int(s) for s in image_shape)
-    budget.check(IMAGE_BYTES * H * W, f"operator '{name}' for {H}×{W} images")
+    size = f"{H}×{W}" if max(H, W) < 10**9 else f"{float(H):.3g}×{float(W):.3g}"
+    budget.check(IMAGE_BYTES * H * W, f"operator '{name}' for {size} images")
     return OPERATORS.build(name, image_shape=tuple(int(s) for s in image_shape), **params)
 
 
