@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .evaluate import atomic_write_text, read_metrics
+from .runs import baselines_note, read_baselines
 from .stress import read_stress_csv
 
 _CSS = """
@@ -164,9 +165,9 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     stress_figs = {sh["name"]: figs / f"stress_{sh['name']}.png" for sh in stress_meta.get("shifts", [])}
     stress_figs["_overview"] = figs / "stress_overview.png"
     notes = []
-    if (d / "baselines.json").exists():
-        b = json.loads((d / "baselines.json").read_text())
-        notes.append("Baseline parameters (tuned on the validation pairs): "
+    b = read_baselines(d)
+    if b:
+        notes.append(f"Baseline parameters ({baselines_note(b)}): "
                      + "; ".join(f"{k}: {json.dumps(v.get('params', v))}" for k, v in b.items()))
     text = render_report(f"invmap run: {d.name}", config_yaml=cfg, metrics=metrics, figures=figures,
                          stress_rows=stress_rows, stress_meta=stress_meta, stress_figures=stress_figs, notes=notes)

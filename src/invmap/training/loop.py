@@ -26,7 +26,7 @@ from . import checkpoint as ckpt
 from .log import CSVLog, TensorBoard, progress_bar
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
-from .setup import Pairs, Precision, build_reconstructor, prepare_run_dir, select_device, versions
+from .setup import Pairs, Precision, build_reconstructor, check_resume, prepare_run_dir, select_device, versions
 
 
 class TrainingDiverged(ValueError):
@@ -80,6 +80,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
     physics = config.physics()  # a bad operator / noise / model value fails before the run directory exists
     recon = build_reconstructor(config, physics, device)
     new_dir = not Path(out_dir).exists()
+    saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
     run = prepare_run_dir(out_dir, config, resume)
     try:
         train_set = Pairs(config, physics, "train", recon, device, fresh_noise=tc.fresh_noise, num_workers=tc.num_workers)
@@ -100,8 +101,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
     gens = {"shuffle": torch.Generator().manual_seed(config.seed)}
     st = {"epoch": 0, "step": 0, "seconds": 0.0, "best_psnr": -math.inf, "best_ssim": math.nan, "best_epoch": 0,
           "initial_psnr": math.nan, "bad_epochs": 0, "stopped": ""}
-    if resume:
-        saved = ckpt.load_checkpoint(run, device)
+    if saved is not None:
         recon.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         if saved.get("scaler"):

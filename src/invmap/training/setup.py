@@ -88,6 +88,57 @@ def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
     return run
 
 
+#: config sections a resumed run may change (the others describe what the checkpoint learned)
+RESUMABLE = ("training", "evaluation")
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """(dotted key, a's value, b's value) of the first place two nested dicts differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+            if d:
+                return d
+        return None
+    return None if a == b else (path, a, b)
+
+
+def check_resume(run_dir: str | Path, config: Config, recon: torch.nn.Module, device: torch.device) -> dict | None:
+    """The checkpoint of `run_dir`, after checking that `config` may continue it; writes nothing
+    (None without a checkpoint: `prepare_run_dir` then says why the run cannot resume).
+
+    A resumed run keeps its name, seed, data, operator, noise and model (only `RESUMABLE`
+    sections may change), and the checkpoint's weights must fit the network `recon` built
+    from `config`. Any mismatch is a one-line ``ValueError`` raised before the run directory
+    (config.yaml included) is touched.
+    """
+    from ..config import load_config
+    from .checkpoint import CHECKPOINT, load_checkpoint
+
+    run = Path(run_dir)
+    if not (run / CHECKPOINT).exists():
+        return None
+    if (run / "config.yaml").exists():
+        saved = load_config(run / "config.yaml").to_dict()
+        new = config.to_dict()
+        fixed = {k: v for k, v in saved.items() if k not in RESUMABLE}
+        diff = _first_difference(fixed, {k: new.get(k) for k in fixed})
+        if diff:
+            key, was, now = diff
+            raise ValueError(f"cannot resume {run}: {key} would change from {was!r} to {now!r}; a resumed run "
+                             f"keeps its name, seed, data, operator, noise and model (change only "
+                             f"{' or '.join(RESUMABLE)} settings, or train a new run)")
+    state = load_checkpoint(run, device)
+    expected = recon.state_dict()
+    stored = state.get("model") or {}
+    for k, v in expected.items():
+        if k not in stored or tuple(stored[k].shape) != tuple(v.shape):
+            got = list(stored[k].shape) if k in stored else "missing"
+            raise ValueError(f"cannot resume {run}: the checkpoint's tensor '{k}' is {got}, but the configured "
+                             f"network needs {list(v.shape)}; config and checkpoint describe different models")
+    return state
+
+
 class Pairs:
     """Training or validation pairs with their network inputs (see the module docstring)."""
 
