@@ -243,6 +243,15 @@ class Config(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
+    @pydantic.field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        """The name becomes a directory (runs/NAME): one path component, never a path."""
+        if not v.strip() or v in (".", "..") or any(c in v for c in "/\\\0") or len(v) > 200:
+            raise ValueError(f"{v!r} must be a plain name (no '/', '\\', '..'; at most 200 characters): it "
+                             "names the run directory inside --out, so it cannot point elsewhere")
+        return v
+
     # -- conveniences -------------------------------------------------------------------
     @property
     def image_shape(self) -> tuple[int, int]:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write
+from ..paths import inside
 from .reconstructor import LearnedReconstructor
 
 MODEL_JSON = "model.json"
@@ -144,7 +145,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         raise ValueError(f"{jpath}: incomplete model description (missing or bad {e})") from None
     except ValueError as e:
         raise ValueError(f"{jpath}: {e}") from None
-    wpath = jpath.parent / str(doc.get("weights", MODEL_WEIGHTS))
+    wpath = inside(jpath.parent, doc.get("weights", MODEL_WEIGHTS), f"{jpath}: \"weights\"")
     if not wpath.is_file():
         raise FileNotFoundError(f"model weights not found: {wpath}")
     try:

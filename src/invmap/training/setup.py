@@ -83,9 +83,24 @@ def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
     elif held:
         raise FileExistsError(f"{run} already holds a training run ({held[0]}); continue it with --resume "
                               f"or choose a new directory with --out")
+    text = config.to_yaml()
+    if not resume and not held:
+        keep_user_config(run / "config.yaml", text)
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / "config.yaml", config.to_yaml())
+    atomic_write_text(run / "config.yaml", text)
     return run
+
+
+def keep_user_config(path: Path, text: str) -> None:
+    """Refuse to start a run over a ``config.yaml`` that is not the resolved config `text`.
+
+    In a directory without a run, such a file is the user's own (``invmap train my/config.yaml
+    --out my``: a commented, partial config): invmap never replaces it. A config.yaml that
+    already holds `text` (written by an earlier start) is fine.
+    """
+    if path.is_file() and path.read_bytes() != text.encode():
+        raise FileExistsError(f"{path} exists and is not this run's resolved config (your own config file?); "
+                              f"invmap never replaces it: choose another --out, e.g. {path.parent / 'run'}")
 
 
 #: config sections a resumed run may change (the others describe what the checkpoint learned)
