@@ -23,7 +23,7 @@ import torch
 from .. import metrics
 from ..config import Config
 from . import checkpoint as ckpt
-from .log import CSVLog, TensorBoard, progress_bar
+from .log import CSVLog, TensorBoard, TrainProgress
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
 from .setup import Pairs, Precision, build_reconstructor, check_resume, prepare_run_dir, select_device, versions
@@ -130,7 +130,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
         log.write(epoch=0, step=0, lr=tc.lr, val_psnr=p0, val_ssim=s0, seconds=0.0)
         tb.scalars(0, **{"val/psnr": p0, "val/ssim": s0})
         save_checkpoint()
-    bar = progress_bar(tc.epochs * steps_per_epoch, st["step"], progress)
+    bar = TrainProgress(tc.epochs * steps_per_epoch, st["step"], progress, tc.max_minutes * 60, st["seconds"])
     t0, shown = time.perf_counter() - st["seconds"], f"{st['best_psnr']:.2f}"
     try:
         for epoch in range(st["epoch"] + 1, tc.epochs + 1):
@@ -158,7 +158,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
                 st["step"] += 1
                 lv = loss.item()
                 total, count = total + lv * len(x), count + len(x)
-                bar.update(1)
+                bar.step(st["step"], time.perf_counter() - t0)
                 bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val_psnr=shown, refresh=False)
                 if tc.max_minutes and time.perf_counter() - t0 >= tc.max_minutes * 60:
                     st["stopped"] = "time"
