@@ -11,11 +11,14 @@ training settings) plus the keys invmap adds:
 - ``architecture``: ``{name, params}`` — `invmap.models.build(name, **params)`;
 - ``input``: the input strategy of `LearnedReconstructor` (null for a bare network);
 - ``network``: ``{fixed_input_shape, output_shape, same_size}`` for compatibility checks;
-- ``versions``, ``parameter_count``, ``tensors`` (name → shape), ``weights`` (file name).
+- ``versions``, ``parameter_count``, ``tensors`` (name → shape), ``weights`` (file name,
+  inside the model's directory), ``weights_sha256`` (`weights_digest` of the tensors:
+  checked on load, so flipped bytes in the weights are an error, not a silently other model).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -33,7 +36,18 @@ MODEL_WEIGHTS = "model.safetensors"
 FORMAT = "invmap-model"
 FORMAT_VERSION = 1
 RESERVED = ("format", "format_version", "architecture", "input", "network", "versions",
-            "parameter_count", "tensors", "weights")
+            "parameter_count", "tensors", "weights", "weights_sha256")
+
+
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (in name order), so the
+    digest does not depend on how the safetensors file lays out its header."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _net(model: nn.Module) -> nn.Module:
@@ -91,6 +105,7 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
         "parameter_count": sum(p.numel() for p in net.parameters()),
         "weights": MODEL_WEIGHTS,
         "tensors": {k: list(v.shape) for k, v in state.items()},
+        "weights_sha256": weights_digest(state),
     }
     try:
         text = json.dumps(doc, indent=2, allow_nan=False)
@@ -164,6 +179,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     extra = [k for k in tensors if k not in expected]
     if extra:
         raise ValueError(f"{wpath}: does not match architecture '{name}' in {jpath.name}: unexpected tensor '{extra[0]}'")
+    want = doc.get("weights_sha256")  # absent in files of older invmap versions
+    if want is not None and weights_digest(tensors) != want:
+        raise ValueError(f"{wpath}: the weights do not match the SHA-256 recorded in {jpath.name} "
+                         "(the file was changed or damaged); refusing to load them")
     recon.load_state_dict(tensors, strict=True)
     return recon.to(device).eval(), doc
 

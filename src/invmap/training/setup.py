@@ -215,27 +215,33 @@ class _Clean(torch.utils.data.Dataset):
 
 
 def build_reconstructor(config: Config, physics, device: torch.device):
-    """`LearnedReconstructor` around the configured network, sized from one network input."""
+    """`LearnedReconstructor` around the configured network, sized from the shape of its input.
+
+    On the ``meta`` device nothing is allocated: the network is described (every shape and
+    parameter check runs) without memory, as `check_config` needs.
+    """
     from .. import models
 
     m = config.model
     probe = models.LearnedReconstructor(torch.nn.Identity(), **m.reconstructor_params())
-    x0 = torch.zeros(1, 1, config.data.size, config.data.size, device=device)
-    z0 = probe.preprocess(physics.operator(x0), physics)
+    z0 = probe.input_shape(physics)
     params = m.params()
-    if z0.shape[1] != 1 and "in_channels" not in params and _takes(m.name, "in_channels"):
-        params["in_channels"] = int(z0.shape[1])  # e.g. complex measurements as [Re, Im]
-    net = models.build_for(m.name, tuple(z0.shape[2:]), (config.data.size, config.data.size), **params)
-    return models.LearnedReconstructor(net, **m.reconstructor_params()).to(device)
+    if z0[0] != 1 and "in_channels" not in params and _takes(m.name, "in_channels"):
+        params["in_channels"] = int(z0[0])  # e.g. complex measurements as [Re, Im]
+    with torch.device(device) if device.type == "meta" else contextlib.nullcontext():
+        net = models.build_for(m.name, tuple(z0[1:]), (config.data.size, config.data.size), **params)
+        return models.LearnedReconstructor(net, **m.reconstructor_params()).to(device)
 
 
-def check_config(config: Config) -> None:
-    """Build what a run needs — physics, network, the image source of every split — so that
-    a bad value fails with its own message before anything is written."""
+def check_config(config: Config, device: torch.device = torch.device("meta")) -> None:
+    """Build what a run builds — physics, network, the image source of every split — so that
+    a bad value fails with its own message before anything is written. On the ``meta``
+    device (the default) the network takes no memory and the operator's matrices are not
+    built (they are made on first use), so a check costs milliseconds whatever the sizes."""
     from ..data import build_source
 
     physics = config.physics()
-    build_reconstructor(config, physics, torch.device("cpu"))
+    build_reconstructor(config, physics, device)
     d = config.data
     for split, count in (("train", d.train), ("val", d.val), ("test", d.test)):
         build_source(d.source, d.size, split=split, count=count, seed=config.seed, **d.params)
