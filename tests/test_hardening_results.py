@@ -170,3 +170,151 @@ def test_stress_refuses_a_rewritten_config(run, capsys):
     rc = cli.main(["stress", str(run), "--shifts", "noise", "--n", "2"])
     assert "does not describe this model" in one_line_error(capsys, rc)
     assert snapshot(run) == before
+
+
+# -- 4. flipped weight bytes, multi-page TIFF, duplicate YAML keys, config --check = train --
+
+def _saved_model(d: Path) -> Path:
+    from invmap import models, noise, operators
+    from invmap.physics import Physics
+
+    phys = Physics(operators.build("tomography", image_shape=(32, 32), angles=8), noise.build("none"))
+    recon = models.LearnedReconstructor(models.build("cnn", depth=1, channels=2), input="adjoint")
+    models.save_model(d, recon, {"name": "t"}, physics=phys)
+    return d
+
+
+@pytest.mark.parametrize("where", [-1, -5, -40])
+def test_flipped_weight_bytes_are_refused(tmp_path, capsys, where):
+    import numpy as np
+
+    from invmap import models
+
+    d = _saved_model(tmp_path / "run")
+    models.load_model(d)  # intact: loads
+    w = bytearray((d / "model.safetensors").read_bytes())
+    w[where] ^= 0x10  # one bit of the last tensor's data
+    (d / "model.safetensors").write_bytes(bytes(w))
+    with pytest.raises(ValueError, match="SHA-256"):
+        models.load_model(d)
+    np.save(tmp_path / "x.npy", np.zeros((32, 32), np.float32))
+    rc = cli.main(["reconstruct", "--model", str(d), "--input", str(tmp_path / "x.npy"), "--simulate",
+                   "--output", str(tmp_path / "out.npy")])
+    assert "SHA-256" in one_line_error(capsys, rc)
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_recorded_digest_is_the_digest_of_the_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from invmap.models.io import weights_digest
+
+    d = _saved_model(tmp_path / "run")
+    doc = json.loads((d / "model.json").read_text())
+    assert doc["weights_sha256"] == weights_digest(load_file(str(d / "model.safetensors")))
+    doc["weights_sha256"] = "0" * 64
+    (d / "model.json").write_text(json.dumps(doc))
+    from invmap import models
+
+    with pytest.raises(ValueError, match="SHA-256"):
+        models.load_model(d)
+
+
+def test_multi_page_tiff_is_an_error(tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    from invmap.data.io import read_image
+
+    stack = tmp_path / "stack.tif"
+    with tifffile.TiffWriter(stack) as t:
+        for v in (10, 200, 90):
+            t.write(np.full((32, 32), v, np.uint8), contiguous=False)
+    with pytest.raises(ValueError, match="holds 3 pages"):
+        read_image(stack)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "name": "t"}))
+    rc = cli.main(["reconstruct", "--method", "adjoint", "--task", str(cfg), "--input", str(stack), "--simulate",
+                   "--output", str(tmp_path / "x.npy")])
+    assert "holds 3 pages" in one_line_error(capsys, rc)
+    assert not (tmp_path / "x.npy").exists()
+    single = tmp_path / "one.tif"
+    tifffile.imwrite(single, np.full((32, 32), 7, np.uint8))
+    assert read_image(single)[0].shape == (32, 32)
+
+
+@pytest.mark.parametrize("text, key", [("training:\n  lr: 0.1\n  epochs: 3\n  lr: 0.5\n", "lr"),
+                                       ("name: a\nseed: 1\nname: b\n", "name"),
+                                       ("model: {name: unet, depth: 2, depth: 3}\n", "depth")])
+def test_duplicate_yaml_keys_are_an_error(tmp_path, monkeypatch, capsys, text, key):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dup.yaml").write_text(text)
+    for command in (["config", "--check", "dup.yaml"], ["train", "dup.yaml", "--quiet"]):
+        msg = one_line_error(capsys, cli.main(command))
+        assert f"duplicate key '{key}'" in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dup.yaml"]
+
+
+def test_yaml_merge_keys_may_be_overridden():
+    from invmap.config import _yaml_load
+
+    assert _yaml_load("b: &b {lr: 0.1, epochs: 2}\nt:\n  <<: *b\n  lr: 0.5\n")["t"] == {"lr": 0.5, "epochs": 2}
+
+
+BAD = [("model.base_channels=-4", "'base_channels' must be >= 1"), ("model.base_channels=0", "'base_channels' must be >= 1"),
+       ("model.depth=50", "'depth'"), ("operator.angles=0", "angles"), ("data.source=folder:{tmp}/missing", "does not exist"),
+       ("model.input=measurement", "same size")]
+
+
+@pytest.mark.parametrize("override, words", BAD, ids=[b[0].split("=")[0] + "=" + b[0].split("=")[1][:8] for b in BAD])
+def test_config_check_rejects_what_train_rejects(tmp_path, monkeypatch, capsys, override, words):
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    override = override.format(tmp=tmp_path)
+    checked = one_line_error(capsys, cli.main(["config", "--check", str(cfg), "--set", override]))
+    trained = one_line_error(capsys, cli.main(["train", str(cfg), "--set", override, "--out", "r", "--quiet"]))
+    assert checked == trained and words in checked
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
+
+
+def test_config_check_allocates_nothing(tmp_path):
+    """A 512² CT config with a wide UNet: checked on the meta device, no CT matrix built."""
+    from invmap.operators import _geometry
+    from invmap.training.setup import build_reconstructor, check_config
+
+    cfg = load_config(None, ["data.size=512", "operator.angles=720", "model.base_channels=512"])
+    builds = _geometry.BUILDS["count"]
+    check_config(cfg)
+    assert _geometry.BUILDS["count"] == builds
+    import torch
+
+    recon = build_reconstructor(cfg, cfg.physics(), torch.device("meta"))
+    assert all(p.is_meta for p in recon.parameters()) and sum(p.numel() for p in recon.parameters()) > 10**8
+
+
+def _input_cases():
+    from invmap import operators
+    from invmap.models.reconstructor import INPUTS
+
+    return [(op, inp) for op in operators.names() for inp in INPUTS]
+
+
+@pytest.mark.parametrize("op_name, strategy", _input_cases())
+def test_input_shape_matches_preprocess(op_name, strategy):
+    """The shape the network is sized from (no computation) is the shape of its real input."""
+    import torch
+
+    from invmap import models, noise, operators
+    from invmap.physics import Physics
+
+    phys = Physics(operators.build(op_name, image_shape=(24, 20)), noise.build("none"))
+    probe = models.LearnedReconstructor(torch.nn.Identity(), input=strategy, pinv_iters=2)
+    y = phys.operator(torch.rand(1, 1, 24, 20))
+    try:
+        z = probe.preprocess(y, phys)
+    except ValueError as e:  # e.g. fbp of a non-CT operator: input_shape says the same
+        with pytest.raises(ValueError, match=str(e)[:20]):
+            probe.input_shape(phys)
+        return
+    assert probe.input_shape(phys) == tuple(z.shape[1:])
