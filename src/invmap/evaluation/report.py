@@ -109,6 +109,9 @@ def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequen
     if verdicts:
         parts.append("<h2>Verdicts: where the learned map stops being trustworthy</h2>")
         parts += [f"<p class=\"verdict\">{_e(v['text'])}</p>" for v in verdicts]
+        baselines = (meta.get("settings") or {}).get("baselines")
+        if baselines:  # the verdicts compare with these: say how their parameters were chosen
+            parts.append(f"<p class=\"muted\">Baselines: {_e(baselines)}</p>")
         overview = (stress_figures or {}).get("_overview")
         if overview is not None and Path(overview).exists():
             cap = ("The whole stress study at a glance: model PSNR minus the best baseline's per shift and level "
