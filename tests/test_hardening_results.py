@@ -318,3 +318,31 @@ def test_input_shape_matches_preprocess(op_name, strategy):
             probe.input_shape(phys)
         return
     assert probe.input_shape(phys) == tuple(z.shape[1:])
+
+
+@pytest.mark.parametrize("override", ["model.base_channels=100000", "model.base_channels=3000"])
+def test_config_check_rejects_a_network_too_big_like_train(tmp_path, override):
+    """The memory budget (`invmap.budget`) refuses the network before allocating: `config
+    --check` and `train` say the same line (each run with an address-space cap, so a
+    regression fails instead of taking the machine's memory)."""
+    pytest.importorskip("invmap.budget")
+    import resource
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    env = {**__import__("os").environ, "INVMAP_MAX_MEMORY": "2G"}
+    outs = []
+    for args in (["config", "--check", str(cfg)], ["train", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]):
+        r = subprocess.run([sys.executable, "-m", "invmap.cli", *args, "--set", override], capture_output=True,
+                           text=True, timeout=300, preexec_fn=cap, env=env, cwd=tmp_path)
+        err = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(err) == 1 and err[0].startswith("invmap: error: "), r.stderr[-500:]
+        outs.append(err[0])
+    assert outs[0] == outs[1] and "memory" in outs[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
