@@ -104,6 +104,12 @@ def test_untuned_baselines_are_never_called_tuned(run, capsys):
     html = (run / "report.html").read_text()
     assert "tuned at the training conditions" not in html and "tuned on validation pairs" not in html
     assert "not tuned (evaluation.tune is off)" in html
+    # once tuning is on again, those entries are tuned (and said so)
+    cfg["evaluation"]["tune"] = True
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert cli.main(["evaluate", str(run), "--no-figure"]) == 0
+    assert "no tuned parameters for fbp in baselines.json; tuning them now" in capsys.readouterr().err
+    assert runs.is_tuned(runs.read_baselines(run)["fbp"])
 
 
 # -- 2. evaluate --methods merges metrics.csv --------------------------------------------

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     for sh in meta["shifts"]:
         for lv, why in sh["skipped"].items():
             print(f"  left out {sh['name']} {lv}: {why}")
+    print(f"baselines: {meta['settings'].get('baselines')}")  # what the verdicts compare with
     for v in meta["verdicts"]:
         print(f"• {v['text']}")
     print(f"wrote {run_dir / 'stress.csv'}")

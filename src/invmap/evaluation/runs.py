@@ -84,15 +84,17 @@ def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, tim
 
     A run made by ``invmap train`` has no ``baselines.json``: its baselines are tuned now on
     the validation pairs (`tune_baselines`, one line to `announce`), and recorded in the run
-    directory next to the entries it already held (which are kept as they are).
+    directory next to the entries it already held (which are kept as they are). Entries left
+    untuned because ``evaluation.tune`` was off are tuned once it is on.
     """
     have = read_baselines(run_dir)
-    missing = [n for n in names if n != "model" and n not in have]
+    missing = [n for n in names if n != "model"
+               and (n not in have or (config.evaluation.tune and have[n].get("tune_off")))]
     if missing:
         if announce:
             how = (f"tuning them now on {min(n_val, config.data.val)} validation pairs within {time_budget:g} s"
                    if config.evaluation.tune else "using their default parameters (evaluation.tune is off)")
-            announce(f"invmap: {run_dir} has no {BASELINES} entry for {', '.join(missing)}; {how}")
+            announce(f"invmap: {run_dir}: no tuned parameters for {', '.join(missing)} in {BASELINES}; {how}")
         have.update(tune_baselines(config, missing, None, n_val=n_val, time_budget=time_budget, progress=progress))
         atomic_write_json(Path(run_dir) / BASELINES, have)
     return {n: have[n] for n in names if n in have}
@@ -207,7 +209,7 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
         else:
             why = "nothing to tune" if n not in tunable else "evaluation.tune is off"
             out[n] = {"params": variational.build(n).params(), "how": f"default parameters, not tuned ({why})",
-                      "seconds": 0.0}
+                      "seconds": 0.0, **({"tune_off": True} if n in tunable else {})}  # tuned once tune is on
         if progress:
             extra = f", val PSNR {out[n]['val_psnr']:.2f} dB" if "val_psnr" in out[n] else ""
             progress(f"tuned {n}: {json.dumps(out[n]['params'])}{extra} ({out[n]['seconds']:.1f} s)")
