@@ -270,6 +270,8 @@ def test_yaml_merge_keys_may_be_overridden():
 BAD = [("model.base_channels=-4", "'base_channels' must be >= 1"), ("model.base_channels=0", "'base_channels' must be >= 1"),
        ("model.depth=50", "'depth'"), ("operator.angles=0", "angles"), ("data.source=folder:{tmp}/missing", "does not exist"),
        ("model.input=measurement", "same size")]
+if not __import__("torch").cuda.is_available():
+    BAD.append(("training.device=cuda", "no CUDA device"))
 
 
 @pytest.mark.parametrize("override, words", BAD, ids=[b[0].split("=")[0] + "=" + b[0].split("=")[1][:8] for b in BAD])

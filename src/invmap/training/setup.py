@@ -240,6 +240,7 @@ def check_config(config: Config, device: torch.device = torch.device("meta")) ->
     built (they are made on first use), so a check costs milliseconds whatever the sizes."""
     from ..data import build_source
 
+    select_device(config.training.device)  # e.g. cuda on a machine without one
     physics = config.physics()
     build_reconstructor(config, physics, device)
     d = config.data
