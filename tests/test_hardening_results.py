@@ -267,9 +267,10 @@ def test_yaml_merge_keys_may_be_overridden():
     assert _yaml_load("b: &b {lr: 0.1, epochs: 2}\nt:\n  <<: *b\n  lr: 0.5\n")["t"] == {"lr": 0.5, "epochs": 2}
 
 
-BAD = [("model.base_channels=-4", "'base_channels' must be >= 1"), ("model.base_channels=0", "'base_channels' must be >= 1"),
-       ("model.depth=50", "'depth'"), ("operator.angles=0", "angles"), ("data.source=folder:{tmp}/missing", "does not exist"),
-       ("model.input=measurement", "same size")]
+BAD = [("model.base_channels=-4", "'base_channels' must be >= 1"),
+       ("model.base_channels=0", "'base_channels' must be >= 1"),
+       ("model.depth=50", "'depth'"), ("operator.angles=0", "angles"),
+       ("data.source=folder:{tmp}/missing", "does not exist"), ("model.input=measurement", "same size")]
 if not __import__("torch").cuda.is_available():
     BAD.append(("training.device=cuda", "no CUDA device"))
 

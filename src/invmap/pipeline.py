@@ -84,8 +84,8 @@ def _methods(config: Any, names: Sequence[str], run_dir: Path | None, tune_dir: 
     model = runs.build_methods([n for n in names if n == "model"], run_dir, config=config)
     baselines = runs.ensure_baselines(config, names, tune_dir, time_budget=tune_seconds, announce=_say(True),
                                       progress=say)
-    rest = runs.build_methods([n for n in names if n != "model"], baselines={k: v["params"] for k, v in baselines.items()},
-                              overrides=overrides)
+    rest = runs.build_methods([n for n in names if n != "model"],
+                              baselines={k: v["params"] for k, v in baselines.items()}, overrides=overrides)
     return {n: model.get(n) or rest[n] for n in names}, baselines
 
 

@@ -5,8 +5,9 @@ geometry, limited angle, calibration mismatch, discretisation, resolution, objec
 Writes stress.csv (shift, level, method, metric, mean, std), stress.json (shifts and
 verdicts) and figures/stress_<shift>.png into the run directory, refreshes report.html
 and prints one verdict per shift. A run made by ``invmap train`` has no tuned baselines
-(baselines.json): they are tuned first on its validation pairs, said on stderr, and recorded. With --shifts only those shifts are recomputed; the
-others already in the run are kept.
+(baselines.json): they are tuned first on its validation pairs, said on stderr, and
+recorded. With --shifts only those shifts are recomputed; the others already in the run
+are kept.
 """
 
 from __future__ import annotations

@@ -126,7 +126,8 @@ def check_model_matches(config: Any, meta: Mapping, where: str | Path = "the run
     stored = arch.get("params") or {}
     pairs = [("model.name", m.name, arch.get("name")),
              ("model.input", m.input, (meta.get("input") or {}).get("input", m.input)),
-             ("the image shape (data.size)", list(config.image_shape), meta.get("image_shape", list(config.image_shape)))]
+             ("the image shape (data.size)", list(config.image_shape),
+              meta.get("image_shape", list(config.image_shape)))]
     pairs += [(f"model.{k}", v, stored[k]) for k, v in m.params().items() if k in stored]
     for key, want, have in pairs:
         if want != have:
@@ -205,7 +206,8 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
                                              time_budget=time_budget / max(1, len(tunable)), **search)
             best = max(table, key=lambda r: r["psnr"]) if table else {"psnr": float("nan")}
             out[n] = {"params": method.params(), "how": f"tuned on {y.shape[0]} validation pairs",
-                      "val_psnr": float(best["psnr"]), "tried": len(table), "seconds": round(time.perf_counter() - t0, 2)}
+                      "val_psnr": float(best["psnr"]), "tried": len(table),
+                      "seconds": round(time.perf_counter() - t0, 2)}
         else:
             why = "nothing to tune" if n not in tunable else "evaluation.tune is off"
             out[n] = {"params": variational.build(n).params(), "how": f"default parameters, not tuned ({why})",
@@ -218,5 +220,6 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
     return out
 
 
-__all__ = ["resolve", "load_baselines", "read_baselines", "ensure_baselines", "baselines_note", "is_tuned", "applicable_methods", "build_methods", "check_model_matches", "val_pairs", "test_pairs",
+__all__ = ["resolve", "load_baselines", "read_baselines", "ensure_baselines", "baselines_note", "is_tuned",
+           "applicable_methods", "build_methods", "check_model_matches", "val_pairs", "test_pairs",
            "tune_baselines", "Condition"]
