@@ -127,6 +127,15 @@ def test_evaluate_some_methods_keeps_the_other_rows(run, capsys):
     assert "| model |" in (run / "metrics.md").read_text()
 
 
+@pytest.mark.parametrize("text", ["garbage\n", "method,n\nfbp,zz\n", "method,n,psnr_mean\nfbp,3\n", "\xff\xfe"])
+def test_a_damaged_metrics_table_is_refused_not_replaced(run, capsys, text):
+    (run / "metrics.csv").write_text(text, encoding="latin-1")
+    before = snapshot(run)
+    rc = cli.main(["evaluate", str(run), "--methods", "fbp", "--no-figure"])
+    assert "not a metrics table" in one_line_error(capsys, rc)
+    assert snapshot(run) == before
+
+
 def test_partial_evaluation_leaves_the_full_figure(run, capsys):
     assert cli.main(["evaluate", str(run)]) == 0
     fig = run / "figures" / "reconstructions.png"

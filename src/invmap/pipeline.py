@@ -105,6 +105,8 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
                                            have_model=have_model)
     for n in notes:
         say(f"note: {n}")
+    metrics_csv = Path(out_dir) / "metrics.csv"
+    earlier = ev.read_metrics(metrics_csv) if metrics_csv.exists() else []  # a damaged table fails before any work
     recon, _ = _methods(config, names, run_dir, Path(run_dir if run_dir is not None else out_dir), tune_seconds, say)
     y, x, phys = runs.test_pairs(config, n=test_n)
     say(f"evaluating {', '.join(names)} on {x.shape[0]} test images ({config.data.test_simulation} simulation)")
@@ -112,8 +114,7 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
     for name, r in results.items():
         if r.error:
             say(f"note: {name} could not run: {r.error}")
-    metrics_csv = Path(out_dir) / "metrics.csv"
-    rows, kept = ev.merge_rows(ev.read_metrics(metrics_csv) if metrics_csv.exists() else [], ev.summarize(results))
+    rows, kept = ev.merge_rows(earlier, ev.summarize(results))
     if kept:
         say(f"note: kept the earlier rows of {', '.join(kept)} in {metrics_csv}")
     ev.write_metrics(rows, out_dir)

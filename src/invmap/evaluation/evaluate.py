@@ -173,11 +173,17 @@ def write_metrics(rows: Sequence[Mapping], out_dir: str | Path) -> tuple[Path, P
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """Rows of a ``metrics.csv`` with numbers parsed."""
+    """Rows of a ``metrics.csv`` with numbers parsed (a one-line ValueError for anything else)."""
     rows = []
-    with Path(path).open(newline="") as f:
-        for r in csv.DictReader(f):
-            rows.append({k: (v if k == "method" else (int(v) if k == "n" else float(v))) for k, v in r.items()})
+    try:
+        with Path(path).open(newline="") as f:
+            reader = csv.DictReader(f)
+            if "method" not in (reader.fieldnames or []):
+                raise ValueError("no 'method' column")
+            for r in reader:
+                rows.append({k: (v if k == "method" else (int(v) if k == "n" else float(v))) for k, v in r.items()})
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a metrics table written by invmap ({e})") from None
     return rows
 
 
