@@ -136,6 +136,16 @@ def test_a_damaged_metrics_table_is_refused_not_replaced(run, capsys, text):
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("text", ["{", "[1, 2]", '{"fbp": 3}', '{"fbp": {"params": [1]}}'])
+@pytest.mark.parametrize("command", [["evaluate", "--no-figure"], ["stress", "--shifts", "noise", "--n", "2"]])
+def test_a_damaged_baselines_file_is_refused_not_replaced(run, capsys, text, command):
+    (run / "baselines.json").write_text(text)
+    before = snapshot(run)
+    rc = cli.main([command[0], str(run), *command[1:]])
+    assert "baselines.json" in one_line_error(capsys, rc)
+    assert snapshot(run) == before
+
+
 def test_partial_evaluation_leaves_the_full_figure(run, capsys):
     assert cli.main(["evaluate", str(run)]) == 0
     fig = run / "figures" / "reconstructions.png"
