@@ -270,18 +270,23 @@ def test_memory_and_disk_cache(tmp_path, monkeypatch):
     _geometry.clear_memory_cache()
     n0 = _geometry.BUILDS["count"]
     K1 = ops.build("tomography", **kw)
+    assert _geometry.BUILDS["count"] == n0  # built on first use: building K costs only its geometry
+    K1.nnz()
     assert _geometry.BUILDS["count"] == n0 + 1
-    K2 = ops.build("tomography", **kw)  # memory hit
+    K2 = ops.build("tomography", **kw)
+    K2.nnz()  # memory hit
     assert _geometry.BUILDS["count"] == n0 + 1
     files = list((tmp_path / "tomography").glob("*.npz"))
     assert len(files) == 1
     _geometry.clear_memory_cache()
-    K3 = ops.build("tomography", **kw)  # disk hit
+    K3 = ops.build("tomography", **kw)
+    K3.nnz()  # disk hit
     assert _geometry.BUILDS["count"] == n0 + 1
     x = torch.rand(1, 1, 26, 22)
     torch.testing.assert_close(K1(x), K3(x), rtol=0, atol=0)
     torch.testing.assert_close(K2(x), K3(x), rtol=0, atol=0)
     other = ops.build("tomography", image_shape=(26, 22), angles=34, detector_spacing=0.9)
+    other.nnz()
     assert _geometry.BUILDS["count"] == n0 + 2 and other.out_shape[0] == 34
     monkeypatch.setenv("INVMAP_CACHE_DIR", "off")
     assert _geometry.cache_dir() is None

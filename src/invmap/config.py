@@ -69,6 +69,23 @@ class _Loader(yaml.SafeLoader):
         _expanded_size(node, {}, set())
         return node
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """A mapping that states a key twice is an error (YAML would silently keep the last)."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` keys are overridden on purpose
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader reports it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first on line {first})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
     """Number of nodes of `node` with every alias expanded (an error above `MAX_YAML_NODES`)."""
@@ -292,6 +309,15 @@ class Config(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        """The name becomes a directory (runs/NAME): one path component, never a path."""
+        if not v.strip() or v in (".", "..") or any(c in v for c in "/\\\0") or len(v) > 200:
+            raise ValueError(f"{v!r} must be a plain name (no '/', '\\', '..'; at most 200 characters): it "
+                             "names the run directory inside --out, so it cannot point elsewhere")
+        return v
 
     # -- conveniences -------------------------------------------------------------------
     @property

@@ -73,46 +73,77 @@ def _say(enabled: bool) -> Callable[[str], None]:
     return say
 
 
+def _methods(config: Any, names: Sequence[str], run_dir: Path | None, tune_dir: Path, tune_seconds: float,
+             say: Callable[[str], None], overrides: dict | None = None) -> tuple[dict, dict[str, dict]]:
+    """(name → reconstructor in the order of `names`, the baselines' ``baselines.json`` entries).
+
+    The trained model is loaded and checked against `config` first, so a run whose config
+    does not describe its model fails before anything is tuned or written; baselines the run
+    has not tuned are tuned now (announced on stderr) and recorded in `tune_dir`.
+    """
+    model = runs.build_methods([n for n in names if n == "model"], run_dir, config=config)
+    baselines = runs.ensure_baselines(config, names, tune_dir, time_budget=tune_seconds, announce=_say(True),
+                                      progress=say)
+    rest = runs.build_methods([n for n in names if n != "model"],
+                              baselines={k: v["params"] for k, v in baselines.items()}, overrides=overrides)
+    return {n: model.get(n) or rest[n] for n in names}, baselines
+
+
 def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequence[str] | None = None,
-                 test_n: int | None = None, figure: bool = True, say: Callable[[str], None] = lambda s: None
-                 ) -> list[dict]:
+                 test_n: int | None = None, figure: bool = True, say: Callable[[str], None] = lambda s: None,
+                 tune_seconds: float = 60.0) -> list[dict]:
     """Evaluate `methods` (default: ``evaluation.methods``) on the test set; writes
-    metrics.csv / metrics.md (and figures/reconstructions.png) into `out_dir`; returns the rows."""
+    metrics.csv / metrics.md (and figures/reconstructions.png) into `out_dir`; returns the rows.
+
+    Baselines use the parameters recorded in ``baselines.json`` of the run (of `out_dir` for a
+    config), tuned first when missing (`invmap.evaluation.runs.ensure_baselines`). Rows of
+    other methods already in ``out_dir/metrics.csv`` are kept (`evaluate.merge_rows`); the
+    figure is then left as it is unless it would show every method.
+    """
     have_model = run_dir is not None and (Path(run_dir) / "model.safetensors").exists()
     names, notes = runs.applicable_methods(list(methods or config.evaluation.methods), config.build_operator(),
                                            have_model=have_model)
     for n in notes:
         say(f"note: {n}")
-    recon = runs.build_methods(names, run_dir)
+    metrics_csv = Path(out_dir) / "metrics.csv"
+    earlier = ev.read_metrics(metrics_csv) if metrics_csv.exists() else []  # a damaged table fails before any work
+    recon, _ = _methods(config, names, run_dir, Path(run_dir if run_dir is not None else out_dir), tune_seconds, say)
     y, x, phys = runs.test_pairs(config, n=test_n)
     say(f"evaluating {', '.join(names)} on {x.shape[0]} test images ({config.data.test_simulation} simulation)")
     results, recons = ev.evaluate_methods(recon, y, x, phys, batch_size=config.evaluation.batch_size, keep=3)
     for name, r in results.items():
         if r.error:
             say(f"note: {name} could not run: {r.error}")
-    rows = ev.summarize(results)
+    rows, kept = ev.merge_rows(earlier, ev.summarize(results))
+    if kept:
+        say(f"note: kept the earlier rows of {', '.join(kept)} in {metrics_csv}")
     ev.write_metrics(rows, out_dir)
-    if figure and recons:
+    fig = Path(out_dir) / "figures" / "reconstructions.png"
+    if figure and recons and kept and fig.exists():
+        say(f"note: left {fig} as it was (it shows {', '.join(kept)} too); evaluate every method to redraw it")
+    elif figure and recons:
         psnr = {m: results[m].scores["psnr"][:3].tolist() for m in recons}
-        figures.recon_grid(x, y, recons, Path(out_dir) / "figures" / "reconstructions.png", n=3, psnr=psnr)
+        figures.recon_grid(x, y, recons, fig, n=3, psnr=psnr)
     return rows
 
 
 def stress_run(config: Any, run_dir: Path, settings: StressSettings, methods: Sequence[str] | None = None,
-               say: Callable[[str], None] = lambda s: None) -> tuple[list[dict], dict]:
-    """The stress study of a run with its tuned baselines; writes stress.csv / stress.json / figures."""
+               say: Callable[[str], None] = lambda s: None, tune_seconds: float = 60.0) -> tuple[list[dict], dict]:
+    """The stress study of a run with its baselines (tuned first when the run has none);
+    writes stress.csv / stress.json / figures."""
     have_model = (Path(run_dir) / "model.safetensors").exists()
     names, notes = runs.applicable_methods(list(methods or config.evaluation.methods), config.build_operator(),
                                            have_model=have_model)
     for n in notes:
         say(f"note: {n}")
     overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
-    recon = runs.build_methods(names, run_dir, overrides=overrides)
+    recon, baselines = _methods(config, names, Path(run_dir), Path(run_dir), tune_seconds, say, overrides)
     ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
                                batch_size=settings.batch_size,
-                               settings={"TV iterations": settings.tv_iters or "as tuned",
-                                         "baselines": "parameters tuned at the training conditions, kept fixed"},
+                               settings={"TV iterations": settings.tv_iters or (
+                                             "as tuned" if runs.is_tuned(baselines.get("tv", {})) else "default"),
+                                         "baselines": runs.baselines_note(baselines)},
                                progress=say)
 
 

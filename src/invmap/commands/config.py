@@ -2,6 +2,10 @@
 
     invmap config --show-default > my.yaml     # a commented starting point
     invmap config --check my.yaml [--set training.lr=3e-4 ...]   # validate, print the full config
+
+``--check`` builds what ``invmap train`` builds — operator, noise, network, image sources —
+with the network on PyTorch's ``meta`` device and the operator's matrices left for their
+first use, so it rejects what train rejects without allocating.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
     if args.show_default and not args.overrides:
         print(default_text(), end="")
         return 0
+    from ..training.setup import check_config
+
     cfg = load_config(args.check, args.overrides)
+    check_config(cfg)  # what `train` builds, on the meta device: no memory, same errors
     print(cfg.to_yaml(), end="")
     if args.check:
         import sys

@@ -2,8 +2,10 @@
 error and reconstruction time per image, mean ± std over the test images.
 
 Methods: ``model`` (the run's trained network) and any variational method (see
-``invmap.variational.names()``), with the parameters the run tuned (baselines.json).
-Writes metrics.csv and metrics.md into the run directory (or --out) and prints the table.
+``invmap.variational.names()``), with the parameters the run tuned (baselines.json; a run
+made by ``invmap train`` has none: they are tuned first, said on stderr, and recorded).
+Writes metrics.csv and metrics.md into the run directory (or --out) and prints the table;
+rows of methods not evaluated this time stay in metrics.csv.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, help="number of test images (default: data.test)")
     p.add_argument("--out", help="where to write metrics.csv/metrics.md (default: the run directory; "
                                  "for a config: runs/NAME-eval)")
+    p.add_argument("--tune-seconds", type=float, default=60.0,
+                   help="time budget for tuning the baselines when the run has no baselines.json (default 60)")
     p.add_argument("--no-figure", action="store_true", help="skip figures/reconstructions.png")
 
 
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         out = new_run_dir("runs", f"{config.name}-eval")
         (out / "config.yaml").write_text(config.to_yaml())
     rows = evaluate_run(config, run_dir, out, methods=methods, test_n=args.n, figure=not args.no_figure,
-                        say=lambda s: print(s))
+                        say=lambda s: print(s), tune_seconds=args.tune_seconds)
     print(text_table(rows))
     print(f"wrote {out / 'metrics.csv'} and {out / 'metrics.md'}")
     return 0

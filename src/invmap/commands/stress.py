@@ -4,8 +4,10 @@ geometry, limited angle, calibration mismatch, discretisation, resolution, objec
 
 Writes stress.csv (shift, level, method, metric, mean, std), stress.json (shifts and
 verdicts) and figures/stress_<shift>.png into the run directory, refreshes report.html
-and prints one verdict per shift. With --shifts only those shifts are recomputed; the
-others already in the run are kept.
+and prints one verdict per shift. A run made by ``invmap train`` has no tuned baselines
+(baselines.json): they are tuned first on its validation pairs, said on stderr, and
+recorded. With --shifts only those shifts are recomputed; the others already in the run
+are kept.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", help="comma-separated methods (default: the config's evaluation.methods)")
     p.add_argument("--n", type=int, default=32, help="test images per level (default 32)")
     p.add_argument("--tv-iters", type=int, default=0, help="TV iterations (default 0 = the tuned value)")
+    p.add_argument("--tune-seconds", type=float, default=60.0,
+                   help="time budget for tuning the baselines when the run has no baselines.json (default 60)")
     p.add_argument("--folder", help="also test on the images of this folder (object-class shift)")
     p.add_argument("--no-report", action="store_true", help="do not rewrite report.html")
 
@@ -44,10 +48,11 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--folder: no directory {args.folder}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     settings = StressSettings(n_per_level=args.n, tv_iters=args.tv_iters, kinds=kinds, folder=args.folder)
-    _rows, meta = stress_run(config, run_dir, settings, methods=methods, say=print)
+    _rows, meta = stress_run(config, run_dir, settings, methods=methods, say=print, tune_seconds=args.tune_seconds)
     for sh in meta["shifts"]:
         for lv, why in sh["skipped"].items():
             print(f"  left out {sh['name']} {lv}: {why}")
+    print(f"baselines: {meta['settings'].get('baselines')}")  # what the verdicts compare with
     for v in meta["verdicts"]:
         print(f"• {v['text']}")
     print(f"wrote {run_dir / 'stress.csv'}")

@@ -6,6 +6,10 @@
 
 The run directory holds config.yaml, model.safetensors + model.json (the best model on
 the validation pairs), train_log.csv and checkpoint.safetensors (for --resume).
+config.yaml is the resolved config: a config.yaml of your own already in --out is never
+replaced (give the run its own folder, e.g. ``--out my/run``). A resume may change only
+training and evaluation settings, and is checked against the checkpoint before anything
+is written.
 """
 
 from __future__ import annotations

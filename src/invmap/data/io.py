@@ -1,7 +1,8 @@
 """Reading raster images and fitting them to a square size.
 
 `read_image(path)` reads PNG / JPEG (imageio), TIFF (tifffile), ``.npy`` and ``.npz``
-(numpy, no pickles) into a 2-D float64 array on the file's own intensity scale, converting
+(numpy, no pickles) into a 2-D float64 array on the file's own intensity scale (a
+multi-page TIFF is an error: one image per file), converting
 RGB/RGBA to gray with the ITU-R 709 luma weights of ``skimage.color.rgb2gray``
 (0.2125 R + 0.7154 G + 0.0721 B; alpha is dropped). Every failure is a ``ValueError`` that
 names the file.
@@ -52,7 +53,11 @@ def read_image(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndar
         elif suf in (".tif", ".tiff"):
             import tifffile
 
-            a = tifffile.imread(p)
+            with tifffile.TiffFile(p) as tif:
+                if len(tif.pages) != 1:  # a stack: which page is "the image" is the user's choice
+                    raise ValueError(f"holds {len(tif.pages)} pages; invmap reads one image per file "
+                                     "(save each page as its own file)")
+                a = tif.pages[0].asarray()
         elif suf in (".png", ".jpg", ".jpeg"):
             import imageio.v3 as iio
 

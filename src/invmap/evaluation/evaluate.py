@@ -122,6 +122,15 @@ def summarize(results: Mapping[str, MethodScores]) -> list[dict]:
     return rows
 
 
+def merge_rows(old: Sequence[Mapping], new: Sequence[Mapping]) -> tuple[list[dict], list[str]]:
+    """`new` rows laid over the `old` rows of a metrics table: a method's new row replaces its
+    old one in place, other old rows stay, new methods follow. Returns (rows, kept methods)."""
+    fresh = {r["method"]: dict(r) for r in new}
+    rows = [fresh.pop(r["method"], None) or dict(r) for r in old]
+    kept = [r["method"] for r in old if r["method"] not in {n["method"] for n in new}]
+    return rows + list(fresh.values()), kept
+
+
 def markdown_table(rows: Sequence[Mapping]) -> str:
     """A GitHub-Markdown table: method | PSNR (dB) | SSIM | rel. error | ms / image."""
     head = "| method | PSNR (dB) | SSIM | relative error | time / image (ms) | n |"
@@ -158,11 +167,17 @@ def write_metrics(rows: Sequence[Mapping], out_dir: str | Path) -> tuple[Path, P
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """Rows of a ``metrics.csv`` with numbers parsed."""
+    """Rows of a ``metrics.csv`` with numbers parsed (a one-line ValueError for anything else)."""
     rows = []
-    with Path(path).open(newline="") as f:
-        for r in csv.DictReader(f):
-            rows.append({k: (v if k == "method" else (int(v) if k == "n" else float(v))) for k, v in r.items()})
+    try:
+        with Path(path).open(newline="") as f:
+            reader = csv.DictReader(f)
+            if "method" not in (reader.fieldnames or []):
+                raise ValueError("no 'method' column")
+            for r in reader:
+                rows.append({k: (v if k == "method" else (int(v) if k == "n" else float(v))) for k, v in r.items()})
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a metrics table written by invmap ({e})") from None
     return rows
 
 
@@ -186,5 +201,5 @@ def _json_default(o: Any) -> Any:
 
 
 __all__ = ["Reconstructor", "METRICS", "COLUMNS", "MethodScores", "score", "reconstruct", "evaluate_methods",
-           "summarize", "markdown_table", "text_table", "write_metrics", "read_metrics",
+           "summarize", "merge_rows", "markdown_table", "text_table", "write_metrics", "read_metrics",
            "atomic_write_text", "atomic_write_json"]

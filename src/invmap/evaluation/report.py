@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .evaluate import atomic_write_text, read_metrics
+from .runs import baselines_note, read_baselines
 from .stress import read_stress_csv
 
 _CSS = """
@@ -108,6 +109,9 @@ def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequen
     if verdicts:
         parts.append("<h2>Verdicts: where the learned map stops being trustworthy</h2>")
         parts += [f"<p class=\"verdict\">{_e(v['text'])}</p>" for v in verdicts]
+        baselines = (meta.get("settings") or {}).get("baselines")
+        if baselines:  # the verdicts compare with these: say how their parameters were chosen
+            parts.append(f"<p class=\"muted\">Baselines: {_e(baselines)}</p>")
         overview = (stress_figures or {}).get("_overview")
         if overview is not None and Path(overview).exists():
             cap = ("The whole stress study at a glance: model PSNR minus the best baseline's per shift and level "
@@ -164,9 +168,9 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     stress_figs = {sh["name"]: figs / f"stress_{sh['name']}.png" for sh in stress_meta.get("shifts", [])}
     stress_figs["_overview"] = figs / "stress_overview.png"
     notes = []
-    if (d / "baselines.json").exists():
-        b = json.loads((d / "baselines.json").read_text())
-        notes.append("Baseline parameters (tuned on the validation pairs): "
+    b = read_baselines(d)
+    if b:
+        notes.append(f"Baseline parameters ({baselines_note(b)}): "
                      + "; ".join(f"{k}: {json.dumps(v.get('params', v))}" for k, v in b.items()))
     text = render_report(f"invmap run: {d.name}", config_yaml=cfg, metrics=metrics, figures=figures,
                          stress_rows=stress_rows, stress_meta=stress_meta, stress_figures=stress_figs, notes=notes)

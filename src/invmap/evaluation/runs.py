@@ -6,6 +6,9 @@
   (`invmap.variational.build`) with the parameters the run tuned (``baselines.json``);
 - `tune_baselines`: tune each classical method's parameter on the validation pairs
   (`invmap.variational.tune`) and record the result in ``baselines.json``;
+- `ensure_baselines`: the run's recorded baselines, tuning (and recording) those missing, so
+  a run made by ``invmap train`` is never scored against untuned defaults labelled "tuned";
+- `baselines_note`: one honest sentence on how the baselines' parameters were chosen;
 - `test_pairs` / `val_pairs`: (y, x, physics) of the config's test / validation split.
 """
 
@@ -44,12 +47,64 @@ def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[A
     return load_config(p, overrides), None
 
 
-def load_baselines(run_dir: str | Path | None) -> dict[str, dict]:
-    """{method: params} tuned by the run (``baselines.json``); empty when absent."""
-    if run_dir is None or not (Path(run_dir) / "baselines.json").exists():
+BASELINES = "baselines.json"
+
+
+def read_baselines(run_dir: str | Path | None) -> dict[str, dict]:
+    """The entries of the run's ``baselines.json`` ({method: {"params", "how", ...}}); empty when absent."""
+    path = None if run_dir is None else Path(run_dir) / BASELINES
+    if path is None or not path.exists():
         return {}
-    data = json.loads((Path(run_dir) / "baselines.json").read_text())
-    return {k: dict(v.get("params", {})) for k, v in data.items()}
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) and isinstance(v.get("params", {}), dict)
+                                             for v in data.values()):
+        raise ValueError(f"{path}: expected {{method: {{\"params\": {{...}}}}}}")
+    return data
+
+
+def load_baselines(run_dir: str | Path | None) -> dict[str, dict]:
+    """{method: params} recorded by the run (``baselines.json``); empty when absent."""
+    return {k: dict(v.get("params", {})) for k, v in read_baselines(run_dir).items()}
+
+
+def is_tuned(entry: Mapping) -> bool:
+    """Whether a ``baselines.json`` entry was tuned on validation pairs (it records their PSNR)."""
+    return "val_psnr" in entry
+
+
+def baselines_note(entries: Mapping[str, Mapping]) -> str:
+    """How the baselines' parameters were chosen, in one sentence that says what happened."""
+    if entries and all(is_tuned(e) for e in entries.values()):
+        return "parameters tuned on validation pairs at the training conditions, kept fixed"
+    parts = [f"{n}: {e.get('how') or ('tuned on validation pairs' if is_tuned(e) else 'default parameters, not tuned')}"
+             for n, e in entries.items()]
+    return "; ".join(parts) or "none"
+
+
+def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, time_budget: float = 60.0,
+                     n_val: int = 8, announce: Callable[[str], None] | None = None,
+                     progress: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """The ``baselines.json`` entries of `names` (``model`` excluded), tuning those the run lacks.
+
+    A run made by ``invmap train`` has no ``baselines.json``: its baselines are tuned now on
+    the validation pairs (`tune_baselines`, one line to `announce`), and recorded in the run
+    directory next to the entries it already held (which are kept as they are). Entries left
+    untuned because ``evaluation.tune`` was off are tuned once it is on.
+    """
+    have = read_baselines(run_dir)
+    missing = [n for n in names if n != "model"
+               and (n not in have or (config.evaluation.tune and have[n].get("tune_off")))]
+    if missing:
+        if announce:
+            how = (f"tuning them now on {min(n_val, config.data.val)} validation pairs within {time_budget:g} s"
+                   if config.evaluation.tune else "using their default parameters (evaluation.tune is off)")
+            announce(f"invmap: {run_dir}: no tuned parameters for {', '.join(missing)} in {BASELINES}; {how}")
+        have.update(tune_baselines(config, missing, None, n_val=n_val, time_budget=time_budget, progress=progress))
+        atomic_write_json(Path(run_dir) / BASELINES, have)
+    return {n: have[n] for n in names if n in have}
 
 
 def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = True) -> tuple[list[str], list[str]]:
@@ -69,11 +124,30 @@ def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = T
     return out, notes
 
 
+def check_model_matches(config: Any, meta: Mapping, where: str | Path = "the run") -> None:
+    """A one-line ``ValueError`` when the config (the run's config.yaml, with any ``--set``)
+    describes another network or image size than the trained model (``model.json``) — e.g. a
+    config.yaml rewritten after training: scoring the model under it would be wrong silently."""
+    m = config.model
+    arch = meta.get("architecture") or {}
+    stored = arch.get("params") or {}
+    pairs = [("model.name", m.name, arch.get("name")),
+             ("model.input", m.input, (meta.get("input") or {}).get("input", m.input)),
+             ("the image shape (data.size)", list(config.image_shape),
+              meta.get("image_shape", list(config.image_shape)))]
+    pairs += [(f"model.{k}", v, stored[k]) for k, v in m.params().items() if k in stored]
+    for key, want, have in pairs:
+        if want != have:
+            raise ValueError(f"{where}: the config says {key} = {want!r} but the trained model (model.json) has "
+                             f"{have!r}; the config does not describe this model")
+
+
 def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
                   baselines: Mapping[str, Mapping] | None = None,
-                  overrides: Mapping[str, Mapping] | None = None, device: str | None = None
-                  ) -> dict[str, Reconstructor]:
-    """name → reconstructor. `overrides` replace parameters (e.g. ``{"tv": {"iters": 100}}``)."""
+                  overrides: Mapping[str, Mapping] | None = None, device: str | None = None,
+                  config: Any = None) -> dict[str, Reconstructor]:
+    """name → reconstructor. `overrides` replace parameters (e.g. ``{"tv": {"iters": 100}}``).
+    With `config`, the trained model must be the one it describes (`check_model_matches`)."""
     from .. import variational
 
     tuned = dict(load_baselines(run_dir)) if baselines is None else {k: dict(v) for k, v in baselines.items()}
@@ -85,7 +159,9 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
                                         f"{'' if run_dir is None else f' (none in {run_dir})'}")
             from ..models import load_model
 
-            recon, _meta = load_model(run_dir)
+            recon, meta = load_model(run_dir)
+            if config is not None:
+                check_model_matches(config, meta, run_dir)
             if hasattr(recon, "eval"):
                 recon.eval()
             methods[n] = recon
@@ -116,7 +192,8 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
     Each method with a tunable parameter gets an equal share of `time_budget` seconds (the
     budget stops the refinement; the coarse grid always runs), iterative methods search
     with at most `search_iters` iterations (then run with their own count).
-    Returns {method: {"params": {...}, "val_psnr": best mean PSNR, "seconds": ...}}.
+    Returns {method: {"params": {...}, "how": how they were chosen, "val_psnr": best mean PSNR
+    (tuned methods only), "seconds": ...}}.
     """
     from .. import variational
 
@@ -135,17 +212,21 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
             method, table = variational.tune(n, (y, x), grid=grid, physics=phys,
                                              time_budget=time_budget / max(1, len(tunable)), **search)
             best = max(table, key=lambda r: r["psnr"]) if table else {"psnr": float("nan")}
-            out[n] = {"params": method.params(), "val_psnr": float(best["psnr"]),
-                      "tried": len(table), "seconds": round(time.perf_counter() - t0, 2)}
+            out[n] = {"params": method.params(), "how": f"tuned on {y.shape[0]} validation pairs",
+                      "val_psnr": float(best["psnr"]), "tried": len(table),
+                      "seconds": round(time.perf_counter() - t0, 2)}
         else:
-            out[n] = {"params": variational.build(n).params(), "seconds": 0.0}
+            why = "nothing to tune" if n not in tunable else "evaluation.tune is off"
+            out[n] = {"params": variational.build(n).params(), "how": f"default parameters, not tuned ({why})",
+                      "seconds": 0.0, **({"tune_off": True} if n in tunable else {})}  # tuned once tune is on
         if progress:
             extra = f", val PSNR {out[n]['val_psnr']:.2f} dB" if "val_psnr" in out[n] else ""
             progress(f"tuned {n}: {json.dumps(out[n]['params'])}{extra} ({out[n]['seconds']:.1f} s)")
     if out_dir is not None:
-        atomic_write_json(Path(out_dir) / "baselines.json", out)
+        atomic_write_json(Path(out_dir) / BASELINES, out)
     return out
 
 
-__all__ = ["resolve", "load_baselines", "applicable_methods", "build_methods", "val_pairs", "test_pairs",
+__all__ = ["resolve", "load_baselines", "read_baselines", "ensure_baselines", "baselines_note", "is_tuned",
+           "applicable_methods", "build_methods", "check_model_matches", "val_pairs", "test_pairs",
            "tune_baselines", "Condition"]

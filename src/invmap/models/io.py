@@ -17,12 +17,15 @@ training settings) plus the keys invmap adds:
 - ``architecture``: ``{name, params}`` — `invmap.models.build(name, **params)`;
 - ``input``: the input strategy of `LearnedReconstructor` (null for a bare network);
 - ``network``: ``{fixed_input_shape, output_shape, same_size}`` for compatibility checks;
-- ``versions``, ``parameter_count``, ``tensors`` (name → shape), ``weights`` (file name),
+- ``versions``, ``parameter_count``, ``tensors`` (name → shape), ``weights`` (file name,
+  inside the model's directory), ``weights_sha256`` (`weights_digest` of the tensors:
+  checked on load, so flipped bytes in the weights are an error, not a silently other model),
   ``commit`` (the token shared with the weights file).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -34,6 +37,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write
+from ..paths import inside
 from .reconstructor import LearnedReconstructor
 
 MODEL_JSON = "model.json"
@@ -42,7 +46,18 @@ FORMAT = "invmap-model"
 FORMAT_VERSION = 1
 HEADER_KEY = "invmap_model"  # the safetensors metadata key holding the model document
 RESERVED = ("format", "format_version", "architecture", "input", "network", "versions",
-            "parameter_count", "tensors", "weights", "commit")
+            "parameter_count", "tensors", "weights", "weights_sha256", "commit")
+
+
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (in name order), so the
+    digest does not depend on how the safetensors file lays out its header."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _net(model: nn.Module) -> nn.Module:
@@ -101,6 +116,7 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
         "weights": MODEL_WEIGHTS,
         "tensors": {k: list(v.shape) for k, v in state.items()},
         "commit": secrets.token_hex(8),
+        "weights_sha256": weights_digest(state),
     }
     try:
         text = json.dumps(doc, indent=2, allow_nan=False)
@@ -234,7 +250,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ValueError(f"{jpath}: not a valid model.json ({type(e).__name__}: {str(e)[:200]})") from None
     doc = _check_doc(doc, jpath)
-    wpath = jpath.parent / doc.get("weights", MODEL_WEIGHTS)
+    wpath = inside(jpath.parent, doc.get("weights", MODEL_WEIGHTS), f"{jpath}: \"weights\"")
     if not wpath.is_file():
         raise FileNotFoundError(f"model weights not found: {wpath}")
     header = _header_doc(wpath)
@@ -259,6 +275,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         tensors = safetensors.torch.load_file(str(wpath), device="cpu")
     except Exception as e:  # safetensors raises its own error type for corrupt headers/data
         raise ValueError(f"{wpath}: corrupt or not a safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    want = doc.get("weights_sha256")  # absent in files of older invmap versions
+    if want is not None and weights_digest(tensors) != want:
+        raise ValueError(f"{wpath}: the weights do not match the SHA-256 recorded in {jpath.name} "
+                         "(the file was changed or damaged); refusing to load them")
     recon.load_state_dict(tensors, strict=True)
     return recon.to(device).eval(), doc
 

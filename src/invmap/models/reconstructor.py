@@ -112,6 +112,19 @@ class LearnedReconstructor(nn.Module):
             z = cgls(y, op, self.pinv_iters)
         return z.real if z.is_complex() else z
 
+    def input_shape(self, physics: Any) -> tuple[int, ...]:
+        """Shape ``[C, ...]`` of z = P(y, K) for one measurement, from K's shapes alone (nothing
+        is computed, so a network can be sized on the meta device); equals
+        ``preprocess(y, physics).shape[1:]`` for y = K x with x ``[1, 1, H, W]``."""
+        op = _operator(physics)
+        if self.input == "measurement":
+            return (2 if getattr(op, "complex_output", False) else 1, *op.out_shape)
+        if self.input == "fbp":
+            from ..variational.fbp import fbp_geometry
+
+            fbp_geometry(op)
+        return (1, *op.in_shape)
+
     def from_input(self, z: torch.Tensor) -> torch.Tensor:
         """x̂ from a precomputed network input z (= `preprocess(y, physics)`)."""
         s = self.input_scale.to(z.dtype)

@@ -123,15 +123,21 @@ class _RayTransform(LinearOperator):
         order = base + single + partner  # stored views (base, single), then rotated partners
         self._perm = torch.tensor(np.argsort(order), dtype=torch.long)  # stored → user order
         self._order = torch.tensor(order, dtype=torch.long)  # user → stored order
-        self._mats: dict[str, dict[str, np.ndarray]] = {}
-        for part, idx in (("base", base), ("single", single)):
-            if idx:
-                g = Geometry(H, W, tuple(angles[i] for i in idx), **geometry_kw)
-                self._mats[part] = system_matrix(g)
+        self._parts = {part: Geometry(H, W, tuple(angles[i] for i in idx), **geometry_kw)
+                       for part, idx in (("base", base), ("single", single)) if idx}
+        self._built: dict[str, dict[str, np.ndarray]] | None = None
         self._dev: dict = {}
         super().__init__((H, W), (len(angles), self.geometry.detectors))
 
     # ---------------------------------------------------------------- matrices
+    @property
+    def _mats(self) -> dict[str, dict[str, np.ndarray]]:
+        """The system matrices, built on first use: building the operator (e.g. to check a
+        config) costs only its geometry."""
+        if self._built is None:
+            self._built = {part: system_matrix(g) for part, g in self._parts.items()}
+        return self._built
+
     def _tensors(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
         key = (like.device, like.dtype)
         hit = self._dev.get(key)

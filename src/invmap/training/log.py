@@ -95,3 +95,43 @@ def progress_bar(total: int, initial: int, enabled: bool):
 
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
                 leave=True, mininterval=0.5)
+
+
+class TrainProgress:
+    """The training bar: optimizer steps, or — with a time budget — seconds.
+
+    With a budget of B seconds the bar counts elapsed training seconds, and its total (hence
+    its ETA) is the sooner of B and the time the remaining epochs are predicted to take at
+    the rate seen so far: training stops at whichever comes first, so the bar never promises
+    the epoch count's "22 min left" when the budget ends it at 10.
+    """
+
+    def __init__(self, total_steps: int, initial_step: int, enabled: bool, budget_s: float = 0.0,
+                 elapsed_s: float = 0.0):
+        from tqdm.auto import tqdm
+
+        self.total_steps, self.budget = int(total_steps), float(budget_s)
+        self.start = (int(initial_step), float(elapsed_s))
+        if not self.budget:
+            self.bar = progress_bar(total_steps, initial_step, enabled)
+            return
+        self.bar = tqdm(total=self.budget, initial=min(float(elapsed_s), self.budget), disable=not enabled,
+                        desc=f"≤ {self.budget / 60:g} min budget", unit="s", dynamic_ncols=True, leave=True,
+                        mininterval=0.5, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                                                    "[{elapsed}<{remaining}{postfix}]")
+
+    def step(self, step: int, elapsed_s: float) -> None:
+        """One optimizer step done: `step` steps in all, `elapsed_s` seconds of training."""
+        if not self.budget:
+            self.bar.update(1)
+            return
+        s0, e0 = self.start
+        predicted = elapsed_s + (self.total_steps - step) * (elapsed_s - e0) / max(1, step - s0)
+        self.bar.total = max(min(self.budget, predicted), elapsed_s)
+        self.bar.update(min(elapsed_s, self.bar.total) - self.bar.n)
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        self.bar.set_postfix(*args, **kwargs)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -23,11 +23,11 @@ import torch
 from .. import metrics
 from ..config import Config
 from . import checkpoint as ckpt
-from .log import CSVLog, TensorBoard, progress_bar
+from .log import CSVLog, TensorBoard, TrainProgress
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
-from .setup import (Pairs, Precision, build_reconstructor, check_memory, prepare_run_dir, select_device,
-                    versions)
+from .setup import (Pairs, Precision, build_reconstructor, check_memory, check_resume, prepare_run_dir,
+                    select_device, versions)
 
 
 class TrainingDiverged(ValueError):
@@ -82,6 +82,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
     check_memory(config, physics)  # and so does a run that would not fit in memory
     recon = build_reconstructor(config, physics, device)
     new_dir = not Path(out_dir).exists()
+    saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
     run = prepare_run_dir(out_dir, config, resume)
     try:
         train_set = Pairs(config, physics, "train", recon, device, fresh_noise=tc.fresh_noise, num_workers=tc.num_workers)
@@ -102,8 +103,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
     gens = {"shuffle": torch.Generator().manual_seed(config.seed)}
     st = {"epoch": 0, "step": 0, "seconds": 0.0, "best_psnr": -math.inf, "best_ssim": math.nan, "best_epoch": 0,
           "initial_psnr": math.nan, "bad_epochs": 0, "stopped": ""}
-    if resume:
-        saved = ckpt.load_checkpoint(run, device)
+    if saved is not None:
         recon.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         if saved.get("scaler"):
@@ -132,7 +132,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
         log.write(epoch=0, step=0, lr=tc.lr, val_psnr=p0, val_ssim=s0, seconds=0.0)
         tb.scalars(0, **{"val/psnr": p0, "val/ssim": s0})
         save_checkpoint()
-    bar = progress_bar(tc.epochs * steps_per_epoch, st["step"], progress)
+    bar = TrainProgress(tc.epochs * steps_per_epoch, st["step"], progress, tc.max_minutes * 60, st["seconds"])
     t0, shown = time.perf_counter() - st["seconds"], f"{st['best_psnr']:.2f}"
     try:
         for epoch in range(st["epoch"] + 1, tc.epochs + 1):
@@ -160,7 +160,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
                 st["step"] += 1
                 lv = loss.item()
                 total, count = total + lv * len(x), count + len(x)
-                bar.update(1)
+                bar.step(st["step"], time.perf_counter() - t0)
                 bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val_psnr=shown, refresh=False)
                 if tc.max_minutes and time.perf_counter() - t0 >= tc.max_minutes * 60:
                     st["stopped"] = "time"

@@ -121,11 +121,77 @@ def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
     elif held:
         raise FileExistsError(f"{run} already holds a training run ({held[0]}); continue it with --resume "
                               f"or choose a new directory with --out")
+    text = config.to_yaml()
+    if not resume and not held:
+        keep_user_config(run / "config.yaml", text)
     run.mkdir(parents=True, exist_ok=True)
     clean_orphans(run)
     repair_model_json(run)
-    atomic_write_text(run / "config.yaml", config.to_yaml())
+    atomic_write_text(run / "config.yaml", text)
     return run
+
+
+def keep_user_config(path: Path, text: str) -> None:
+    """Refuse to start a run over a ``config.yaml`` that is not the resolved config `text`.
+
+    In a directory without a run, such a file is the user's own (``invmap train my/config.yaml
+    --out my``: a commented, partial config): invmap never replaces it. A config.yaml that
+    already holds `text` (written by an earlier start) is fine.
+    """
+    if path.is_file() and path.read_bytes() != text.encode():
+        raise FileExistsError(f"{path} exists and is not this run's resolved config (your own config file?); "
+                              f"invmap never replaces it: choose another --out, e.g. {path.parent / 'run'}")
+
+
+#: config sections a resumed run may change (the others describe what the checkpoint learned)
+RESUMABLE = ("training", "evaluation")
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """(dotted key, a's value, b's value) of the first place two nested dicts differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+            if d:
+                return d
+        return None
+    return None if a == b else (path, a, b)
+
+
+def check_resume(run_dir: str | Path, config: Config, recon: torch.nn.Module, device: torch.device) -> dict | None:
+    """The checkpoint of `run_dir`, after checking that `config` may continue it; writes nothing
+    (None without a checkpoint: `prepare_run_dir` then says why the run cannot resume).
+
+    A resumed run keeps its name, seed, data, operator, noise and model (only `RESUMABLE`
+    sections may change), and the checkpoint's weights must fit the network `recon` built
+    from `config`. Any mismatch is a one-line ``ValueError`` raised before the run directory
+    (config.yaml included) is touched.
+    """
+    from ..config import load_config
+    from .checkpoint import CHECKPOINT, load_checkpoint
+
+    run = Path(run_dir)
+    if not (run / CHECKPOINT).exists():
+        return None
+    if (run / "config.yaml").exists():
+        saved = load_config(run / "config.yaml").to_dict()
+        new = config.to_dict()
+        fixed = {k: v for k, v in saved.items() if k not in RESUMABLE}
+        diff = _first_difference(fixed, {k: new.get(k) for k in fixed})
+        if diff:
+            key, was, now = diff
+            raise ValueError(f"cannot resume {run}: {key} would change from {was!r} to {now!r}; a resumed run "
+                             f"keeps its name, seed, data, operator, noise and model (change only "
+                             f"{' or '.join(RESUMABLE)} settings, or train a new run)")
+    state = load_checkpoint(run, device)
+    expected = recon.state_dict()
+    stored = state.get("model") or {}
+    for k, v in expected.items():
+        if k not in stored or tuple(stored[k].shape) != tuple(v.shape):
+            got = list(stored[k].shape) if k in stored else "missing"
+            raise ValueError(f"cannot resume {run}: the checkpoint's tensor '{k}' is {got}, but the configured "
+                             f"network needs {list(v.shape)}; config and checkpoint describe different models")
+    return state
 
 
 class Pairs:
@@ -189,23 +255,22 @@ class _Clean(torch.utils.data.Dataset):
 
 
 def build_reconstructor(config: Config, physics, device: torch.device):
-    """`LearnedReconstructor` around the configured network, sized from one network input.
+    """`LearnedReconstructor` around the configured network, sized from the shape of its input.
 
-    On the ``meta`` device the network is only described (shapes, no memory), e.g. for
-    `check_memory`.
+    On the ``meta`` device nothing is allocated: the network is described (every shape and
+    parameter check runs) without memory, as `check_config` and `check_memory` need.
     """
     from .. import budget, models
 
     m = config.model
     probe = models.LearnedReconstructor(torch.nn.Identity(), **m.reconstructor_params())
-    x0 = torch.zeros(1, 1, config.data.size, config.data.size)
-    z0 = probe.preprocess(physics.operator(x0), physics)
+    z0 = probe.input_shape(physics)
     params = m.params()
-    if z0.shape[1] != 1 and "in_channels" not in params and _takes(m.name, "in_channels"):
-        params["in_channels"] = int(z0.shape[1])  # e.g. complex measurements as [Re, Im]
+    if z0[0] != 1 and "in_channels" not in params and _takes(m.name, "in_channels"):
+        params["in_channels"] = int(z0[0])  # e.g. complex measurements as [Re, Im]
 
     def build():
-        net = models.build_for(m.name, tuple(z0.shape[2:]), (config.data.size, config.data.size), **params)
+        net = models.build_for(m.name, tuple(z0[1:]), (config.data.size, config.data.size), **params)
         return models.LearnedReconstructor(net, **m.reconstructor_params())
 
     if device.type == "meta":
@@ -248,7 +313,7 @@ def check_memory(config: Config, physics) -> int:
     recon = build_reconstructor(config, physics, torch.device("meta"))
     op = physics.operator
     y_shape = (2 if op.complex_output else 1, *op.out_shape)
-    z_shape = y_shape if recon.input == "measurement" else (1, d.size, d.size)
+    z_shape = tuple(recon.input_shape(physics))
     params = budget.tensor_bytes(recon)
     acts = _activation_bytes(recon.net, (tc.batch_size, *z_shape))
     pair = 4 * (d.size * d.size + math.prod(y_shape) + math.prod(z_shape))
@@ -260,14 +325,18 @@ def check_memory(config: Config, physics) -> int:
     return total
 
 
-def check_config(config: Config) -> None:
-    """Build what a run needs — physics, network, the image source of every split — so that
-    a bad value fails with its own message before anything is written."""
+
+def check_config(config: Config, device: torch.device = torch.device("meta")) -> None:
+    """Build what a run builds — physics, network, the image source of every split — so that
+    a bad value fails with its own message before anything is written. On the ``meta``
+    device (the default) the network takes no memory and the operator's matrices are not
+    built (they are made on first use), so a check costs milliseconds whatever the sizes."""
     from ..data import build_source
 
+    select_device(config.training.device)  # e.g. cuda on a machine without one
     physics = config.physics()
     check_memory(config, physics)
-    build_reconstructor(config, physics, torch.device("cpu"))
+    build_reconstructor(config, physics, device)
     d = config.data
     for split, count in (("train", d.train), ("val", d.val), ("test", d.test)):
         build_source(d.source, d.size, split=split, count=count, seed=config.seed, **d.params)

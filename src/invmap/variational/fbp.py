@@ -229,6 +229,16 @@ def _backproject(q: torch.Tensor, op, weights: np.ndarray) -> torch.Tensor:
     return out.T.reshape(m, H, W)
 
 
+def fbp_geometry(op):
+    """The CT geometry that FBP needs from `op` (``op.fbp_geometry()``; a one-line
+    ValueError when it has none)."""
+    g = op.fbp_geometry() if hasattr(op, "fbp_geometry") else None
+    if g is None:
+        raise ValueError(f"fbp needs an operator with a CT geometry (tomography, fanbeam), got "
+                         f"'{getattr(op, 'name', None) or type(op).__name__}'")
+    return g
+
+
 def fbp(y: torch.Tensor, op, filter: str = "ramp", cutoff: float = 1.0) -> torch.Tensor:
     """x̂ = FBP(y) for an operator `op` with a CT geometry (``op.fbp_geometry()``: `tomography`
     parallel beam, `fanbeam` flat detector).
@@ -237,10 +247,7 @@ def fbp(y: torch.Tensor, op, filter: str = "ramp", cutoff: float = 1.0) -> torch
     ``[..., H, W]`` on y's device and dtype. ``filter`` ∈ ramp, shepp-logan, cosine, hann;
     ``cutoff`` ∈ (0, 1] is the fraction of the Nyquist frequency kept.
     """
-    g = op.fbp_geometry() if hasattr(op, "fbp_geometry") else None
-    if g is None:
-        raise ValueError(f"fbp needs an operator with a CT geometry (tomography, fanbeam), got "
-                         f"'{getattr(op, 'name', None) or type(op).__name__}'")
+    g = fbp_geometry(op)
     y = op._check(y, op.out_shape, "measurement")
     lead = y.shape[:-2]
     q = y.reshape(-1, *op.out_shape)
