@@ -105,7 +105,7 @@ class Downsample(LinearOperator):
         return x
 
     def norm(self, *args, **kwargs) -> float:
-        """‖K‖₂: exact 1/f (box) or 1 (none); power method for gaussian."""
+        """‖K‖₂: exact 1/f (box) or 1 (none); Lanczos (`top_eigenvalue`) for gaussian."""
         if self.filter == "box":
             return 1.0 / self.factor
         if self.filter == "none":

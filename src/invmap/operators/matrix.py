@@ -52,7 +52,7 @@ class Matrix(LinearOperator):
         return (y @ self.buffer("matrix", y)).reshape(*y.shape[:-1], *self.in_shape)
 
     def norm(self, *args, **kwargs) -> float:
-        """‖K‖₂ = sqrt(λ_max(K Kᵀ or KᵀK)): exact when min(m, n) ≤ 1024, else the power method."""
+        """‖K‖₂ = sqrt(λ_max(K Kᵀ or KᵀK)): exact when min(m, n) ≤ 1024, else Lanczos (`top_eigenvalue`)."""
         if self._norm is None and min(self.matrix.shape) <= 1024:
             K = self.matrix
             gram = K @ K.T if K.shape[0] <= K.shape[1] else K.T @ K

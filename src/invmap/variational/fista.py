@@ -3,8 +3,8 @@
     x̂ = argmin_x f(x) + g(x),   f(x) = ½‖K x − y‖² + h(∇x),   g proximable,
 
 h an optional smooth function of the gradient (Huber-TV), g e.g. λ‖x‖₁, λTV (prox by inner
-dual iterations, `functionals.TV`) or a box indicator. With L = ‖K‖² + 8·Lip(h) and
-t₁ = 1, z₁ = x₀ (Beck & Teboulle 2009):
+dual iterations, `functionals.TV`) or a box indicator. With L = (‖K‖² + 8·Lip(h))/0.98
+(0.98 = `STEP_SAFETY`: ‖K‖ is an estimate), t₁ = 1, z₁ = x₀ (Beck & Teboulle 2009):
 
     x_k = prox_{g/L}(z_k − ∇f(z_k)/L)
     t_{k+1} = (1 + √(1 + 4 t_k²))/2
@@ -21,7 +21,7 @@ import torch
 
 from ..operators.base import LinearOperator
 from .functionals import Functional, Zero, grad, grad_adjoint, sqnorm, zeros_image
-from .solver import IterativeSolver
+from .solver import STEP_SAFETY, IterativeSolver
 
 
 class FISTA(IterativeSolver):
@@ -37,7 +37,7 @@ class FISTA(IterativeSolver):
         lip = op.norm() ** 2 + (8.0 * self.h.lipschitz if self.h is not None else 0.0)
         if not lip > 0:
             raise ValueError("fista: the smooth part has zero Lipschitz constant")
-        self.step_size = 1.0 / lip
+        self.step_size = STEP_SAFETY / lip
         self.x = zeros_image(op, y) if x0 is None else x0.clone()
         self.z = self.x.clone()
         self.t = 1.0

@@ -1,8 +1,8 @@
 """Gradient descent (Landweber iteration) on the data term ½‖K x − y‖².
 
-    x_{k+1} = P_C( x_k − (1/‖K‖²) Kᵀ(K x_k − y) )
+    x_{k+1} = P_C( x_k − τ Kᵀ(K x_k − y) ),   τ = step_scale · 0.98/‖K‖²
 
-with P_C an optional box projection (projected Landweber). Early stopping by the
+with P_C an optional box projection (projected Landweber); 0.98 = `STEP_SAFETY`. Early stopping by the
 iteration count acts as the regulariser.
 """
 
@@ -12,11 +12,11 @@ import torch
 
 from ..operators.base import LinearOperator
 from .functionals import Box, sqnorm, zeros_image
-from .solver import IterativeSolver
+from .solver import STEP_SAFETY, IterativeSolver
 
 
 class GradientDescent(IterativeSolver):
-    """Landweber iteration for min ½‖K x − y‖² (+ box), step 1/‖K‖² (``step_scale`` times)."""
+    """Landweber iteration for min ½‖K x − y‖² (+ box), step STEP_SAFETY/‖K‖² (``step_scale`` times)."""
 
     def __init__(self, op: LinearOperator, y: torch.Tensor, x0: torch.Tensor | None = None,
                  max_iter: int = 100, step_scale: float = 1.0, box: Box | None = None,
@@ -29,7 +29,7 @@ class GradientDescent(IterativeSolver):
             raise ValueError("gradient descent: operator norm is zero")
         if not 0 < step_scale < 2:
             raise ValueError(f"gradient descent: step_scale must be in (0, 2), got {step_scale}")
-        self.tau = step_scale / norm ** 2
+        self.tau = step_scale * STEP_SAFETY / norm ** 2
         self.x = zeros_image(op, y) if x0 is None else x0.clone()
         self.r = op.forward(self.x) - y  # residual K x − y
 

@@ -16,6 +16,11 @@ import torch
 
 Callback = Callable[[int, torch.Tensor], "bool | None"]
 
+#: Fraction of the largest admissible step a solver takes when that step comes from ‖K‖
+#: (gradient descent and FISTA 1/L, PDHG στ‖A‖² < 1): ‖K‖ is itself a numerical estimate
+#: (to `LinearOperator.norm`'s tolerance), and a step on the bound is on the edge of divergence.
+STEP_SAFETY = 0.98
+
 
 class IterativeSolver:
     """Base class: subclasses implement `step`, `record` and optionally `stopped`."""
