@@ -130,3 +130,48 @@ def test_invalid_parameters():
         noise.build("gaussian", level=0.1)
     with pytest.raises(ValueError, match="unknown noise 'laplace'"):
         noise.build("laplace")
+
+
+@pytest.mark.parametrize("op_name,params", [("mri", {"acceleration": 4.0}), ("inpainting", {"missing": 0.6})])
+@pytest.mark.parametrize("noise_params", [{"sigma": 0.05}, {"relative": 0.05}, {"relative_range": [0.02, 0.08]}])
+def test_noise_only_on_measured_entries(op_name, params, noise_params):
+    """y = K x + e is exactly 0 off the operator's measured entries, through every simulation path."""
+    import invmap.operators as ops
+    from invmap.data import PairDataset, build_source
+    from invmap.physics import Physics
+
+    K = ops.build(op_name, image_shape=(32, 32), **params)
+    physics = Physics(K, noise.build("gaussian", **noise_params))
+    off = ~K.measured()
+    assert bool(off.any()) and bool((~off).any())
+    x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = physics.measure(x)
+    assert bool((y[..., off] == 0).all())
+    assert bool((y[..., ~off] != K(x)[..., ~off]).all())  # noise on every measured entry
+    ds = PairDataset(build_source("ellipses", 32, split="val", count=2), physics, simulation="crime")
+    yd, _ = ds.simulate([0, 1])
+    assert bool((yd[..., off] == 0).all())
+
+
+def test_relative_level_is_measured_over_the_sampled_entries():
+    """MRI at R = 4: relative σ is level × the rms of K x over the sampled entries, not all H·W."""
+    import invmap.operators as ops
+    from invmap.physics import Physics
+
+    K = ops.build("mri", image_shape=(64, 64), acceleration=4.0)
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    kx = K(x)
+    mask = K.measured()
+    m = int(mask.sum())
+    assert m < 64 * 64 // 2
+    rms = (kx.abs() ** 2).reshape(2, -1).sum(1).div(m).sqrt()
+    model = noise.build("gaussian", relative=0.01)
+    torch.testing.assert_close(model.sigma(kx, mask), 0.01 * rms)
+    e = Physics(K, model).measure(x) - kx
+    # E|e|² = σ² per sampled entry (σ²/2 on each of the real and imaginary parts)
+    emp = (e.abs() ** 2).reshape(2, -1).sum(1) / m
+    torch.testing.assert_close(emp, (0.01 * rms) ** 2, rtol=0.1, atol=0)
+    # the discrepancy-principle noise norm δ = σ√m counts sampled entries only
+    from invmap.variational.methods import noise_norm
+
+    torch.testing.assert_close(noise_norm(kx, Physics(K, model)), 0.01 * rms * m ** 0.5)

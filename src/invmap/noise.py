@@ -1,21 +1,27 @@
 """Noise models e of y = K x + e, seeded through a ``torch.Generator``.
 
-Every model is called as ``noise(y_clean, generator=None)`` and returns a noisy copy.
-Without a generator it uses its own, seeded at construction (``seed``), so the same seed
-gives the same noise; data sets pass a per-index generator instead.
+Every model is called as ``noise(y_clean, generator=None, mask=None)`` and returns a noisy
+copy. Without a generator it uses its own, seeded at construction (``seed``), so the same
+seed gives the same noise; data sets pass a per-index generator instead. ``mask`` is the
+operator's `measured()` entries (MRI's sampled k-space, inpainting's observed pixels):
+noise is added there only, the other entries of y stay exactly as K x left them (0), and
+relative levels are measured over the m measured entries. `invmap.physics.Physics` passes
+it for you.
 
 Models (registry `NOISES`, `build(name, **params)`):
 
 - ``none``: e = 0.
 - ``gaussian``: e ~ N(0, σ²I) with an absolute σ (``sigma``), a relative level
-  (``relative``: σ = level · ‖Kx‖/√m per sample), or σ drawn uniformly per sample from
-  ``sigma_range`` / ``relative_range``.
+  (``relative``: σ = level · ‖Kx‖/√m per sample, m = number of measured entries), or σ
+  drawn uniformly per sample from ``sigma_range`` / ``relative_range``.
 - ``poisson``: y = Poisson(photons · Kx) / photons (Kx ≥ 0; photon count per unit intensity).
 - ``poisson-gaussian``: Poisson part as above plus Gaussian read noise of absolute σ.
 
 `level(...)` scaling (`scaled(f)`) supports stress studies ("noise ×4").
 Complex measurements (MRI) get independent noise on real and imaginary parts, each of
-variance σ²/2, so E|e|² = σ² per entry.
+variance σ²/2, so E|e|² = σ² per measured entry. deepinv adds N(0, σ²) to each of the real
+and imaginary channels (E|e|² = 2σ² per sampled entry): invmap σ = √2 · deepinv σ is the
+same noise (docs/CONVENTIONS.md).
 """
 
 from __future__ import annotations
@@ -51,6 +57,20 @@ def _per_sample(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return v.reshape((-1,) + (1,) * (y.dim() - 1)).to(y.real.dtype if y.is_complex() else y.dtype).to(y.device)
 
 
+def measured_count(y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """m per sample: the number of measured entries of y ``[B, ...]`` (all of them without a mask)."""
+    per = torch.tensor(y[0].numel(), dtype=torch.float64)
+    if mask is not None:
+        per = mask.to(y.device).expand(y.shape[1:]).sum().double().cpu()
+    return per.expand(y.shape[0])
+
+
+def rms_measured(y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample rms of y over its measured entries, ‖y‖/√m (y is 0 off the mask), float64 ``[B]``."""
+    sq = (y.abs() ** 2).reshape(y.shape[0], -1).sum(dim=1).double().cpu()
+    return (sq / measured_count(y, mask).clamp_min(1)).sqrt()
+
+
 class NoiseModel:
     """Base: holds its parameters and a seeded default generator."""
 
@@ -66,20 +86,27 @@ class NoiseModel:
     def spec(self) -> dict:
         return {"name": self.name, "params": self.params()}
 
-    def __call__(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, y: torch.Tensor, generator: torch.Generator | None = None,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
         if not bool(torch.isfinite(y).all()):
             raise ValueError(f"{type(self).__name__}: clean measurement contains NaN or Inf values")
-        return self.sample(y, generator if generator is not None else self._gen)
+        return self.apply(y, generator if generator is not None else self._gen, mask)
 
-    def sample(self, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:  # pragma: no cover - abstract
+    def apply(self, y: torch.Tensor, g: torch.Generator, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """y + e with e on the entries of `mask` only (boolean, broadcast to y; None: every entry)."""
+        out = self.sample(y, g, mask)
+        return out if mask is None else torch.where(mask.to(y.device), out, y)
+
+    def sample(self, y: torch.Tensor, g: torch.Generator,
+               mask: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def scaled(self, factor: float) -> "NoiseModel":
         """The same family with its level multiplied by `factor` (σ for Gaussian, 1/√photons for Poisson)."""
         raise NotImplementedError(f"noise '{self.name}' cannot be scaled")
 
-    def sigma(self, y_clean: torch.Tensor) -> torch.Tensor | None:
-        """Nominal per-sample Gaussian std δ/√m (for the discrepancy principle), or None."""
+    def sigma(self, y_clean: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Nominal per-sample Gaussian std δ/√m on the measured entries (discrepancy principle), or None."""
         return None
 
     def __repr__(self) -> str:
@@ -94,13 +121,13 @@ class NoNoise(NoiseModel):
     def __init__(self, seed: int = 0):
         super().__init__(seed)
 
-    def sample(self, y, g):
+    def sample(self, y, g, mask=None):
         return y.clone()
 
     def scaled(self, factor: float) -> "NoiseModel":
         return NoNoise(seed=self.seed)
 
-    def sigma(self, y_clean):
+    def sigma(self, y_clean, mask=None):
         return torch.zeros(y_clean.shape[0])
 
 
@@ -133,11 +160,11 @@ class GaussianNoise(NoiseModel):
              "relative_range": self.relative_range, "seed": self.seed}
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items() if v is not None or k == "seed"}
 
-    def _levels(self, y: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _levels(self, y: torch.Tensor, g: torch.Generator, mask: torch.Tensor | None = None) -> torch.Tensor:
         b = y.shape[0]
         if self.sigma_abs is not None:
             return torch.full((b,), float(self.sigma_abs), dtype=torch.float64)
-        rms = (y.abs() ** 2).reshape(b, -1).mean(dim=1).sqrt().double().cpu()
+        rms = rms_measured(y, mask).cpu()
         if self.relative is not None:
             return self.relative * rms
         lo, hi = self.sigma_range if self.sigma_range is not None else self.relative_range
@@ -145,14 +172,14 @@ class GaussianNoise(NoiseModel):
         lev = lo + (hi - lo) * u
         return lev if self.sigma_range is not None else lev * rms
 
-    def sample(self, y, g):
-        s = self._levels(y, g)
+    def sample(self, y, g, mask=None):
+        s = self._levels(y, g, mask)
         return y + _per_sample(y, s) * _randn_like(y, g)
 
-    def sigma(self, y_clean):
+    def sigma(self, y_clean, mask=None):
         if self.sigma_range is not None or self.relative_range is not None:
             return None
-        return self._levels(y_clean, self._gen)
+        return self._levels(y_clean, self._gen, mask)
 
     def scaled(self, factor: float) -> "GaussianNoise":
         f = float(factor)
@@ -172,7 +199,7 @@ class PoissonNoise(NoiseModel):
             raise ValueError(f"poisson noise: photons must be > 0, got {photons}")
         self.photons = float(photons)
 
-    def sample(self, y, g):
+    def sample(self, y, g, mask=None):
         if y.is_complex():
             raise ValueError("poisson noise: measurement is complex; use gaussian noise for MRI")
         lam = (y.clamp_min(0) * self.photons).to(g.device)
@@ -198,7 +225,7 @@ class PoissonGaussianNoise(NoiseModel):
     def params(self) -> dict:
         return {"photons": self.photons, "sigma": self.sigma_abs, "seed": self.seed}
 
-    def sample(self, y, g):
+    def sample(self, y, g, mask=None):
         p = PoissonNoise(self.photons).sample(y, g)
         return p + self.sigma_abs * _randn_like(y, g)
 

@@ -39,7 +39,11 @@ class Physics:
 
     def measure(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """y = K x + e."""
-        return self.noise(self.operator(x), generator)
+        return self.noisy(self.operator(x), generator)
+
+    def noisy(self, y_clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """y = y_clean + e, e on the entries K measures (`LinearOperator.measured`) only."""
+        return self.noise(y_clean, generator, mask=self.operator.measured())
 
     def spec(self) -> dict:
         """The physics spec (see the module docstring) that `build_physics` turns back into this."""

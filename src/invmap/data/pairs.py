@@ -132,7 +132,8 @@ class PairDataset(torch.utils.data.Dataset):
         if not bool(torch.isfinite(yc).all()):
             raise ValueError("PairDataset: clean measurement K x contains NaN or Inf values")
         noise = self.physics.noise  # one finiteness check per batch, then each sample's own stream
-        y = torch.cat([noise.sample(yc[k:k + 1], self.generator(i)) for k, i in enumerate(idx)])
+        mask = self.physics.operator.measured()  # noise on the measured entries only
+        y = torch.cat([noise.apply(yc[k:k + 1], self.generator(i), mask) for k, i in enumerate(idx)])
         return y, x
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:

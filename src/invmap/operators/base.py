@@ -271,6 +271,16 @@ class LinearOperator:
             self._norm = math.sqrt(lam)
         return self._norm
 
+    def measured(self) -> torch.Tensor | None:
+        """Boolean mask shaped ``out_shape`` of the entries of y that K measures, or None (all).
+
+        Operators whose measurement keeps the shape of a full grid but samples only part of
+        it (MRI k-space lines, inpainting pixels) return their mask: noise is drawn on these
+        entries only, so y stays exactly 0 elsewhere, and relative noise levels are measured
+        over them.
+        """
+        return None
+
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """KᵀK x."""
         return self.adjoint(self.forward(x))
@@ -384,6 +394,9 @@ class _Composition(LinearOperator):
     def spec(self) -> dict:
         return {"name": "compose", "parts": [self.a.spec(), self.b.spec()]}
 
+    def measured(self) -> torch.Tensor | None:
+        return self.a.measured()
+
     def _forward(self, x):
         return self.a._forward(self.b._forward(x))
 
@@ -409,6 +422,10 @@ class _Sum(LinearOperator):
     def spec(self) -> dict:
         return {"name": "sum", "parts": [self.a.spec(), self.b.spec()]}
 
+    def measured(self) -> torch.Tensor | None:
+        ma, mb = self.a.measured(), self.b.measured()
+        return None if ma is None or mb is None else ma | mb
+
     def _forward(self, x):
         return self.a._forward(x) + self.b._forward(x)
 
@@ -428,6 +445,9 @@ class _Scaled(LinearOperator):
 
     def spec(self) -> dict:
         return {"name": "scale", "factor": self.c, "parts": [self.a.spec()]}
+
+    def measured(self) -> torch.Tensor | None:
+        return self.a.measured()
 
     def _forward(self, x):
         return self.c * self.a._forward(x)

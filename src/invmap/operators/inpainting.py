@@ -2,7 +2,8 @@
 
 The mask removes either a seeded random set of pixels (exactly ``round(missing·H·W)`` of
 them) or a rectangle ``box = (top, left, height, width)``, or both; y keeps the image
-shape with zeros where pixels are missing. The random pixels are a prefix of one seeded
+shape with zeros where pixels are missing (`measured()` = M: noise is drawn on the
+observed pixels only, so missing pixels stay exactly 0). The random pixels are a prefix of one seeded
 permutation, so for one seed a larger ``missing`` removes a superset of the pixels (the
 stress study uses this for unflagged dead pixels: K_sim misses a few more pixels than the
 nominal K knows of).
@@ -66,6 +67,10 @@ class Inpainting(LinearOperator):
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return y * self.buffer("mask", y)
+
+    def measured(self) -> torch.Tensor:
+        """The observed pixels M."""
+        return self.mask > 0
 
     def norm(self, *args, **kwargs) -> float:
         return float(self.mask.max())

@@ -11,8 +11,9 @@ the real inner product <a, b> = Re Σ conj(a) b give the adjoint
 
     Kᵀ y = Re F^H (M ⊙ y),   F^H y = fftshift(ifft2(ifftshift(y), norm="ortho")),
 
-so Kᵀ is the zero-filled reconstruction and ‖K‖ = 1. Noise added on unsampled entries is
-discarded by Kᵀ.
+so Kᵀ is the zero-filled reconstruction and ‖K‖ = 1. `measured()` is M: noise is drawn on
+the sampled entries only, so y is exactly 0 off the mask (see `invmap.noise` for the
+complex-noise convention E|e|² = σ² per sampled entry).
 
 ``kspace_shift`` δ (in k-space samples, along the readout kx = the columns) models a
 gradient delay: every sample is taken at kx + δ instead of kx, i.e.
@@ -122,6 +123,10 @@ class MRI(LinearOperator):
         if self.phase is not None:
             z = z * self.buffer("phase", y).conj()
         return z.real
+
+    def measured(self) -> torch.Tensor:
+        """The sampled k-space entries M (whole phase-encoding rows)."""
+        return self.mask > 0
 
     def norm(self, *args, **kwargs) -> float:
         return 1.0 if bool(self.lines.any()) else 0.0

@@ -220,8 +220,7 @@ class Pairs:
 
     def noisy(self, idx: Sequence[int]) -> torch.Tensor:
         """y = noise(K x_i) with sample i's own generator (the data set's current epoch)."""
-        nz = self.physics.noise
-        return torch.cat([nz(self.clean[i:i + 1], generator=self.ds.generator(i)) for i in idx])
+        return torch.cat([self.physics.noisy(self.clean[i:i + 1], self.ds.generator(i)) for i in idx])
 
     def inputs(self, idx: Sequence[int]) -> torch.Tensor:
         """Network inputs z = P(y, K) for `idx`, computed in chunks."""

@@ -18,7 +18,6 @@ Names: ``adjoint`` (Kᵀy), ``fbp`` (tomography only), ``gd`` (Landweber), ``cgl
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, Callable, Literal
 
 import torch
@@ -58,11 +57,17 @@ def as_physics(physics: Physics | LinearOperator) -> Physics:
 
 
 def noise_norm(y: torch.Tensor, physics: Physics) -> torch.Tensor | None:
-    """Per-sample noise norm δ = σ·√m from the noise model (y stands in for K x), or None."""
-    sigma = physics.noise.sigma(y)
+    """Per-sample noise norm δ = σ·√m from the noise model (y stands in for K x), or None.
+
+    m counts the entries K measures (`LinearOperator.measured`): noise lives there only.
+    """
+    from ..noise import measured_count
+
+    mask = physics.operator.measured()
+    sigma = physics.noise.sigma(y, mask)
     if sigma is None:
         return None
-    return sigma.double().reshape(-1) * math.sqrt(y[0].numel())
+    return sigma.double().reshape(-1) * measured_count(y, mask).sqrt()
 
 
 def _box(lower: float | None, upper: float | None, nonneg: bool) -> Box:
