@@ -375,3 +375,51 @@ def test_invmap_run_refuses_bad_stress_options_before_training(tmp_path, capsys,
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not any(tmp_path.iterdir())  # nothing was started
+
+
+# ---------------------------------------------------------------------------- PSNR convention
+def test_psnr_data_range_convention_is_used_and_stated(tmp_path, capsys):
+    """``evaluation.data_range=max-min`` (DIVal / LoDoPaB) reaches evaluate, tune and stress, and
+    metrics.csv/md, baselines.json, stress.json and the terminal table say which L was used."""
+    from invmap.config import load_config
+    from invmap.evaluation import runs
+    from invmap.metrics import data_range_of
+    from invmap.variational import tune
+
+    d = _tiny_run_dir(tmp_path)
+    scores = {}
+    for dr in ("1", "max-min"):
+        out = tmp_path / f"eval-{dr}"
+        assert main(["evaluate", str(d), "--methods", "adjoint", "--no-figure", "--n", "3", "--out", str(out),
+                     "--set", f"evaluation.data_range={dr}"]) == 0
+        rows = ev.read_metrics(out / "metrics.csv")
+        assert rows[0]["data_range"] == (1.0 if dr == "1" else "max-min")
+        with (out / "metrics.csv").open() as f:
+            assert next(csv.DictReader(f))["data_range"] in ("1.0", "max-min")
+        label = "L = 1" if dr == "1" else "L = max − min of each ground truth"
+        assert label in (out / "metrics.md").read_text() and label in capsys.readouterr().out
+        scores[dr] = rows[0]["psnr_mean"]
+    cfg = load_config(str(d / "config.yaml"), ["evaluation.data_range=max-min"])
+    _, x, _ = runs.test_pairs(cfg, n=3)
+    shift = float((20 * torch.log10(data_range_of(x, "max-min"))).mean())  # PSNR_L − PSNR_1 = 20 log10 L
+    assert abs(shift) > 0.1  # the conventions differ on these images
+    assert scores["max-min"] - scores["1"] == pytest.approx(shift, abs=1e-3)
+    # tuning scores with the convention and records it
+    y, xv, phys = runs.val_pairs(cfg, n=2)
+    m1, t1 = tune("tikhonov", (y, xv), grid={"lam": [1e-2]}, physics=phys)
+    m2, t2 = tune("tikhonov", (y, xv), grid={"lam": [1e-2]}, physics=phys, data_range="max-min")
+    assert m1.tuning["data_range"] == 1.0 and m2.tuning["data_range"] == "max-min"
+    shift_val = float((20 * torch.log10(data_range_of(xv, "max-min"))).mean())
+    assert t2[0]["psnr"] - t1[0]["psnr"] == pytest.approx(shift_val, abs=1e-3)
+    base = runs.tune_baselines(cfg, ["tikhonov"], tmp_path, n_val=2, time_budget=5.0)
+    assert base["tikhonov"]["data_range"] == "max-min"
+    # the stress study states it, and does not merge results scored with another convention
+    ref = _blur_condition(2)
+    methods = {"model": _methods()["adjoint"]}
+    stress.stress_study(methods, ref, tmp_path / "s", kinds=["noise"])
+    said: list[str] = []
+    _, meta = stress.stress_study(methods, ref, tmp_path / "s", kinds=["object"], data_range="max-min",
+                                  progress=said.append)
+    on_disk = json.loads((tmp_path / "s" / "stress.json").read_text())
+    assert on_disk["data_range"] == "max-min" and "max − min" in on_disk["settings"]["PSNR data range"]
+    assert any("replacing them (dropped: noise)" in s for s in said)

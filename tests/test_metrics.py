@@ -82,3 +82,25 @@ def test_metric_errors():
         metrics.ssim(torch.zeros(1, 1, 8, 30), torch.zeros(1, 1, 8, 30))
     with pytest.raises(ValueError, match="data_range"):
         metrics.psnr(a, a, data_range=0)
+
+
+def test_max_min_data_range_is_per_ground_truth(camera64):
+    """``data_range="max-min"``: L = max(x) − min(x) of each ground truth (DIVal / LoDoPaB)."""
+    crops = [0.2 + 0.5 * camera64[:40, :48], camera64[20:60, 10:58] ** 2]
+    pairs = [noisy_pair(c, 0.05, seed=i) for i, c in enumerate(crops)]
+    XH, X = as_batch(*[p[0] for p in pairs]), as_batch(*[p[1] for p in pairs])
+    spans = [float(x.max() - x.min()) for _, x in pairs]
+    assert min(spans) < 0.9  # the conventions differ on these images
+    np.testing.assert_allclose(metrics.data_range_of(X, "max-min").numpy(), spans, rtol=1e-12)
+    ref = [peak_signal_noise_ratio(x, xh, data_range=L) for (xh, x), L in zip(pairs, spans)]
+    np.testing.assert_allclose(metrics.psnr(XH, X, data_range="max-min").numpy(), ref, rtol=1e-12)
+    ref_ssim = [structural_similarity(xh, x, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                      data_range=L) for (xh, x), L in zip(pairs, spans)]
+    np.testing.assert_allclose(metrics.ssim(XH, X, data_range="max-min").numpy(), ref_ssim, atol=1e-3)
+    gap = metrics.psnr(XH, X, data_range=1.0) - metrics.psnr(XH, X, data_range="max-min")
+    np.testing.assert_allclose(gap.numpy(), [-20 * np.log10(L) for L in spans], rtol=1e-9)
+    for bad in ("max", -1.0, 0):
+        with pytest.raises(ValueError, match="data_range"):
+            metrics.psnr(XH, X, data_range=bad)
+    with pytest.raises(ValueError, match="constant"):
+        metrics.psnr(XH, torch.ones_like(X), data_range="max-min")

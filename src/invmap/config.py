@@ -13,7 +13,7 @@ Sections::
     noise:      name + the noise model's parameters (checked against `invmap.noise`)
     model:      name, input + the architecture's parameters (checked against `invmap.models`)
     training:   optimizer, lr, schedule, loss, batch_size, epochs, max_minutes, device, amp, ...
-    evaluation: methods, tune, tune_grid, batch_size
+    evaluation: methods, tune, tune_grid, batch_size, data_range
 
 >>> cfg = load_config(None, ["training.lr=3e-4"])
 >>> cfg.training.lr
@@ -289,13 +289,27 @@ class EvaluationConfig(_Section):
     """Which reconstructors to compare on the test set, and how classical ones are tuned.
 
     ``tune_grid`` maps a method to {parameter: [values]}; methods not listed use their
-    solver's default grid when ``tune`` is on.
+    solver's default grid when ``tune`` is on. ``data_range`` is the PSNR/SSIM convention
+    used everywhere scores are computed (validation during training, tuning, evaluation,
+    stress study, reports): a fixed L such as ``1``, or ``max-min`` (L = max − min of each
+    ground truth, as DIVal and LoDoPaB-CT); see `invmap.metrics`.
     """
 
     methods: list[str] = Field(default_factory=lambda: ["fbp", "tv", "model"])
     tune: bool = True
     tune_grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
     batch_size: int = Field(16, ge=1)
+    data_range: float | str = 1.0
+
+    @pydantic.field_validator("data_range", mode="before")
+    @classmethod
+    def _data_range(cls, v: Any) -> Any:
+        """A finite number > 0 (a fixed L) or ``max-min`` (see `invmap.metrics.DataRange`)."""
+        if v == "max-min":
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+            raise ValueError(f"must be a number > 0 or max-min, got {v!r}")
+        return float(v)
 
 
 class Config(_Section):

@@ -16,14 +16,47 @@ returns one value per image, a tensor ``[B]``:
   positions (those fully inside the image) and over channels. This equals
   ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=L)``.
+
+The data range L is a stated convention (`DataRange`, config ``evaluation.data_range``):
+
+- a number, e.g. ``1`` (default): a fixed L for every image — right for images scaled to
+  [0, 1] as invmap's sources are;
+- ``"max-min"``: L = max(x) − min(x) of each ground-truth image, the convention of DIVal
+  and the LoDoPaB-CT benchmark (and of ``skimage.metrics`` with ``data_range=None`` on
+  images that span their dtype's range only by accident). On images whose values do not
+  fill [0, 1] the two differ by 20 log10(1 / (max − min)) dB (~1 dB on ellipse phantoms).
 """
 
 from __future__ import annotations
 
+from typing import Literal, Union
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["mse", "relative_error", "psnr", "ssim", "METRICS", "HIGHER_IS_BETTER"]
+__all__ = ["mse", "relative_error", "psnr", "ssim", "DataRange", "data_range_of", "data_range_label",
+           "METRICS", "HIGHER_IS_BETTER"]
+
+#: The PSNR/SSIM data range convention: a fixed L (> 0) or ``"max-min"`` of each ground truth.
+DataRange = Union[float, Literal["max-min"]]
+
+
+def data_range_of(x: torch.Tensor, data_range: DataRange = 1.0) -> torch.Tensor:
+    """L per image ``[B]`` (float64) of the ground truth `x` under the convention `data_range`."""
+    if data_range == "max-min":
+        flat = x.detach().reshape(x.shape[0], -1).double()
+        L = flat.max(dim=1).values - flat.min(dim=1).values
+        if not bool((L > 0).all()):
+            raise ValueError("data range 'max-min': a ground-truth image is constant (max = min)")
+        return L
+    if isinstance(data_range, str) or not data_range > 0:
+        raise ValueError(f"data_range must be a number > 0 or 'max-min', got {data_range!r}")
+    return torch.full((x.shape[0],), float(data_range), dtype=torch.float64, device=x.device)
+
+
+def data_range_label(data_range: DataRange) -> str:
+    """How reports state the convention: ``"L = 1"`` or ``"L = max − min of each ground truth"``."""
+    return "L = max − min of each ground truth" if data_range == "max-min" else f"L = {float(data_range):g}"
 
 
 def _check_pair(x_hat: torch.Tensor, x: torch.Tensor, what: str, min_dim: int = 1) -> None:
@@ -50,11 +83,11 @@ def relative_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (x_hat - x).reshape(b, -1).norm(dim=1) / x.reshape(b, -1).norm(dim=1)
 
 
-def psnr(x_hat: torch.Tensor, x: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB per image: 10 log10(L² / mse), L = `data_range`."""
-    if not data_range > 0:
-        raise ValueError(f"psnr: data_range must be > 0, got {data_range}")
-    return 10.0 * torch.log10(data_range ** 2 / mse(x_hat, x))
+def psnr(x_hat: torch.Tensor, x: torch.Tensor, data_range: DataRange = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB per image: 10 log10(L² / mse), L from `data_range_of`."""
+    L = data_range_of(x, data_range).to(x.device)
+    err = mse(x_hat, x)
+    return 10.0 * torch.log10(L.to(err.dtype) ** 2 / err)
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float64,
@@ -65,7 +98,7 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = tor
     return g / g.sum()
 
 
-def ssim(x_hat: torch.Tensor, x: torch.Tensor, data_range: float = 1.0, win_size: int = 11,
+def ssim(x_hat: torch.Tensor, x: torch.Tensor, data_range: DataRange = 1.0, win_size: int = 11,
          sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
     """Mean SSIM per image (Wang et al. 2004, Gaussian 11×11 window, σ = 1.5), shape ``[B]``.
 
@@ -76,8 +109,7 @@ def ssim(x_hat: torch.Tensor, x: torch.Tensor, data_range: float = 1.0, win_size
         x_hat, x = x_hat[:, None], x[:, None]
     if x.dim() != 4:
         raise ValueError(f"ssim: expected [B, C, H, W] images, got shape {list(x.shape)}")
-    if not data_range > 0:
-        raise ValueError(f"ssim: data_range must be > 0, got {data_range}")
+    L = data_range_of(x, data_range).reshape(-1, 1, 1, 1)
     B, C, H, W = x.shape
     if H < win_size or W < win_size:
         raise ValueError(f"ssim: images of {H}x{W} are smaller than the {win_size}x{win_size} window")
@@ -93,7 +125,8 @@ def ssim(x_hat: torch.Tensor, x: torch.Tensor, data_range: float = 1.0, win_size
     s11 = filt(x_hat * x_hat) - mu1 * mu1
     s22 = filt(x * x) - mu2 * mu2
     s12 = filt(x_hat * x) - mu1 * mu2
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    L = L.to(dtype).repeat_interleave(C, dim=0)  # one L per image, for each of its channels
+    c1, c2 = (k1 * L) ** 2, (k2 * L) ** 2
     smap = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 * mu1 + mu2 * mu2 + c1) * (s11 + s22 + c2))
     return smap.reshape(B, -1).mean(dim=1)
 

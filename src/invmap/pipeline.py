@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 from .evaluation import evaluate as ev
 from .evaluation import figures, report, runs, stress
 from .evaluation.task import condition_from_config
+from .metrics import data_range_label
 
 
 @dataclass
@@ -110,11 +111,18 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
     recon, _ = _methods(config, names, run_dir, Path(run_dir if run_dir is not None else out_dir), tune_seconds, say)
     y, x, phys = runs.test_pairs(config, n=test_n)
     say(f"evaluating {', '.join(names)} on {x.shape[0]} test images ({config.data.test_simulation} simulation)")
-    results, recons = ev.evaluate_methods(recon, y, x, phys, batch_size=config.evaluation.batch_size, keep=3)
+    dr = config.evaluation.data_range
+    results, recons = ev.evaluate_methods(recon, y, x, phys, batch_size=config.evaluation.batch_size, keep=3,
+                                          data_range=dr)
     for name, r in results.items():
         if r.error:
             say(f"note: {name} could not run: {r.error}")
-    rows, kept = ev.merge_rows(earlier, ev.summarize(results))
+    other = sorted({str(r["method"]) for r in earlier if r.get("data_range", 1.0) != dr})
+    if other:  # rows scored with another PSNR data range are not comparable: replaced, not kept
+        say(f"note: dropped the earlier rows of {', '.join(other)} in {metrics_csv}: scored with another "
+            f"PSNR data range than {data_range_label(dr)}")
+        earlier = [r for r in earlier if r.get("data_range", 1.0) == dr]
+    rows, kept = ev.merge_rows(earlier, ev.summarize(results, data_range=dr))
     if kept:
         say(f"note: kept the earlier rows of {', '.join(kept)} in {metrics_csv}")
     ev.write_metrics(rows, out_dir)
@@ -140,7 +148,7 @@ def stress_run(config: Any, run_dir: Path, settings: StressSettings, methods: Se
     recon, baselines = _methods(config, names, Path(run_dir), Path(run_dir), tune_seconds, say, overrides)
     ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
-                               batch_size=settings.batch_size,
+                               batch_size=settings.batch_size, data_range=config.evaluation.data_range,
                                settings={"TV iterations": settings.tv_iters or (
                                              "as tuned" if runs.is_tuned(baselines.get("tv", {})) else "default"),
                                          "baselines": runs.baselines_note(baselines)},

@@ -4,9 +4,12 @@ Every reconstructor — a variational method or a trained network — is called 
 ``x̂ = method(y, physics)``, so the evaluator never special-cases one. For test pairs
 (y_i, x_i), i = 1…N, and each method it reports the mean ± std over i of
 
-    PSNR(x̂_i, x_i) = 10 log10(1 / mse),   SSIM(x̂_i, x_i),   ‖x̂_i − x_i‖ / ‖x_i‖,
+    PSNR(x̂_i, x_i) = 10 log10(L² / mse),   SSIM(x̂_i, x_i),   ‖x̂_i − x_i‖ / ‖x_i‖,
 
-and the wall-clock reconstruction time per image (batched calls, total / N).
+and the wall-clock reconstruction time per image (batched calls, total / N). The data range
+L of PSNR and SSIM is a stated convention (``data_range``: a fixed number, default 1, or
+``"max-min"`` of each ground truth; `invmap.metrics.DataRange`); each row records it in its
+``data_range`` column.
 
 `summarize` turns the per-image numbers into table rows; `write_metrics` writes them as
 ``metrics.csv`` and ``metrics.md``; `text_table` formats them for the terminal.
@@ -25,6 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..atomic import atomic_write, atomic_write_csv
+from ..metrics import DataRange
 
 Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
 
@@ -32,7 +36,7 @@ Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
 METRICS: dict[str, bool] = {"psnr": True, "ssim": True, "relative_error": False}
 
 COLUMNS = ["method", "n", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std",
-           "relative_error_mean", "relative_error_std", "seconds_per_image"]
+           "relative_error_mean", "relative_error_std", "seconds_per_image", "data_range"]
 
 
 @dataclass
@@ -49,13 +53,16 @@ class MethodScores:
         return int(next(iter(self.scores.values())).numel()) if self.scores else 0
 
 
-def score(x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image PSNR, SSIM and relative error of `x_hat` against `x` (both [B, 1, H, W])."""
+def score(x_hat: torch.Tensor, x: torch.Tensor, data_range: DataRange = 1.0) -> dict[str, torch.Tensor]:
+    """Per-image PSNR, SSIM (data range L by the convention `data_range`) and relative error
+    of `x_hat` against `x` (both [B, 1, H, W])."""
     from .. import metrics
 
     x_hat = x_hat.detach().to(torch.float32).cpu()
     x = x.detach().to(torch.float32).cpu()
-    return {m: getattr(metrics, m)(x_hat, x).detach().double().cpu() for m in METRICS}
+    ranged = {"psnr", "ssim"}
+    return {m: getattr(metrics, m)(x_hat, x, **({"data_range": data_range} if m in ranged else {})).detach().double().cpu()
+            for m in METRICS}
 
 
 def reconstruct(method: Reconstructor, y: torch.Tensor, physics: Any, batch_size: int = 16
@@ -75,9 +82,10 @@ def reconstruct(method: Reconstructor, y: torch.Tensor, physics: Any, batch_size
 
 
 def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: torch.Tensor, physics: Any,
-                     batch_size: int = 16, keep: int = 0, strict: bool = False
+                     batch_size: int = 16, keep: int = 0, strict: bool = False, data_range: DataRange = 1.0
                      ) -> tuple[dict[str, MethodScores], dict[str, torch.Tensor]]:
-    """Score every method on the pairs (y, x) reconstructed with `physics`.
+    """Score every method on the pairs (y, x) reconstructed with `physics` (PSNR/SSIM with
+    the data range convention `data_range`).
 
     Returns ({name: MethodScores}, {name: first `keep` reconstructions}). A method that
     raises (e.g. a network that cannot take this measurement shape) gets ``error`` set
@@ -95,7 +103,7 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
                 raise
             results[name] = MethodScores(name, error=f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
             continue
-        results[name] = MethodScores(name, score(x_hat, x), secs / max(1, y.shape[0]))
+        results[name] = MethodScores(name, score(x_hat, x, data_range), secs / max(1, y.shape[0]))
         if keep:
             recons[name] = x_hat[:keep]
     return results, recons
@@ -108,8 +116,9 @@ def _mean_std(t: torch.Tensor) -> tuple[float, float]:
     return float(t.mean()), float(t.std(unbiased=False)) if t.numel() > 1 else 0.0
 
 
-def summarize(results: Mapping[str, MethodScores]) -> list[dict]:
-    """One row per method with mean/std of each metric and seconds per image (see `COLUMNS`)."""
+def summarize(results: Mapping[str, MethodScores], data_range: DataRange = 1.0) -> list[dict]:
+    """One row per method with mean/std of each metric, seconds per image and the PSNR/SSIM
+    data range convention the scores used (see `COLUMNS`)."""
     rows = []
     for name, r in results.items():
         if r.error is not None:
@@ -118,6 +127,7 @@ def summarize(results: Mapping[str, MethodScores]) -> list[dict]:
         for m in METRICS:
             row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(r.scores[m])
         row["seconds_per_image"] = r.seconds_per_image
+        row["data_range"] = data_range
         rows.append(row)
     return rows
 
@@ -131,9 +141,19 @@ def merge_rows(old: Sequence[Mapping], new: Sequence[Mapping]) -> tuple[list[dic
     return rows + list(fresh.values()), kept
 
 
+def psnr_heading(rows: Sequence[Mapping]) -> str:
+    """"PSNR (dB, L = …)": the PSNR column heading with the rows' data range convention."""
+    from ..metrics import data_range_label
+
+    ranges = {str(r.get("data_range", 1.0)) for r in rows}
+    if len(ranges) != 1:
+        return "PSNR (dB)"
+    return f"PSNR (dB, {data_range_label(rows[0].get('data_range', 1.0))})"
+
+
 def markdown_table(rows: Sequence[Mapping]) -> str:
-    """A GitHub-Markdown table: method | PSNR (dB) | SSIM | rel. error | ms / image."""
-    head = "| method | PSNR (dB) | SSIM | relative error | time / image (ms) | n |"
+    """A GitHub-Markdown table: method | PSNR (dB, L) | SSIM | rel. error | ms / image."""
+    head = f"| method | {psnr_heading(rows)} | SSIM | relative error | time / image (ms) | n |"
     sep = "|---|---:|---:|---:|---:|---:|"
     lines = [head, sep]
     for r in rows:
@@ -145,7 +165,7 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
 
 
 def text_table(rows: Sequence[Mapping]) -> str:
-    """A fixed-width table for the terminal."""
+    """A fixed-width table for the terminal (its last line states the PSNR/SSIM data range)."""
     head = f"{'method':<14} {'PSNR (dB)':>15} {'SSIM':>15} {'rel. error':>15} {'ms/image':>10} {'n':>5}"
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -153,6 +173,8 @@ def text_table(rows: Sequence[Mapping]) -> str:
                      f"{r['ssim_mean']:>8.3f} ± {r['ssim_std']:<4.3f} "
                      f"{r['relative_error_mean']:>8.3f} ± {r['relative_error_std']:<4.3f} "
                      f"{1e3 * r['seconds_per_image']:>10.1f} {r['n']:>5}")
+    if rows:
+        lines.append(psnr_heading(rows))
     return "\n".join(lines)
 
 
@@ -161,13 +183,15 @@ def write_metrics(rows: Sequence[Mapping], out_dir: str | Path) -> tuple[Path, P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "metrics.csv", out / "metrics.md"
-    atomic_write_csv(csv_path, COLUMNS, ({k: r[k] for k in COLUMNS} for r in rows))
+    atomic_write_csv(csv_path, COLUMNS, ({k: r.get(k, 1.0) if k == "data_range" else r[k] for k in COLUMNS}
+                                         for r in rows))
     atomic_write_text(md_path, markdown_table(rows))
     return csv_path, md_path
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """Rows of a ``metrics.csv`` with numbers parsed (a one-line ValueError for anything else)."""
+    """Rows of a ``metrics.csv`` with numbers parsed (a one-line ValueError for anything else);
+    ``data_range`` is a number or "max-min" (files written before it was recorded used L = 1)."""
     rows = []
     try:
         with Path(path).open(newline="") as f:
@@ -175,7 +199,11 @@ def read_metrics(path: str | Path) -> list[dict]:
             if "method" not in (reader.fieldnames or []):
                 raise ValueError("no 'method' column")
             for r in reader:
-                rows.append({k: (v if k == "method" else (int(v) if k == "n" else float(v))) for k, v in r.items()})
+                row = {k: (v if k == "method" else (int(v) if k == "n" else float(v)))
+                       for k, v in r.items() if k != "data_range"}
+                dr = r.get("data_range") or "1"
+                row["data_range"] = dr if dr == "max-min" else float(dr)
+                rows.append(row)
     except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a metrics table written by invmap ({e})") from None
     return rows

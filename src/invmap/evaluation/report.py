@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .evaluate import atomic_write_text, read_metrics
+from .evaluate import atomic_write_text, psnr_heading, read_metrics
 from .runs import baselines_note, read_baselines
 from .stress import read_stress_csv
 
@@ -66,7 +66,7 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[object]], classes:
 
 
 def metrics_html(rows: Sequence[Mapping]) -> str:
-    header = ["method", "PSNR (dB)", "SSIM", "relative error", "time / image (ms)", "n"]
+    header = ["method", psnr_heading(rows), "SSIM", "relative error", "time / image (ms)", "n"]
     body = [[r["method"], f"{_num(r['psnr_mean'])} ± {_num(r['psnr_std'])}",
              f"{_num(r['ssim_mean'], 3)} ± {_num(r['ssim_std'], 3)}",
              f"{_num(r['relative_error_mean'], 3)} ± {_num(r['relative_error_std'], 3)}",

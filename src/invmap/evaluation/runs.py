@@ -193,7 +193,8 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
     budget stops the refinement; the coarse grid always runs), iterative methods search
     with at most `search_iters` iterations (then run with their own count).
     Returns {method: {"params": {...}, "how": how they were chosen, "val_psnr": best mean PSNR
-    (tuned methods only), "seconds": ...}}.
+    (tuned methods only), "seconds": ...}}; PSNR uses ``evaluation.data_range``, recorded as
+    each tuned entry's ``data_range``.
     """
     from .. import variational
 
@@ -210,11 +211,12 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
             search = {"search_iters": min(int(search_iters), int(proto.params()["iters"]))} \
                 if search_iters and "iters" in proto.params() else {}
             method, table = variational.tune(n, (y, x), grid=grid, physics=phys,
-                                             time_budget=time_budget / max(1, len(tunable)), **search)
+                                             time_budget=time_budget / max(1, len(tunable)),
+                                             data_range=config.evaluation.data_range, **search)
             best = max(table, key=lambda r: r["psnr"]) if table else {"psnr": float("nan")}
             out[n] = {"params": method.params(), "how": f"tuned on {y.shape[0]} validation pairs",
-                      "val_psnr": float(best["psnr"]), "tried": len(table),
-                      "seconds": round(time.perf_counter() - t0, 2)}
+                      "val_psnr": float(best["psnr"]), "data_range": config.evaluation.data_range,
+                      "tried": len(table), "seconds": round(time.perf_counter() - t0, 2)}
         else:
             why = "nothing to tune" if n not in tunable else "evaluation.tune is off"
             out[n] = {"params": variational.build(n).params(), "how": f"default parameters, not tuned ({why})",

@@ -45,6 +45,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..atomic import atomic_write_csv
+from ..metrics import DataRange, data_range_label
 from ..operators.axes import KINDS as AXIS_KINDS
 from ..registry import Registry
 from .evaluate import Reconstructor, atomic_write_json, evaluate_methods
@@ -219,7 +220,8 @@ def build_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | Non
 # ---------------------------------------------------------------------------------------
 
 def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Sequence[Shift],
-               batch_size: int = 16, progress: Callable[[str], None] | None = None) -> list[dict]:
+               batch_size: int = 16, progress: Callable[[str], None] | None = None,
+               data_range: DataRange = 1.0) -> list[dict]:
     """Score every method at every level of every shift; tidy rows (`STRESS_COLUMNS`).
 
     Levels that produce the same condition (e.g. the training point of several shifts)
@@ -241,7 +243,7 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
                 t0 = time.perf_counter()
                 try:
                     y, x, phys = make_pairs(cond)
-                    cache[key] = evaluate_methods(methods, y, x, phys, batch_size)[0]
+                    cache[key] = evaluate_methods(methods, y, x, phys, batch_size, data_range=data_range)[0]
                 except Exception as e:  # noqa: BLE001 - a level that cannot be simulated is reported
                     cache[key] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
                 if progress:
@@ -318,8 +320,9 @@ def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
     if not kept:
         return rows, meta
 
-    def reference(m: Mapping) -> dict:
-        return {k: v for k, v in (m.get("reference") or {}).items() if k != "n"}
+    def reference(m: Mapping) -> dict:  # the PSNR convention too (files without it used L = 1)
+        return {**{k: v for k, v in (m.get("reference") or {}).items() if k != "n"},
+                "data_range": m.get("data_range", 1.0)}
 
     if reference(old) != reference(meta):
         if progress:
@@ -344,10 +347,13 @@ def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
 
 def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: str | Path,
                  kinds: Sequence[str] = KINDS, folder: str | None = None, batch_size: int = 16,
-                 settings: Mapping | None = None, progress: Callable[[str], None] | None = None
-                 ) -> tuple[list[dict], dict]:
+                 settings: Mapping | None = None, progress: Callable[[str], None] | None = None,
+                 data_range: DataRange = 1.0) -> tuple[list[dict], dict]:
     """Run the study and write ``stress.csv``, ``stress.json`` (shifts + verdicts) and
-    ``figures/stress_<shift>.png`` into `out_dir`; returns (rows, meta)."""
+    ``figures/stress_<shift>.png`` into `out_dir`; returns (rows, meta).
+
+    PSNR/SSIM use the data range convention `data_range`, recorded in stress.json
+    (``data_range`` and the ``PSNR data range`` setting)."""
     from .figures import stress_overview, stress_plot
     from .verdicts import verdicts_from_rows
 
@@ -358,10 +364,11 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     if missing and len(kinds) < len(KINDS) and progress:  # a subset the user asked for
         progress(f"stress: not applicable to operator '{ref.operator}' / noise '{ref.noise}': {', '.join(missing)}")
     t0 = time.perf_counter()
-    rows = run_shifts(methods, ref, shifts, batch_size, progress)
+    rows = run_shifts(methods, ref, shifts, batch_size, progress, data_range)
     metas = [{**s.meta(), "images per level": ref.n, "methods": sorted(methods)} for s in shifts]
     meta = {"settings": {"images per level": ref.n, **dict(settings or {}),
-                         "seconds": round(time.perf_counter() - t0, 1)},
+                         "PSNR data range": data_range_label(data_range),
+                         "seconds": round(time.perf_counter() - t0, 1)}, "data_range": data_range,
             "reference": ref.describe(), "methods": sorted(methods), "shifts": metas}
     rows, meta = merge_previous(rows, meta, out, progress)
     meta["verdicts"] = [v.to_dict() for v in verdicts_from_rows(rows, meta["shifts"])]

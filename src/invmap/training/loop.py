@@ -54,15 +54,16 @@ class TrainResult:
 
 
 @torch.no_grad()
-def validate(recon, val: Pairs, batch_size: int) -> tuple[float, float]:
-    """Mean PSNR and SSIM of x̂ = f_Θ(z) over the validation pairs, in float32 (as the
-    evaluation computes them, whatever precision the training steps use)."""
+def validate(recon, val: Pairs, batch_size: int, data_range: metrics.DataRange = 1.0) -> tuple[float, float]:
+    """Mean PSNR and SSIM (data range convention `data_range`) of x̂ = f_Θ(z) over the
+    validation pairs, in float32 (as the evaluation computes them, whatever precision the
+    training steps use)."""
     recon.eval()
     ps, ss = [], []
     for i in range(0, val.n, batch_size):
         x_hat, x = recon.from_input(val.z[i:i + batch_size]).float(), val.x[i:i + batch_size]
-        ps.append(metrics.psnr(x_hat, x))
-        ss.append(metrics.ssim(x_hat, x) if min(x.shape[-2:]) >= 11 else torch.full_like(ps[-1], math.nan))
+        ps.append(metrics.psnr(x_hat, x, data_range))
+        ss.append(metrics.ssim(x_hat, x, data_range) if min(x.shape[-2:]) >= 11 else torch.full_like(ps[-1], math.nan))
     return float(torch.cat(ps).mean()), float(torch.cat(ss).mean())
 
 
@@ -126,7 +127,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
                                    "rng": ckpt.rng_state(gens), **st, "info": {"config": config.name, "device": str(device)}})
 
     if not resume:  # epoch 0: the untrained network
-        p0, s0 = validate(recon, val, config.evaluation.batch_size)
+        p0, s0 = validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range)
         st["initial_psnr"] = p0
         save_best(0, p0, s0)
         log.write(epoch=0, step=0, lr=tc.lr, val_psnr=p0, val_ssim=s0, seconds=0.0)
@@ -165,7 +166,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
                 if tc.max_minutes and time.perf_counter() - t0 >= tc.max_minutes * 60:
                     st["stopped"] = "time"
                     break
-            psnr, ssim = validate(recon, val, config.evaluation.batch_size)
+            psnr, ssim = validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range)
             st.update(epoch=epoch, seconds=time.perf_counter() - t0)
             row = dict(epoch=epoch, step=st["step"], lr=lr, train_loss=total / max(count, 1), val_psnr=psnr,
                        val_ssim=ssim, seconds=st["seconds"])

@@ -1,7 +1,8 @@
 """Choosing the regularisation parameter on a validation set.
 
 `tune(method_name, val_pairs, grid, physics)` picks the settings that maximise the mean
-PSNR(x̂, x) over validation pairs (y, x):
+PSNR(x̂, x) over validation pairs (y, x), with the data range convention ``data_range``
+(a fixed L, default 1, or ``"max-min"`` of each ground truth; `invmap.metrics.DataRange`):
 
 - a grid over the method's parameters (Cartesian product; default: the method's own
   `default_grid`, λ on a log scale relative to ‖K‖²);
@@ -29,21 +30,16 @@ from typing import Any, Sequence
 
 import torch
 
+from ..metrics import DataRange, data_range_of, psnr
 from ..physics import Physics
 from .methods import METHODS, Method, as_physics, build
-
-
-def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    from ..metrics import psnr
-
-    return psnr(x_hat, x, data_range=1.0)
 
 
 def tune(method_name: str, val_pairs: tuple[torch.Tensor, torch.Tensor],
          grid: dict[str, Sequence[Any]] | None = None, physics: Physics | None = None,
          fixed: dict[str, Any] | None = None, refine: int = 2, search_iters: int | None = None,
          warm_start: bool = True, time_budget: float | None = None,
-         final_eval: bool = True) -> tuple[Method, list[dict]]:
+         final_eval: bool = True, data_range: DataRange = 1.0) -> tuple[Method, list[dict]]:
     """Tune `method_name` on ``val_pairs = (y, x)``; returns ``(method, table)``.
 
     ``table`` rows are ``{"params": {...}, "psnr": mean PSNR}``, in evaluation order.
@@ -53,6 +49,11 @@ def tune(method_name: str, val_pairs: tuple[torch.Tensor, torch.Tensor],
     """
     if physics is None:
         raise ValueError("tune: physics (operator + noise) is required")
+    data_range_of(val_pairs[1], data_range)  # a bad convention fails before any solve
+
+    def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return psnr(x_hat, x, data_range=data_range)
+
     physics = as_physics(physics)
     y, x = val_pairs
     if y.shape[0] != x.shape[0]:
@@ -144,7 +145,7 @@ def tune(method_name: str, val_pairs: tuple[torch.Tensor, torch.Tensor],
     best_row = max(table, key=lambda r: r["psnr"])
     method = build(method_name, **{**fixed, **best_row["params"]})
     final = float(_psnr(method.run(y, physics), x).mean()) if final_eval else None
-    method.tuning = {"metric": "psnr", "chosen": dict(best_row["params"]), "search_psnr": best_row["psnr"],
+    method.tuning = {"metric": "psnr", "data_range": data_range, "chosen": dict(best_row["params"]), "search_psnr": best_row["psnr"],
                      "psnr": final, "n_val": int(y.shape[0]), "evaluations": len(table),
                      "seconds": round(time.perf_counter() - t0, 3), "table": table}
     return method, table
