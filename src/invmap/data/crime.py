@@ -108,6 +108,8 @@ def _rebuild(op: LinearOperator, factor: int) -> tuple[LinearOperator, dict]:
             params[k] = int(v) * factor + (1 if (int(v) * factor) % 2 == 0 else 0)
         elif isinstance(v, int) and not isinstance(v, bool):
             params[k] = int(v) * factor
+        elif isinstance(v, (list, tuple)):  # a point, e.g. the rotation centre (x, y)
+            params[k] = [float(t) * factor for t in v]
         else:
             params[k] = float(v) * factor
     h, w = op.in_shape

@@ -8,13 +8,17 @@ Conventions (shared by `tomography`, `fanbeam` and `invmap.variational.fbp`)
 * An angle θ (degrees) is measured counter-clockwise from the ``x`` axis. The detector
   axis is ``e(θ) = (cos θ, sin θ)`` and rays travel along ``e⊥(θ) = (-sin θ, cos θ)``;
   at θ = 0 a parallel projection sums each image column.
-* Detector cell ``k`` of ``n`` has its centre at ``u_k = (k - (n-1)/2)·spacing`` along
-  ``e(θ)``: increasing ``k`` is increasing ``u``.
-* Parallel beam: ray ``k`` is the line ``{u_k e + t e⊥}``, i.e. all points with
-  ``x cos θ + y sin θ = u_k`` (scikit-image's ``radon`` convention).
-* Fan beam (flat detector): the source sits at ``-SO·e⊥(θ)``, the detector line at
-  ``+OD·e⊥(θ)`` with cell ``k`` at ``OD·e⊥ + u_k e``; ray ``k`` joins source and cell.
-  As SO → ∞ it becomes the parallel ray of the same θ.
+* Detector cell ``k`` of ``n`` has its centre at ``u_k = (k - (n-1)/2)·spacing + offset``
+  along ``e(θ)``: increasing ``k`` is increasing ``u``.
+* The scanner rotates about the point ``c = center`` (default the origin, the image
+  centre), given in the same pixel coordinates.
+* Parallel beam: ray ``k`` is the line ``{c + u_k e + t e⊥}``, i.e. all points with
+  ``(p − c)·e(θ) = u_k``. With odd image sizes this is scikit-image's ``radon`` geometry;
+  for even sizes scikit-image rotates about pixel ``(N//2, N//2)``, i.e. ``c = (½, −½)``
+  (docs/CONVENTIONS.md gives the matching settings of ASTRA, scikit-image and deepinv).
+* Fan beam (flat detector): the source sits at ``c − SO·e⊥(θ)``, the detector line at
+  ``c + OD·e⊥(θ)`` with cell ``k`` at ``c + OD·e⊥ + u_k e``; ray ``k`` joins source and
+  cell. As SO → ∞ it becomes the parallel ray of the same θ.
 
 The system matrix
 -----------------
@@ -71,6 +75,7 @@ class Geometry:
     source_distance: float | None = None
     detector_distance: float = 0.0
     offset: float = 0.0
+    center: tuple[float, float] = (0.0, 0.0)
 
     @property
     def fan(self) -> bool:
@@ -79,6 +84,8 @@ class Geometry:
     def key(self) -> str:
         d = asdict(self)
         d["angles"] = [float(np.float32(a)) for a in self.angles]
+        if not any(self.center):  # keys of centred geometries are those of earlier versions
+            del d["center"]
         d["version"] = MATRIX_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -97,10 +104,11 @@ class Geometry:
         u = self.detector_positions()[r % n]
         e = np.stack([np.cos(theta), np.sin(theta)], 1)
         en = np.stack([-np.sin(theta), np.cos(theta)], 1)
+        c = np.asarray(self.center, dtype=np.float64)[None, :]
         if not self.fan:
-            return u[:, None] * e, en
-        src = -self.source_distance * en
-        det = self.detector_distance * en + u[:, None] * e
+            return c + u[:, None] * e, en
+        src = c - self.source_distance * en
+        det = c + self.detector_distance * en + u[:, None] * e
         d = det - src
         d /= np.linalg.norm(d, axis=1, keepdims=True)
         return src, d

@@ -11,15 +11,18 @@ Geometry, in one paragraph: the origin is the image centre, ``x`` points right (
 ``y`` points up (rows are counted downwards), pixels are 1×1. A view angle θ (degrees) is
 counter-clockwise from the ``x`` axis; detector cells lie along ``(cos θ, sin θ)`` with
 cell ``k`` at ``u_k = (k - (n-1)/2)·spacing``; parallel rays travel along
-``(-sin θ, cos θ)``, so view θ integrates ``x`` over ``x cos θ + y sin θ = u_k`` — the
-convention of ``skimage.transform.radon`` (its sinogram is ``y[θ, k]`` transposed, with its
-detector index centred on ``n // 2``). Fan beam: the source is at ``-SO·(-sin θ, cos θ)``
-and a flat detector at distance OD beyond the origin, parallel to ``(cos θ, sin θ)``;
-rays join the source to each cell centre.
+``(-sin θ, cos θ)``, so view θ integrates ``x`` over ``x cos θ + y sin θ = u_k``. The
+scanner rotates about the image centre unless ``rotation_center`` says otherwise. For odd
+N this is ``skimage.transform.radon``'s geometry (its sinogram is ``y[θ, k]`` transposed);
+for even N scikit-image rotates about pixel N//2, which ``rotation_center=(0.5, -0.5)``,
+``detector_offset=-0.5`` reproduce — see docs/CONVENTIONS.md for ASTRA, scikit-image,
+deepinv and ODL. Fan beam: the source is at ``-SO·(-sin θ, cos θ)`` and a flat detector at
+distance OD beyond the rotation centre, parallel to ``(cos θ, sin θ)``; rays join the
+source to each cell centre.
 
 Measurements are shaped ``[B, C, views, detectors]``; float32 or float64; CPU or CUDA.
-For square images whose views come in pairs (θ, θ + 90°) — every uniform set with an even
-number of views — only one view of each pair is stored: view θ + 90° of ``x`` is view θ of
+For square images rotated about their centre whose views come in pairs (θ, θ + 90°) —
+every uniform set with an even number of views — only one view of each pair is stored: view θ + 90° of ``x`` is view θ of
 ``x`` rotated by 90°, which halves memory and build time.
 """
 
@@ -118,7 +121,7 @@ class _RayTransform(LinearOperator):
         H, W = self.in_shape
         self.angles = angles
         self.geometry = Geometry(H, W, angles, **geometry_kw)
-        base, partner, single = _pair_views(angles, H == W)
+        base, partner, single = _pair_views(angles, H == W and not any(self.geometry.center))
         self._nb = len(base)
         order = base + single + partner  # stored views (base, single), then rotated partners
         self._perm = torch.tensor(np.argsort(order), dtype=torch.long)  # stored → user order
@@ -250,6 +253,10 @@ class Tomography(_RayTransform):
     detector_offset:
         Shift of the whole detector along ``(cos θ, sin θ)``, in pixels: cell ``k`` sits at
         ``u_k + detector_offset``. A nonzero value models a centre-of-rotation error.
+    rotation_center:
+        ``(x, y)`` of the rotation axis relative to the image centre, in pixels (x right,
+        y up); rays are placed relative to it. ``(0.5, -0.5)`` is scikit-image's centre
+        (pixel N//2) for even N.
 
     K = A (Joseph's method), Kᵀ = Aᵀ exactly; y shaped ``[B, C, views, detectors]``.
 
@@ -259,10 +266,11 @@ class Tomography(_RayTransform):
     torch.Size([1, 1, 30, 47])
     """
 
-    pixel_params = ("detector_spacing", "detector_offset")
+    pixel_params = ("detector_spacing", "detector_offset", "rotation_center")
 
     def __init__(self, image_shape: tuple[int, int], angles: int | list[float] = 180, arc: float = 180.0,
-                 detectors: int | None = None, detector_spacing: float = 1.0, detector_offset: float = 0.0):
+                 detectors: int | None = None, detector_spacing: float = 1.0, detector_offset: float = 0.0,
+                 rotation_center: tuple[float, float] = (0.0, 0.0)):
         H, W = (int(s) for s in image_shape)
         _check_positive("arc", arc)
         _check_positive("detector_spacing", detector_spacing)
@@ -274,9 +282,10 @@ class Tomography(_RayTransform):
                         "detectors": n, "detector_spacing": detector_spacing}
         if detector_offset:
             self._params["detector_offset"] = float(detector_offset)
+        center = _center(rotation_center, self._params)
         self.in_shape = (H, W)
-        self._setup({"detectors": n, "spacing": float(detector_spacing), "offset": _finite("detector_offset", detector_offset)},
-                    ang)
+        self._setup({"detectors": n, "spacing": float(detector_spacing), "offset": _finite("detector_offset", detector_offset),
+                     "center": center}, ang)
 
 
 @OPERATORS.register("fanbeam")
@@ -305,17 +314,20 @@ class FanBeam(_RayTransform):
     detector_offset:
         Shift of the detector along its own axis (detector units); models a
         centre-of-rotation / detector-placement error.
+    rotation_center:
+        ``(x, y)`` of the rotation axis relative to the image centre, in pixels; source
+        and detector distances are measured from it.
 
     The source at view β sits at ``-SO·(-sin β, cos β)``, the detector line at
     ``OD·(-sin β, cos β) + u·(cos β, sin β)``. K = A (Joseph), Kᵀ = Aᵀ exactly.
     """
 
-    pixel_params = ("source_distance", "detector_distance", "detector_spacing", "detector_offset")
+    pixel_params = ("source_distance", "detector_distance", "detector_spacing", "detector_offset", "rotation_center")
 
     def __init__(self, image_shape: tuple[int, int], angles: int | list[float] = 360, arc: float = 360.0,
                  source_distance: float | None = None, detector_distance: float | None = None,
                  detectors: int | None = None, detector_spacing: float | None = None,
-                 detector_offset: float = 0.0):
+                 detector_offset: float = 0.0, rotation_center: tuple[float, float] = (0.0, 0.0)):
         H, W = (int(s) for s in image_shape)
         _check_positive("arc", arc)
         _check_positive("source_distance", source_distance)
@@ -343,9 +355,21 @@ class FanBeam(_RayTransform):
                         "detector_spacing": spacing}
         if detector_offset:
             self._params["detector_offset"] = float(detector_offset)
+        center = _center(rotation_center, self._params)
         self.in_shape = (H, W)
         self._setup({"detectors": n, "spacing": spacing, "source_distance": so, "detector_distance": od,
-                     "offset": _finite("detector_offset", detector_offset)}, ang)
+                     "offset": _finite("detector_offset", detector_offset), "center": center}, ang)
+
+
+def _center(rotation_center, params: dict) -> tuple[float, float]:
+    """The rotation centre (x, y) as finite floats; recorded in `params` when not (0, 0)."""
+    vals = tuple(rotation_center)
+    if len(vals) != 2:
+        raise ValueError(f"rotation_center must be (x, y) in pixels, got {rotation_center!r}")
+    c = (_finite("rotation_center", vals[0]), _finite("rotation_center", vals[1]))
+    if any(c):
+        params["rotation_center"] = list(c)
+    return c
 
 
 def _finite(name: str, v: float) -> float:

@@ -160,8 +160,8 @@ def _bp_coords(g, weights: np.ndarray, rows: slice, dev) -> tuple[torch.Tensor, 
     """For pixels `rows` × all views: fractional cell index k [P, A] and weight w [P, A] (float64)."""
     H, W, D = g.height, g.width, g.detectors
     pix = torch.arange(rows.start, rows.stop, device=dev)
-    xs = (pix % W).to(torch.float64)[:, None] - (W - 1) / 2
-    ys = (H - 1) / 2 - (pix // W).to(torch.float64)[:, None]
+    xs = (pix % W).to(torch.float64)[:, None] - (W - 1) / 2 - g.center[0]  # relative to the rotation centre
+    ys = (H - 1) / 2 - (pix // W).to(torch.float64)[:, None] - g.center[1]
     th = torch.deg2rad(torch.tensor(g.angles, dtype=torch.float64, device=dev))[None, :]
     c, s = torch.cos(th), torch.sin(th)
     pe = xs * c + ys * s  # p · e(θ)
