@@ -15,18 +15,8 @@ from invmap.physics import Physics
 
 NAMES = ops.names()
 SHAPE = (16, 16)
-#: the CT operators' autograd.Function gains setup_context (torch.func support) in the
-#: conventions work (issue #16, fix 3); until it is merged these checks are expected to fail
-TORCH_FUNC_PENDING = {"tomography", "fanbeam"}
 #: deepinv's own notices (deprecations, "composition is not decomposable") are not ours to check
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
-
-
-def _func_marks(name):
-    if name in TORCH_FUNC_PENDING:
-        return pytest.param(name, marks=pytest.mark.xfail(
-            strict=False, reason="CT autograd.Function has no setup_context yet (torch.func); fixed by #16 fix 3"))
-    return name
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +59,7 @@ def test_deepinv_adjointness_norm_and_autograd(name, dinv, gen):
     torch.testing.assert_close(z.grad, phys.A_adjoint(phys.A(x) - y))
 
 
-@pytest.mark.parametrize("name", [_func_marks(n) for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_deepinv_torch_func_adjoint_and_vjp(name, dinv, gen):
     """deepinv's automatic adjoint (``adjoint_function``: ``torch.func.vjp`` of A) equals
     A_adjoint, and ``torch.func.grad`` of its L2 data fidelity equals ``L2().grad``."""

@@ -37,16 +37,17 @@ def _classes() -> tuple[type, type]:
     dinv = _deepinv()
 
     class InvmapNoise(dinv.physics.NoiseModel):
-        """invmap's noise model e as a deepinv noise model (y = K x + e, invmap's convention)."""
+        """invmap's noise model e as a deepinv noise model (y = K x + e, invmap's convention:
+        e on the entries K measures only, `Physics.noisy`)."""
 
-        def __init__(self, noise: Any, complex_output: bool):
+        def __init__(self, physics: Physics):
             super().__init__()
-            self.invmap_noise, self.complex_output = noise, complex_output
+            self.invmap_physics, self.complex_output = physics, physics.operator.complex_output
 
         def forward(self, x: torch.Tensor, seed: int | None = None, **kwargs: Any) -> torch.Tensor:
             g = torch.Generator(x.device).manual_seed(int(seed)) if seed is not None else None
             y = torch.view_as_complex(x.contiguous()) if self.complex_output else x
-            y = self.invmap_noise(y, g)
+            y = self.invmap_physics.noisy(y, g)
             return torch.view_as_real(y) if self.complex_output else y
 
     class InvmapLinearPhysics(dinv.physics.LinearPhysics):
@@ -55,7 +56,7 @@ def _classes() -> tuple[type, type]:
         def __init__(self, physics: Physics, **kwargs: Any):
             op = physics.operator
             super().__init__(img_size=(1, *op.in_shape),
-                             noise_model=InvmapNoise(physics.noise, op.complex_output), **kwargs)
+                             noise_model=InvmapNoise(physics), **kwargs)
             self.invmap_physics = physics
 
         @property
