@@ -6,7 +6,9 @@ docs/CONVENTIONS.md):
 
 - ``skimage.transform.radon(image, theta, circle=True)`` rotates about pixel ``N//2`` and
   centres its N cells on index ``N//2``; for even N that is half a pixel right and down of
-  invmap's centre, i.e. ``rotation_center = (½, −½)`` and ``detector_offset = −½``;
+  invmap's centre, i.e. ``rotation_center = (½, −½)`` and ``detector_offset = −½``.
+  With ``circle=False`` it first pads the image to D = N + ⌈(√2 − 1)N⌉ pixels
+  (``(N + pad)//2 − N//2`` before) and rotates about padded pixel ``D//2``;
 - ``deepinv.physics.Tomography(angles, N, circle=False, normalize=False)`` pads the image
   to ``N + ⌈(√2 − 1)N⌉`` pixels (``(N + pad)//2 − N//2`` before) and rotates about the
   padded image's centre; ``circle=True`` keeps N cells about invmap's own centre.
@@ -24,14 +26,18 @@ from __future__ import annotations
 import math
 
 
-def skimage_radon_settings(n: int) -> dict:
-    """Parameters of `tomography` on an n × n image matching ``skimage.transform.radon(circle=True)``."""
-    d = n // 2 - (n - 1) / 2  # 0 for odd n, ½ for even n
-    return {"detectors": int(n), "detector_offset": -d, "rotation_center": [d, -d]}
+def skimage_radon_settings(n: int, circle: bool = True) -> dict:
+    """Parameters of `tomography` on an n × n image matching ``skimage.transform.radon(..., circle)``."""
+    pad = 0 if circle else math.ceil(math.sqrt(2) * n - n)
+    D = n + pad
+    d = D // 2 - ((n + pad) // 2 - n // 2) - (n - 1) / 2  # the rotation centre, relative to invmap's
+    return {"detectors": int(D), "detector_offset": (D - 1) / 2 - D // 2, "rotation_center": [d, -d]}
 
 
 def deepinv_tomography_settings(n: int, circle: bool = False) -> dict:
-    """Parameters of `tomography` on an n × n image matching ``deepinv.physics.Tomography(..., circle)``."""
+    """Parameters of `tomography` on an n × n image matching ``deepinv.physics.Tomography(..., circle)``.
+
+    deepinv pads as scikit-image does but rotates about the padded image's true centre."""
     if circle:
         return {"detectors": int(n)}
     pad = math.ceil(math.sqrt(2) * n - n)
