@@ -74,6 +74,10 @@ def test_override_values_are_yaml():
     (["noise.sigma=0.1"], "give exactly one of sigma, relative"),
     (["data.source=mnist"], "unknown image source 'mnist'"),
     (["data.params={count: 3}"], "'count' is set by the data section"),
+    (["evaluation.data_range=max"], "evaluation.data_range: must be a number > 0 or max-min, got 'max'"),
+    (["evaluation.data_range=0"], "evaluation.data_range: must be a number > 0 or max-min"),
+    (["evaluation.data_range=.inf"], "evaluation.data_range: must be a number > 0 or max-min"),
+    (["operator.rotation_center=[1, 2, 3]"], "invalid value [1, 2, 3] for 'rotation_center'"),
 ])
 def test_errors_name_the_key_and_allowed_values(overrides, expected):
     with pytest.raises(ValueError) as e:
