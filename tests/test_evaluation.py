@@ -399,6 +399,12 @@ def test_psnr_data_range_convention_is_used_and_stated(tmp_path, capsys):
         label = "L = 1" if dr == "1" else "L = max − min of each ground truth"
         assert label in (out / "metrics.md").read_text() and label in capsys.readouterr().out
         scores[dr] = rows[0]["psnr_mean"]
+    # rows scored under another convention are not kept beside new ones in the same table
+    assert main(["evaluate", str(d), "--methods", "tikhonov", "--no-figure", "--n", "3", "--out", str(tmp_path / "eval-1"),
+                 "--set", "evaluation.data_range=max-min"]) == 0
+    assert "dropped the earlier rows of adjoint" in capsys.readouterr().out
+    assert [(r["method"], r["data_range"]) for r in ev.read_metrics(tmp_path / "eval-1" / "metrics.csv")] == \
+        [("tikhonov", "max-min")]
     cfg = load_config(str(d / "config.yaml"), ["evaluation.data_range=max-min"])
     _, x, _ = runs.test_pairs(cfg, n=3)
     shift = float((20 * torch.log10(data_range_of(x, "max-min"))).mean())  # PSNR_L − PSNR_1 = 20 log10 L
