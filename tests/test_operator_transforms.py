@@ -79,3 +79,27 @@ def test_norm_is_not_below_the_svd_norm_on_blurs(params, boundary):
     est = op.norm()
     assert est >= s * (1 - 1e-14)  # exact norms (circular: max |DFT h|) may sit at the SVD's rounding
     assert est <= s * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("boundary", ["zero", "reflect"])
+def test_solver_steps_stay_inside_the_true_bound(boundary):
+    """Gradient descent and FISTA step strictly inside 1/σ_max² of the dense SVD (with a margin),
+    PDHG keeps στ‖[K; s∇]‖² < 1 — the steps no longer sit on the edge of divergence."""
+    from invmap.variational.fista import FISTA
+    from invmap.variational.gd import GradientDescent
+    from invmap.variational.pdhg import ChambollePockTV
+    from invmap.variational.solver import STEP_SAFETY
+
+    n = 20
+    op = ops.build("blur", image_shape=(n, n), boundary=boundary, sigma=1.0)
+    K = op.forward(torch.eye(n * n, dtype=torch.float64).reshape(-1, 1, n, n)).reshape(n * n, -1).T
+    s = float(torch.linalg.svdvals(K)[0])
+    y = torch.zeros(1, 1, n, n, dtype=torch.float64)
+    assert GradientDescent(op, y).tau * s ** 2 <= STEP_SAFETY < 1
+    assert FISTA(op, y).step_size * s ** 2 <= STEP_SAFETY < 1
+    pd = ChambollePockTV(op, y, lam=0.01)
+    from invmap.variational.functionals import grad
+
+    G = grad(torch.eye(n * n, dtype=torch.float64).reshape(-1, 1, n, n)).reshape(n * n, -1).T
+    a = float(torch.linalg.svdvals(torch.cat([K, pd.s * G]))[0])
+    assert pd.sigma * pd.tau * a ** 2 <= STEP_SAFETY < 1
