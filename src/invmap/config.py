@@ -231,9 +231,10 @@ class NoiseConfig(_Open):
 
 
 class ModelConfig(_Open):
-    """The learned map f_Θ: architecture ``name``, its ``input`` (what the net sees), its parameters.
+    """The learned reconstructor: ``name`` is a kind with K inside (lgd, lpd, unrolled, pnp) or a
+    network architecture for post-processing, plus its parameters (see `invmap models`).
 
-    ``input``: ``measurement`` (raw y), ``adjoint`` (Kᵀy), ``fbp`` or ``pinv`` (post-processing).
+    ``input`` (post-processing only): ``measurement`` (raw y), ``adjoint`` (Kᵀy), ``fbp`` or ``pinv``.
     """
 
     name: str = "unet"
@@ -249,7 +250,9 @@ class ModelConfig(_Open):
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
-        _store(self, _validate_extras("model", "invmap.models", "MODELS", self.name, self.params()))
+        kinds = _registry("invmap.models", "KINDS")
+        registry = "KINDS" if self.name in kinds.names() else "MODELS"
+        _store(self, _validate_extras("model", "invmap.models", registry, self.name, self.params()))
         return self
 
 

@@ -32,6 +32,11 @@ def _annotation_text(a: Any) -> str:
         return "any"
     if isinstance(a, str):
         return a
+    if typing.get_origin(a) is typing.Annotated:  # e.g. Annotated[int, annotated_types.Ge(1)] → "int >= 1"
+        base, *meta = typing.get_args(a)
+        bounds = [f"{sym} {getattr(m, k)}" for m in meta for k, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                  if getattr(m, k, None) is not None]
+        return " ".join([_annotation_text(base)] + bounds)
     if typing.get_origin(a) is typing.Literal:
         return " | ".join(repr(v) for v in typing.get_args(a))
     return getattr(a, "__name__", None) or str(a).replace("typing.", "")

@@ -21,6 +21,8 @@ from torch import nn
 from ..registry import Registry, import_submodules
 
 MODELS = Registry("model")
+#: reconstructor kinds besides post-processing (lgd, lpd, unrolled, pnp): K and Kᵀ inside
+KINDS = Registry("reconstructor kind")
 
 
 def names() -> list[str]:
@@ -54,6 +56,27 @@ def build(name: str, **params: Any) -> nn.Module:
     net.model_name = name
     net.model_params = _jsonable(full)
     return net
+
+
+def build_kind(name: str, **params: Any) -> nn.Module:
+    """Build the model-based reconstructor kind `name` (`KINDS`) from typed parameters.
+
+    Bad names or values raise a one-line ``ValueError`` as `build` does; the module keeps
+    every parameter, defaults included, in ``kind_params`` (its saved `spec`).
+    """
+    values = KINDS.validate(name, params)
+    recon = KINDS.get(name)(**values)
+    full = {p.name: p.default for p in KINDS.params(name) if not p.required}
+    full.update(values)
+    recon.kind_params = _jsonable(full)
+    return recon
+
+
+def listing() -> str:
+    """`invmap models`: the reconstructor kinds, then the architectures of post-processing."""
+    return ("reconstructor kinds (model.name), K and Kᵀ inside:\n" + KINDS.listing()
+            + "\n\npost-processing x̂ = f_θ(P(y, K)) (model.name = an architecture, model.input = P):\n"
+            + MODELS.listing())
 
 
 def _takes(name: str, param: str) -> bool:
@@ -92,12 +115,12 @@ def describe(net: nn.Module) -> str:
     return f"{name}({args}): {count_parameters(net):,} parameters"
 
 
-from .reconstructor import INPUTS, LearnedReconstructor  # noqa: E402
+from .reconstructor import INPUTS, LearnedReconstructor, Reconstructor  # noqa: E402
 from .io import check_compatible, load_model, save_model  # noqa: E402
 
 import_submodules(__name__)
 
 __all__ = [
-    "MODELS", "names", "build", "build_for", "count_parameters", "describe",
-    "LearnedReconstructor", "INPUTS", "save_model", "load_model", "check_compatible",
+    "MODELS", "KINDS", "names", "build", "build_for", "build_kind", "listing", "count_parameters", "describe",
+    "Reconstructor", "LearnedReconstructor", "INPUTS", "save_model", "load_model", "check_compatible",
 ]

@@ -14,7 +14,12 @@ run does so when it starts or resumes).
 ``model.json`` holds the caller's ``meta`` (e.g. ``physics: Physics.spec()``, image size,
 training settings) plus the keys invmap adds:
 
-- ``architecture``: ``{name, params}`` — `invmap.models.build(name, **params)`;
+- ``kind``: ``{name, params}`` of the reconstructor kind (`Reconstructor.spec`): for
+  ``post-processing`` the network is described by the next two keys, for the model-based
+  kinds (lgd, lpd, unrolled, pnp) ``params`` rebuild it (`KINDS`). Files without ``kind``
+  (older invmap) are post-processing;
+- ``architecture``: ``{name, params}`` — `invmap.models.build(name, **params)` (null for
+  the model-based kinds);
 - ``input``: the input strategy of `LearnedReconstructor` (null for a bare network);
 - ``network``: ``{fixed_input_shape, output_shape, same_size}`` for compatibility checks;
 - ``versions``, ``parameter_count``, ``tensors`` (name → shape), ``weights`` (file name,
@@ -38,14 +43,14 @@ from torch import nn
 
 from ..atomic import atomic_write
 from ..paths import inside
-from .reconstructor import LearnedReconstructor
+from .reconstructor import LearnedReconstructor, Reconstructor
 
 MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"
 FORMAT = "invmap-model"
 FORMAT_VERSION = 1
 HEADER_KEY = "invmap_model"  # the safetensors metadata key holding the model document
-RESERVED = ("format", "format_version", "architecture", "input", "network", "versions",
+RESERVED = ("format", "format_version", "kind", "architecture", "input", "network", "versions",
             "parameter_count", "tensors", "weights", "weights_sha256", "commit")
 
 
@@ -64,6 +69,34 @@ def _net(model: nn.Module) -> nn.Module:
     return model.net if isinstance(model, LearnedReconstructor) else model
 
 
+def describe_network(recon: nn.Module) -> dict:
+    """``{architecture, input}`` of a post-processing model (or a bare network), as model.json holds them."""
+    net = _net(recon)
+    if not hasattr(net, "model_name"):
+        raise ValueError("save_model: the network was not built by invmap.models.build (no 'model_name'), "
+                         "so it cannot be rebuilt from model.json")
+    return {"architecture": {"name": net.model_name, "params": net.model_params},
+            "input": recon.input_params() if isinstance(recon, LearnedReconstructor) else None}
+
+
+def network_from_description(doc: dict) -> nn.Module:
+    """The (untrained) model described by `describe_network`'s ``{architecture, input}``."""
+    from . import build
+
+    arch = doc["architecture"]
+    net = build(arch["name"], **arch.get("params", {}))
+    return net if doc.get("input") is None else LearnedReconstructor(net, **doc["input"])
+
+
+def _model_based(recon: nn.Module) -> bool:
+    return isinstance(recon, Reconstructor) and not isinstance(recon, LearnedReconstructor)
+
+
+def _kind(doc: dict) -> str:
+    """The reconstructor kind a model document describes (files without one: post-processing)."""
+    return (doc.get("kind") or {}).get("name", "post-processing")
+
+
 def _shape(t: Any) -> list[int] | None:
     return None if t is None else [int(s) for s in t]
 
@@ -72,7 +105,7 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
                physics: Any = None) -> Path:
     """Write ``run_dir/model.safetensors`` and ``run_dir/model.json``; returns the JSON path.
 
-    `recon` is a `LearnedReconstructor` (or a bare network from `invmap.models.build`).
+    `recon` is a `Reconstructor` of any kind (or a bare network from `invmap.models.build`).
     `meta` must be JSON-serialisable and may not use the reserved keys above. With
     `physics` (a `Physics` or an operator), ``physics`` (its spec), ``image_shape`` and
     ``measurement_shape`` are recorded too, unless `meta` already gives them.
@@ -81,10 +114,8 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
 
     import invmap
 
-    net = _net(recon)
-    if not hasattr(net, "model_name"):
-        raise ValueError("save_model: the network was not built by invmap.models.build (no 'model_name'), "
-                         "so it cannot be rebuilt from model.json")
+    net = recon if _model_based(recon) else _net(recon)
+    described = {"architecture": None, "input": None} if _model_based(recon) else describe_network(recon)
     meta = dict(meta or {})
     clash = [k for k in meta if k in RESERVED]
     if clash:
@@ -106,10 +137,10 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         **meta,
-        "architecture": {"name": net.model_name, "params": net.model_params},
-        "input": recon.input_params() if isinstance(recon, LearnedReconstructor) else None,
+        "kind": recon.spec() if isinstance(recon, Reconstructor) else None,
+        **described,
         "network": {"fixed_input_shape": _shape(fixed),
-                    "output_shape": _shape(net.output_shape(tuple(fixed))) if fixed else None,
+                    "output_shape": _shape(net.output_shape(tuple(fixed))) if fixed else None,  # type: ignore[operator]
                     "same_size": bool(getattr(net, "same_size", True))},
         "versions": {"invmap": invmap.__version__, "torch": torch.__version__.split("+")[0]},
         "parameter_count": sum(p.numel() for p in net.parameters()),
@@ -174,7 +205,7 @@ def _json_path(path: str | os.PathLike) -> Path:
 
 
 #: keys of model.json that loading and its callers read, with the JSON type each must have
-_DOC_TYPES = {"architecture": (dict,), "input": (dict, type(None)), "network": (dict,), "physics": (dict,),
+_DOC_TYPES = {"architecture": (dict, type(None)), "input": (dict, type(None)), "network": (dict,), "physics": (dict,),
               "tensors": (dict,), "weights": (str,), "image_shape": (list,), "measurement_shape": (list,)}
 
 
@@ -197,8 +228,14 @@ def _check_doc(doc: Any, jpath: Path) -> dict:
         if key in doc and not isinstance(doc[key], types):
             want = " or ".join(_json_type(t()) if t is not type(None) else "null" for t in types)
             raise ValueError(f"{jpath}: \"{key}\" must be {want}, got {_json_type(doc[key])}")
+    kind = doc.get("kind")
+    if kind is not None and (not isinstance(kind, dict) or not isinstance(kind.get("name"), str)
+                             or not isinstance(kind.get("params", {}), dict)):
+        raise ValueError(f"{jpath}: \"kind\" must be {{\"name\": string, \"params\": object}}")
+    if _kind(doc) != "post-processing":
+        return doc
     arch = doc.get("architecture", {})
-    if not isinstance(arch.get("name"), str) or not isinstance(arch.get("params", {}), dict):
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) or not isinstance(arch.get("params", {}), dict):
         raise ValueError(f"{jpath}: \"architecture\" must be {{\"name\": string, \"params\": object}}")
     return doc
 
@@ -216,12 +253,12 @@ def _stored_shapes(wpath: Path) -> dict[str, list[int]]:
 
 
 def _build(doc: dict, jpath: Path) -> nn.Module:
-    from . import build
+    from . import KINDS
 
     try:
-        arch = doc["architecture"]
-        net = build(arch["name"], **arch.get("params", {}))
-        return net if doc.get("input") is None else LearnedReconstructor(net, **doc["input"])
+        if _kind(doc) == "post-processing":
+            return network_from_description(doc)
+        return KINDS.get(_kind(doc)).from_spec(doc["kind"])
     except (KeyError, TypeError) as e:
         raise ValueError(f"{jpath}: incomplete model description (missing or bad {e})") from None
     except ValueError as e:
@@ -258,7 +295,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         doc = _check_doc(header, wpath)  # a crash fell between the two writes: the weights' own document
     stored = _stored_shapes(wpath)
     budget.check(sum(math.prod(s) for s in stored.values()) * 4, f"{wpath}: the stored weights")
-    name = doc["architecture"]["name"]
+    name = doc["architecture"]["name"] if _kind(doc) == "post-processing" else _kind(doc)
     expected = {k: list(v.shape) for k, v in budget.on_meta(lambda: _build(doc, jpath)).state_dict().items()}
     budget.check(sum(math.prod(s) for s in expected.values()) * 4, f"{jpath}: architecture '{name}'")
     for k, shape in expected.items():
@@ -290,11 +327,14 @@ def check_compatible(meta: dict, target: Any) -> None:
     measurement shape (its trailing dimensions, e.g. ``(angles, detectors)``). Checked:
     a fixed-size (dense) network gets an input of its size — the measurement for input
     'measurement', the image Kᵀy for the image-domain inputs — and an image-to-image
-    network fed the raw measurement returns an image of the training image size. A
+    network fed the raw measurement returns an image of the training image size. The
+    model-based kinds read K at call time and check it themselves. A
     different operator of compatible shape (fewer views, another noise level) is allowed:
     that is a distribution shift, not an error. With only a measurement shape the
     image-domain inputs cannot be checked.
     """
+    if _kind(meta) != "post-processing":
+        return
     inp = (meta.get("input") or {}).get("input", "measurement")
     net = meta.get("network") or {}
     fixed = tuple(net["fixed_input_shape"]) if net.get("fixed_input_shape") else None

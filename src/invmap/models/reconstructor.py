@@ -1,4 +1,19 @@
-"""Learned reconstructor: network input z = P(y, K) from the measurement, then x̂ = f_θ(z).
+"""Learned reconstructors: `Reconstructor`, the base of every kind, and post-processing.
+
+Every learned reconstructor is an ``nn.Module`` called ``x̂ = recon(y, physics)``. The
+kinds (``invmap models`` lists them) differ in where K enters:
+
+- ``post-processing`` (`LearnedReconstructor`, below): x̂ = f_θ(P(y, K)), K only in the
+  parameter-free input P;
+- model-based kinds (`invmap.models.unrolled`, ``lgd``, ``lpd``, ``unrolled``, ``pnp``):
+  K and Kᵀ inside every iteration, read from `physics` at call time.
+
+Training splits the call in two, ``recon(y, physics) = recon.from_input(recon.preprocess(y,
+physics), physics)``: `preprocess` has no parameters and runs once per fixed pair (the
+z-cache of post-processing; the identity z = y for the other kinds), `from_input` is
+trained end to end.
+
+Post-processing: network input z = P(y, K) from the measurement, then x̂ = f_θ(z).
 
 The input strategy P is part of the model (and of the saved file):
 
@@ -54,7 +69,51 @@ def cgls(y: torch.Tensor, op, iters: int = 10) -> torch.Tensor:
     return CGLS(op, y, max_iter=int(iters), record_every=0).solve()
 
 
-class LearnedReconstructor(nn.Module):
+class Reconstructor(nn.Module):
+    """Base of every learned reconstructor kind: ``x̂ = recon(y, physics)`` (module docstring).
+
+    A kind sets `kind` and implements ``forward(y, physics)``; kinds registered in
+    `invmap.models.KINDS` record ``kind_params`` (JSON-able, `spec`) so that a saved model
+    is rebuilt by ``from_spec(spec)``.
+    """
+
+    kind: str = ""
+    kind_params: dict = {}
+
+    @torch.no_grad()
+    def preprocess(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
+        """The parameter-free part z of the map (cached by training); z = y here."""
+        return y.detach()
+
+    def from_input(self, z: torch.Tensor, physics: Any = None) -> torch.Tensor:
+        """x̂ from z = `preprocess(y, physics)`; here ``recon(z, physics)``."""
+        return self(z, physics)
+
+    def prepare(self, train: Any, val: Any) -> None:
+        """Fit what is not learned by gradient steps, before the first one (nothing here).
+
+        `train` and `val` are `invmap.training.setup.Pairs` (``z``, ``x``, ``physics``, ``inputs``).
+        """
+
+    def spec(self) -> dict:
+        """``{name, params}``: the kind and its parameters, as `from_spec` reads them."""
+        return {"name": self.kind, "params": dict(self.kind_params)}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Reconstructor":
+        """The reconstructor (untrained weights) described by `spec`."""
+        from . import build_kind
+
+        return build_kind(spec["name"], **spec.get("params", {}))
+
+    def describe(self) -> str:
+        from . import count_parameters
+
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kind_params.items())
+        return f"{self.kind}({args}): {count_parameters(self):,} parameters"
+
+
+class LearnedReconstructor(Reconstructor):
     """x̂ = f_θ(P(y, K)): a network behind an input strategy (see the module docstring).
 
     Parameters
@@ -125,8 +184,17 @@ class LearnedReconstructor(nn.Module):
             fbp_geometry(op)
         return (1, *op.in_shape)
 
-    def from_input(self, z: torch.Tensor) -> torch.Tensor:
-        """x̂ from a precomputed network input z (= `preprocess(y, physics)`)."""
+    kind = "post-processing"
+
+    def spec(self) -> dict:
+        return {"name": self.kind}
+
+    def prepare(self, train: Any, val: Any) -> None:
+        """Fit the input scale s from (up to 256) training network inputs."""
+        self.fit_input_scale(train.z if train.z is not None else train.inputs(range(min(train.n, 256))))
+
+    def from_input(self, z: torch.Tensor, physics: Any = None) -> torch.Tensor:
+        """x̂ from a precomputed network input z (= `preprocess(y, physics)`; physics is not needed)."""
         s = self.input_scale.to(z.dtype)
         out = self.net(z * s)
         return out if self.input == "measurement" else out / s

@@ -1,9 +1,11 @@
-"""The training loop: learn x̂ = f_Θ(z), z = P(y, K), from pairs (y, x) by minibatch descent on
+"""The training loop: learn x̂ = recon_Θ(y, K) from pairs (y, x) by minibatch descent on
 
-    min_Θ (1/N) Σᵢ ℓ(f_Θ(P(yᵢ, K)), xᵢ),   yᵢ = K xᵢ + eᵢ,
+    min_Θ (1/N) Σᵢ ℓ(recon_Θ(yᵢ, K), xᵢ),   yᵢ = K xᵢ + eᵢ,
 
-with backpropagation through f_Θ (P — FBP, Kᵀ, CGLS — has no parameters and runs once per
-batch without gradients). Every epoch: validation PSNR/SSIM on fixed pairs, the best model
+end to end, K and Kᵀ inside for the model-based kinds. The call is split as
+``recon.from_input(z, physics)``, z = ``recon.preprocess(y, physics)`` without parameters
+(post-processing: P = FBP, Kᵀ, CGLS, cached for fixed pairs; other kinds: z = y), and
+``recon.prepare(train, val)`` fits what gradients do not (input scale, PnP's strength). Every epoch: validation PSNR/SSIM on fixed pairs, the best model
 saved (``model.safetensors`` + ``model.json``), a row of ``train_log.csv``, a checkpoint.
 Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
 error, keeping the last good checkpoint and best model — on a non-finite loss.
@@ -61,7 +63,7 @@ def validate(recon, val: Pairs, batch_size: int, data_range: metrics.DataRange =
     recon.eval()
     ps, ss = [], []
     for i in range(0, val.n, batch_size):
-        x_hat, x = recon.from_input(val.z[i:i + batch_size]).float(), val.x[i:i + batch_size]
+        x_hat, x = recon.from_input(val.z[i:i + batch_size], val.physics).float(), val.x[i:i + batch_size]
         ps.append(metrics.psnr(x_hat, x, data_range))
         ss.append(metrics.ssim(x_hat, x, data_range) if min(x.shape[-2:]) >= 11 else torch.full_like(ps[-1], math.nan))
     return float(torch.cat(ps).mean()), float(torch.cat(ss).mean())
@@ -93,7 +95,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
             shutil.rmtree(run)
         raise
     if not resume:
-        recon.fit_input_scale(train_set.z if train_set.z is not None else train_set.inputs(range(min(train_set.n, 256))))
+        recon.prepare(train_set, val)
     if prec.channels_last:
         recon = recon.to(memory_format=torch.channels_last)
     opt = build_optimizer(recon.parameters(), tc.optimizer, tc.lr, tc.momentum, tc.weight_decay)
@@ -133,19 +135,21 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
         log.write(epoch=0, step=0, lr=tc.lr, val_psnr=p0, val_ssim=s0, seconds=0.0)
         tb.scalars(0, **{"val/psnr": p0, "val/ssim": s0})
         save_checkpoint()
+    if not any(p.requires_grad for p in recon.parameters()):  # e.g. PnP: a fixed denoiser, tuned in prepare
+        st["stopped"] = "nothing to train"
     bar = TrainProgress(tc.epochs * steps_per_epoch, st["step"], progress, tc.max_minutes * 60, st["seconds"])
     t0, shown = time.perf_counter() - st["seconds"], f"{st['best_psnr']:.2f}"
     try:
-        for epoch in range(st["epoch"] + 1, tc.epochs + 1):
+        for epoch in range(st["epoch"] + 1, 0 if st["stopped"] else tc.epochs + 1):
             recon.train()
             perm, total, count, lr = torch.randperm(train_set.n, generator=gens["shuffle"]), 0.0, 0, tc.lr
             for i in range(0, train_set.n, tc.batch_size):
                 z, x = train_set.batch(perm[i:i + tc.batch_size], epoch)
-                if prec.channels_last:
+                if prec.channels_last and z.dim() == 4:
                     z = z.contiguous(memory_format=torch.channels_last)
                 lr = sched.apply(opt, tc.lr, st["step"], time.perf_counter() - t0)
                 with prec.autocast(device):
-                    loss = loss_fn(recon.from_input(z), x)
+                    loss = loss_fn(recon.from_input(z, physics), x)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
                         f"training stopped: the loss became {loss.item()} at epoch {epoch}, step {st['step'] + 1}; "

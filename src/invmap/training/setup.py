@@ -254,7 +254,8 @@ class _Clean(torch.utils.data.Dataset):
 
 
 def build_reconstructor(config: Config, physics, device: torch.device):
-    """`LearnedReconstructor` around the configured network, sized from the shape of its input.
+    """The configured reconstructor: a model-based kind (`invmap.models.KINDS`), or a
+    `LearnedReconstructor` around the configured network, sized from the shape of its input.
 
     On the ``meta`` device nothing is allocated: the network is described (every shape and
     parameter check runs) without memory, as `check_config` and `check_memory` need.
@@ -262,6 +263,11 @@ def build_reconstructor(config: Config, physics, device: torch.device):
     from .. import budget, models
 
     m = config.model
+    if m.name in models.KINDS.names():
+        params = m.params()
+        if _takes(m.name, "complex_data", models.KINDS):
+            params.setdefault("complex_data", bool(physics.operator.complex_output))
+        return models.build_kind(m.name, **params).to(device)
     probe = models.LearnedReconstructor(torch.nn.Identity(), **m.reconstructor_params())
     z0 = probe.input_shape(physics)
     params = m.params()
@@ -341,12 +347,12 @@ def check_config(config: Config, device: torch.device = torch.device("meta")) ->
         build_source(d.source, d.size, split=split, count=count, seed=config.seed, **d.params)
 
 
-def _takes(name: str, param: str) -> bool:
+def _takes(name: str, param: str, registry=None) -> bool:
     import inspect
 
     from ..models import MODELS
 
-    return param in inspect.signature(MODELS.get(name)).parameters
+    return param in inspect.signature((registry or MODELS).get(name)).parameters
 
 
 def versions() -> dict[str, Any]:
