@@ -49,19 +49,22 @@ def test_module_entry_point_runs():
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "unknown operator" in r.stderr
 
 
-@pytest.mark.parametrize("command, registry", [("operators", "invmap.operators:OPERATORS"),
-                                               ("models", "invmap.models:MODELS"),
-                                               ("methods", "invmap.variational:METHODS")])
-def test_listing_commands_cover_their_registry(command, registry, capsys):
-    """`invmap operators|models|methods` print one line per registered entry, with its parameters."""
+@pytest.mark.parametrize("command, registries", [("operators", ["invmap.operators:OPERATORS"]),
+                                                 ("models", ["invmap.models:KINDS", "invmap.models:MODELS"]),
+                                                 ("methods", ["invmap.variational:METHODS"])])
+def test_listing_commands_cover_their_registry(command, registries, capsys):
+    """`invmap operators|models|methods` print one line per registered entry, with its parameters
+    (`invmap models`: the reconstructor kinds, then the architectures, each under a heading)."""
     import importlib
 
     from invmap.cli import main
 
-    mod, attr = registry.split(":")
-    reg = getattr(importlib.import_module(mod), attr)
+    names = []
+    for registry in registries:
+        mod, attr = registry.split(":")
+        names += getattr(importlib.import_module(mod), attr).names()
     assert main([command]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert [ln.split("(")[0] for ln in lines] == reg.names()
+    lines = [ln for ln in capsys.readouterr().out.strip().splitlines() if ln and not ln.endswith(":")]
+    assert [ln.split("(")[0] for ln in lines] == names
     assert main([command, "no-such-entry"]) == 2
     assert "no-such-entry" in capsys.readouterr().err
