@@ -252,3 +252,25 @@ def test_stress_hands_model_based_methods_the_shifted_physics():
     assert len(views) > 1 and 12 in views  # new geometries, and the nominal one
     # calibration errors (angle offset, detector shift) never reach the method's K
     assert all(c == calibration(operator("tomography", angles=a)) for a, c in seen)
+
+
+@pytest.mark.parametrize("name", sorted(__import__("invmap.config", fromlist=["presets"]).presets()))
+def test_presets_are_shown_and_valid(name, capsys):
+    from invmap.config import load_config, presets
+
+    assert main(["config", "--presets"]) == 0
+    assert f"{name}: " in capsys.readouterr().out
+    assert main(["config", "--preset", name]) == 0
+    assert capsys.readouterr().out == presets()[name].read_text()
+    cfg = load_config(name)  # a preset's name works wherever a config file does
+    assert cfg.name == load_config(str(presets()[name])).name != load_config(None).name
+
+
+def test_pnp_without_its_denoiser_fails_in_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "ct-pnp", "--quiet", "--out", str(out), "--set", f"model.denoiser={tmp_path / 'none'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("invmap: error:") and "\n" not in err and "none" in err
+    assert not out.exists()
+    assert main(["config", "--preset", "no-such"]) == 2
+    assert "ct-lpd" in capsys.readouterr().err

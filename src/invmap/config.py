@@ -32,6 +32,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_PATH = Path(__file__).with_name("default.yaml")
+#: experiment presets (`invmap config --preset NAME`); a config path that is not a file may name one
+PRESETS_DIR = Path(__file__).with_name("configs")
+
+
+def presets() -> dict[str, Path]:
+    """Preset name → its YAML file (laid over the default like any config file)."""
+    return {p.stem: p for p in sorted(PRESETS_DIR.glob("*.yaml"))}
 
 
 # ---------------------------------------------------------------------------------------
@@ -451,8 +458,10 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
 
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
+    if not p.exists() and str(path) in presets():
+        p = presets()[str(path)]
     if not p.exists():
-        raise FileNotFoundError(f"config file not found: {p}")
+        raise FileNotFoundError(f"config file not found: {p} (presets: {', '.join(presets())})")
     if p.is_dir():
         raise IsADirectoryError(f"config: {p} is a directory, expected a YAML file")
     if p.stat().st_size > MAX_YAML_BYTES:
@@ -521,4 +530,4 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 
 __all__ = ["Config", "DataConfig", "OperatorConfig", "NoiseConfig", "ModelConfig", "TrainingConfig",
            "EvaluationConfig", "load_config", "validate_config", "apply_overrides", "parse_override",
-           "read_yaml", "default_text", "DEFAULT_PATH"]
+           "read_yaml", "default_text", "presets", "DEFAULT_PATH", "PRESETS_DIR"]
