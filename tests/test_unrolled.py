@@ -274,3 +274,14 @@ def test_pnp_without_its_denoiser_fails_in_one_line_and_writes_nothing(tmp_path,
     assert not out.exists()
     assert main(["config", "--preset", "no-such"]) == 2
     assert "ct-lpd" in capsys.readouterr().err
+
+
+def test_memory_estimate_counts_the_iterations_and_checkpointing_lowers_it():
+    from invmap.config import load_config
+    from invmap.training.setup import check_memory
+
+    sets = ["data.size=32", "data.train=8", "data.val=4", "operator.angles=12", "model.name=lpd", "model.channels=4"]
+    full, ck, few = (check_memory(c, c.physics()) for c in (
+        load_config(None, sets), load_config(None, sets + ["model.checkpoint=true"]),
+        load_config(None, sets + ["model.iterations=2"])))
+    assert ck < full and few < full

@@ -17,7 +17,7 @@ import torch
 
 from . import KINDS
 from .activations import Activation
-from .iterative import Count, Normalised, blocks, run_step
+from .iterative import Count, Normalised, operator_of, blocks, run_step
 from .reconstructor import Reconstructor
 
 
@@ -34,6 +34,10 @@ class LearnedGradientDescent(Reconstructor):
         self.iterations, self.memory, self.init, self.checkpoint = int(iterations), int(memory), init, bool(checkpoint)
         self.shared = bool(shared)
         self.blocks = blocks(iterations, shared, 2 + memory, 1 + memory, depth, channels, activation)
+
+    def trained_blocks(self, physics: Any) -> list:
+        shape = (2 + self.memory, *operator_of(physics).in_shape)
+        return [(self.blocks[0 if self.shared else k], shape) for k in range(1 if self.checkpoint else self.iterations)]
 
     def forward(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """x̂ = x_iterations (see the module docstring)."""

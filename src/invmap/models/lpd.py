@@ -24,7 +24,7 @@ from torch import nn
 
 from . import KINDS
 from .activations import Activation
-from .iterative import Count, Normalised, as_channels, as_complex, blocks, run_step
+from .iterative import Count, Normalised, operator_of, as_channels, as_complex, blocks, run_step
 from .reconstructor import Reconstructor
 
 
@@ -47,6 +47,16 @@ class LearnedPrimalDual(Reconstructor):
                             if variant == "paper" else nn.ModuleList())
         #: log σ_k of the light variant's dual step (σ₀ = 1: the PDHG step for ‖K̃‖ = 1)
         self.log_sigma = nn.Parameter(torch.zeros(1 if shared else iterations), requires_grad=variant == "light")
+
+    def trained_blocks(self, physics: Any) -> list:
+        op, m = operator_of(physics), 2 if self.complex_data else 1
+        out = []
+        for k in range(1 if self.checkpoint else self.iterations):
+            i = 0 if self.shared else k
+            out.append((self.primal_blocks[i], (self.primal + 1, *op.in_shape)))
+            if self.variant == "paper":
+                out.append((self.dual_blocks[i], ((self.dual + 2) * m, *op.out_shape)))
+        return out
 
     def forward(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """x̂ = f⁽¹⁾ after `iterations` primal-dual steps (see the module docstring)."""

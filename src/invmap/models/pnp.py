@@ -111,10 +111,21 @@ class PlugAndPlay(Reconstructor):
 
 def load_denoiser(path: str) -> LearnedReconstructor:
     """The post-processing model of a denoising run: trained on an operator with K x = x."""
-    from ..physics import Physics
+    from pathlib import Path
+
     from .io import load_model
 
-    recon, meta = load_model(path)
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"pnp: denoiser run directory not found: {path} (train one: invmap train denoiser "
+                                f"--out {path})")
+    with torch.device("cpu"):  # also when a config check describes the run on the meta device
+        recon, meta = load_model(path)
+        return _checked_denoiser(recon, meta, path)
+
+
+def _checked_denoiser(recon: torch.nn.Module, meta: dict, path: str) -> LearnedReconstructor:
+    from ..physics import Physics
+
     if not isinstance(recon, LearnedReconstructor):
         raise ValueError(f"pnp: denoiser {path} is a '{getattr(recon, 'kind', type(recon).__name__)}' model; "
                          "expected a post-processing network trained on a denoising task")
@@ -122,7 +133,7 @@ def load_denoiser(path: str) -> LearnedReconstructor:
     probe = torch.rand((1, 1) + tuple(op.in_shape), generator=torch.Generator().manual_seed(0))
     if tuple(op.in_shape) != tuple(op.out_shape) or not torch.allclose(op.forward(probe), probe, atol=1e-6):
         raise ValueError(f"pnp: denoiser {path} was trained with operator '{op.name}', not the identity "
-                         "(train it on a denoising task, e.g. configs/denoiser.yaml)")
+                         "(train one on a denoising task: invmap train denoiser)")
     return recon
 
 

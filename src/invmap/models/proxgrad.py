@@ -18,7 +18,7 @@ from torch import nn
 
 from . import KINDS
 from .activations import Activation
-from .iterative import Count, Normalised, blocks, run_step
+from .iterative import Count, Normalised, operator_of, blocks, run_step
 from .reconstructor import Reconstructor
 
 
@@ -36,6 +36,10 @@ class UnrolledProximalGradient(Reconstructor):
         self.prox = blocks(iterations, shared, 1, 1, depth, channels, activation)
         #: log τ_k (τ₀ = 1, the classical step 1/‖K̃‖² = 1)
         self.log_step = nn.Parameter(torch.zeros(int(iterations)))
+
+    def trained_blocks(self, physics: Any) -> list:
+        shape = (1, *operator_of(physics).in_shape)
+        return [(self.prox[0 if self.shared else k], shape) for k in range(1 if self.checkpoint else self.iterations)]
 
     def forward(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """x̂ = x_iterations (see the module docstring)."""

@@ -89,6 +89,16 @@ class Reconstructor(nn.Module):
         """x̂ from z = `preprocess(y, physics)`; here ``recon(z, physics)``."""
         return self(z, physics)
 
+    def input_shape(self, physics: Any) -> tuple[int, ...]:
+        """Shape ``[C, ...]`` of z = y for one measurement (complex y: one complex channel)."""
+        return (1, *_operator(physics).out_shape)
+
+    def trained_blocks(self, physics: Any) -> list[tuple[nn.Module, tuple[int, ...]]]:
+        """(block, per-sample input shape) for every block call whose activations one
+        training step keeps for backpropagation (the memory estimate of `invmap train`);
+        with gradient checkpointing, one iteration's. None here."""
+        return []
+
     def prepare(self, train: Any, val: Any) -> None:
         """Fit what is not learned by gradient steps, before the first one (nothing here).
 

@@ -267,6 +267,8 @@ def build_reconstructor(config: Config, physics, device: torch.device):
         params = m.params()
         if _takes(m.name, "complex_data", models.KINDS):
             params.setdefault("complex_data", bool(physics.operator.complex_output))
+        if device.type == "meta":
+            return budget.on_meta(lambda: models.build_kind(m.name, **params))
         return models.build_kind(m.name, **params).to(device)
     probe = models.LearnedReconstructor(torch.nn.Identity(), **m.reconstructor_params())
     z0 = probe.input_shape(physics)
@@ -320,7 +322,8 @@ def check_memory(config: Config, physics) -> int:
     y_shape = (2 if op.complex_output else 1, *op.out_shape)
     z_shape = tuple(recon.input_shape(physics))
     params = budget.tensor_bytes(recon)
-    acts = _activation_bytes(recon.net, (tc.batch_size, *z_shape))
+    acts = (_activation_bytes(recon.net, (tc.batch_size, *z_shape)) if hasattr(recon, "net")
+            else sum(_activation_bytes(block, (tc.batch_size, *shape)) for block, shape in recon.trained_blocks(physics)))
     pair = 4 * (d.size * d.size + math.prod(y_shape) + math.prod(z_shape))
     data = (d.train + d.val) * pair
     total = 4 * params + acts + data
