@@ -23,6 +23,17 @@ pairs by `invmap.variational.tune`, the model):
     .venv/bin/python -m invmap.cli train --out runs/default          # the embedded default
     .venv/bin/python benchmarks/training.py --quality runs/default [--tune-n 16]
 
+Model-based kinds (``--unrolled``): one training step (forward + MSE + backward + Adam) of
+invmap's lgd, lpd (paper and light) and unrolled on the default CT task (60 views), and of
+the PnP denoiser network (the ``denoiser`` preset's UNet, a denoising step), each in a
+fresh process so that its peak memory (max RSS above the process's RSS before the first
+step) is its own. With deepinv importable, its unfolded learned primal-dual with the same
+iterations, memory channels and block size — deepinv's ``PDNet_PrimalBlock`` /
+``PDNet_DualBlock`` in the LPD loop of its demo — runs on the same invmap operator wrapped
+as its physics (`invmap.interop.to_deepinv`) and on its own ``Tomography``:
+
+    PYTHONPATH=src /work/anchors-venv/bin/python benchmarks/training.py --unrolled [--size 128] [--batch 8]
+
 Timings on a shared CPU are noisy: re-run when quiet and compare ratios within one run.
 """
 
@@ -97,6 +108,104 @@ def quality(run: str, tune_n: int, threads: int) -> None:
         print(f"{name:<8}{p.mean():>10.2f} ± {p.std():4.2f}{s_.mean():>12.4f} ± {s_.std():.4f}", flush=True)
 
 
+def _kind_step(row: str, size: int, batch: int, steps: int, iterations: int, threads: int) -> tuple[float, float, int]:
+    """(images/s, peak MiB above the start, parameters) of one training step of `row` (run in a child process)."""
+    import resource
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = load_config(None, [f"data.size={size}"])
+    phys = cfg.physics()
+    x = torch.rand(batch, 1, size, size)
+    y = phys.measure(x, torch.Generator().manual_seed(0))
+    small = dict(iterations=iterations, channels=32, depth=3)
+    if row.startswith("invmap denoiser"):
+        net = models.build("unet", **load_config("denoiser").model.params())
+        z = x + 0.05 * torch.randn_like(x)
+        call = lambda: net(z)  # noqa: E731
+    elif row.startswith("invmap"):
+        kind, _, variant = row.split()[1].partition("-")
+        params = dict(small, **({"variant": variant} if variant else {}),
+                      **({"memory": 5} if kind == "lgd" else {"primal": 5, "dual": 5} if kind == "lpd" and variant != "light"
+                         else {"primal": 5} if kind == "lpd" else {}))
+        net = models.build_kind(kind, **params)
+        call = lambda: net(y, phys)  # noqa: E731
+    else:
+        import deepinv as dinv
+
+        if row.endswith("own Tomography"):
+            from invmap.operators.tomography import view_angles
+
+            p = phys.operator.spec()["params"]
+            theta = view_angles(p["angles"], p.get("arc", 180.0), p.get("start", 0.0))
+            dphys = dinv.physics.Tomography(angles=torch.tensor(theta, dtype=torch.float32), img_width=size,
+                                            circle=False, normalize=False, device="cpu")
+        else:
+            from invmap.interop import to_deepinv
+
+            dphys = to_deepinv(phys)
+        net = _DeepinvLPD(iterations, 5, 5, 32, 3)
+        yd = dphys.A(x)
+        call = lambda: net(yd, dphys)  # noqa: E731
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        loss = torch.mean((call() - x) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return batch / statistics.median(times), (peak - start) / 1024, nparams(net)
+
+
+class _DeepinvLPD(torch.nn.Module):
+    """deepinv's learned primal-dual: its PDNet blocks in the loop of its LPD demo (zero start,
+    dual block on (u, A x⁽²⁾, y), primal block on (x, Aᵀu⁽¹⁾), one block pair per iteration)."""
+
+    def __init__(self, iterations: int, primal: int, dual: int, channels: int, depth: int):
+        super().__init__()
+        from deepinv.models import PDNet_DualBlock, PDNet_PrimalBlock
+
+        self.primal, self.dual = primal, dual
+        self.p = torch.nn.ModuleList(PDNet_PrimalBlock(primal + 1, primal, depth, nf=channels) for _ in range(iterations))
+        self.d = torch.nn.ModuleList(PDNet_DualBlock(dual + 2, dual, depth, nf=channels) for _ in range(iterations))
+
+    def forward(self, y: torch.Tensor, physics) -> torch.Tensor:
+        b = y.shape[0]
+        x = torch.zeros(b, self.primal, *physics.A_adjoint(y).shape[2:])
+        u = torch.zeros(b, self.dual, *y.shape[2:])
+        for p, d in zip(self.p, self.d):
+            u = d(u, physics.A(x[:, 1:2]), y)
+            x = p(x, physics.A_adjoint(u[:, :1]))
+        return x[:, :1]
+
+
+def unrolled_rows(size: int, batch: int, steps: int, iterations: int, threads: int) -> None:
+    """Print the model-based rows (see the module docstring), each measured in a fresh process."""
+    import concurrent.futures
+    import multiprocessing
+
+    rows = ["invmap lgd", "invmap lpd-paper", "invmap lpd-light", "invmap unrolled", "invmap denoiser (PnP, unet)"]
+    try:
+        import deepinv  # noqa: F401
+
+        rows += ["deepinv LPD (PDNet blocks) on invmap's operator", "deepinv LPD (PDNet blocks) on its own Tomography"]
+    except ImportError:
+        print("(deepinv not importable here: run with /work/anchors-venv/bin/python for its rows)")
+    print(f"{batch}x{size}x{size}, 60 views, {iterations} iterations, 32 channels, 5 memory channels, "
+          f"{threads} threads, median of {steps} steps")
+    print(f"{'training step':<52}{'params':>10}{'images/s':>10}{'peak MiB':>10}")
+    ctx = multiprocessing.get_context("spawn")
+    for row in rows:
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            rate, mib, n = pool.submit(_kind_step, row, size, batch, steps, iterations, threads).result()
+        print(f"{row:<52}{n:>10,}{rate:>10.2f}{mib:>10.0f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=None, help="image size (default: the default config's)")
@@ -104,6 +213,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--no-loop", action="store_true", help="skip the end-to-end training-loop row")
+    ap.add_argument("--unrolled", action="store_true", help="instead: the model-based kinds (and deepinv's LPD)")
+    ap.add_argument("--iterations", type=int, default=10, help="iterations of the model-based kinds (--unrolled)")
     ap.add_argument("--quality", metavar="RUN", help="instead: score FBP, tuned TV and RUN's model on its test set")
     ap.add_argument("--tune-n", type=int, default=16, help="validation pairs for tuning TV (--quality)")
     a = ap.parse_args()
@@ -112,6 +223,10 @@ def main() -> None:
         quality(a.quality, a.tune_n, a.threads)
         return
     cfg = load_config(None)
+    if a.unrolled:
+        unrolled_rows(a.size or cfg.data.size, a.batch or load_config("ct-lpd").training.batch_size, a.steps,
+                      a.iterations, a.threads)
+        return
     size, batch = a.size or cfg.data.size, a.batch or cfg.training.batch_size
     print(f"torch {torch.__version__}, {a.threads} threads, batch {batch}, {size}x{size}")
     print(f"{'network':<58}{'params':>10}{'images/s':>10}")
