@@ -210,7 +210,7 @@ def test_train_and_reconstruct_with_the_run(kind, sets, tmp_path, request, capsy
     doc = json.loads((run / "model.json").read_text())
     assert doc["kind"]["name"] == kind
     if kind == "pnp":  # tuned on the validation pairs: the chosen point is recorded
-        assert doc["kind"]["params"]["strength"] in (0.5, 1.0)
+        assert doc["kind"]["tuned"]["strength"] in (0.5, 1.0) and doc["kind"]["tuned"]["step"] == 1.0
     img = tmp_path / "x.npy"
     np.save(img, np.random.default_rng(0).random((SIZE, SIZE)))
     assert main(["reconstruct", "--model", str(run), "--input", str(img), "--simulate",

@@ -129,7 +129,8 @@ def check_model_matches(config: Any, meta: Mapping, where: str | Path = "the run
     describes another network or image size than the trained model (``model.json``) — e.g. a
     config.yaml rewritten after training: scoring the model under it would be wrong silently."""
     m = config.model
-    arch = meta.get("architecture") or {}
+    kind = meta.get("kind") or {}
+    arch = (meta.get("architecture") or {}) if kind.get("name", "post-processing") == "post-processing" else kind
     stored = arch.get("params") or {}
     pairs = [("model.name", m.name, arch.get("name")),
              ("model.input", m.input, (meta.get("input") or {}).get("input", m.input)),

@@ -91,12 +91,14 @@ class PlugAndPlay(Reconstructor):
                 best = (psnr, a, t)
         self.strength.fill_(best[1])
         self.step.fill_(best[2])
-        self.kind_params = {**self.kind_params, "strength": best[1], "step": best[2]}
 
     def spec(self) -> dict:
+        """The kind's spec plus the denoiser's description and the strength and step in use
+        (``tuned``; ``params`` keep the configured start values)."""
         from .io import describe_network
 
-        return {**super().spec(), "denoiser": describe_network(self.denoiser)}
+        return {**super().spec(), "denoiser": describe_network(self.denoiser),
+                "tuned": {"strength": float(self.strength), "step": float(self.step)}}
 
     @classmethod
     def from_spec(cls, spec: dict) -> "PlugAndPlay":

@@ -5,8 +5,8 @@
 end to end, K and Kᵀ inside for the model-based kinds. The call is split as
 ``recon.from_input(z, physics)``, z = ``recon.preprocess(y, physics)`` without parameters
 (post-processing: P = FBP, Kᵀ, CGLS, cached for fixed pairs; other kinds: z = y), and
-``recon.prepare(train, val)`` fits what gradients do not (input scale, PnP's strength). Every epoch: validation PSNR/SSIM on fixed pairs, the best model
-saved (``model.safetensors`` + ``model.json``), a row of ``train_log.csv``, a checkpoint.
+``recon.prepare(train, val)`` fits what gradients do not (input scale, PnP's strength).
+Every epoch: validation PSNR/SSIM on fixed pairs, the best model saved (``model.safetensors`` + ``model.json``), a row of ``train_log.csv``, a checkpoint.
 Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
 error, keeping the last good checkpoint and best model — on a non-finite loss.
 """
