@@ -285,3 +285,18 @@ def test_memory_estimate_counts_the_iterations_and_checkpointing_lowers_it():
         load_config(None, sets), load_config(None, sets + ["model.checkpoint=true"]),
         load_config(None, sets + ["model.iterations=2"])))
     assert ck < full and few < full
+
+
+def test_start_asks_the_operator_for_its_fbp():
+    """init 'fbp' is an error where K has no filtered back-projection; 'auto' asks K."""
+    blur, ct = operator("blur"), operator("tomography")
+    with pytest.raises(ValueError, match="no filtered back-projection|has none") as e:
+        models.build_kind("lgd", **TINY["lgd"], init="fbp")(measure(blur)[1], Physics(blur))
+    assert "\n" not in str(e.value)
+    for op in (blur, ct):
+        auto, explicit = (models.build_kind("unrolled", **TINY["unrolled"], init=i)
+                          for i in ("auto", "fbp" if op.has_fbp else "adjoint"))
+        explicit.load_state_dict(auto.state_dict())
+        y = measure(op)[1]
+        with torch.no_grad():
+            torch.testing.assert_close(auto(y, Physics(op)), explicit(y, Physics(op)))

@@ -71,7 +71,10 @@ class Normalised:
         return self.Kt(self.K(x) - self.y)
 
     def start(self, init: str, batch: int, like: torch.Tensor) -> torch.Tensor:
-        """x₀: zeros, K̃ᵀỹ ('adjoint') or FBP(y) ('fbp', operators with a filtered back-projection)."""
+        """x₀: zeros, K̃ᵀỹ ('adjoint'), FBP(y) ('fbp', operators with a filtered back-projection),
+        or 'auto': FBP(y) where K has one, else K̃ᵀỹ."""
+        if init == "auto":
+            init = "fbp" if getattr(self.op, "has_fbp", False) else "adjoint"
         if init == "zero":
             return torch.zeros((batch, 1) + self.op.in_shape, device=like.device, dtype=torch.float32)
         if init == "adjoint":

@@ -29,7 +29,7 @@ class LearnedGradientDescent(Reconstructor):
 
     def __init__(self, iterations: Count = 10, memory: Count = 5, channels: Count = 32, depth: Count = 3,
                  shared: bool = False, activation: Activation = "relu",
-                 init: Literal["zero", "adjoint", "fbp"] = "zero", checkpoint: bool = False):
+                 init: Literal["auto", "zero", "adjoint", "fbp"] = "zero", checkpoint: bool = False):
         super().__init__()
         self.iterations, self.memory, self.init, self.checkpoint = int(iterations), int(memory), init, bool(checkpoint)
         self.shared = bool(shared)

@@ -39,7 +39,7 @@ class PlugAndPlay(Reconstructor):
     def __init__(self, denoiser: LearnedReconstructor, algorithm: Literal["pgd", "hqs"] = "pgd",
                  iterations: Count = 30, strength: float = 1.0, step: float = 1.0, tune: bool = True,
                  strengths: list[float] | None = None, steps: list[float] | None = None, cg_iters: Count = 5,
-                 init: Literal["zero", "adjoint", "fbp"] = "adjoint", source: str = ""):
+                 init: Literal["auto", "zero", "adjoint", "fbp"] = "auto", source: str = ""):
         super().__init__()
         for name, v in (("strength", [strength] + list(strengths or [])), ("step", [step] + list(steps or []))):
             if not all(0 < float(t) < float("inf") for t in v) or (name == "strength" and max(v) > 1):
@@ -143,7 +143,7 @@ def _checked_denoiser(recon: torch.nn.Module, meta: dict, path: str) -> LearnedR
 def pnp(denoiser: str, algorithm: Literal["pgd", "hqs"] = "pgd", iterations: Count = 30, strength: float = 1.0,
         step: float = 1.0, tune: bool = True, strengths: list[float] | None = None,
         steps: list[float] | None = None, cg_iters: Count = 5,
-        init: Literal["zero", "adjoint", "fbp"] = "adjoint") -> PlugAndPlay:
+        init: Literal["auto", "zero", "adjoint", "fbp"] = "auto") -> PlugAndPlay:
     """Plug-and-play PGD / HQS with a denoiser trained by invmap (denoiser: its run directory); α, τ tuned on validation pairs."""
     return PlugAndPlay(load_denoiser(denoiser), algorithm, iterations, strength, step, tune, strengths, steps,
                        cg_iters, init, source=denoiser)

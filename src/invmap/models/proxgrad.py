@@ -29,7 +29,7 @@ class UnrolledProximalGradient(Reconstructor):
     kind = "unrolled"
 
     def __init__(self, iterations: Count = 10, channels: Count = 32, depth: Count = 3, shared: bool = False,
-                 activation: Activation = "relu", init: Literal["zero", "adjoint", "fbp"] = "adjoint",
+                 activation: Activation = "relu", init: Literal["auto", "zero", "adjoint", "fbp"] = "adjoint",
                  checkpoint: bool = False):
         super().__init__()
         self.iterations, self.shared, self.init, self.checkpoint = int(iterations), bool(shared), init, bool(checkpoint)
