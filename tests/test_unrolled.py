@@ -300,3 +300,20 @@ def test_start_asks_the_operator_for_its_fbp():
         y = measure(op)[1]
         with torch.no_grad():
             torch.testing.assert_close(auto(y, Physics(op)), explicit(y, Physics(op)))
+
+
+@pytest.mark.parametrize("kind, message", [("lpd-like", "unknown reconstructor kind 'lpd-like'"),
+                                           ([1, 2], '"kind" must be'),
+                                           ({"name": "lgd", "params": {"iterations": 0}}, "iterations")])
+def test_bad_kind_in_model_json_is_one_line(kind, message, tmp_path, capsys):
+    op = operator("tomography")
+    models.save_model(tmp_path / "run", build("lgd", op), physics=Physics(op))
+    doc = json.loads((tmp_path / "run" / "model.json").read_text())
+    doc["kind"] = {"name": kind, "params": {}} if isinstance(kind, str) else kind
+    (tmp_path / "run" / "model.json").write_text(json.dumps(doc))
+    np.save(tmp_path / "x.npy", np.zeros((SIZE, SIZE)))
+    assert main(["reconstruct", "--model", str(tmp_path / "run"), "--input", str(tmp_path / "x.npy"),
+                 "--simulate", "--output", str(tmp_path / "out.npy")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("invmap: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "out.npy").exists()
