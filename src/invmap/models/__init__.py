@@ -5,6 +5,10 @@ FBP(y) or a few CGLS steps on ½‖Kx − y‖² (see `LearnedReconstructor`). E
 this package registers one architecture with ``@MODELS.register("name")``; a new
 architecture is one new file and is tested by the registry-parametrized tests.
 
+Reconstructor kinds with K and Kᵀ inside (``lgd``, ``lpd``, ``unrolled``, ``pnp``; see
+`reconstructor` and `iterative`) register with ``@KINDS.register("name")`` and are built by
+`build_kind`; post-processing (`LearnedReconstructor`) is the kind around the networks.
+
 >>> import invmap.models as models
 >>> net = models.build("unet", base_channels=8, depth=2)
 >>> models.count_parameters(net) > 0
