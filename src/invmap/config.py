@@ -286,6 +286,7 @@ class TrainingConfig(_Section):
     amp: Literal["auto", "on", "off"] = "auto"
     num_workers: int = Field(0, ge=0)
     fresh_noise: bool = True
+    stream: bool = False  # read + simulate each minibatch when needed (data larger than memory)
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default
 
     @pydantic.field_validator("amp", mode="before")

@@ -36,13 +36,17 @@ class CSVLog:
     parsed are dropped too.
     """
 
-    def __init__(self, run_dir: str | Path, keep_until_epoch: int | None = None):
-        self.path = Path(run_dir) / LOG
+    def __init__(self, run_dir: str | Path, keep_until_epoch: int | None = None, enabled: bool = True):
+        self.path, self.enabled = Path(run_dir) / LOG, enabled
+        if not enabled:  # a data-parallel rank other than 0 writes nothing
+            return
         old = read_log(self.path) if (keep_until_epoch is not None and self.path.exists()) else []
         self.rows = [r for r in old if _epoch(r) is not None and _epoch(r) <= keep_until_epoch]
         self._flush()
 
     def write(self, **row: Any) -> None:
+        if not self.enabled:
+            return
         self.rows.append({c: _fmt(row.get(c)) for c in COLUMNS})
         self._flush()
 

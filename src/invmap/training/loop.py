@@ -13,6 +13,7 @@ error, keeping the last good checkpoint and best model — on a non-finite loss.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import time
@@ -25,6 +26,7 @@ import torch
 from .. import metrics
 from ..config import Config
 from . import checkpoint as ckpt
+from .distributed import Dist
 from .log import CSVLog, TensorBoard, TrainProgress
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
@@ -48,25 +50,33 @@ class TrainResult:
     seconds: float
     stopped: str           # epochs | time | early-stopping
     device: str
+    processes: int = 1     # data-parallel ranks (torchrun)
 
     def summary(self) -> str:
-        return (f"trained {self.epochs} epochs ({self.steps} steps, {self.seconds:.0f} s, {self.device}; "
+        on = f" on {self.processes} processes" if self.processes > 1 else ""
+        return (f"trained {self.epochs} epochs ({self.steps} steps, {self.seconds:.0f} s, {self.device}{on}; "
                 f"stopped: {self.stopped}); best epoch {self.best_epoch}: val PSNR {self.best_val_psnr:.2f} dB, "
                 f"SSIM {self.best_val_ssim:.4f} (untrained: {self.initial_val_psnr:.2f} dB)")
 
 
 @torch.no_grad()
-def validate(recon, val: Pairs, batch_size: int, data_range: metrics.DataRange = 1.0) -> tuple[float, float]:
+def validate(recon, val: Pairs, batch_size: int, data_range: metrics.DataRange = 1.0,
+             dist: Dist = Dist()) -> tuple[float, float]:
     """Mean PSNR and SSIM (data range convention `data_range`) of x̂ = f_Θ(z) over the
     validation pairs, in float32 (as the evaluation computes them, whatever precision the
-    training steps use)."""
+    training steps use). Under DDP each rank scores its share of the pairs and the sums
+    are all-reduced."""
     recon.eval()
-    ps, ss = [], []
-    for i in range(0, val.n, batch_size):
-        x_hat, x = recon.from_input(val.z[i:i + batch_size], val.physics).float(), val.x[i:i + batch_size]
-        ps.append(metrics.psnr(x_hat, x, data_range))
-        ss.append(metrics.ssim(x_hat, x, data_range) if min(x.shape[-2:]) >= 11 else torch.full_like(ps[-1], math.nan))
-    return float(torch.cat(ps).mean()), float(torch.cat(ss).mean())
+    mine = torch.tensor_split(torch.arange(val.n), dist.world)[dist.rank]
+    ps, ss = [torch.zeros(0)], [torch.zeros(0)]
+    for i in range(0, len(mine), batch_size):
+        idx = mine[i:i + batch_size]
+        x_hat, x = recon.from_input(val.z[idx], val.physics).float(), val.x[idx]
+        ps.append(metrics.psnr(x_hat, x, data_range).cpu())
+        ss.append(metrics.ssim(x_hat, x, data_range).cpu() if min(x.shape[-2:]) >= 11
+                  else torch.full_like(ps[-1], math.nan))
+    p, s, n = dist.sum([torch.cat(ps).double().sum(), torch.cat(ss).double().sum(), len(mine)])
+    return p / n, s / n
 
 
 def train(config: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -76,7 +86,18 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
     `hooks` are called after every epoch's checkpoint with a dict (epoch, step, row, run_dir).
     """
     tc = config.training
-    device = select_device(tc.device)
+    dist = Dist.from_env()
+    dist.check_batch(tc.batch_size)
+    device = dist.start(select_device(tc.device))
+    try:
+        return _train(config, out_dir, resume, progress and dist.main, hooks, dist, device)
+    finally:
+        dist.stop()
+
+
+def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
+           hooks: Sequence[Callable[[dict], None]], dist: Dist, device: torch.device) -> TrainResult:
+    tc = config.training
     prec = Precision.choose(tc.amp, device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
@@ -86,18 +107,20 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
     recon = build_reconstructor(config, physics, device)
     new_dir = not Path(out_dir).exists()
     saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
-    run = prepare_run_dir(out_dir, config, resume)
+    run = prepare_run_dir(out_dir, config, resume) if dist.main else Path(out_dir)  # rank 0 alone writes
     try:
-        train_set = Pairs(config, physics, "train", recon, device, fresh_noise=tc.fresh_noise, num_workers=tc.num_workers)
+        train_set = Pairs(config, physics, "train", recon, device, fresh_noise=tc.fresh_noise,
+                          num_workers=tc.num_workers, stream=tc.stream)
         val = Pairs(config, physics, "val", recon, device, num_workers=tc.num_workers)
     except BaseException:  # e.g. an unreadable image: leave no half-made run behind
-        if new_dir and {f.name for f in run.iterdir()} <= {"config.yaml"}:
+        if dist.main and new_dir and {f.name for f in run.iterdir()} <= {"config.yaml"}:
             shutil.rmtree(run)
         raise
     if not resume:
         recon.prepare(train_set, val)
     if prec.channels_last:
         recon = recon.to(memory_format=torch.channels_last)
+    step_net = dist.wrap(recon, "from_input")  # x̂ = f_Θ(z, K), gradients averaged over the ranks
     opt = build_optimizer(recon.parameters(), tc.optimizer, tc.lr, tc.momentum, tc.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=prec.scaler)
     steps_per_epoch = math.ceil(train_set.n / tc.batch_size)
@@ -113,23 +136,35 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
             scaler.load_state_dict(saved["scaler"])
         ckpt.set_rng_state(saved["rng"], gens)
         st.update({k: saved[k] for k in st}, stopped="")
-    log, tb = CSVLog(run, keep_until_epoch=st["epoch"] if resume else None), TensorBoard(run)
+        before = saved.get("info", {}).get("processes", 1)
+        if before != dist.world and dist.main:
+            logging.getLogger(__name__).warning(
+                f"invmap train: note: resuming a run trained on {before} process(es) with {dist.world}; the global "
+                f"batch stays {tc.batch_size}, so the run continues the same optimisation up to float rounding "
+                "(it is not bit-identical to an uninterrupted run)")
+    log = CSVLog(run, keep_until_epoch=st["epoch"] if resume else None, enabled=dist.main)
+    tb = TensorBoard(run, enabled=dist.main)
     meta = {"name": config.name, "physics": physics.spec(), "data": config.data.model_dump(mode="json"),
             "training": {"optimizer": tc.optimizer, "loss": tc.loss, "lr": tc.lr, "batch_size": tc.batch_size},
             "software": versions()}
 
     def save_best(epoch: int, psnr: float, ssim: float) -> None:
         st.update(best_psnr=psnr, best_ssim=ssim, best_epoch=epoch, bad_epochs=0)
+        if not dist.main:
+            return
         from ..models import save_model
         save_model(run, recon, {**meta, "best_epoch": epoch, "val_psnr": psnr, "val_ssim": ssim}, physics=physics)
 
     def save_checkpoint() -> None:
+        if not dist.main:
+            return
         ckpt.save_checkpoint(run, {"model": recon.state_dict(), "optimizer": opt.state_dict(),
                                    "scaler": scaler.state_dict() if prec.scaler else None,
-                                   "rng": ckpt.rng_state(gens), **st, "info": {"config": config.name, "device": str(device)}})
+                                   "rng": ckpt.rng_state(gens), **st, "info": {"config": config.name, "device": str(device),
+                                                                          "processes": dist.world}})
 
     if not resume:  # epoch 0: the untrained network
-        p0, s0 = validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range)
+        p0, s0 = validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range, dist)
         st["initial_psnr"] = p0
         save_best(0, p0, s0)
         log.write(epoch=0, step=0, lr=tc.lr, val_psnr=p0, val_ssim=s0, seconds=0.0)
@@ -139,39 +174,40 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
         st["stopped"] = "nothing to train"
     bar = TrainProgress(tc.epochs * steps_per_epoch, st["step"], progress, tc.max_minutes * 60, st["seconds"])
     t0, shown = time.perf_counter() - st["seconds"], f"{st['best_psnr']:.2f}"
+    clock = lambda: dist.from_main(time.perf_counter() - t0)  # noqa: E731 - rank 0's clock on every rank
     try:
         for epoch in range(st["epoch"] + 1, 0 if st["stopped"] else tc.epochs + 1):
             recon.train()
             perm, total, count, lr = torch.randperm(train_set.n, generator=gens["shuffle"]), 0.0, 0, tc.lr
-            for i in range(0, train_set.n, tc.batch_size):
-                z, x = train_set.batch(perm[i:i + tc.batch_size], epoch)
+            parts = dist.batches(perm, tc.batch_size)  # this rank's slice of each global batch
+            for (_, share, b), (z, x) in zip(parts, train_set.epoch([p[0] for p in parts], epoch)):
                 if prec.channels_last and z.dim() == 4:
                     z = z.contiguous(memory_format=torch.channels_last)
-                lr = sched.apply(opt, tc.lr, st["step"], time.perf_counter() - t0)
+                lr = sched.apply(opt, tc.lr, st["step"], clock())
                 with prec.autocast(device):
-                    loss = loss_fn(recon.from_input(z, physics), x)
-                if not torch.isfinite(loss):
+                    loss = loss_fn(step_net(z, physics), x)
+                lv = loss.item() if dist.world == 1 else dist.sum([loss * share * b])[0] / (dist.world * b)
+                if not math.isfinite(lv):
                     raise TrainingDiverged(
-                        f"training stopped: the loss became {loss.item()} at epoch {epoch}, step {st['step'] + 1}; "
+                        f"training stopped: the loss became {lv} at epoch {epoch}, step {st['step'] + 1}; "
                         f"kept the checkpoint of epoch {st['epoch']} and the best model (epoch {st['best_epoch']}) "
                         f"in {run}; try a lower training.lr (now {tc.lr:g}) or training.grad_clip")
                 opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                scaler.scale(loss * share if share != 1 else loss).backward()
                 if tc.grad_clip > 0:
                     scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(recon.parameters(), tc.grad_clip)
                 scaler.step(opt)
                 scaler.update()
                 st["step"] += 1
-                lv = loss.item()
-                total, count = total + lv * len(x), count + len(x)
-                bar.step(st["step"], time.perf_counter() - t0)
+                total, count = total + lv * b, count + b
+                bar.step(st["step"], time.perf_counter() - t0)  # rank 0's bar, its own clock
                 bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val_psnr=shown, refresh=False)
-                if tc.max_minutes and time.perf_counter() - t0 >= tc.max_minutes * 60:
+                if tc.max_minutes and clock() >= tc.max_minutes * 60:
                     st["stopped"] = "time"
                     break
-            psnr, ssim = validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range)
-            st.update(epoch=epoch, seconds=time.perf_counter() - t0)
+            psnr, ssim = validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range, dist)
+            st.update(epoch=epoch, seconds=clock())
             row = dict(epoch=epoch, step=st["step"], lr=lr, train_loss=total / max(count, 1), val_psnr=psnr,
                        val_ssim=ssim, seconds=st["seconds"])
             log.write(**row)
@@ -196,7 +232,8 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
         bar.close()
         tb.close()
     return TrainResult(run, st["epoch"], st["step"], st["best_epoch"], st["best_psnr"], st["best_ssim"],
-                       st["initial_psnr"], st["seconds"], st["stopped"] or "epochs", f"{device}, {prec.describe()}")
+                       st["initial_psnr"], st["seconds"], st["stopped"] or "epochs", f"{device}, {prec.describe()}",
+                       dist.world)
 
 
 __all__ = ["train", "TrainResult", "TrainingDiverged", "validate"]

@@ -5,6 +5,10 @@ all training images are simulated once (batched); each minibatch then draws its 
 per sample with the data set's own generators (new noise every epoch with
 ``fresh_noise``) and computes the network input z = P(y, K) (FBP, Kᵀy, ...) batched.
 Without fresh noise, and for the fixed validation pairs, z is computed once.
+
+With ``stream`` (``training.stream``: data larger than memory) nothing is simulated up
+front: each minibatch's pairs are read and simulated when needed, by DataLoader workers
+(``training.num_workers``), so memory does not grow with the number of training pairs.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -198,7 +202,7 @@ class Pairs:
     """Training or validation pairs with their network inputs (see the module docstring)."""
 
     def __init__(self, config: Config, physics, split: str, recon, device: torch.device,
-                 fresh_noise: bool = False, chunk: int = 64, num_workers: int = 0):
+                 fresh_noise: bool = False, chunk: int = 64, num_workers: int = 0, stream: bool = False):
         from ..data import PairDataset, build_source
 
         d = config.data
@@ -207,7 +211,11 @@ class Pairs:
         sim = d.simulation if split != "test" else d.test_simulation
         self.ds = PairDataset(src, physics, seed=config.seed, fresh_noise=fresh_noise, simulation=sim)
         self.physics, self.recon, self.device, self.chunk = physics, recon, device, chunk
-        self.n = len(self.ds)
+        self.n, self.num_workers = len(self.ds), num_workers
+        self.clean: torch.Tensor | None = None
+        self.z: torch.Tensor | None = None
+        if stream:
+            return
         idx = list(range(self.n))
         if num_workers > 0:  # render + simulate in worker processes (image folders, fine grids)
             loader = torch.utils.data.DataLoader(_Clean(self.ds), batch_size=chunk, num_workers=num_workers)
@@ -216,10 +224,12 @@ class Pairs:
             parts = [self.ds.clean(idx[i:i + chunk], device=device) for i in range(0, self.n, chunk)]
         self.clean = torch.cat([p[0] for p in parts])  # K x, [N, 1, *out_shape]
         self.x = torch.cat([p[1] for p in parts])      # x,   [N, 1, H, W]
-        self.z: torch.Tensor | None = None if fresh_noise else self.inputs(idx)
+        self.z = None if fresh_noise else self.inputs(idx)
 
     def noisy(self, idx: Sequence[int]) -> torch.Tensor:
         """y = noise(K x_i) with sample i's own generator (the data set's current epoch)."""
+        if self.clean is None:  # streaming
+            return self.ds.simulate(idx, device=self.device)[0]
         return torch.cat([self.physics.noisy(self.clean[i:i + 1], self.ds.generator(i)) for i in idx])
 
     def inputs(self, idx: Sequence[int]) -> torch.Tensor:
@@ -234,6 +244,18 @@ class Pairs:
             return self.z[idx], self.x[idx]
         self.ds.set_epoch(epoch)
         return self.inputs(idx.tolist()), self.x[idx]
+
+    def epoch(self, batches: Sequence[torch.Tensor], epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(z, x) for each minibatch of indices in `batches`, in order (streamed by DataLoader
+        workers when nothing is held in memory)."""
+        if self.clean is not None:
+            yield from (self.batch(idx, epoch) for idx in batches)
+            return
+        self.ds.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(self.ds, batch_sampler=[b.tolist() for b in batches],
+                                             num_workers=self.num_workers)
+        for y, x in loader:
+            yield self.recon.preprocess(y.to(self.device), self.physics), x.to(self.device)
 
 
 class _Clean(torch.utils.data.Dataset):

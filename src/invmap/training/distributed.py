@@ -1,0 +1,168 @@
+"""Data-parallel training on torch.distributed (DDP), launched by torchrun.
+
+    torchrun --standalone --nproc-per-node N -m invmap train CONFIG …        # one machine
+    invmap train CONFIG --nproc N                                            # launches exactly that
+    torchrun --nnodes M --nproc-per-node N --rdzv-backend c10d \\
+             --rdzv-endpoint HOST:PORT --rdzv-id JOB -m invmap train CONFIG …  # on each of M machines
+
+Each of the W = M·N processes (ranks) holds a replica of f_Θ (gloo on CPUs, NCCL on GPUs:
+rank r uses ``cuda:LOCAL_RANK``). Every rank draws the same permutation of the training
+pairs; the global minibatch of b = ``training.batch_size`` pairs is cut into W slices of
+b_r pairs, and rank r minimises its slice's mean loss weighted by its share W·b_r/b, so
+that DDP's gradient average is the gradient of the global batch's mean loss:
+
+    (1/W) Σ_r (W b_r / b) ∇_Θ (1/b_r) Σ_{i ∈ slice r} ℓ_i  =  ∇_Θ (1/b) Σ_{i ∈ batch} ℓ_i .
+
+Results thus depend on W only through the order of float32 sums. The per-index seeds of
+`invmap.data.PairDataset` make every slice the same pairs with the same noise on any rank.
+Validation scores are sums over each rank's share of the validation pairs, all-reduced, so
+every rank takes the same decisions (best model, early stopping); the time budget follows
+rank 0's clock. Only rank 0 writes (logs, checkpoints, models, the progress bar).
+
+The wrapping lives here, in `wrap`, so every training loop that calls a module method
+(today ``recon.from_input(z)``, tomorrow ``recon(y, physics)``) is made data-parallel the
+same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.distributed as tdist
+from torch import nn
+
+
+class _Call(nn.Module):
+    """``module.<method>(*args)`` as a module's forward, so DDP can wrap any method."""
+
+    def __init__(self, module: nn.Module, method: str):
+        super().__init__()
+        self.module, self.method = module, method
+
+    def forward(self, *args, **kwargs):
+        return getattr(self.module, self.method)(*args, **kwargs)
+
+
+@dataclass
+class Dist:
+    """This process's place in the job: rank r of `world` (1 = no process group)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @staticmethod
+    def from_env() -> "Dist":
+        """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as set by torchrun (absent: one process)."""
+        env = os.environ
+        return Dist(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes."""
+        return self.rank == 0
+
+    def start(self, device: torch.device) -> torch.device:
+        """Join the process group (gloo on CPU, NCCL on CUDA) and return this rank's device."""
+        if device.type == "cuda" and self.world > 1:
+            device = torch.device("cuda", self.local_rank % torch.cuda.device_count())
+            torch.cuda.set_device(device)
+        self.device = device
+        if self.world > 1 and not tdist.is_initialized():
+            tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return device
+
+    def stop(self) -> None:
+        if self.world > 1 and tdist.is_initialized():
+            tdist.destroy_process_group()
+
+    def check_batch(self, batch_size: int) -> None:
+        if batch_size % self.world:
+            raise ValueError(f"config: training.batch_size {batch_size} is the global batch and must be divisible "
+                             f"by the {self.world} processes; choose a multiple of {self.world}")
+
+    def wrap(self, module: nn.Module, method: str = "forward"):
+        """A callable running ``module.<method>`` whose gradients are averaged over the ranks (DDP)."""
+        if self.world == 1 or not any(p.requires_grad for p in module.parameters()):  # e.g. PnP: nothing to train
+            return getattr(module, method)
+        if self.device.type == "cuda":
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(_Call(module, method), device_ids=ids)
+
+    def batches(self, perm: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, float, int]]:
+        """This rank's slices of the global minibatches of `perm`: ``(indices, share, b)``.
+
+        A global batch smaller than the world (the last one) gives the ranks without a
+        sample one sample with share 0, so every rank still takes part in the all-reduce.
+        """
+        out = []
+        for i in range(0, len(perm), batch_size):
+            glob = perm[i:i + batch_size]
+            mine = torch.tensor_split(glob, self.world)[self.rank]
+            share = len(mine) * self.world / len(glob)
+            out.append((mine if len(mine) else glob[:1], share, len(glob)))
+        return out
+
+    def sum(self, values: Sequence[float | torch.Tensor]) -> list[float]:
+        """Σ over the ranks of each value (float64)."""
+        t = torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().cpu() for v in values])
+        if self.world > 1:
+            t = t.to(self.device)
+            tdist.all_reduce(t)
+        return [float(v) for v in t.cpu()]
+
+    def from_main(self, value: float) -> float:
+        """Rank 0's `value` on every rank (e.g. its clock, for the time budget and the schedule)."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        tdist.broadcast(t, 0)
+        return float(t.item())
+
+
+def under_torchrun() -> bool:
+    """Whether this process was started by torchrun (as one rank of a job)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", 1)) > 1
+
+
+def peer_failure(e: BaseException) -> bool:
+    """Whether `e` is a collective that failed because another rank stopped (its error is reported there)."""
+    return isinstance(e, tdist.DistError) or any(s in str(e) for s in PEER_GONE)
+
+
+#: what gloo / NCCL say when the other end of a collective has gone away
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def launch(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``torchrun --standalone --nproc-per-node nproc -m invmap *argv`` (torch.distributed.run)
+    and return its exit status; the ranks' own error lines are the report, torchrun's
+    agent stays quiet."""
+    from torch.distributed import run as tdrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    if nproc < 1:
+        raise ValueError(f"--nproc must be at least 1, got {nproc}")
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    args = tdrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "invmap", *argv])
+    try:
+        tdrun.run(args)
+    except ChildFailedError as e:
+        rank, failure = min(e.failures.items(), key=lambda kv: kv[1].timestamp)
+        if failure.exitcode == 2:  # the rank printed its own one-line `invmap: error: …`
+            return 2
+        print(f"invmap: error: training stopped: rank {rank} of {nproc} ended with exit code {failure.exitcode}; "
+              "the other ranks were stopped and the run directory keeps its last checkpoint", file=sys.stderr)
+        return 2
+    return 0
+
+
+__all__ = ["Dist", "launch", "under_torchrun", "peer_failure"]
