@@ -23,3 +23,26 @@ def camera64() -> np.ndarray:
     import skimage.data
 
     return skimage.data.camera()[120:248:2, 180:308:2].astype(np.float64) / 255.0
+
+
+#: a tiny LoDoPaB-CT layout: files of slices per split (LoDoPaB-CT: 128 slices of 362² per file)
+LODOPAB_FILES = {"train": (8, 8), "validation": (4,), "test": (4,)}
+
+
+@pytest.fixture
+def lodopab(tmp_path) -> str:
+    """``ground_truth_{train,validation,test}_NNN.hdf5`` with dataset ``data`` [N, 40, 40] in [0, 1]
+    under tmp_path/lodopab; returns the glob of an ``hdf5:<glob>`` source."""
+    import h5py
+
+    root = tmp_path / "lodopab"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[-1:1:40j, -1:1:40j]
+    for split, counts in LODOPAB_FILES.items():
+        for k, n in enumerate(counts):
+            r = rng.uniform(0.3, 0.9, (n, 1, 1))
+            disc = (xx ** 2 + yy ** 2 < r ** 2) * rng.uniform(0.2, 1.0, (n, 1, 1))  # discs of random size and value
+            with h5py.File(root / f"ground_truth_{split}_{k:03d}.hdf5", "w") as f:
+                f.create_dataset("data", data=disc.astype(np.float32))
+    return str(root / "ground_truth_*.hdf5")

@@ -26,7 +26,8 @@ def _write_png(path: Path, a: np.ndarray) -> None:
 
 
 @pytest.fixture
-def png_folder(tmp_path: Path) -> Path:
+def png_folder(tmp_path: Path, lodopab) -> Path:
+    """Ten PNGs in tmp_path (and a tiny LoDoPaB-CT layout in tmp_path/lodopab for ``hdf5``)."""
     rng = np.random.default_rng(0)
     for k in range(10):
         _write_png(tmp_path / f"img_{k:02d}.png", (rng.random((40, 48)) * 255).astype(np.uint8))
@@ -36,6 +37,8 @@ def png_folder(tmp_path: Path) -> Path:
 def _source(name: str, size: int, split: str, folder: Path, **kw):
     if name == "folder":
         return D.build_source(f"folder:{folder}", size, split=split, **kw)
+    if name == "hdf5":
+        return D.build_source(f"hdf5:{folder}/lodopab/ground_truth_*.hdf5", size, split=split, **kw)
     if name == "shepp-logan":
         kw.setdefault("jitter", 1.0)
         kw.setdefault("count", 4)

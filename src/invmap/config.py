@@ -197,12 +197,13 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":
-        from .data import SOURCES, parse_source
+        from .data.sources import PATH_SOURCES, SOURCES, parse_source
 
         name, fixed = parse_source(self.source)
         if name not in SOURCES.names():
             raise ValueError(f"unknown image source '{self.source}'; available: "
-                             f"{', '.join(n for n in SOURCES.names() if n != 'folder')}, folder:<path>")
+                             f"{', '.join(n for n in SOURCES.names() if n not in PATH_SOURCES)}, folder:<path>, "
+                             "hdf5:<glob>")
         clash = [k for k in self.params if k in SOURCES.fixed]
         if clash:
             raise ValueError(f"params: '{clash[0]}' is set by the data section itself (size, counts, seed), "

@@ -1,7 +1,7 @@
 """Data: ground-truth images x and reproducible (y, x) pairs for y = K x + e.
 
 - Image sources (`build_source(name, size, split, count, seed, **params)`): ``ellipses``,
-  ``shepp-logan``, ``samples`` (scikit-image's bundled images) and ``folder:<path>``; each
+  ``shepp-logan``, ``samples`` (scikit-image's bundled images), ``folder:<path>`` and ``hdf5:<glob>`` (lazy); each
   gives disjoint ``train`` / ``val`` / ``test`` splits and ``[1, H, W]`` float32 images in
   [0, 1] that depend only on (source, params, seed, split, index).
 - `PairDataset(images, physics, seed, fresh_noise, simulation)`: (y, x) with per-sample

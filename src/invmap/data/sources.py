@@ -20,6 +20,7 @@ Sources (registry `SOURCES`):
 - ``shepp-logan``: the modified Shepp–Logan phantom (optionally randomly perturbed).
 - ``samples``: grayscale images bundled with scikit-image (no download), cut into patches.
 - ``folder:<path>``: the user's PNG/JPEG/TIFF/.npy/.npz images.
+- ``hdf5:<glob>``: images in HDF5 files read lazily (LoDoPaB-CT's layout), see `invmap.data.hdf5`.
 
 >>> from invmap.data import build_source
 >>> src = build_source("ellipses", size=32, count=4, split="train", seed=0)
@@ -127,19 +128,25 @@ class ImageSource:
 
 
 def names() -> list[str]:
-    """Names of the registered image sources (``folder`` is used as ``folder:<path>``)."""
+    """Names of the registered image sources (``folder`` / ``hdf5`` are used as ``folder:<path>`` / ``hdf5:<glob>``)."""
     return SOURCES.names()
 
 
+#: sources written ``name:<path>``, with an example path
+PATH_SOURCES = {"folder": "/data/ct-slices", "hdf5": "/data/lodopab/ground_truth_*.hdf5"}
+
+
 def parse_source(source: str) -> tuple[str, dict]:
-    """``"folder:/data/ct"`` → ``("folder", {"path": "/data/ct"})``; other names pass through."""
+    """``"folder:/data/ct"`` → ``("folder", {"path": "/data/ct"})`` (also ``hdf5:<glob>``); other
+    names pass through."""
     if not isinstance(source, str) or not source:
         raise ValueError(f"image source must be a non-empty string, got {source!r}")
-    if source.startswith("folder:"):
-        path = source[len("folder:"):]
-        if not path:
-            raise ValueError("image source 'folder:' needs a path, e.g. folder:/data/ct-slices")
-        return "folder", {"path": path}
+    for name, example in PATH_SOURCES.items():
+        if source.startswith(f"{name}:"):
+            path = source[len(name) + 1:]
+            if not path:
+                raise ValueError(f"image source '{name}:' needs a path, e.g. {name}:{example}")
+            return name, {"path": path}
     return source, {}
 
 
@@ -149,7 +156,7 @@ def build_source(source: str, size: int, split: str = "train", count: int | None
 
     Parameters
     ----------
-    source: ``ellipses``, ``shepp-logan``, ``samples`` or ``folder:<path>``.
+    source: ``ellipses``, ``shepp-logan``, ``samples``, ``folder:<path>`` or ``hdf5:<glob>``.
     size: images are ``size × size``.
     split: ``train``, ``val`` or ``test`` (disjoint parts of the source).
     count: number of images (generated sources) or at most this many (raster sources;
@@ -163,8 +170,8 @@ def build_source(source: str, size: int, split: str = "train", count: int | None
     if count is not None and int(count) < 0:
         raise ValueError(f"image source '{name}': count must be >= 0, got {count}")
     params = {**extra, **params}
-    if name == "folder" and "path" not in params:
-        raise ValueError("image source 'folder' needs a path: write folder:<path>")
+    if name in PATH_SOURCES and "path" not in params:
+        raise ValueError(f"image source '{name}' needs a path: write {name}:<path>")
     src = SOURCES.build(name, size=int(size), split=split, seed=int(seed),
                         count=None if count is None else int(count), **params)
     src.name = name
