@@ -287,6 +287,48 @@ def test_materialise_round_trip_and_refusal(tmp_path):
         D.load_pairs(path)
 
 
+@pytest.mark.parametrize("workers, world", [(0, 1), (2, 1), (1, 2)])
+def test_pair_shards_stream_every_pair_once(tmp_path, workers, world):
+    ds = _pairs(n=7)
+    root = D.materialise(ds, tmp_path / "pairs", batch_size=2, shard_size=3)
+    man = json.loads((root / "manifest.json").read_text())
+    assert [s["count"] for s in man["shards"]] == [3, 3, 1] and all(len(s["sha256"]) == 64 for s in man["shards"])
+    yr, xr = ds.simulate(range(7))
+    got = []
+    for rank in range(world):
+        shards = D.PairShards(root, expect=ds, shuffle=True, seed=1, rank=rank, world=world)
+        loader = torch.utils.data.DataLoader(shards, batch_size=2, num_workers=workers)
+        got += [(y, x) for yb, xb in loader for y, x in zip(yb, xb)]
+    assert len(got) == 7  # every pair exactly once over the workers and ranks
+    for y, x in got:
+        i = int(((xr - x).flatten(1).abs().sum(1)).argmin())
+        assert torch.equal(x, xr[i]) and torch.allclose(y, yr[i], atol=1e-6)
+    assert len({int(((xr - x).flatten(1).abs().sum(1)).argmin()) for _, x in got}) == 7
+
+
+def test_pair_shards_refuse_bad_data(tmp_path):
+    ds = _pairs(n=5)
+    root = D.materialise(ds, tmp_path / "pairs", shard_size=2)
+    with pytest.raises(FileExistsError, match="already holds"):
+        D.materialise(ds, root, shard_size=2)
+    with pytest.raises(ValueError, match=r"noise\.params\.relative"):
+        D.PairShards(root, expect=_pairs(n=5, noise=nz.build("gaussian", relative=0.02)))
+    shard = root / "shard-00001.npz"
+    data = bytearray(shard.read_bytes())
+    data[-20] ^= 0xFF  # same size, other bytes
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="shard-00001.npz does not match its manifest's checksum"):
+        list(D.PairShards(root))
+    shard.write_bytes(bytes(data[:100]))
+    with pytest.raises(ValueError, match="shard-00001.npz has 100 bytes"):
+        D.PairShards(root)
+    shard.unlink()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        D.PairShards(root)
+    with pytest.raises(FileNotFoundError, match="not a sharded pair data set"):
+        D.PairShards(tmp_path)
+
+
 # ------------------------------------------------------------------ inverse crime
 def _default_params(name: str) -> dict:
     return {"tomography": {"angles": 16}, "fanbeam": {"angles": 16}, "matrix": {"m": 64},
