@@ -134,24 +134,24 @@ class HDF5(ImageSource):
         return {**self.__dict__, "_handles": {}}
 
     def _read(self, i: int) -> np.ndarray:
-        """Image i as stored, mapped to [0, 1] (float64)."""
+        """Image i as stored, mapped to [0, 1] (float32)."""
         k = bisect.bisect_right(self._ends, i)
         j = i - (self._ends[k - 1] if k else 0)
         f = self._files[k]
         try:
             d = self._open(k)
-            a = np.asarray(d[j] if d.ndim == 3 else d[()], dtype=np.float64)
+            a = np.asarray(d[j] if d.ndim == 3 else d[()], dtype=np.float32)
         except (OSError, KeyError) as e:
             raise ValueError(f"hdf5 file {f}: cannot read image {j} ({_first_line(e)})") from None
         if not np.isfinite(a).all():
             raise ValueError(f"hdf5 file {f}: image {j} holds NaN or Inf values")
         if self.value_range is not None:
             lo, hi = self.value_range
-            return np.clip((a - lo) / (hi - lo), 0.0, 1.0)
+            return np.clip((a - lo) / (hi - lo), 0.0, 1.0, out=a)
         if a.min() < -1e-6 or a.max() > 1 + 1e-6:
             raise ValueError(f"hdf5 file {f}: image {j} has values in [{a.min():.4g}, {a.max():.4g}], outside [0, 1]; "
                              "set data.params.value_range: [low, high]")
-        return np.clip(a, 0.0, 1.0)
+        return np.clip(a, 0.0, 1.0, out=a)
 
     # ----------------------------------------------------------------- access
     def __len__(self) -> int:
