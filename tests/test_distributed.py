@@ -135,11 +135,14 @@ def test_bad_input_under_several_processes_is_one_line(config, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert errors(err) == [err.strip()] and "divisible by the 3 processes" in err
     assert not out.exists()
+    monkeypatch.setenv("RANK", "0")
     assert main(["train", str(config), "--nproc", "2"]) == 2  # --nproc under torchrun
+    assert main(["evaluate", str(out)]) == 2  # only train runs data-parallel
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.delenv("RANK")
     assert main(["train", str(config), "--nproc", "0"]) == 2
-    assert len(errors(capsys.readouterr().err)) == 2
+    err = capsys.readouterr().err
+    assert len(errors(err)) == 3 and "only 'invmap train' runs data-parallel" in err
 
 
 def free_port() -> int:

@@ -2,7 +2,9 @@
 
 Each command lives in its own module under `invmap.commands` and defines
 ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; modules are
-discovered automatically, so adding a command never touches this file.
+discovered automatically, so adding a command never touches this file. A command that
+runs as one rank of a torchrun job says so with ``DISTRIBUTED = True`` (the others refuse
+to run under torchrun with several processes).
 
 Errors a user can cause (bad config, wrong shapes, missing files, NaN input) are
 printed as one line ``invmap: error: ...`` with exit status 2; so are the machine's
@@ -45,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         name = getattr(mod, "NAME", mod.__name__.rsplit(".", 1)[-1].replace("_", "-"))
         sp = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip())
         mod.add_arguments(sp)
-        sp.set_defaults(_run=mod.run)
+        sp.set_defaults(_run=mod.run, _name=name, _distributed=getattr(mod, "DISTRIBUTED", False))
     return p
 
 
@@ -61,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if not args._distributed and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            if os.environ.get("RANK", "0") != "0":
+                return 2  # rank 0 says why
+            raise UserError(f"invmap {args._name} runs in one process; under torchrun only 'invmap train' runs "
+                            "data-parallel")
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("invmap: interrupted", file=sys.stderr)

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 HELP = "train a model on simulated pairs (y, x) from an experiment config"
+DISTRIBUTED = True  # one rank of a torchrun job (see invmap.training.distributed)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
