@@ -174,7 +174,11 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         st["stopped"] = "nothing to train"
     bar = TrainProgress(tc.epochs * steps_per_epoch, st["step"], progress, tc.max_minutes * 60, st["seconds"])
     t0, shown = time.perf_counter() - st["seconds"], f"{st['best_psnr']:.2f}"
-    clock = lambda: dist.from_main(time.perf_counter() - t0)  # noqa: E731 - rank 0's clock on every rank
+
+    def clock() -> float:
+        """Seconds of training so far by rank 0's clock (every rank takes the same time decisions)."""
+        return dist.from_main(time.perf_counter() - t0)
+
     try:
         for epoch in range(st["epoch"] + 1, 0 if st["stopped"] else tc.epochs + 1):
             recon.train()
