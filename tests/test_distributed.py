@@ -21,7 +21,7 @@ from invmap.training import load_checkpoint, read_log, train
 # denoising 32×32 ellipses with a tiny residual CNN, one thread per process: seconds per run
 TINY = {"name": "tiny", "operator": {"name": "identity"}, "noise": {"name": "gaussian", "relative": 0.3},
         "model": {"name": "cnn", "input": "adjoint", "channels": 8, "depth": 3, "residual": True},
-        "data": {"size": 32, "train": 16, "val": 8, "simulation": "crime"},
+        "data": {"size": 32, "train": 17, "val": 7, "simulation": "crime"},  # uneven: a last batch of 1, val 4 + 3
         "training": {"epochs": 3, "batch_size": 4, "max_minutes": 0, "lr": 3e-3, "warmup_epochs": 1,
                      "threads": 1}}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -173,3 +173,21 @@ def test_nccl_on_gpus(config, tmp_path):
     r = invmap("train", str(config), "--out", str(out), "--quiet", "--nproc", str(n), "--set", "training.device=cuda")
     assert r.returncode == 0, r.stderr
     assert "cuda:0" in load_checkpoint(out)["info"]["device"] and load_checkpoint(out)["epoch"] == 3
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_global_batches_are_split_over_the_ranks(world):
+    """Every pair of a global batch goes to exactly one rank, and the shares weight the ranks'
+    mean losses into the global batch's mean: Σ_r share_r · mean_r / W = mean."""
+    from invmap.training.distributed import Dist
+
+    perm = torch.randperm(13, generator=torch.Generator().manual_seed(0))
+    parts = [Dist(rank=r, world=world).batches(perm, 6) for r in range(world)]
+    for step in range(3):  # 6 + 6 + 1 pairs
+        glob = perm[6 * step:6 * step + 6]
+        ranks = [p[step] for p in parts]
+        assert sorted(torch.cat([idx for idx, share, _ in ranks if share > 0]).tolist()) == sorted(glob.tolist())
+        assert all(b == len(glob) for _, _, b in ranks) and all(len(idx) >= 1 for idx, _, _ in ranks)
+        losses = torch.rand(13, generator=torch.Generator().manual_seed(step), dtype=torch.float64)
+        mixed = sum(share * float(losses[idx].mean()) for idx, share, _ in ranks) / world
+        assert mixed == pytest.approx(float(losses[glob].mean()), rel=1e-12)
