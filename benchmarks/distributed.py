@@ -25,11 +25,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from data import rate  # benchmarks/data.py: best-of-3 items/s after a warm-up
 
 ROOT = Path(__file__).resolve().parents[1]
 CT = {"name": "bench-ddp", "seed": 0,
@@ -125,20 +125,12 @@ def loading(glob: str, n: int) -> list[dict]:
         def __getitems__(self, idx):
             return list(src.batch(idx).unbind(0))
 
-    def timed(fn, reps: int = 3) -> float:
-        """Best of `reps` passes (the files are in the page cache after the first)."""
-        best = float("inf")
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-        return n / best
-
-    hdf5 = timed(lambda: [src.batch(b) for b in batches])
+    # best of 3 after a warm-up pass (the files are then in the page cache)
+    hdf5 = rate(lambda: [src.batch(b) for b in batches], n)
     loader = torch.utils.data.DataLoader(Images(), batch_size=32, num_workers=2, persistent_workers=True)
-    workers = timed(lambda: list(loader))
+    workers = rate(lambda: list(loader), n)
     memory = src.batch(range(n))
-    mem = timed(lambda: [memory[b] for b in batches])
+    mem = rate(lambda: [memory[b] for b in batches], n)
     out = [{"path": "hdf5 (lazy, 362² → 128²)", "img_s": hdf5}, {"path": "hdf5, 2 DataLoader workers", "img_s": workers},
            {"path": "in memory (128² tensor)", "img_s": mem}]
     for o in out:
