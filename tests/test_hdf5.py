@@ -129,3 +129,17 @@ def test_streaming_trains_like_in_memory(lodopab, tmp_path):
     assert a.keys() == b.keys() and trained and all(torch.equal(a[k], b[k]) for k in trained)
     held = Pairs(cfg, cfg.physics(), "train", None, torch.device("cpu"), stream=True)
     assert held.clean is None and held.z is None and held.n == 16
+
+
+def test_the_memory_check_counts_no_streamed_pairs(monkeypatch):
+    """A training set far larger than the memory budget is refused in memory, accepted streamed."""
+    from invmap.config import load_config
+    from invmap.training.setup import check_memory
+
+    monkeypatch.setenv("INVMAP_MAX_MEMORY", "1G")
+    big = ["data.train=10000000", "data.size=64", "model.name=cnn", "model.channels=8", "model.depth=2"]
+    cfg = load_config(None, big)
+    with pytest.raises(ValueError, match="10000000"):
+        check_memory(cfg, cfg.physics())
+    cfg = load_config(None, big + ["training.stream=true"])
+    assert check_memory(cfg, cfg.physics()) < 2 ** 30

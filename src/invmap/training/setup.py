@@ -334,7 +334,8 @@ def check_memory(config: Config, physics) -> int:
     Counted (float32): the network's parameters four times (weights, gradients, two Adam
     moments), the activations of one training batch (a forward pass on the meta device),
     and the training and validation pairs held in memory — x, K x and the network input z
-    of every image.
+    of every image (with ``training.stream`` the training pairs are read per minibatch
+    and not held: only the validation pairs count).
     """
     from .. import budget
 
@@ -347,7 +348,8 @@ def check_memory(config: Config, physics) -> int:
     acts = (_activation_bytes(recon.net, (tc.batch_size, *z_shape)) if hasattr(recon, "net")
             else sum(_activation_bytes(block, (tc.batch_size, *shape)) for block, shape in recon.trained_blocks(physics)))
     pair = 4 * (d.size * d.size + math.prod(y_shape) + math.prod(z_shape))
-    data = (d.train + d.val) * pair
+    held = d.val + (0 if tc.stream else d.train)
+    data = held * pair
     total = 4 * params + acts + data
     budget.check(total, f"training '{config.model.name}' on {d.train}+{d.val} pairs of {d.size}×{d.size} images "
                         f"(parameters {budget.human(params)}, one batch's activations {budget.human(acts)}, "
