@@ -53,7 +53,7 @@ def run_child(cmd: list[str], env: dict) -> tuple[float, float]:
     return wall, kib / 1024
 
 
-def rate(run: Path, n_train: int) -> float:
+def train_rate(run: Path, n_train: int) -> float:
     import csv
 
     with open(run / "train_log.csv", newline="") as f:
@@ -78,7 +78,7 @@ def training(tmp: Path, quick: bool) -> list[dict]:
         cmd = [sys.executable, "-m", "invmap", "train", str(path), "--out", str(run), "--quiet",
                "--set", f"training.threads={threads}", "--nproc", str(nproc)]
         wall, rss = run_child(cmd, env)
-        r = rate(run, cfg["data"]["train"])
+        r = train_rate(run, cfg["data"]["train"])
         out.append({"processes": nproc, "threads": threads, "img_s": r, "img_s_per_process": r / nproc,
                     "peak_rss_mib_per_process": rss, "wall_s": wall})
         print(f"  {nproc} process(es) × {threads} thread(s): {r:.1f} img/s ({r / nproc:.1f} per process), "
@@ -165,20 +165,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test of this script)")
     ap.add_argument("--keep", help="keep the runs and HDF5 files in DIR")
+    ap.add_argument("--parts", default="training,loading,memory", help="which parts to run (comma-separated)")
     a = ap.parse_args()
     tmp = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="invmap-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
     print(f"cpu: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at the start", flush=True)
-    print("training, 1 vs 2 processes:", flush=True)
-    train = training(tmp, a.quick)
+    parts = a.parts.split(",")
+    train = load = mem = None
+    if "training" in parts:
+        print("training, 1 vs 2 processes:", flush=True)
+        train = training(tmp, a.quick)
     slices = 16 if a.quick else 128
     write_hdf5(tmp / "ground_truth_train_000.hdf5", slices)  # the same slices in every copy: reading is what is timed
     write_hdf5(tmp / "ground_truth_validation_000.hdf5", 8, seed=1)
     small, big = lodopab_like(tmp / "h5-1x", 1, slices), lodopab_like(tmp / "h5-10x", 10, slices)
-    print("data loading (HDF5 vs memory):", flush=True)
-    load = loading(small.replace("ground_truth_*", "ground_truth_train_*"), slices)
-    print("peak memory, 1× and 10× the data:", flush=True)
-    mem = memory(tmp, {"1×": (small, slices), "10×": (big, 10 * slices)})
+    if "loading" in parts:
+        print("data loading (HDF5 vs memory):", flush=True)
+        load = loading(small.replace("ground_truth_*", "ground_truth_train_*"), slices)
+    if "memory" in parts:
+        print("peak memory, 1× and 10× the data:", flush=True)
+        mem = memory(tmp, {"1×": (small, slices), "10×": (big, 10 * slices)})
     print(f"load average {os.getloadavg()[0]:.2f} at the end", flush=True)
     (tmp / "distributed.json").write_text(json.dumps({"training": train, "loading": load, "memory": mem}, indent=2))
     print(f"wrote {tmp / 'distributed.json'}")
