@@ -191,3 +191,22 @@ def test_global_batches_are_split_over_the_ranks(world):
         losses = torch.rand(13, generator=torch.Generator().manual_seed(step), dtype=torch.float64)
         mixed = sum(share * float(losses[idx].mean()) for idx, share, _ in ranks) / world
         assert mixed == pytest.approx(float(losses[glob].mean()), rel=1e-12)
+
+
+@pytest.mark.parametrize("rank, error, code, line", [
+    ("1", ValueError("cannot read shard 7"), 2, "invmap: error: rank 1 of 2: cannot read shard 7"),
+    ("0", ValueError("cannot read shard 7"), 2, "invmap: error: cannot read shard 7"),
+    ("1", RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:41234"), 1, None),  # rank 0 says why
+])
+def test_what_a_rank_reports(config, tmp_path, monkeypatch, capsys, rank, error, code, line):
+    import invmap.training
+    from invmap.cli import main
+
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(invmap.training, "train", failing)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == code
+    assert errors(capsys.readouterr().err) == ([line] if line else [])
