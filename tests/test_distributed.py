@@ -210,3 +210,12 @@ def test_what_a_rank_reports(config, tmp_path, monkeypatch, capsys, rank, error,
     monkeypatch.setenv("RANK", rank)
     assert main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == code
     assert errors(capsys.readouterr().err) == ([line] if line else [])
+
+
+def test_one_gpu_per_rank(monkeypatch):
+    """More ranks on a node than GPUs is a one-line error before any CUDA call."""
+    from invmap.training.distributed import Dist
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="local rank 1 has no GPU of its own"):
+        Dist(rank=1, world=2, local_rank=1).start(torch.device("cuda"))

@@ -71,7 +71,11 @@ class Dist:
     def start(self, device: torch.device) -> torch.device:
         """Join the process group (gloo on CPU, NCCL on CUDA) and return this rank's device."""
         if device.type == "cuda" and self.world > 1:
-            device = torch.device("cuda", self.local_rank % torch.cuda.device_count())
+            gpus = torch.cuda.device_count()
+            if self.local_rank >= gpus:  # NCCL needs a GPU of its own per rank
+                raise ValueError(f"rank {self.rank}: local rank {self.local_rank} has no GPU of its own ({gpus} "
+                                 f"visible); start at most {gpus} processes per node (--nproc-per-node {gpus})")
+            device = torch.device("cuda", self.local_rank)
             torch.cuda.set_device(device)
         self.device = device
         if self.world > 1 and not tdist.is_initialized():
