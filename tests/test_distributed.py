@@ -253,3 +253,35 @@ def test_every_model_trains_under_ddp(group, name):
         ((step(z) - z) ** 2).mean().backward()
         opt.step()
     assert all(p.grad is not None for p in recon.parameters())
+
+
+@pytest.mark.parametrize("kind", [k for k in __import__("invmap.models", fromlist=["KINDS"]).KINDS.names()
+                                  if k != "pnp"])
+def test_every_trained_kind_trains_under_ddp(group, kind):
+    """The model-based kinds train `recon(y, physics)` through the same `Dist.wrap`."""
+    import invmap.models as models
+    import invmap.operators as ops
+    from invmap.physics import Physics
+    from invmap.training.distributed import Dist
+
+    torch.manual_seed(0)
+    physics = Physics(ops.build("tomography", image_shape=(16, 16), angles=8))
+    recon = models.build_kind(kind, iterations=2, channels=4, depth=2)
+    step = Dist(rank=0, world=2).wrap(recon, "from_input")
+    assert isinstance(step, torch.nn.parallel.DistributedDataParallel)
+    x = torch.rand(2, 1, 16, 16)
+    y = recon.preprocess(physics.operator(x), physics)
+    opt = torch.optim.SGD(recon.parameters(), lr=1e-3)
+    for _ in range(3):
+        opt.zero_grad()
+        ((step(y, physics) - x) ** 2).mean().backward()
+        opt.step()
+    assert all(p.grad is not None for p in recon.parameters() if p.requires_grad)
+
+
+def test_nothing_to_train_is_not_wrapped():
+    """A reconstructor without trainable parameters (PnP: a fixed denoiser) runs as it is."""
+    from invmap.training.distributed import Dist
+
+    frozen = torch.nn.Conv2d(1, 1, 3).requires_grad_(False)
+    assert not isinstance(Dist(rank=0, world=2).wrap(frozen), torch.nn.parallel.DistributedDataParallel)
