@@ -191,7 +191,7 @@ def test_stress_csv_is_tidy_and_figures_exist(tmp_path):
     with (tmp_path / "stress.csv").open() as f:
         data = list(csv.DictReader(f))
     assert list(data[0].keys()) == stress.STRESS_COLUMNS
-    assert {r["metric"] for r in data} == set(ev.METRICS)
+    assert {r["metric"] for r in data} == set(ev.METRICS) | {"rho"}  # ρ: every method; trust: learned ones only
     assert {r["shift"] for r in data} == {"noise", "object"}
     for r in data:  # PSNR may be +inf only for a perfect reconstruction
         assert math.isfinite(float(r["mean"])) or (r["metric"] == "psnr" and float(r["mean"]) > 0)

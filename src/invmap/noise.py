@@ -109,6 +109,11 @@ class NoiseModel:
         """Nominal per-sample Gaussian std δ/√m on the measured entries (discrepancy principle), or None."""
         return None
 
+    def variance(self, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-entry variance Var(e_i) of the noise, shaped like ``y`` (real; 0 off `mask`), with
+        the measurement y standing in for the unknown K x; E‖e‖² = Σ_i Var(e_i)."""
+        raise NotImplementedError(f"noise '{self.name}' has no variance model")
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({inner})"
@@ -126,6 +131,9 @@ class NoNoise(NoiseModel):
 
     def scaled(self, factor: float) -> "NoiseModel":
         return NoNoise(seed=self.seed)
+
+    def variance(self, y, mask=None):
+        return _on_mask(torch.zeros(y.shape, dtype=y.real.dtype, device=y.device), mask)
 
     def sigma(self, y_clean, mask=None):
         return torch.zeros(y_clean.shape[0])
@@ -181,6 +189,18 @@ class GaussianNoise(NoiseModel):
             return None
         return self._levels(y_clean, self._gen, mask)
 
+    def variance(self, y, mask=None):
+        """σ² per measured entry; for a σ drawn uniformly from [lo, hi] its mean
+        E σ² = (lo² + lo·hi + hi²)/3 (relative levels: times the mean square of y's measured entries)."""
+        if self.sigma_range is None and self.relative_range is None:
+            s2 = self._levels(y, self._gen, mask) ** 2
+        else:
+            lo, hi = self.sigma_range if self.sigma_range is not None else self.relative_range
+            s2 = torch.full((y.shape[0],), (lo * lo + lo * hi + hi * hi) / 3.0, dtype=torch.float64)
+            if self.relative_range is not None:
+                s2 = s2 * rms_measured(y, mask) ** 2
+        return _on_mask(_per_sample(y, s2).expand(y.shape).contiguous(), mask)
+
     def scaled(self, factor: float) -> "GaussianNoise":
         f = float(factor)
         sc = lambda v: None if v is None else v * f  # noqa: E731
@@ -204,6 +224,10 @@ class PoissonNoise(NoiseModel):
             raise ValueError("poisson noise: measurement is complex; use gaussian noise for MRI")
         lam = (y.clamp_min(0) * self.photons).to(g.device)
         return (torch.poisson(lam, generator=g) / self.photons).to(y.device, y.dtype)
+
+    def variance(self, y, mask=None):
+        """(K x)_i / photons per measured entry, K x estimated by max(y, 0)."""
+        return _on_mask(y.real.clamp_min(0) / self.photons, mask)
 
     def scaled(self, factor: float) -> "PoissonNoise":
         f = float(factor)
@@ -229,10 +253,20 @@ class PoissonGaussianNoise(NoiseModel):
         p = PoissonNoise(self.photons).sample(y, g)
         return p + self.sigma_abs * _randn_like(y, g)
 
+    def variance(self, y, mask=None):
+        """(K x)_i / photons + σ² per measured entry, K x estimated by y itself: unbiased for the
+        sum E‖e‖² (clamping y at 0 would count the read noise of dark entries twice)."""
+        return _on_mask(y.real / self.photons + self.sigma_abs ** 2, mask)
+
     def scaled(self, factor: float) -> "PoissonGaussianNoise":
         f = float(factor)
         return _named(PoissonGaussianNoise(self.photons / (f * f) if f > 0 else 1e30, self.sigma_abs * f,
                                            seed=self.seed), self.name)
+
+
+def _on_mask(v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """`v` on the measured entries, 0 elsewhere."""
+    return v if mask is None else torch.where(mask.to(v.device), v, torch.zeros_like(v))
 
 
 def _named(m: NoiseModel, name: str) -> NoiseModel:

@@ -29,6 +29,7 @@ from .evaluation import evaluate as ev
 from .evaluation import figures, report, runs, stress
 from .evaluation.task import condition_from_config
 from .metrics import data_range_label
+from .evaluation.trust import add_trust_scores, calibrate
 
 
 @dataclass
@@ -82,11 +83,12 @@ def _methods(config: Any, names: Sequence[str], run_dir: Path | None, tune_dir: 
     does not describe its model fails before anything is tuned or written; baselines the run
     has not tuned are tuned now (announced on stderr) and recorded in `tune_dir`.
     """
-    model = runs.build_methods([n for n in names if n == "model"], run_dir, config=config)
+    model = runs.build_methods(["model"] if {"model", "safe"} & set(names) else [], run_dir, config=config)
     baselines = runs.ensure_baselines(config, names, tune_dir, time_budget=tune_seconds, announce=_say(True),
                                       progress=say)
     rest = runs.build_methods([n for n in names if n != "model"],
-                              baselines={k: v["params"] for k, v in baselines.items()}, overrides=overrides)
+                              baselines={k: v["params"] for k, v in baselines.items()}, overrides=overrides,
+                              model=model.get("model"))
     return {n: model.get(n) or rest[n] for n in names}, baselines
 
 
@@ -109,11 +111,14 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
     metrics_csv = Path(out_dir) / "metrics.csv"
     earlier = ev.read_metrics(metrics_csv) if metrics_csv.exists() else []  # a damaged table fails before any work
     recon, _ = _methods(config, names, run_dir, Path(run_dir if run_dir is not None else out_dir), tune_seconds, say)
+    calibrate(recon, config)
     y, x, phys = runs.test_pairs(config, n=test_n)
     say(f"evaluating {', '.join(names)} on {x.shape[0]} test images ({config.data.test_simulation} simulation)")
     dr = config.evaluation.data_range
-    results, recons = ev.evaluate_methods(recon, y, x, phys, batch_size=config.evaluation.batch_size, keep=3,
-                                          data_range=dr)
+    results, recons = ev.evaluate_methods(recon, y, x, phys, batch_size=config.evaluation.batch_size,
+                                          keep=y.shape[0], data_range=dr)
+    add_trust_scores(recon, y, phys, results, recons, batch_size=config.evaluation.batch_size)
+    recons = {k: v[:3] for k, v in recons.items()}
     for name, r in results.items():
         if r.error:
             say(f"note: {name} could not run: {r.error}")
@@ -146,6 +151,7 @@ def stress_run(config: Any, run_dir: Path, settings: StressSettings, methods: Se
         say(f"note: {n}")
     overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
     recon, baselines = _methods(config, names, Path(run_dir), Path(run_dir), tune_seconds, say, overrides)
+    calibrate(recon, config)
     ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
                                batch_size=settings.batch_size, data_range=config.evaluation.data_range,

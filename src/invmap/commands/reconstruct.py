@@ -6,7 +6,16 @@
 
 The task config (the experiment YAML) gives the operator K, the noise model and the image
 size; ``--simulate`` reads an image x instead of y and measures y = K x + e first (noise
-seeded by the config's ``seed``). Inputs: ``.npy`` (a measurement shaped like the
+seeded by the config's ``seed``).
+
+With ``--model`` every reconstruction is checked against its own data without ground truth
+(`invmap.trust`): the data-consistency ratio ρ = ‖K x̂ − y‖ / √E‖e‖², the tuned TV's ρ on
+the same y (the run's baselines.json), the sensitivity to fresh noise draws against the
+model's training conditions (and, with ``--ensemble RUN``, the disagreement with other
+runs). It prints one verdict per image (``consistent: …`` / ``suspect: …``) and writes the
+numbers to ``OUTPUT.trust.json``; ``--residual-map R.png`` also writes Kᵀ(K x̂ − y) in image
+space (grey = 0). ``--safe`` refines suspect images by a TV solve anchored at x̂
+(`invmap.trust.SafeReconstructor`). Inputs: ``.npy`` (a measurement shaped like the
 operator's output, optionally with leading batch/channel axes, or an image) or an image
 file (PNG/JPEG/TIFF, read as gray values in [0, 1]). Outputs: ``.npy`` (float32) or an
 image file (values clipped to [0, 1]). An existing output is never replaced without
@@ -42,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="method parameter, repeatable (e.g. --param lam=0.01 --param iters=300)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
                    help="override a task config value, e.g. --set operator.angles=30")
+    p.add_argument("--safe", action="store_true", help="with --model: refine suspect reconstructions by a "
+                   "data-consistent TV solve warm-started at the model's x̂ (trusted ones are kept)")
+    p.add_argument("--residual-map", metavar="PATH", help="with --model: also write Kᵀ(K x̂ − y) (.png: grey = 0, "
+                   "or .npy)")
+    p.add_argument("--ensemble", action="append", default=[], metavar="RUN_DIR",
+                   help="with --model: another trained run of the same task; their disagreement joins the trust "
+                        "score (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...); default cpu")
 
@@ -150,6 +166,22 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("reconstruct needs --input and --output")
     if Path(args.output).exists() and not args.overwrite:
         raise FileExistsError(f"output exists: {args.output} (use --overwrite to replace it)")
+    if args.model is None and (args.safe or args.residual_map or args.ensemble):
+        raise ValueError("--safe, --residual-map and --ensemble need --model")
+    sidecar = trust_sidecar(args.output) if args.model is not None else None
+    for run in args.ensemble:
+        if not Path(run).is_dir():
+            raise FileNotFoundError(f"--ensemble: model run directory not found: {run}")
+    for extra in (sidecar, args.residual_map):
+        if extra is None:
+            continue
+        if Path(extra).exists() and not args.overwrite:
+            raise FileExistsError(f"output exists: {extra} (use --overwrite to replace it)")
+        suffix = Path(extra).suffix.lower()
+        if extra == args.residual_map and suffix != ".npy" and suffix not in IMAGE_SUFFIXES:
+            raise ValueError(f"unsupported residual map type '{suffix}' ({extra}); use .npy or .png")
+        if not Path(extra).parent.exists():
+            raise FileNotFoundError(f"output directory does not exist: {Path(extra).parent}")
 
     import torch
 
@@ -191,11 +223,88 @@ def run(args: argparse.Namespace) -> int:
     if hasattr(method, "to"):
         method = method.to(device)
     with torch.no_grad():
-        x_hat = method(y.to(device), physics)
-    x_hat = x_hat.detach().cpu().double().numpy()
-    if not np.all(np.isfinite(x_hat)):
+        x_t = method(y.to(device), physics).detach().cpu()
+    if not bool(torch.isfinite(x_t).all()):
         raise ValueError("the reconstruction contains NaN or Inf values")
+    report = None
+    if args.model is not None:
+        x_t, report = check_trust(args, method, device, y, physics, x_t)
+    x_hat = x_t.double().numpy()
     write_output(args.output, x_hat.reshape((-1,) + tuple(op.in_shape)), args.overwrite)
     what = args.method or args.model
-    print(f"wrote {args.output} ({what}, {x_hat.shape[0]} image(s) of {op.in_shape[0]}x{op.in_shape[1]})")
+    print(f"wrote {args.output} ({what}{', safe' if args.safe else ''}, {x_hat.shape[0]} image(s) of "
+          f"{op.in_shape[0]}x{op.in_shape[1]})")
+    if report is not None:
+        from ..evaluation.evaluate import atomic_write_json
+
+        atomic_write_json(sidecar, report)
+        print(f"wrote {sidecar} (trust diagnostics)")
     return 0
+
+
+# ---------------------------------------------------------------------------- trust
+def trust_sidecar(output: str) -> str:
+    """``x.png`` → ``x.trust.json``: where the trust diagnostics of a reconstruction go."""
+    return str(Path(output).with_suffix(".trust.json"))
+
+
+def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physics: Any, x_hat: Any
+                ) -> tuple[Any, dict]:
+    """Diagnose the model's x̂ (print one verdict per image), refine it with ``--safe``, write
+    ``--residual-map``; returns (x̂ to write, the sidecar's JSON document)."""
+    import torch
+
+    from ..evaluation.runs import build_methods, load_baselines, resolve
+    from ..evaluation.trust import calibrate
+    from ..models import check_compatible, load_model
+    from ..trust import SafeReconstructor, diagnose, reference_physics
+
+    def on_device(m: Any) -> Any:
+        return lambda yy, p: m(yy.to(device), p).detach().cpu()
+
+    tuned = load_baselines(args.model)
+    baseline = build_methods(["tv"], args.model)["tv"] if "tv" in tuned else None
+    if (Path(args.model) / "config.yaml").exists():  # the model-error floor of its training conditions
+        calibrate({"model": model}, resolve(args.model)[0])
+    others = []
+    for run in args.ensemble:
+        other, meta = load_model(run)
+        check_compatible(meta, physics)
+        others.append(on_device(other.to(device)))
+    ref = reference_physics(model, tuple(x_hat.shape[-2:]))
+    diag = diagnose(on_device(model), y, physics, x_hat=x_hat, baseline=baseline, others=others, reference=ref,
+                    calibration=getattr(model, "trust_calibration", None))
+    if baseline is None:
+        diag.notes.append(f"no tuned tv in {args.model}/baselines.json: misfit against the noise level only")
+    many = x_hat.shape[0] > 1
+    for i in range(x_hat.shape[0]):
+        print(f"{f'image {i}: ' if many else ''}{diag.verdict(i)}")
+    doc: dict = {"model": str(args.model), "input": str(args.input), "output": str(args.output),
+                 "physics": physics.spec(), "baseline": baseline.record() if baseline is not None else None,
+                 "ensemble": [str(r) for r in args.ensemble], "images": [diag.record(i) for i in range(x_hat.shape[0])]}
+    out = x_hat
+    if args.safe:
+        if baseline is None:
+            raise ValueError(f"--safe needs the tuned tv baseline in {args.model}/baselines.json "
+                             "(run `invmap evaluate RUN` or `invmap run` first)")
+        safe = SafeReconstructor(model, baseline)
+        with torch.no_grad():
+            out = safe.refine(y, physics, x_hat, diag)
+        refined = safe.refined.tolist()
+        doc["safe"] = {"params": safe.params(), "refined": refined}
+        print(f"safe: refined {sum(refined)} of {len(refined)} image(s) (the suspect ones) by the anchored TV solve")
+    if args.residual_map:
+        with torch.no_grad():
+            r = physics.operator.adjoint(physics.operator(out) - y)
+        write_residual(args.residual_map, r.real if r.is_complex() else r, args.overwrite)
+        doc["residual_map"] = str(args.residual_map)
+        print(f"wrote {args.residual_map} (Kᵀ(K x̂ − y))")
+    return out, doc
+
+
+def write_residual(path: str, r: Any, overwrite: bool) -> None:
+    """Kᵀ(K x̂ − y) as .npy, or as an image with 0 at mid-grey and ±max|r| at black / white."""
+    a = r.detach().double().cpu().numpy().reshape((-1,) + tuple(r.shape[-2:]))
+    if Path(path).suffix.lower() != ".npy":
+        a = 0.5 + 0.5 * a / max(float(np.abs(a).max()), 1e-30)
+    write_output(path, a, overwrite)

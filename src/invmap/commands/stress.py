@@ -55,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"baselines: {meta['settings'].get('baselines')}")  # what the verdicts compare with
     for v in meta["verdicts"]:
         print(f"• {v['text']}")
+    trust = meta.get("trust")
+    if trust:
+        per = ", ".join(f"{k} {v['auroc'] if v['auroc'] is not None else 'n/a'}" for k, v in trust["per_shift"].items())
+        print(f"• trust score: AUROC {trust['auroc'] if trust['auroc'] is not None else 'n/a'} for \"model worse than "
+              f"the best baseline\" over {trust['images']} images ({trust['worse']} worse); per shift: {per}")
     print(f"wrote {run_dir / 'stress.csv'}")
     if not args.no_report:
         print(f"report: {report.build_report(run_dir)}")

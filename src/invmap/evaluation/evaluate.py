@@ -35,8 +35,14 @@ Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
 #: Metrics scored per image: name → (function name in `invmap.metrics`, higher is better).
 METRICS: dict[str, bool] = {"psnr": True, "ssim": True, "relative_error": False}
 
+#: Ground-truth-free scores some evaluations add (`evaluation.trust`): data consistency ρ, trust T.
+TRUST_SCORES = ("rho", "trust")
+
 COLUMNS = ["method", "n", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std",
-           "relative_error_mean", "relative_error_std", "seconds_per_image", "data_range"]
+           "relative_error_mean", "relative_error_std", "seconds_per_image", "data_range",
+           "rho_mean", "rho_std", "trust_mean", "trust_std"]
+#: columns that may be empty (not computed for a method, or a table written before they existed)
+OPTIONAL = tuple(f"{m}_{s}" for m in TRUST_SCORES for s in ("mean", "std"))
 
 
 @dataclass
@@ -81,6 +87,20 @@ def reconstruct(method: Reconstructor, y: torch.Tensor, physics: Any, batch_size
     return torch.cat(outs), total
 
 
+def reconstruct_from(method: Any, y: torch.Tensor, physics: Any, parts: Mapping[str, tuple[torch.Tensor, float]],
+                     batch_size: int = 16) -> tuple[torch.Tensor, float]:
+    """x̂ = method.from_reconstructions(y, physics, {role: x̂_role}) in batches, from the (x̂, seconds)
+    of the methods it builds on; returns (x̂ on CPU, its seconds plus theirs)."""
+    outs, total = [], sum(secs for _, secs in parts.values())
+    with torch.no_grad():
+        for i in range(0, y.shape[0], max(1, int(batch_size))):
+            sl = slice(i, i + batch_size)
+            t0 = time.perf_counter()
+            outs.append(method.from_reconstructions(y[sl], physics, {r: x[sl] for r, (x, _) in parts.items()}).cpu())
+            total += time.perf_counter() - t0
+    return torch.cat(outs), total
+
+
 def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: torch.Tensor, physics: Any,
                      batch_size: int = 16, keep: int = 0, strict: bool = False, data_range: DataRange = 1.0
                      ) -> tuple[dict[str, MethodScores], dict[str, torch.Tensor]]:
@@ -89,13 +109,22 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
 
     Returns ({name: MethodScores}, {name: first `keep` reconstructions}). A method that
     raises (e.g. a network that cannot take this measurement shape) gets ``error`` set
-    and no scores, unless `strict`.
+    and no scores, unless `strict`. A method that builds on others' reconstructions (its
+    ``reuses`` = {role: method name}, e.g. ``safe`` on ``model`` and ``tv``) is given those
+    that already ran (``from_reconstructions``, the same x̂ as its own call); its time
+    includes theirs.
     """
     results: dict[str, MethodScores] = {}
     recons: dict[str, torch.Tensor] = {}
+    reused = {n for m in methods.values() for n in (getattr(m, "reuses", None) or {}).values()}
+    done: dict[str, tuple[torch.Tensor, float]] = {}
     for name, method in methods.items():
         try:
-            x_hat, secs = reconstruct(method, y, physics, batch_size)
+            parts = getattr(method, "reuses", None) or {}
+            if parts and all(n in done for n in parts.values()):
+                x_hat, secs = reconstruct_from(method, y, physics, {r: done[n] for r, n in parts.items()}, batch_size)
+            else:
+                x_hat, secs = reconstruct(method, y, physics, batch_size)
             if tuple(x_hat.shape) != tuple(x.shape):
                 raise ValueError(f"{name} returned shape {list(x_hat.shape)}, expected {list(x.shape)}")
         except Exception as e:  # noqa: BLE001 - recorded per method, re-raised when strict
@@ -104,6 +133,8 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
             results[name] = MethodScores(name, error=f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
             continue
         results[name] = MethodScores(name, score(x_hat, x, data_range), secs / max(1, y.shape[0]))
+        if name in reused:
+            done[name] = (x_hat, secs)
         if keep:
             recons[name] = x_hat[:keep]
     return results, recons
@@ -128,6 +159,9 @@ def summarize(results: Mapping[str, MethodScores], data_range: DataRange = 1.0) 
             row[f"{m}_mean"], row[f"{m}_std"] = _mean_std(r.scores[m])
         row["seconds_per_image"] = r.seconds_per_image
         row["data_range"] = data_range
+        for m in TRUST_SCORES:  # None (an empty cell) where not computed, e.g. no trust score for TV
+            mu, sd = _mean_std(r.scores[m]) if m in r.scores else (math.nan, math.nan)
+            row[f"{m}_mean"], row[f"{m}_std"] = (mu, sd) if math.isfinite(mu) else (None, None)
         rows.append(row)
     return rows
 
@@ -152,30 +186,38 @@ def psnr_heading(rows: Sequence[Mapping]) -> str:
 
 
 def markdown_table(rows: Sequence[Mapping]) -> str:
-    """A GitHub-Markdown table: method | PSNR (dB, L) | SSIM | rel. error | ms / image."""
-    head = f"| method | {psnr_heading(rows)} | SSIM | relative error | time / image (ms) | n |"
-    sep = "|---|---:|---:|---:|---:|---:|"
+    """A GitHub-Markdown table: method | PSNR (dB, L) | SSIM | rel. error | ms / image | n | ρ | trust."""
+    head = (f"| method | {psnr_heading(rows)} | SSIM | relative error | time / image (ms) | n | ρ (data consistency) "
+            f"| trust |")
+    sep = "|---|---:|---:|---:|---:|---:|---:|---:|"
     lines = [head, sep]
     for r in rows:
         lines.append(f"| {r['method']} | {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} | "
                      f"{r['ssim_mean']:.3f} ± {r['ssim_std']:.3f} | "
                      f"{r['relative_error_mean']:.3f} ± {r['relative_error_std']:.3f} | "
-                     f"{1e3 * r['seconds_per_image']:.1f} | {r['n']} |")
+                     f"{1e3 * r['seconds_per_image']:.1f} | {r['n']} | {_pm(r, 'rho')} | {_pm(r, 'trust')} |")
     return "\n".join(lines) + "\n"
 
 
 def text_table(rows: Sequence[Mapping]) -> str:
     """A fixed-width table for the terminal (its last line states the PSNR/SSIM data range)."""
-    head = f"{'method':<14} {'PSNR (dB)':>15} {'SSIM':>15} {'rel. error':>15} {'ms/image':>10} {'n':>5}"
+    head = (f"{'method':<14} {'PSNR (dB)':>15} {'SSIM':>15} {'rel. error':>15} {'ms/image':>10} {'n':>5} "
+            f"{'rho':>13} {'trust':>13}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['method']:<14} {r['psnr_mean']:>8.2f} ± {r['psnr_std']:<4.2f} "
                      f"{r['ssim_mean']:>8.3f} ± {r['ssim_std']:<4.3f} "
                      f"{r['relative_error_mean']:>8.3f} ± {r['relative_error_std']:<4.3f} "
-                     f"{1e3 * r['seconds_per_image']:>10.1f} {r['n']:>5}")
+                     f"{1e3 * r['seconds_per_image']:>10.1f} {r['n']:>5} {_pm(r, 'rho'):>13} {_pm(r, 'trust'):>13}")
     if rows:
         lines.append(psnr_heading(rows))
     return "\n".join(lines)
+
+
+def _pm(r: Mapping, m: str) -> str:
+    """``mean ± std`` of score `m` in a row, or ``n/a`` when it was not computed."""
+    mu, sd = r.get(f"{m}_mean"), r.get(f"{m}_std")
+    return "n/a" if mu is None or not math.isfinite(mu) else f"{mu:.2f} ± {sd:.2f}"
 
 
 def write_metrics(rows: Sequence[Mapping], out_dir: str | Path) -> tuple[Path, Path]:
@@ -183,7 +225,7 @@ def write_metrics(rows: Sequence[Mapping], out_dir: str | Path) -> tuple[Path, P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "metrics.csv", out / "metrics.md"
-    atomic_write_csv(csv_path, COLUMNS, ({k: r.get(k, 1.0) if k == "data_range" else r[k] for k in COLUMNS}
+    atomic_write_csv(csv_path, COLUMNS, ({k: r.get(k, 1.0) if k == "data_range" else r.get(k) for k in COLUMNS}
                                          for r in rows))
     atomic_write_text(md_path, markdown_table(rows))
     return csv_path, md_path
@@ -199,8 +241,8 @@ def read_metrics(path: str | Path) -> list[dict]:
             if "method" not in (reader.fieldnames or []):
                 raise ValueError("no 'method' column")
             for r in reader:
-                row = {k: (v if k == "method" else (int(v) if k == "n" else float(v)))
-                       for k, v in r.items() if k != "data_range"}
+                row = {k: (v if k == "method" else int(v) if k == "n" else None if k in OPTIONAL and not v
+                           else float(v)) for k, v in r.items() if k != "data_range"}
                 dr = r.get("data_range") or "1"
                 row["data_range"] = dr if dr == "max-min" else float(dr)
                 rows.append(row)
@@ -228,6 +270,7 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-__all__ = ["Reconstructor", "METRICS", "COLUMNS", "MethodScores", "score", "reconstruct", "evaluate_methods",
+__all__ = ["Reconstructor", "METRICS", "COLUMNS", "MethodScores", "score", "reconstruct", "reconstruct_from",
+           "evaluate_methods",
            "summarize", "merge_rows", "markdown_table", "text_table", "write_metrics", "read_metrics",
            "atomic_write_text", "atomic_write_json"]

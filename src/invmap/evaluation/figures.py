@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write
+from .verdicts import LEARNED
 
 
 def _plt():
@@ -219,7 +220,7 @@ def stress_overview(shifts: Sequence[Mapping], rows: Sequence[Mapping], path: st
         cells = []
         for lv in map(str, sh["levels"]):
             vals = {r["method"]: float(r["mean"]) for r in rs if str(r["level"]) == lv}
-            base = [v for m, v in vals.items() if m != model and math.isfinite(v)]
+            base = [v for m, v in vals.items() if m != model and m not in LEARNED and math.isfinite(v)]
             if model in vals and base and math.isfinite(vals[model]):
                 cells.append((lv, vals[model] - max(base), lv == str(sh.get("training_level"))))
         if cells:
@@ -249,4 +250,29 @@ def stress_overview(shifts: Sequence[Mapping], rows: Sequence[Mapping], path: st
     return _save(fig, path)
 
 
-__all__ = ["recon_grid", "training_curves", "stress_plot", "stress_overview", "measurement_image", "read_log"]
+__all__ = ["recon_grid", "training_curves", "stress_plot", "stress_overview", "measurement_image", "read_log",
+           "trust_roc"]
+
+
+def trust_roc(summary: Mapping, path: str | Path) -> Path | None:
+    """The ROC curve of the trust score (suspicion 1 − trust) for the event "the model is worse
+    than the best classical baseline on this image", over every stress image; the per-shift
+    AUROCs in the legend's title. None when the curve is empty."""
+    roc = summary.get("roc") or {}
+    if not roc.get("fpr"):
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot(roc["fpr"], roc["tpr"], color="black", lw=2,
+            label=f"all stress images: AUROC {summary['auroc']:.3f}" if summary.get("auroc") is not None else "all")
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
+    ax.set_xlabel("false-positive rate (model fine, flagged)")
+    ax.set_ylabel("true-positive rate (model worse, flagged)")
+    ax.set_title(f"Trust score vs. truth ({summary.get('worse', 0)} of {summary.get('images', 0)} images worse)",
+                 fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -65,12 +65,18 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[object]], classes:
     return "\n".join(out)
 
 
+def _or_nan(v: object) -> object:
+    return math.nan if v is None else v
+
+
 def metrics_html(rows: Sequence[Mapping]) -> str:
-    header = ["method", psnr_heading(rows), "SSIM", "relative error", "time / image (ms)", "n"]
+    header = ["method", psnr_heading(rows), "SSIM", "relative error", "time / image (ms)", "n",
+              "ρ (data consistency)", "trust"]
     body = [[r["method"], f"{_num(r['psnr_mean'])} ± {_num(r['psnr_std'])}",
              f"{_num(r['ssim_mean'], 3)} ± {_num(r['ssim_std'], 3)}",
              f"{_num(r['relative_error_mean'], 3)} ± {_num(r['relative_error_std'], 3)}",
-             _num(1e3 * float(r["seconds_per_image"]), 1), r["n"]] for r in rows]
+             _num(1e3 * float(r["seconds_per_image"]), 1), r["n"],
+             _num(_or_nan(r.get("rho_mean"))), _num(_or_nan(r.get("trust_mean")))] for r in rows]
     return html_table(header, body, ["model" if r["method"] == "model" else "" for r in rows])
 
 
@@ -84,6 +90,34 @@ def stress_table_html(shift: Mapping, rows: Sequence[Mapping], metric: str = "ps
     body = [[lv + (" (training)" if lv == train and "(training)" not in lv else "")]
             + [_num(val.get((lv, m), math.nan)) for m in methods] for lv in levels]
     return html_table([shift.get("axis") or "level"] + [f"{m} PSNR (dB)" for m in methods], body)
+
+
+def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mapping], roc_png: str | Path | None) -> str:
+    """The trust-at-inference section: AUROC per shift and overall, the ROC curve, and per
+    shift the model's mean trust score and every method's ρ per level."""
+    parts = ["<h2>Trust at inference: does the score see where the model fails?</h2>",
+             f"<p>Per stress image, the ground-truth-free suspicion 1 − trust of the model's reconstruction is "
+             f"compared with the truth: is the model's PSNR below the best classical baseline's on that image? "
+             f"Overall AUROC <b>{_num(summary.get('auroc'), 3)}</b> over {summary.get('images')} images "
+             f"({summary.get('worse')} of them worse than a baseline).</p>"]
+    per = summary.get("per_shift") or {}
+    parts.append(html_table(["shift", "AUROC", "images", "model worse"],
+                            [[k, _num(v.get("auroc"), 3), v.get("images"), v.get("worse")] for k, v in per.items()]))
+    if roc_png is not None and Path(roc_png).exists():
+        parts.append(f"<figure><img alt=\"trust ROC\" src=\"{data_uri(roc_png)}\"><figcaption>ROC curve of the trust "
+                     f"score over all stress images</figcaption></figure>")
+    for sh in shifts:
+        rs = [r for r in rows if r["shift"] == sh["name"] and r["metric"] in ("trust", "rho")]
+        if not rs:
+            continue
+        cols = list(dict.fromkeys((r["metric"], r["method"]) for r in rs))
+        val = {(str(r["level"]), r["metric"], r["method"]): float(r["mean"]) for r in rs}
+        levels = [str(lv) for lv in sh["levels"] if any(str(r["level"]) == str(lv) for r in rs)]
+        body = [[lv] + [_num(val.get((lv, m, me), math.nan)) for m, me in cols] for lv in levels]
+        parts.append(f"<h3>{_e(sh.get('label') or sh['name'])}: trust and ρ per level</h3>")
+        parts.append(html_table([sh.get("axis") or "level"] + [f"{me} {'trust' if m == 'trust' else 'ρ'}"
+                                                                for m, me in cols], body))
+    return "\n".join(parts)
 
 
 def read_stress(run_dir: str | Path) -> tuple[list[dict], dict]:
@@ -145,6 +179,9 @@ def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequen
             parts.append(stress_table_html(sh, stress_rows))
             for lv, why in (sh.get("skipped") or {}).items():
                 parts.append(f"<p class=\"muted\">{_e(lv)}: {_e(why)}</p>")
+    if meta.get("trust"):
+        parts.append(trust_html(meta["trust"], stress_rows, meta.get("shifts", []),
+                                (stress_figures or {}).get("_trust_roc")))
     if config_yaml:
         parts.append("<h2>Configuration</h2>")
         parts.append(f"<pre>{_e(config_yaml)}</pre>")
@@ -167,6 +204,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     ) if (figs / f).exists()]
     stress_figs = {sh["name"]: figs / f"stress_{sh['name']}.png" for sh in stress_meta.get("shifts", [])}
     stress_figs["_overview"] = figs / "stress_overview.png"
+    stress_figs["_trust_roc"] = figs / "trust_roc.png"
     notes = []
     b = read_baselines(d)
     if b:
@@ -177,5 +215,5 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     return atomic_write_text(Path(out) if out else d / "report.html", text)
 
 
-__all__ = ["build_report", "render_report", "html_table", "metrics_html", "stress_table_html", "data_uri",
+__all__ = ["build_report", "render_report", "html_table", "metrics_html", "stress_table_html", "trust_html", "data_uri",
            "read_stress"]

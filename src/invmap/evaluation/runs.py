@@ -4,6 +4,7 @@
 - `build_methods(names, config, run_dir)`: name → ``method(y, physics)``; ``model`` is the
   run's trained network (`invmap.models.load_model`), any other name a variational method
   (`invmap.variational.build`) with the parameters the run tuned (``baselines.json``);
+  ``safe`` the model wrapped by `invmap.trust.SafeReconstructor` around the tuned ``tv``;
 - `tune_baselines`: tune each classical method's parameter on the validation pairs
   (`invmap.variational.tune`) and record the result in ``baselines.json``;
 - `ensure_baselines`: the run's recorded baselines, tuning (and recording) those missing, so
@@ -23,6 +24,7 @@ import torch
 
 from .evaluate import Reconstructor, atomic_write_json
 from .task import Condition, condition_from_config, make_pairs
+from .verdicts import LEARNED
 
 def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[Any, Path | None]:
     """(config, run_dir or None) for a run directory or a config path (None: the default config).
@@ -87,7 +89,8 @@ def baselines_note(entries: Mapping[str, Mapping]) -> str:
 def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, time_budget: float = 60.0,
                      n_val: int = 8, announce: Callable[[str], None] | None = None,
                      progress: Callable[[str], None] | None = None) -> dict[str, dict]:
-    """The ``baselines.json`` entries of `names` (``model`` excluded), tuning those the run lacks.
+    """The ``baselines.json`` entries of `names` (the learned ``model`` / ``safe`` excluded; ``safe``
+    needs ``tv``), tuning those the run lacks.
 
     A run made by ``invmap train`` has no ``baselines.json``: its baselines are tuned now on
     the validation pairs (`tune_baselines`, one line to `announce`), and recorded in the run
@@ -95,8 +98,9 @@ def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, tim
     untuned because ``evaluation.tune`` was off are tuned once it is on.
     """
     have = read_baselines(run_dir)
-    missing = [n for n in names if n != "model"
-               and (n not in have or (config.evaluation.tune and have[n].get("tune_off")))]
+    names = [n for n in names if n not in LEARNED] + (["tv"] if "safe" in names and "tv" not in names else [])
+    missing = [n for n in names
+               if n not in have or (config.evaluation.tune and have[n].get("tune_off"))]
     if missing:
         if announce:
             how = (f"tuning them now on {min(n_val, config.data.val)} validation pairs within {time_budget:g} s"
@@ -118,6 +122,9 @@ def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = T
             n = "adjoint"
         if n == "model" and not have_model:
             notes.append("no trained model in this run; evaluating the classical methods only")
+            continue
+        if n == "safe" and not have_model:
+            notes.append("no trained model in this run; 'safe' (which wraps it) left out")
             continue
         if n not in out:
             out.append(n)
@@ -146,14 +153,23 @@ def check_model_matches(config: Any, meta: Mapping, where: str | Path = "the run
 def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
                   baselines: Mapping[str, Mapping] | None = None,
                   overrides: Mapping[str, Mapping] | None = None, device: str | None = None,
-                  config: Any = None) -> dict[str, Reconstructor]:
+                  config: Any = None, model: Reconstructor | None = None) -> dict[str, Reconstructor]:
     """name → reconstructor. `overrides` replace parameters (e.g. ``{"tv": {"iters": 100}}``).
-    With `config`, the trained model must be the one it describes (`check_model_matches`)."""
+    With `config`, the trained model must be the one it describes (`check_model_matches`);
+    ``safe`` wraps `model` (default: the run's, loaded here)."""
     from .. import variational
 
     tuned = dict(load_baselines(run_dir)) if baselines is None else {k: dict(v) for k, v in baselines.items()}
     methods: dict[str, Reconstructor] = {}
     for n in names:
+        if n == "safe":
+            from ..trust import SafeReconstructor
+
+            learned = methods.get("model") or model or build_methods(["model"], run_dir, config=config)["model"]
+            tv = variational.build("tv", **{**tuned.get("tv", {}), **dict((overrides or {}).get("tv", {}))})
+            # an evaluation that also runs "model" and "tv" (the same objects' x̂) lends them to safe
+            methods[n] = SafeReconstructor(learned, tv, reuses={"model": "model", "baseline": "tv"})
+            continue
         if n == "model":
             if run_dir is None or not (Path(run_dir) / "model.safetensors").exists():
                 raise FileNotFoundError(f"method 'model' needs a trained run directory with model.safetensors"
@@ -168,7 +184,7 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
             methods[n] = recon
             continue
         if n not in variational.names():
-            raise ValueError(f"unknown method '{n}'; available: model, {', '.join(variational.names())}")
+            raise ValueError(f"unknown method '{n}'; available: model, safe, {', '.join(variational.names())}")
         params = {**tuned.get(n, {}), **dict((overrides or {}).get(n, {}))}
         methods[n] = variational.build(n, **params)
     return methods

@@ -75,6 +75,8 @@ class Shift:
     description: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
     kind: str = ""  # the entry of KINDS it came from (set by build_shifts)
+    trust_images: dict[str, list] = field(default_factory=dict)  # level → [[trust, model worse?], …]
+    conditions: dict[str, str] = field(default_factory=dict)  # level → short hash of its test condition
 
     @property
     def training_level(self) -> str | None:
@@ -83,7 +85,8 @@ class Shift:
     def meta(self) -> dict:
         return {"name": self.name, "label": self.label, "axis": self.axis, "ordered": self.ordered,
                 "levels": [lv.label for lv in self.levels], "training_level": self.training_level,
-                "description": self.description, "skipped": dict(self.skipped)}
+                "description": self.description, "skipped": dict(self.skipped),
+                **({"trust_images": self.trust_images, "conditions": self.conditions} if self.trust_images else {})}
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,14 +224,19 @@ def build_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | Non
 
 def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Sequence[Shift],
                batch_size: int = 16, progress: Callable[[str], None] | None = None,
-               data_range: DataRange = 1.0) -> list[dict]:
+               data_range: DataRange = 1.0, trust: bool = True) -> list[dict]:
     """Score every method at every level of every shift; tidy rows (`STRESS_COLUMNS`).
 
     Levels that produce the same condition (e.g. the training point of several shifts)
     are computed once. A level that cannot be simulated, or a method that cannot run on
-    it, is recorded in the shift's ``skipped``.
+    it, is recorded in the shift's ``skipped``. With `trust`, the scores include ρ and the
+    learned methods' trust score (`evaluation.trust`), and each shift keeps the model's
+    per-image (trust, worse than the best baseline?) pairs in ``trust_images``.
     """
+    import hashlib
+
     from .task import make_pairs
+    from .trust import add_trust_scores, level_records
 
     cache: dict[str, Any] = {}
     rows: list[dict] = []
@@ -243,7 +251,11 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
                 t0 = time.perf_counter()
                 try:
                     y, x, phys = make_pairs(cond)
-                    cache[key] = evaluate_methods(methods, y, x, phys, batch_size, data_range=data_range)[0]
+                    res, recons = evaluate_methods(methods, y, x, phys, batch_size, keep=y.shape[0] if trust else 0,
+                                                   data_range=data_range)
+                    if trust:
+                        add_trust_scores(methods, y, phys, res, recons, batch_size)
+                    cache[key] = res
                 except Exception as e:  # noqa: BLE001 - a level that cannot be simulated is reported
                     cache[key] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
                 if progress:
@@ -252,6 +264,10 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
             if isinstance(res, str):
                 sh.skipped[lv.label] = f"could not simulate: {res}"
                 continue
+            recs = level_records(res) if trust else None
+            if recs is not None:
+                sh.trust_images[lv.label] = recs
+                sh.conditions[lv.label] = hashlib.sha1(key.encode()).hexdigest()[:12]
             for name, r in res.items():
                 if r.error is not None:
                     sh.skipped[f"{lv.label} / {name}"] = r.error
@@ -354,7 +370,8 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
 
     PSNR/SSIM use the data range convention `data_range`, recorded in stress.json
     (``data_range`` and the ``PSNR data range`` setting)."""
-    from .figures import stress_overview, stress_plot
+    from .figures import stress_overview, stress_plot, trust_roc
+    from .trust import trust_summary
     from .verdicts import verdicts_from_rows
 
     out = Path(out_dir)
@@ -372,6 +389,11 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
             "reference": ref.describe(), "methods": sorted(methods), "shifts": metas}
     rows, meta = merge_previous(rows, meta, out, progress)
     meta["verdicts"] = [v.to_dict() for v in verdicts_from_rows(rows, meta["shifts"])]
+    meta["trust"] = trust_summary(meta["shifts"])
+    if meta["trust"] is None:
+        del meta["trust"]
+    else:
+        trust_roc(meta["trust"], out / "figures" / "trust_roc.png")
     write_stress_csv(rows, out / "stress.csv")
     atomic_write_json(out / "stress.json", meta)
     for m in meta["shifts"]:

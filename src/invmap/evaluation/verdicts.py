@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 MODEL = "model"
+#: learned methods: never counted as a classical baseline (``safe`` wraps the model)
+LEARNED = (MODEL, "safe")
 
 
 @dataclass
@@ -46,7 +48,7 @@ def _fmt(v: float) -> str:
 def _best_baseline(row: Mapping[str, float], model: str) -> tuple[str | None, float]:
     best, best_v = None, -math.inf
     for m, v in row.items():
-        if m == model or v is None or not math.isfinite(v):
+        if m == model or m in LEARNED or v is None or not math.isfinite(v):
             continue
         if v > best_v:
             best, best_v = m, v
@@ -172,4 +174,4 @@ def verdicts_from_rows(rows: Sequence[Mapping], shifts: Sequence[Mapping], metri
     return out
 
 
-__all__ = ["Verdict", "shift_verdict", "verdicts_from_rows", "MODEL"]
+__all__ = ["Verdict", "shift_verdict", "verdicts_from_rows", "MODEL", "LEARNED"]

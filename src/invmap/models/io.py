@@ -317,6 +317,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
         raise ValueError(f"{wpath}: the weights do not match the SHA-256 recorded in {jpath.name} "
                          "(the file was changed or damaged); refusing to load them")
     recon.load_state_dict(tensors, strict=True)
+    if isinstance(doc.get("physics"), dict):  # the conditions it was trained for (trust diagnostics)
+        from ..physics import Physics
+
+        try:
+            recon.training_physics = Physics.from_spec(doc["physics"])
+        except (KeyError, TypeError, ValueError):  # an unreadable description: no reference, the model still loads
+            recon.training_physics = None
     return recon.to(device).eval(), doc
 
 

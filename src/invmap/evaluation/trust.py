@@ -1,0 +1,137 @@
+"""Trust at inference inside the evaluation and the stress study.
+
+On a set of test pairs (y_i, x_i), after every method has reconstructed x̂_i:
+
+- every method gets its data-consistency ratio ρ_i = ‖K x̂_i − y_i‖ / √(E‖e‖²) (score
+  ``rho``; NaN where the noise model has no noise);
+- every learned method (one that declares the ``training_physics`` it was trained for) gets
+  the ground-truth-free diagnostics of `invmap.trust.diagnose` against the tuned baseline
+  (``tv`` when it ran) and its trust score T_i (score ``trust``);
+- `worse_than_baselines`: the event the score should predict, PSNR(model) < max over the
+  classical baselines b of PSNR(b), image by image.
+
+`trust_summary` validates the score on the stress study: the AUROC of the suspicion
+1 − T for that event, per shift (over its levels) and overall (over every distinct test
+condition), with the ROC curve of the overall set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from .verdicts import LEARNED, MODEL
+
+#: the baseline whose ρ the learned methods are compared with (when it ran)
+BASELINE = "tv"
+
+
+def _finite_or_nan(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isfinite(t), t, torch.full_like(t, math.nan))
+
+
+def calibrate(methods: Mapping[str, Any], config: Any, n: int = 16) -> dict[str, dict]:
+    """Calibrate each learned method at its training conditions (`invmap.trust.calibration`: the
+    residual floor f) on `n` validation measurements simulated like the training pairs — their
+    ground truth is not used — and record it as the method's ``trust_calibration``; returns
+    {name: calibration}. A wrapper (e.g. ``safe``) is calibrated through the ``model`` it wraps."""
+    from ..trust import calibration
+    from .evaluate import reconstruct
+    from .runs import val_pairs
+
+    out: dict[str, dict] = {}
+    pairs = None
+    for name, m in methods.items():
+        target = getattr(m, "model", m)
+        if getattr(target, "training_physics", None) is None:
+            continue
+        if getattr(target, "trust_calibration", None) is None:
+            if pairs is None:
+                pairs = val_pairs(config, n=min(n, int(config.data.val)))
+            y, _x, phys = pairs
+            target.trust_calibration = calibration(reconstruct(target, y, phys)[0], y, phys)
+        out[name] = dict(target.trust_calibration)
+    return out
+
+
+def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, results: Mapping[str, Any],
+                     recons: Mapping[str, torch.Tensor], batch_size: int = 16, draws: int = 3) -> None:
+    """Add the scores ``rho`` (every method) and ``trust`` (learned methods) to `results`
+    (`MethodScores`), using the reconstructions `recons` (all images, in order)."""
+    from ..trust import consistency, diagnose
+
+    base = recons.get(BASELINE)
+    for name, r in results.items():
+        if r.error is not None or name not in recons:
+            continue
+        x_hat = recons[name]
+        r.scores["rho"] = _finite_or_nan(consistency(x_hat, y, physics))
+        method = methods[name]
+        if getattr(method, "training_physics", None) is None:
+            continue
+        trust = []
+        for i in range(0, y.shape[0], batch_size):
+            sl = slice(i, i + batch_size)
+            d = diagnose(method, y[sl], physics, x_hat=x_hat[sl],
+                         x_baseline=None if base is None else base[sl], draws=draws)
+            trust.append(d.trust)
+        r.scores["trust"] = torch.cat(trust)
+
+
+def worse_than_baselines(results: Mapping[str, Any], model: str = MODEL, metric: str = "psnr"
+                         ) -> torch.Tensor | None:
+    """Per image: is `model` worse than the best classical baseline? (None without both.)"""
+    if model not in results or results[model].error is not None:
+        return None
+    base = [r.scores[metric] for n, r in results.items() if n not in LEARNED and r.error is None]
+    if not base:
+        return None
+    return results[model].scores[metric] < torch.stack(base).max(dim=0).values
+
+
+def level_records(results: Mapping[str, Any], model: str = MODEL) -> list[list[float]] | None:
+    """[[trust, event], …] per image of one test condition (None without a trust score)."""
+    ev = worse_than_baselines(results, model)
+    if ev is None or "trust" not in results[model].scores:
+        return None
+    return [[float(t), float(e)] for t, e in zip(results[model].scores["trust"].tolist(), ev.tolist())]
+
+
+def trust_summary(shifts: Sequence[Mapping]) -> dict | None:
+    """AUROC of the suspicion 1 − trust for "model worse than the best baseline", per shift
+    and overall (each distinct test condition once), and the overall ROC curve; None when no
+    shift recorded trust scores. Shift metas carry ``trust_images`` {level: [[trust, event], …]}
+    and ``conditions`` {level: condition key}."""
+    from ..trust import auroc, roc_curve
+
+    per_shift, seen, scores, events = {}, set(), [], []
+    for sh in shifts:
+        imgs = sh.get("trust_images") or {}
+        if not imgs:
+            continue
+        s = [1.0 - t for lv in imgs for t, _ in imgs[lv]]
+        e = [bool(v) for lv in imgs for _, v in imgs[lv]]
+        per_shift[sh["name"]] = {"auroc": _num(auroc(s, e)), "images": len(s), "worse": int(sum(e))}
+        for lv, recs in imgs.items():
+            key = (sh.get("conditions") or {}).get(lv) or json.dumps([sh["name"], lv])
+            if key in seen:
+                continue
+            seen.add(key)
+            scores += [1.0 - t for t, _ in recs]
+            events += [bool(v) for _, v in recs]
+    if not per_shift:
+        return None
+    fpr, tpr = roc_curve(scores, events)
+    return {"event": "model PSNR below the best classical baseline's on the image",
+            "score": "suspicion 1 − trust", "auroc": _num(auroc(scores, events)), "images": len(scores),
+            "worse": int(sum(events)), "per_shift": per_shift, "roc": {"fpr": fpr, "tpr": tpr}}
+
+
+def _num(v: float) -> float | None:
+    return None if not math.isfinite(v) else round(float(v), 4)
+
+
+__all__ = ["calibrate", "add_trust_scores", "worse_than_baselines", "level_records", "trust_summary", "BASELINE"]
