@@ -314,3 +314,31 @@ def test_safe_in_an_evaluation_reuses_the_model_and_tv_and_gives_the_same_images
     own = torch.cat([safe(y[:2], _ct(8)), safe(y[2:], _ct(8))])  # the same batches (the noise redraws follow them)
     assert torch.allclose(recons["safe"], own, atol=1e-6)
     assert res["safe"].seconds_per_image >= res["tv"].seconds_per_image
+
+
+def _kinds_built_alone() -> list[str]:
+    """The model-based kinds that build from their own parameters (pnp needs a trained denoiser run)."""
+    from invmap.models import KINDS
+
+    return [k for k in KINDS.names() if not any(p.required for p in KINDS.params(k))]
+
+
+@pytest.mark.parametrize("kind", _kinds_built_alone())
+def test_every_reconstructor_kind_is_diagnosed_and_made_safe(kind, tmp_path):
+    """Saved and loaded, every model-based kind declares its training physics; the diagnostics and
+    the safe wrapper only call x̂ = recon(y, physics), so they work for each kind."""
+    import invmap.models as models
+
+    phys = Physics(ops.build("tomography", image_shape=(16, 16), angles=8), noise_mod.build("gaussian", relative=0.02))
+    torch.manual_seed(0)
+    recon = models.build_kind(kind, iterations=2, channels=4, depth=2)
+    models.save_model(tmp_path / "run", recon, {}, physics=phys)
+    loaded, _ = models.load_model(tmp_path / "run")
+    assert loaded.training_physics is not None
+    x = torch.rand(2, 1, 16, 16)
+    y = phys.measure(x, torch.Generator().manual_seed(0))
+    tv = var.build("tv", lam=0.05, iters=20)
+    d = diagnose(loaded, y, phys, baseline=tv, draws=2)
+    assert bool(torch.isfinite(d.trust).all()) and d.sensitivity_ratio is not None
+    assert d.verdict(1).split(":")[0] in ("consistent", "suspect")
+    assert SafeReconstructor(loaded, tv, draws=2)(y, phys).shape == x.shape
