@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from ..operators.base import jsonable
 from ..registry import Registry, import_submodules
 
 MODELS = Registry("model")
@@ -32,14 +33,6 @@ KINDS = Registry("reconstructor kind")
 def names() -> list[str]:
     """Names of every registered architecture."""
     return MODELS.names()
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
 
 
 def build(name: str, **params: Any) -> nn.Module:
@@ -58,7 +51,7 @@ def build(name: str, **params: Any) -> nn.Module:
     full = {p.name: p.default for p in MODELS.params(name) if not p.required}
     full.update(values)
     net.model_name = name
-    net.model_params = _jsonable(full)
+    net.model_params = jsonable(full)
     return net
 
 
@@ -72,7 +65,7 @@ def build_kind(name: str, **params: Any) -> nn.Module:
     recon = KINDS.get(name)(**values)
     full = {p.name: p.default for p in KINDS.params(name) if not p.required}
     full.update(values)
-    recon.kind_params = _jsonable(full)
+    recon.kind_params = jsonable(full)
     return recon
 
 
