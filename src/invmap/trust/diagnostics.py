@@ -58,13 +58,7 @@ def _entries(t: torch.Tensor) -> int:
 
 def noise_energy(y: torch.Tensor, physics: Any) -> torch.Tensor:
     """E‖e‖² per sample ``[B]`` from the noise model (y standing in for K x)."""
-    return physics.noise.variance(y, _measured(physics)).double().reshape(y.shape[0], -1).sum(dim=1).cpu()
-
-
-def _measured(physics: Any) -> torch.Tensor | None:
-    """The operator's measured entries (e.g. MRI's sampled k-space), None when all are."""
-    measured = getattr(physics.operator, "measured", None)
-    return measured() if callable(measured) else None
+    return physics.noise.variance(y, physics.operator.measured()).double().reshape(y.shape[0], -1).sum(dim=1).cpu()
 
 
 def residual(x_hat: torch.Tensor, y: torch.Tensor, physics: Any) -> torch.Tensor:
@@ -85,7 +79,7 @@ def fresh_noise(y: torch.Tensor, physics: Any, draws: int, generator: torch.Gene
     stand_in = y.repeat((draws,) + (1,) * (y.dim() - 1))
     if not stand_in.is_complex() and float(stand_in.min()) >= -0.05 * float(stand_in.abs().max()):
         stand_in = stand_in.clamp_min(0)  # nonnegative data (CT, photon counts): keep K x ≥ 0
-    return physics.noise(stand_in, generator, mask=_measured(physics)) - stand_in
+    return physics.noise(stand_in, generator, mask=physics.operator.measured()) - stand_in
 
 
 def _rms_change(x_many: torch.Tensor, x_hat: torch.Tensor, draws: int) -> torch.Tensor:
@@ -103,7 +97,7 @@ def sensitivity_gain(method: Reconstructor, y: torch.Tensor, physics: Any, x_hat
     e = fresh_noise(y, physics, draws, g)
     with torch.no_grad():
         x_many = method(y.repeat((draws,) + (1,) * (y.dim() - 1)) + e, physics)
-    mask = _measured(physics)
+    mask = physics.operator.measured()
     m = _entries(y) if mask is None else float(mask.expand(y.shape[1:]).sum())
     noise_rms = (noise_energy(y, physics) / max(m, 1.0)).sqrt()
     s = _rms_change(x_many, x_hat, draws)
