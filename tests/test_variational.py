@@ -436,12 +436,19 @@ def test_cgls_discrepancy_from_the_noise_model():
         var.build("cgls", tau=1.0)(y, Physics(op, build_noise("poisson", photons=100.0)))
 
 
-def test_tune_respects_time_budget():
+def test_tune_time_budget_cuts_only_the_refinement():
+    """A spent budget stops the refinement, never the coarse grid: the choice does not
+    depend on machine load beyond the refinement, and the cut is recorded."""
     op = _test_operator("tv", 16)
     x = _phantom(16, batch=1, seed=2)
     phys = Physics(op, build_noise("gaussian", sigma=0.05, seed=1))
-    m, table = var.tune("tv", (phys.measure(x), x), physics=phys, fixed={"iters": 20}, time_budget=0.0)
-    assert len(table) == 1 and m.tuning["evaluations"] == 1
+    y = phys.measure(x)
+    grid = var.build("tv").default_grid(phys, y)
+    m, table = var.tune("tv", (y, x), physics=phys, fixed={"iters": 20}, time_budget=0.0)
+    assert len(table) == len(grid["lam"]) and m.tuning["budget_cut"] is True
+    m2, table2 = var.tune("tv", (y, x), physics=phys, fixed={"iters": 20})
+    assert len(table2) > len(table) and m2.tuning["budget_cut"] is False
+    assert table2[:len(table)] == table
 
 
 def test_cli_reconstruct_model_simulate_and_operator_mismatch(tmp_path, capsys):

@@ -231,7 +231,8 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
                                              time_budget=time_budget / max(1, len(tunable)),
                                              data_range=config.evaluation.data_range, **search)
             best = max(table, key=lambda r: r["psnr"]) if table else {"psnr": float("nan")}
-            out[n] = {"params": method.params(), "how": f"tuned on {y.shape[0]} validation pairs",
+            cut = " (refinement cut by the time budget)" if method.tuning.get("budget_cut") else ""
+            out[n] = {"params": method.params(), "how": f"tuned on {y.shape[0]} validation pairs{cut}",
                       "val_psnr": float(best["psnr"]), "data_range": config.evaluation.data_range,
                       "tried": len(table), "seconds": round(time.perf_counter() - t0, 2)}
         else:
