@@ -155,6 +155,27 @@ def _validate_extras(kind: str, module: str, attr: str, name: str, extras: dict[
     return reg.validate(name, dict(extras))
 
 
+def _validate_drawn(module: str, attr: str, name: str, extras: dict[str, Any],
+                    reserved: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Registry-checked parameter sets of a section whose parameters may be distributions
+    (`invmap.distributions`): the nominal values first, then each distribution's extremes.
+    Distributions are kept as written in the returned first set."""
+    from . import distributions
+
+    if not any(distributions.is_distribution(v) for v in extras.values()):
+        return [_validate_extras("", module, attr, name, extras, reserved)]
+    reg = _registry(module, attr)
+    defaults = {p.name: p.default for p in reg.params(name)} if name in reg.names() else {}
+    for k, v in extras.items():
+        if distributions.is_distribution(v):
+            try:
+                distributions.parse(v, defaults.get(k))
+            except ValueError as e:
+                raise ValueError(f"{k}: {e}") from None
+    sets = [_validate_extras("", module, attr, name, s, reserved) for s in distributions.substituted(extras, defaults)]
+    return [{**sets[0], **{k: v for k, v in extras.items() if distributions.is_distribution(v)}}] + sets
+
+
 def _store(section: "_Open", coerced: dict[str, Any]) -> None:
     extra = section.__pydantic_extra__
     if extra is not None:
@@ -191,12 +212,27 @@ class DataConfig(_Section):
     train: int = Field(2000, ge=1)
     val: int = Field(64, ge=1)
     test: int = Field(128, ge=1)
-    simulation: Literal["crime", "fine"] = "crime"
+    #: a mode, or a distribution over modes such as ``{choice: [crime, fine], nominal: fine}``
+    simulation: Literal["crime", "fine"] | dict[str, Any] = "crime"
     test_simulation: Literal["crime", "fine"] = "fine"
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def nominal_simulation(self) -> str:
+        """``simulation``, or the nominal mode of its distribution (validation of baselines, stress)."""
+        from .distributions import parse
+
+        return self.simulation if isinstance(self.simulation, str) else parse(self.simulation).nominal
+
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":
+        if isinstance(self.simulation, dict):
+            from .data.crime import check_mode
+            from .distributions import parse
+
+            d = parse(self.simulation)
+            for mode in d.extremes():
+                check_mode(mode)
         from .data.sources import PATH_SOURCES, SOURCES, parse_source
 
         name, fixed = parse_source(self.source)
@@ -219,8 +255,8 @@ class OperatorConfig(_Open):
 
     @model_validator(mode="after")
     def _check(self) -> "OperatorConfig":
-        _store(self, _validate_extras("operator", "invmap.operators", "OPERATORS", self.name, self.params(),
-                                      reserved=("image_shape",)))
+        _store(self, _validate_drawn("invmap.operators", "OPERATORS", self.name, self.params(),
+                                     reserved=("image_shape",))[0])
         return self
 
 
@@ -231,10 +267,12 @@ class NoiseConfig(_Open):
 
     @model_validator(mode="after")
     def _check(self) -> "NoiseConfig":
-        _store(self, _validate_extras("noise", "invmap.noise", "NOISES", self.name, self.params()))
+        sets = _validate_drawn("invmap.noise", "NOISES", self.name, self.params())
+        _store(self, sets[0])
         from . import noise
 
-        noise.build(self.name, **self.params())  # cheap: catches conflicting levels (sigma and relative)
+        for params in sets[1:] if len(sets) > 1 else sets:  # cheap: catches conflicting levels (sigma and relative)
+            noise.build(self.name, **params)
         return self
 
 
@@ -345,6 +383,38 @@ class Config(_Section):
                              "names the run directory inside --out, so it cannot point elsewhere")
         return v
 
+    @model_validator(mode="after")
+    def _check_distributions(self) -> "Config":
+        """Distribution-valued operator parameters: K built with every extreme of each (cheap:
+        geometry only, no matrices), and a model and data path that can take per-sample K."""
+        from . import distributions
+        from .operators import OPERATORS
+
+        params = self.operator.params()
+        drawn = [k for k, v in params.items() if distributions.is_distribution(v)]
+        if not drawn and not isinstance(self.data.simulation, dict) and not any(
+                distributions.is_distribution(v) for v in self.noise.params().values()):
+            return self
+        if self.training.stream:
+            raise ValueError("training.stream cannot simulate distribution-valued physics yet (pairs are grouped "
+                             "by their drawn K up front); set training.stream: false")
+        defaults = {p.name: p.default for p in OPERATORS.params(self.operator.name)}
+        dists = {k: distributions.parse(params[k], defaults.get(k)) for k in drawn}
+        nominal = {**params, **{k: d.nominal for k, d in dists.items()}}
+        for k, d in dists.items():
+            for v in d.extremes():
+                try:
+                    OPERATORS.build(self.operator.name, image_shape=self.image_shape, **{**nominal, k: v})
+                except ValueError as e:
+                    raise ValueError(f"operator.{k} = {v!r} (a value of its distribution): {e}") from None
+        recon = [k for k in drawn if k not in self.physics_distribution().sim_only]
+        kinds = _registry("invmap.models", "KINDS").names()
+        if recon and (self.model.name in kinds or self.model.input == "measurement"):
+            raise ValueError(f"operator.{recon[0]} is drawn per sample, so each pair has its own K: that needs a "
+                             f"post-processing model on an image-shaped input (model.input fbp, adjoint or pinv); "
+                             f"'{self.model.name}' with input '{self.model.input}' shares one K per batch")
+        return self
+
     # -- conveniences -------------------------------------------------------------------
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -358,11 +428,17 @@ class Config(_Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
     def physics_spec(self) -> dict[str, Any]:
-        """The task's physics spec (`invmap.physics`): the operator and noise sections."""
-        from .physics import physics_spec
+        """The task's physics spec (`invmap.physics`): the operator and noise sections, each
+        distribution-valued parameter at its nominal value (`invmap.distributions`)."""
+        return self.physics_distribution().nominal_spec()
 
-        return physics_spec({"name": self.operator.name, "params": self.operator.params()},
-                            {"name": self.noise.name, "params": self.noise.params()})
+    def physics_distribution(self):
+        """`invmap.distributions.PhysicsDistribution` of the training pairs: the operator and noise
+        parameters and ``data.simulation`` as written (values or distributions)."""
+        from .distributions import PhysicsDistribution
+
+        return PhysicsDistribution({"name": self.operator.name, "params": self.operator.params()},
+                                   {"name": self.noise.name, "params": self.noise.params()}, self.data.simulation)
 
     def build_operator(self):
         """K for images of ``data.size``²."""
@@ -411,7 +487,7 @@ def _format_error(err: dict) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if typ in ("value_error", "assertion_error"):
-        return f"config: {path}: {msg}"
+        return f"config: {path}: {msg}" if loc else f"config: {msg}"
     return f"config: {path}: {msg} (got {val!r})"
 
 

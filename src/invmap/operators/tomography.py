@@ -84,7 +84,7 @@ class _RayTransform(LinearOperator):
 
     grad_via_adjoint = True
     geometry_params = ("angles", "arc", "detectors", "detector_spacing")
-    calibration_params = ("angles", "detector_offset")
+    calibration_params = ("angles", "detector_offset", "angle_offset")
 
     def fbp_geometry(self) -> Geometry:
         """The geometry FBP filters and back-projects along (`invmap.variational.fbp`)."""
@@ -104,8 +104,7 @@ class _RayTransform(LinearOperator):
         out.append(axes.StressAxis("limited-angle", "limited-angle", "Limited angle", "arc of views (degrees)",
                                    tuple(levels), "Views spread over a shorter arc ('arc'), simulation and "
                                    "reconstruction.", skipped=skipped))
-        shifted_views = tuple(axes.AxisLevel(f"{o:+g}°", None if o == 0 else {**p, "angles": [a + o for a in self.angles]})
-                              for o in (0.0, 0.5, 1.0, 2.0))
+        shifted_views = tuple(axes.shifted(self, "angle_offset", (0.0, 0.5, 1.0, 2.0), "{v:+g}°"))
         out.append(axes.StressAxis("calibration", "calibration-angle", "Calibration: angle offset",
                                    "angle offset of the simulated views (degrees)", shifted_views,
                                    "y simulated with every view angle shifted by the offset; every method "
@@ -257,6 +256,9 @@ class Tomography(_RayTransform):
         ``(x, y)`` of the rotation axis relative to the image centre, in pixels (x right,
         y up); rays are placed relative to it. ``(0.5, -0.5)`` is scikit-image's centre
         (pixel N//2) for even N.
+    angle_offset:
+        Degrees added to every view angle (a count's uniform views or an explicit list): a
+        gantry-angle calibration error.
 
     K = A (Joseph's method), Kᵀ = Aᵀ exactly; y shaped ``[B, C, views, detectors]``.
 
@@ -270,18 +272,20 @@ class Tomography(_RayTransform):
 
     def __init__(self, image_shape: tuple[int, int], angles: int | list[float] = 180, arc: float = 180.0,
                  detectors: int | None = None, detector_spacing: float = 1.0, detector_offset: float = 0.0,
-                 rotation_center: tuple[float, float] = (0.0, 0.0)):
+                 rotation_center: tuple[float, float] = (0.0, 0.0), angle_offset: float = 0.0):
         H, W = (int(s) for s in image_shape)
         _check_positive("arc", arc)
         _check_positive("detector_spacing", detector_spacing)
         _check_positive("detectors", detectors)
         n = int(detectors) if detectors is not None else default_detectors(H, W, detector_spacing)
         _check_matrix_size(H, W, angles, n)
-        ang = view_angles(angles, arc)
+        ang = _offset(view_angles(angles, arc), angle_offset)
         self._params = {"angles": list(angles) if not isinstance(angles, int) else angles, "arc": arc,
                         "detectors": n, "detector_spacing": detector_spacing}
         if detector_offset:
             self._params["detector_offset"] = float(detector_offset)
+        if angle_offset:
+            self._params["angle_offset"] = float(angle_offset)
         center = _center(rotation_center, self._params)
         self.in_shape = (H, W)
         self._setup({"detectors": n, "spacing": float(detector_spacing), "offset": _finite("detector_offset", detector_offset),
@@ -317,6 +321,8 @@ class FanBeam(_RayTransform):
     rotation_center:
         ``(x, y)`` of the rotation axis relative to the image centre, in pixels; source
         and detector distances are measured from it.
+    angle_offset:
+        Degrees added to every source angle (a gantry-angle calibration error).
 
     The source at view β sits at ``-SO·(-sin β, cos β)``, the detector line at
     ``OD·(-sin β, cos β) + u·(cos β, sin β)``. K = A (Joseph), Kᵀ = Aᵀ exactly.
@@ -327,7 +333,8 @@ class FanBeam(_RayTransform):
     def __init__(self, image_shape: tuple[int, int], angles: int | list[float] = 360, arc: float = 360.0,
                  source_distance: float | None = None, detector_distance: float | None = None,
                  detectors: int | None = None, detector_spacing: float | None = None,
-                 detector_offset: float = 0.0, rotation_center: tuple[float, float] = (0.0, 0.0)):
+                 detector_offset: float = 0.0, rotation_center: tuple[float, float] = (0.0, 0.0),
+                 angle_offset: float = 0.0):
         H, W = (int(s) for s in image_shape)
         _check_positive("arc", arc)
         _check_positive("source_distance", source_distance)
@@ -349,12 +356,14 @@ class FanBeam(_RayTransform):
             half = (so + od) * radius / math.sqrt(so * so - radius * radius)
             n = int(math.ceil(2 * half / spacing)) + 1
         _check_matrix_size(H, W, angles, n)
-        ang = view_angles(angles, arc)
+        ang = _offset(view_angles(angles, arc), angle_offset)
         self._params = {"angles": list(angles) if not isinstance(angles, int) else angles, "arc": arc,
                         "source_distance": so, "detector_distance": od, "detectors": n,
                         "detector_spacing": spacing}
         if detector_offset:
             self._params["detector_offset"] = float(detector_offset)
+        if angle_offset:
+            self._params["angle_offset"] = float(angle_offset)
         center = _center(rotation_center, self._params)
         self.in_shape = (H, W)
         self._setup({"detectors": n, "spacing": spacing, "source_distance": so, "detector_distance": od,
@@ -370,6 +379,12 @@ def _center(rotation_center, params: dict) -> tuple[float, float]:
     if any(c):
         params["rotation_center"] = list(c)
     return c
+
+
+def _offset(angles: tuple[float, ...], offset: float) -> tuple[float, ...]:
+    """Every view angle moved by `offset` degrees (a gantry-angle calibration error)."""
+    o = _finite("angle_offset", offset)
+    return tuple(a + o for a in angles) if o else angles
 
 
 def _finite(name: str, v: float) -> float:
