@@ -151,8 +151,13 @@ def mismatch(op: LinearOperator, fine: LinearOperator, factor: int) -> float:
     return float((b - a).abs().norm() / a.abs().norm().clamp_min(1e-30))
 
 
-def fine_operator(op: LinearOperator, factor: int = 2) -> Refined:
-    """The operator s·R·K_f on the ``factor``× finer image grid with K's measurement grid (see module doc)."""
+def fine_operator(op: LinearOperator, factor: int = 2, like: Refined | None = None) -> Refined:
+    """The operator s·R·K_f on the ``factor``× finer image grid with K's measurement grid (see module doc).
+
+    `like`: the `Refined` of an operator of the same family (another drawn geometry or
+    calibration of it, `invmap.distributions`): its scale s and its check are taken over
+    instead of calibrating and checking again, so only K_f is built.
+    """
     factor = int(factor)
     if factor < 1:
         raise ValueError(f"refinement factor must be >= 1, got {factor}")
@@ -173,7 +178,7 @@ def fine_operator(op: LinearOperator, factor: int = 2) -> Refined:
                 raise ValueError(f"operator '{name}': fine-grid measurement shape {list(fine.out_shape)} is not a "
                                  f"multiple of {list(op.out_shape)}; use simulation='crime'")
             fine = Pool(fine.out_shape, tuple(ratio)) @ fine
-        scale = _calibrate(op, fine, (h, w), factor)
+        scale = like.scale if like is not None else _calibrate(op, fine, (h, w), factor)
         if scale != 1.0:
             fine = scale * fine
     else:
@@ -181,7 +186,7 @@ def fine_operator(op: LinearOperator, factor: int = 2) -> Refined:
     if tuple(fine.in_shape) != (h * factor, w * factor) or tuple(fine.out_shape) != tuple(op.out_shape):
         raise ValueError(f"operator '{name}': refined operator maps {list(fine.in_shape)} -> {list(fine.out_shape)}, "
                          f"expected {[h * factor, w * factor]} -> {list(op.out_shape)}")
-    mm = mismatch(op, fine, factor)
+    mm = like.mismatch if like is not None else mismatch(op, fine, factor)
     if not mm < CHECK_TOLERANCE:
         raise ValueError(f"operator '{name}': the {factor}× finer operator disagrees with the coarse one by "
                          f"{100 * mm:.1f}% on a smooth object (tolerance {100 * CHECK_TOLERANCE:.0f}%); "

@@ -12,6 +12,13 @@ With ``fresh_noise=True`` (training only) the seed also mixes the epoch set by
 The epoch lives in shared memory, so persistent DataLoader workers see it too (call
 `set_epoch` before iterating the loader).
 
+Drawn physics: given a `invmap.distributions.PhysicsDistribution` with something to draw,
+sample i has its own measurement process ω_i (operator, noise level, simulation grid),
+drawn once from a generator seeded by (seed, physics stream, split, i) — reproducible per
+index like the noise. ``physics`` is then the nominal one, measurements may differ in
+shape from sample to sample (drawn views), and `simulate_each` / `inputs_each` give them
+per sample, grouped by operator so that every distinct K is built once and applied batched.
+
 ``simulation="fine"`` (default for the test split) simulates y from a finer ground truth
 (see `invmap.data.crime`); ``"crime"`` (default for train/val) uses K on x's own grid.
 
@@ -33,16 +40,22 @@ one-by-one samples agree to float rounding of K (the images and the noise are id
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+from collections import OrderedDict
+from typing import Callable, Sequence
 
 import torch
 
 from .. import __version__
 from .. import noise as noise_mod
-from ..operators import LinearOperator
-from ..physics import Physics
+from ..distributions import Draw, PhysicsDistribution
+from ..operators import LinearOperator, from_spec
+from ..physics import Physics, build_physics
 from .crime import Refined, check_mode, fine_operator
-from .sources import NOISE_STREAM, ImageSource, mix_seed, split_code
+from .sources import NOISE_STREAM, PHYSICS_STREAM, ImageSource, mix_seed, split_code
+
+#: fine-grid operators of drawn physics kept at once (pairs are simulated sorted by operator)
+FINE_CACHE = 2
 
 #: manifest format tag of materialised pair data sets
 FORMAT = "invmap-pairs/1"
@@ -64,7 +77,8 @@ class PairDataset(torch.utils.data.Dataset):
     Parameters
     ----------
     images: an `ImageSource` (one split).
-    physics: `Physics` (K + noise), or ``(operator, noise)``, or an operator (no noise).
+    physics: `Physics` (K + noise), or ``(operator, noise)``, or an operator (no noise), or a
+        `PhysicsDistribution` (each sample draws its own; see the module docstring).
     seed: seeds the noise; sample i's noise depends only on (seed, split, i[, epoch]).
     fresh_noise: draw new noise every epoch (`set_epoch`); training split only.
     simulation: ``"crime"`` or ``"fine"``; default ``"fine"`` for the test split, else ``"crime"``.
@@ -74,6 +88,12 @@ class PairDataset(torch.utils.data.Dataset):
     def __init__(self, images: ImageSource, physics, seed: int = 0, fresh_noise: bool = False,
                  simulation: str | None = None, refine: int = 2):
         self.images = images
+        self.drawn: PhysicsDistribution | None = None
+        if isinstance(physics, PhysicsDistribution):
+            self.drawn = physics if physics.random else None
+            if simulation is None and physics.simulation is None:
+                simulation = physics.nominal_simulation
+            physics = build_physics(physics.nominal_spec(), (images.size, images.size))
         self.physics = _as_physics(physics)
         op = self.physics.operator
         if tuple(op.in_shape) != (images.size, images.size):
@@ -90,6 +110,9 @@ class PairDataset(torch.utils.data.Dataset):
         self._refined: Refined | None = fine_operator(op, self.refine) if self.simulation == "fine" else None
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._split = split_code(images.split)
+        self._ops: dict[str, LinearOperator] = {}  # drawn operators, each built once
+        self._fine: OrderedDict[str, Refined] = OrderedDict()
+        self._draws: dict[int, Draw] = {}
 
     # ----------------------------------------------------------------- epochs
     def set_epoch(self, epoch: int) -> None:
@@ -111,7 +134,10 @@ class PairDataset(torch.utils.data.Dataset):
 
     def clean(self, indices: Sequence[int], device: str | torch.device | None = None,
               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """(K x, x) without noise for `indices`: ``K`` on x's grid, or s·R·K_f x_f in fine mode."""
+        """(K x, x) without noise for `indices`: ``K`` on x's grid, or s·R·K_f x_f in fine mode
+        (one fixed physics; drawn physics: `clean_each`)."""
+        if self.drawn is not None:
+            raise ValueError("PairDataset.clean: each sample has its own drawn physics; use clean_each")
         x = self.images.batch(indices).to(device=device, dtype=dtype)
         if self._refined is None:
             return self.physics.operator(x), x
@@ -128,6 +154,12 @@ class PairDataset(torch.utils.data.Dataset):
         idx = [self.images._check_index(i) for i in indices]
         if not idx:
             raise ValueError("PairDataset.simulate: no indices given")
+        if self.drawn is not None:
+            ys, x = self.simulate_each(idx, device, dtype)
+            if len({tuple(y.shape) for y in ys}) > 1:
+                raise ValueError("PairDataset.simulate: these samples have measurements of different shapes (drawn "
+                                 "geometry); use simulate_each")
+            return torch.cat(ys), x
         yc, x = self.clean(idx, device, dtype)
         if not bool(torch.isfinite(yc).all()):
             raise ValueError("PairDataset: clean measurement K x contains NaN or Inf values")
@@ -135,6 +167,99 @@ class PairDataset(torch.utils.data.Dataset):
         mask = self.physics.operator.measured()  # noise on the measured entries only
         y = torch.cat([noise.apply(yc[k:k + 1], self.generator(i), mask) for k, i in enumerate(idx)])
         return y, x
+
+    # ----------------------------------------------------------- drawn physics
+    def draw(self, i: int) -> Draw:
+        """ω_i of sample i (drawn physics only), from its own generator (fixed across epochs)."""
+        if self.drawn is None:
+            raise ValueError("PairDataset.draw: this data set has one fixed physics")
+        hit = self._draws.get(int(i))
+        if hit is None:
+            g = torch.Generator().manual_seed(mix_seed(self.seed, PHYSICS_STREAM, self._split, int(i)))
+            hit = self._draws[int(i)] = self.drawn.draw(g)
+        return hit
+
+    def operator(self, key: str) -> LinearOperator:
+        """The operator of a drawn spec (JSON), built once per distinct spec and kept."""
+        op = self._ops.get(key)
+        if op is None:
+            op = self._ops[key] = from_spec(json.loads(key), (self.images.size, self.images.size))
+        return op
+
+    def _fine_operator(self, key: str) -> Refined:
+        """s·R·K_f of a drawn simulation operator; its scale and check are the nominal one's."""
+        hit = self._fine.get(key)
+        if hit is None:
+            if self._refined is None:
+                self._refined = fine_operator(self.physics.operator, self.refine)
+            hit = self._fine[key] = fine_operator(from_spec(json.loads(key), (self.images.size, self.images.size)),
+                                                  self.refine, like=self._refined)
+            while len(self._fine) > FINE_CACHE:
+                self._fine.popitem(last=False)
+        self._fine.move_to_end(key)
+        return hit
+
+    def physics_of(self, draw: Draw) -> Physics:
+        """The physics methods reconstruct sample `draw` with: its operator (drawn calibration
+        errors left out) and its noise model."""
+        n = json.loads(draw.noise)
+        return Physics(self.operator(draw.operator), noise_mod.build(n["name"], **n["params"]))
+
+    def clean_each(self, indices: Sequence[int], device: str | torch.device | None = None,
+                   dtype: torch.dtype = torch.float32) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """([K_{ω_i} x_i for each i], x) of drawn physics, K applied batched per distinct
+        (simulation operator, grid); each y keeps its own shape ``[1, *out_shape]``."""
+        idx = [self.images._check_index(i) for i in indices]
+        if self.drawn is None:
+            yc, x = self.clean(idx, device, dtype)
+            return list(yc.split(1)), x
+        groups: dict[tuple[str, str], list[int]] = {}
+        for k, i in enumerate(idx):
+            d = self.draw(i)
+            groups.setdefault((check_mode(d.simulation), d.sim_operator), []).append(k)
+        ys: list[torch.Tensor | None] = [None] * len(idx)
+        x = torch.empty(len(idx), 1, self.images.size, self.images.size, device=device, dtype=dtype)
+        for (mode, key), pos in sorted(groups.items()):
+            part = [idx[k] for k in pos]
+            xg = self.images.batch(part).to(device=device, dtype=dtype)
+            if mode == "crime":
+                yg = self.operator(key)(xg)
+            else:
+                yg = self._fine_operator(key).operator(self.images.fine(part, self.refine).to(device=device, dtype=dtype))
+            x[pos] = xg
+            for k, y in zip(pos, yg.split(1)):
+                ys[k] = y
+        return ys, x
+
+    def inputs_each(self, indices: Sequence[int], clean: Sequence[torch.Tensor],
+                    preprocess: Callable[[torch.Tensor, Physics], torch.Tensor]) -> torch.Tensor:
+        """z_i = P(y_i, K_{ω_i}) for `indices` (e.g. FBP with each sample's own views), y_i =
+        clean[i] + e_i with sample i's noise model and generator; batched per distinct K."""
+        groups: dict[str, list[int]] = {}
+        draws = {i: self.draw(i) for i in indices}
+        for k, i in enumerate(indices):
+            groups.setdefault(draws[i].operator, []).append(k)
+        z: torch.Tensor | None = None
+        for key, pos in groups.items():
+            physics = self.physics_of(draws[indices[pos[0]]])
+            mask = physics.operator.measured()
+            y = torch.cat([self.physics_of(draws[indices[k]]).noise.apply(clean[indices[k]], self.generator(indices[k]), mask)
+                           for k in pos])
+            zg = preprocess(y, physics)
+            if z is None:
+                z = torch.empty((len(indices), *zg.shape[1:]), dtype=zg.dtype, device=zg.device)
+            z[pos] = zg
+        return z
+
+    def simulate_each(self, indices: Sequence[int], device: str | torch.device | None = None,
+                      dtype: torch.dtype = torch.float32) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """([y_i], x): every sample with its own drawn physics (`clean_each` plus its noise)."""
+        yc, x = self.clean_each(indices, device, dtype)
+        ys = []
+        for k, i in enumerate(indices):
+            phys = self.physics_of(self.draw(i)) if self.drawn is not None else self.physics
+            ys.append(phys.noise.apply(yc[k], self.generator(i), phys.operator.measured()))
+        return ys, x
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         y, x = self.simulate([i])
@@ -157,6 +282,8 @@ class PairDataset(torch.utils.data.Dataset):
              "invmap_version": __version__}
         if self._refined is not None:
             m["refine"] = self._refined.info()
+        if self.drawn is not None:
+            m["distributions"] = self.drawn.spec()
         return m
 
     def __repr__(self) -> str:

@@ -47,6 +47,8 @@ _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 #: salts separating the random streams of images and of noise
 IMAGE_STREAM = 0x1A6E
 NOISE_STREAM = 0x0015E
+#: seeds each sample's drawn physics ω_i (`invmap.distributions`)
+PHYSICS_STREAM = 0x0F1C5
 
 
 def mix_seed(*parts: int) -> int:

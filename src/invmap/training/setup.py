@@ -208,15 +208,28 @@ class Pairs:
         d = config.data
         count = {"train": d.train, "val": d.val, "test": d.test}[split]
         src = build_source(d.source, d.size, split=split, count=count, seed=config.seed, **d.params)
-        sim = d.simulation if split != "test" else d.test_simulation
-        self.ds = PairDataset(src, physics, seed=config.seed, fresh_noise=fresh_noise, simulation=sim)
+        sim = d.nominal_simulation if split != "test" else d.test_simulation
+        drawn = config.physics_distribution() if split != "test" else None  # ω_i per sample (invmap.distributions)
+        self.ds = PairDataset(src, drawn if drawn is not None and drawn.random else physics, seed=config.seed,
+                              fresh_noise=fresh_noise, simulation=sim)
         self.physics, self.recon, self.device, self.chunk = physics, recon, device, chunk
         self.n, self.num_workers = len(self.ds), num_workers
-        self.clean: torch.Tensor | None = None
+        self.clean: torch.Tensor | list[torch.Tensor] | None = None
         self.z: torch.Tensor | None = None
         if stream:
             return
         idx = list(range(self.n))
+        if self.ds.drawn is not None:  # K_{ω_i} x_i, each distinct K built once (indices sorted by their draw)
+            order = sorted(idx, key=lambda i: (self.ds.draw(i).simulation, self.ds.draw(i).sim_operator))
+            self.clean, self.x = [None] * self.n, torch.empty(self.n, 1, d.size, d.size, device=device)
+            for i in range(0, self.n, chunk):
+                part = order[i:i + chunk]
+                ys, x = self.ds.clean_each(part, device=device)
+                self.x[part] = x
+                for k, y in zip(part, ys):
+                    self.clean[k] = y
+            self.z = None if fresh_noise else self.inputs(idx)
+            return
         if num_workers > 0:  # render + simulate in worker processes (image folders, fine grids)
             loader = torch.utils.data.DataLoader(_Clean(self.ds), batch_size=chunk, num_workers=num_workers)
             parts = [(yc.to(device), x.to(device)) for yc, x in loader]
@@ -233,8 +246,11 @@ class Pairs:
         return torch.cat([self.physics.noisy(self.clean[i:i + 1], self.ds.generator(i)) for i in idx])
 
     def inputs(self, idx: Sequence[int]) -> torch.Tensor:
-        """Network inputs z = P(y, K) for `idx`, computed in chunks."""
+        """Network inputs z = P(y, K) for `idx`, computed in chunks (drawn physics: each sample's own K)."""
         idx = list(idx)
+        if self.ds.drawn is not None:
+            return torch.cat([self.ds.inputs_each(idx[i:i + self.chunk], self.clean, self.recon.preprocess)
+                              for i in range(0, len(idx), self.chunk)])
         return torch.cat([self.recon.preprocess(self.noisy(idx[i:i + self.chunk]), self.physics)
                           for i in range(0, len(idx), self.chunk)])
 
