@@ -113,6 +113,7 @@ class PairDataset(torch.utils.data.Dataset):
         self._ops: dict[str, LinearOperator] = {}  # drawn operators, each built once
         self._fine: OrderedDict[str, Refined] = OrderedDict()
         self._draws: dict[int, Draw] = {}
+        self._noises: dict[str, noise_mod.NoiseModel] = {}
 
     # ----------------------------------------------------------------- epochs
     def set_epoch(self, epoch: int) -> None:
@@ -202,8 +203,11 @@ class PairDataset(torch.utils.data.Dataset):
     def physics_of(self, draw: Draw) -> Physics:
         """The physics methods reconstruct sample `draw` with: its operator (drawn calibration
         errors left out) and its noise model."""
-        n = json.loads(draw.noise)
-        return Physics(self.operator(draw.operator), noise_mod.build(n["name"], **n["params"]))
+        nm = self._noises.get(draw.noise)
+        if nm is None:
+            n = json.loads(draw.noise)
+            nm = self._noises[draw.noise] = noise_mod.build(n["name"], **n["params"])
+        return Physics(self.operator(draw.operator), nm)
 
     def clean_each(self, indices: Sequence[int], device: str | torch.device | None = None,
                    dtype: torch.dtype = torch.float32) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -226,12 +226,18 @@ def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
         pass
 
 
-def system_matrix(g: Geometry) -> dict[str, np.ndarray]:
-    """A and Aᵀ as CSR arrays (crow, col, val, tcrow, tcol, tval), from memory, disk or a build."""
+def system_matrix(g: Geometry, transpose: bool = True) -> dict[str, np.ndarray]:
+    """A and Aᵀ as CSR arrays (crow, col, val, tcrow, tcol, tval), from memory, disk or a build.
+
+    ``transpose=False`` leaves Aᵀ out until a later call asks for it (an operator that only
+    simulates, e.g. a drawn fine-grid K of `invmap.distributions`, never transposes).
+    """
     key = g.key()
     hit = _MEMORY.get(key)
     if hit is not None:
         _MEMORY.move_to_end(key)
+        if transpose and "tcrow" not in hit:
+            _add_transpose(hit, g)
         return hit
     folder = cache_dir()
     path = folder / f"{key}.npz" if folder is not None else None
@@ -240,14 +246,21 @@ def system_matrix(g: Geometry) -> dict[str, np.ndarray]:
         BUILDS["count"] += 1
         crow, col, val = build_matrix(g)
         arrays = {"crow": crow, "col": col, "val": val}
-        tcrow, tcol, tval = transpose_csr(crow, col, val, g.height * g.width)
-        arrays.update(tcrow=tcrow, tcol=tcol, tval=tval)
+        if transpose:
+            _add_transpose(arrays, g)
         if path is not None and len(col) >= MIN_DISK_NNZ:
             _save(path, arrays)
+    elif transpose and "tcrow" not in arrays:
+        _add_transpose(arrays, g)
     _MEMORY[key] = arrays
     while len(_MEMORY) > 1 and sum(a.nbytes for m in _MEMORY.values() for a in m.values()) > MEMORY_CACHE_BYTES:
         _MEMORY.popitem(last=False)
     return arrays
+
+
+def _add_transpose(arrays: dict[str, np.ndarray], g: Geometry) -> None:
+    tcrow, tcol, tval = transpose_csr(arrays["crow"], arrays["col"], arrays["val"], g.height * g.width)
+    arrays.update(tcrow=tcrow, tcol=tcol, tval=tval)
 
 
 def clear_memory_cache() -> None:

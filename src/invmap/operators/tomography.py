@@ -137,24 +137,24 @@ class _RayTransform(LinearOperator):
         """The system matrices, built on first use: building the operator (e.g. to check a
         config) costs only its geometry."""
         if self._built is None:
-            self._built = {part: system_matrix(g) for part, g in self._parts.items()}
+            self._built = {part: system_matrix(g, transpose=False) for part, g in self._parts.items()}
         return self._built
 
-    def _tensors(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
-        key = (like.device, like.dtype)
-        hit = self._dev.get(key)
-        if hit is None:
-            n = self.in_shape[0] * self.in_shape[1]
-            hit = {}
-            for part, m in self._mats.items():
-                rows = len(m["crow"]) - 1
-                A = csr_tensor(m["crow"], m["col"], m["val"], (rows, n))
+    def _tensors(self, like: torch.Tensor, transpose: bool = False) -> dict[str, torch.Tensor]:
+        """A (and, for Kᵀ, Aᵀ: made on the first adjoint) as torch CSR on `like`'s device and dtype."""
+        hit = self._dev.setdefault((like.device, like.dtype), {})
+        n = self.in_shape[0] * self.in_shape[1]
+        for part, m in self._mats.items():
+            rows = len(m["crow"]) - 1
+            if part not in hit:
+                hit[part] = csr_tensor(m["crow"], m["col"], m["val"], (rows, n)).to(device=like.device, dtype=like.dtype)
+            if transpose and part + "T" not in hit:
+                if "tcrow" not in m:
+                    m.update(system_matrix(self._parts[part], transpose=True))
                 At = csr_tensor(m["tcrow"], m["tcol"], m["tval"], (n, rows))
-                hit[part] = A.to(device=like.device, dtype=like.dtype)
                 hit[part + "T"] = At.to(device=like.device, dtype=like.dtype)
-            hit["perm"] = self._perm.to(like.device)
-            hit["order"] = self._order.to(like.device)
-            self._dev[key] = hit
+        hit.setdefault("perm", self._perm.to(like.device))
+        hit.setdefault("order", self._order.to(like.device))
         return hit
 
     def nnz(self) -> int:
@@ -193,7 +193,7 @@ class _RayTransform(LinearOperator):
         return Y.permute(2, 0, 1).reshape(*lead, A_, D)
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        T = self._tensors(y)
+        T = self._tensors(y, transpose=True)
         lead = y.shape[:-2]
         H, W = self.in_shape
         A_, D = self.out_shape
