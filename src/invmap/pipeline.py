@@ -152,7 +152,7 @@ def stress_run(config: Any, run_dir: Path, settings: StressSettings, methods: Se
     overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
     recon, baselines = _methods(config, names, Path(run_dir), Path(run_dir), tune_seconds, say, overrides)
     calibrate(recon, config)
-    ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.simulation)
+    ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.nominal_simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
                                batch_size=settings.batch_size, data_range=config.evaluation.data_range,
                                settings={"TV iterations": settings.tv_iters or (

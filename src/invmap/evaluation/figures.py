@@ -211,9 +211,6 @@ def stress_overview(shifts: Sequence[Mapping], rows: Sequence[Mapping], path: st
     """One picture of the whole study: per shift (row) and level (cell), the model's mean
     PSNR minus the best baseline's (blue: the model is better, red: a baseline is); the
     training conditions are framed. None when there is no model or no baseline."""
-    plt = _plt()
-    from matplotlib.patches import Rectangle
-
     grid: list[tuple[str, list[tuple[str, float, bool]]]] = []
     for sh in shifts:
         rs = [r for r in rows if r["shift"] == sh["name"] and r["metric"] == metric]
@@ -225,6 +222,18 @@ def stress_overview(shifts: Sequence[Mapping], rows: Sequence[Mapping], path: st
                 cells.append((lv, vals[model] - max(base), lv == str(sh.get("training_level"))))
         if cells:
             grid.append((sh.get("label") or sh["name"], cells))
+    return delta_heatmap(grid, path, f"{model} PSNR − best baseline PSNR (dB) per shift and level; framed: "
+                                     "training conditions")
+
+
+def delta_heatmap(grid: Sequence[tuple[str, Sequence[tuple[str, float, bool]]]], path: str | Path,
+                  title: str) -> Path | None:
+    """A heatmap of PSNR differences in dB: one row per shift, one cell per level
+    ``(level, difference, framed)`` (blue: positive, red: negative; symmetric colour scale up
+    to ±10 dB). None when `grid` is empty."""
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
     if not grid:
         return None
     ncol = max(len(c) for _, c in grid)
@@ -243,15 +252,14 @@ def stress_overview(shifts: Sequence[Mapping], rows: Sequence[Mapping], path: st
     ax.set_yticks(range(len(grid)))
     ax.set_yticklabels([g for g, _ in grid], fontsize=8)
     ax.set_xticks([])
-    ax.set_title(f"{model} PSNR − best baseline PSNR (dB) per shift and level; framed: training conditions",
-                 fontsize=9)
+    ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="dB")
     fig.tight_layout()
     return _save(fig, path)
 
 
-__all__ = ["recon_grid", "training_curves", "stress_plot", "stress_overview", "measurement_image", "read_log",
-           "trust_roc"]
+__all__ = ["recon_grid", "training_curves", "stress_plot", "stress_overview", "delta_heatmap", "measurement_image",
+           "read_log", "trust_roc"]
 
 
 def trust_roc(summary: Mapping, path: str | Path) -> Path | None:

@@ -192,7 +192,7 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
 
 def val_pairs(config: Any, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """(y, x, physics) of the validation split, simulated like the training pairs."""
-    c = condition_from_config(config, n=n if n is not None else config.data.val, simulation=config.data.simulation)
+    c = condition_from_config(config, n=n if n is not None else config.data.val, simulation=config.data.nominal_simulation)
     return make_pairs(c, split="val")
 
 
