@@ -58,13 +58,10 @@ def _report(tmp_path: Path) -> Path:
     return report.build_report(tmp_path)
 
 
-def test_report_renders_images_and_tables_in_chromium(tmp_path):
-    page = _report(tmp_path)
-    html = page.read_text()
-    n_img = html.count("<img")
-    assert n_img == 4  # reconstructions, the stress overview, one figure per shift (noise, object)
+def rendered(page: Path, tmp_path: Path) -> dict:
+    """What headless Chromium found in `page` (a copy with the CHECK script appended)."""
     checked = tmp_path / "checked.html"
-    checked.write_text(html.replace("</body>", CHECK + "</body>"))
+    checked.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
     profile = tmp_path / "chromium-profile"
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -73,9 +70,31 @@ def test_report_renders_images_and_tables_in_chromium(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     m = re.search(r'<pre id="invmap-check">(.*?)</pre>', proc.stdout, re.S)
     assert m, f"no check result in the DOM (rc={proc.returncode}): {proc.stderr[-2000:]}"
-    out = json.loads(m.group(1).replace("&quot;", '"'))
+    return json.loads(m.group(1).replace("&quot;", '"'))
+
+
+def test_report_renders_images_and_tables_in_chromium(tmp_path):
+    page = _report(tmp_path)
+    html = page.read_text()
+    n_img = html.count("<img")
+    assert n_img == 4  # reconstructions, the stress overview, one figure per shift (noise, object)
+    out = rendered(page, tmp_path)
     assert out["images"] == n_img
     assert out["decoded"] == n_img, out["widths"]
     assert all(w > 100 for w in out["widths"])
     assert out["tables"] >= 3 and out["rows"] >= 2 + 6 + 3  # metrics, noise and object tables
     assert out["table_height"] > 20
+
+
+def test_compare_report_renders_both_heatmaps_and_the_difference(tmp_path):
+    from invmap.evaluation.compare import compare_runs
+    from test_compare import make_run
+
+    a, b = make_run(tmp_path / "a", "adjoint"), make_run(tmp_path / "b", "tv")
+    compare_runs([a, b], tmp_path / "cmp")
+    page = tmp_path / "cmp" / "compare.html"
+    assert page.read_text().count("<img") == 3  # a's heatmap, b's heatmap, b − a
+    out = rendered(page, tmp_path)
+    assert out["images"] == 3 and out["decoded"] == 3, out["widths"]
+    assert all(w > 100 for w in out["widths"])
+    assert out["tables"] == 2 and out["rows"] >= 6 + 6  # test metrics (2 runs × 3 methods), the noise shift
