@@ -148,7 +148,9 @@ def differences(ref: Run, other: Run) -> list[dict]:
 
 
 def _db(v: float) -> str:
-    return "n/a" if not math.isfinite(v) else f"{v:+.1f} dB".replace("-", "−")
+    if not math.isfinite(v):
+        return "n/a"
+    return "±0.0 dB" if abs(v) < 0.05 else f"{v:+.1f} dB".replace("-", "−")
 
 
 def pair_verdicts(ref: Run, other: Run, diffs: Sequence[dict]) -> list[str]:

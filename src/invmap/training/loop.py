@@ -147,6 +147,8 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     meta = {"name": config.name, "physics": physics.spec(), "data": config.data.model_dump(mode="json"),
             "training": {"optimizer": tc.optimizer, "loss": tc.loss, "lr": tc.lr, "batch_size": tc.batch_size},
             "software": versions()}
+    if config.physics_distribution().random:  # trained over drawn physics; `physics` is the nominal one
+        meta["physics_distributions"] = config.physics_distribution().spec()
 
     def save_best(epoch: int, psnr: float, ssim: float) -> None:
         st.update(best_psnr=psnr, best_ssim=ssim, best_epoch=epoch, bad_epochs=0)
