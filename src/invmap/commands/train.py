@@ -111,6 +111,13 @@ def _train(args: argparse.Namespace, cfg, out: Path, say: bool = True) -> int:
         print(f"invmap train: {'resuming' if args.resume else 'run'} {out}/  ({cfg.name}: "
               f"{cfg.operator.name} + {cfg.noise.name} noise, model {cfg.model.name} on {cfg.model.input})",
               flush=True)
+        drawn = cfg.physics_distribution()
+        if drawn.random:  # invmap.distributions: evaluation and model.json keep the nominal physics
+            spec = drawn.spec()
+            names = [f"{sec}.{k}" for sec in ("operator", "noise") for k in spec[sec]] + (["data.simulation"] if
+                                                                                          "simulation" in spec else [])
+            print(f"invmap train: each training pair draws its own {', '.join(names)}; evaluation uses the nominal "
+                  f"values", flush=True)
     try:
         res = train(cfg, out, resume=args.resume, progress=not args.quiet)
     except KeyboardInterrupt:
