@@ -25,8 +25,9 @@ split, i), like its noise (`invmap.data.pairs`), so pair i is the same in every 
 any order, in any worker. ω_i is drawn once per sample (not per epoch): the clean
 K_{ω_i} x_i is simulated once, and only the noise is drawn afresh each epoch.
 
-**Efficiency.** A continuous *operator* parameter is snapped to the nearest of ``grid``
-equally spaced points of its support (default `DEFAULT_GRID`), so a training set needs
+**Efficiency.** A continuous (or whole-number ``uniform``) *operator* parameter is snapped
+to the nearest of ``grid`` equally spaced points of its support (default `DEFAULT_GRID`;
+rounded for whole numbers; ``log_uniform``: equally spaced in log), so a training set needs
 a small, finite set of operators, each built (and its sparse matrices cached) once.
 Noise parameters are drawn exactly (a noise model costs nothing to build).
 
@@ -188,8 +189,6 @@ class Uniform(Distribution):
         return self.lo + (self.hi - self.lo) * _u(g)
 
     def snap(self, v):
-        if self.integer and not self.grid:
-            return v
         return self._cast(min(self.grid_points(), key=lambda p: abs(p - v)))
 
     def spec(self) -> dict:
