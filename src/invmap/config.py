@@ -401,6 +401,10 @@ class Config(_Section):
         defaults = {p.name: p.default for p in OPERATORS.params(self.operator.name)}
         dists = {k: distributions.parse(params[k], defaults.get(k)) for k in drawn}
         nominal = {**params, **{k: d.nominal for k, d in dists.items()}}
+        try:
+            OPERATORS.build(self.operator.name, image_shape=self.image_shape, **nominal)
+        except ValueError as e:
+            raise ValueError(f"operator (its nominal values): {e}") from None
         for k, d in dists.items():
             for v in d.extremes():
                 try:

@@ -335,10 +335,6 @@ class PhysicsDistribution:
         """Whether anything is drawn (False: one fixed physics, as before distributions)."""
         return bool(self.op_drawn or self.noise_drawn or self.simulation)
 
-    @property
-    def random_operator(self) -> bool:
-        return bool(self.op_drawn)
-
     def nominal_params(self) -> tuple[dict, dict]:
         return ({**self.op_fixed, **{k: d.nominal for k, d in self.op_drawn.items()}},
                 {**self.noise_fixed, **{k: d.nominal for k, d in self.noise_drawn.items()}})
@@ -390,10 +386,5 @@ def substituted(params: Mapping[str, Any], defaults: Mapping[str, Any] | None = 
     return out
 
 
-def describe(value: Any) -> str:
-    """Short text of a parameter value or distribution (for notes and reports)."""
-    return json.dumps(value, separators=(",", ":")) if is_distribution(value) else str(value)
-
-
 __all__ = ["Distribution", "Choice", "Uniform", "LogUniform", "Normal", "KINDS", "parse", "is_distribution",
-           "PhysicsDistribution", "Draw", "substituted", "describe", "DEFAULT_GRID", "TRUNCATE"]
+           "PhysicsDistribution", "Draw", "substituted", "DEFAULT_GRID", "TRUNCATE"]
