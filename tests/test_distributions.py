@@ -119,8 +119,9 @@ def test_training_runs_on_drawn_physics(tmp_path):
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("operator.angles={choice: [-30, 60]}", "operator.angles = -30 (a value of its distribution): angles must be a "
-                                            "positive number of views"),
+    ("operator.angles={choice: [60, -30, 90]}", "operator.angles = -30 (a value of its distribution): angles must be "
+                                                "a positive number of views"),
+    ("operator.angles={choice: [-30, 60]}", "operator (its nominal values): angles must be a positive number"),
     ("operator.angles={choice: []}", "choice needs a non-empty list of values"),
     ("operator.spin={choice: [1, 2]}", "unknown parameter(s) 'spin'"),
     ("operator.arc={uniform: [180, 120]}", "uniform [180, 120]: low is above high"),
