@@ -12,10 +12,11 @@ With ``--model`` every reconstruction is checked against its own data without gr
 (`invmap.trust`): the data-consistency ratio ρ = ‖K x̂ − y‖ / √E‖e‖², the tuned TV's ρ on
 the same y (the run's baselines.json), the sensitivity to fresh noise draws against the
 model's training conditions (and, with ``--ensemble RUN``, the disagreement with other
-runs), combined into one score calibrated on the run's validation measurements. It prints one verdict per image (``consistent: …`` / ``suspect: …``) and writes the
-numbers to ``OUTPUT.trust.json``; ``--residual-map R.png`` also writes Kᵀ(K x̂ − y) in image
-space (grey = 0). ``--safe`` refines x̂ by a TV solve anchored at x̂ whose anchor weakens as
-the score rises (`invmap.trust.SafeReconstructor`). Inputs: ``.npy`` (a measurement shaped like the
+runs), combined into one score calibrated on the run's validation measurements. It prints
+one verdict per image (``consistent: …`` / ``suspect: …``) and writes the numbers to
+``OUTPUT.trust.json``; ``--residual-map R.png`` also writes Kᵀ(K x̂ − y) in image space
+(grey = 0). ``--safe`` refines x̂ by a TV solve anchored at x̂ whose anchor weakens as the
+score rises (`invmap.trust.SafeReconstructor`). Inputs: ``.npy`` (a measurement shaped like the
 operator's output, optionally with leading batch/channel axes, or an image) or an image
 file (PNG/JPEG/TIFF, read as gray values in [0, 1]). Outputs: ``.npy`` (float32) or an
 image file (values clipped to [0, 1]). An existing output is never replaced without
