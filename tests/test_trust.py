@@ -170,25 +170,72 @@ def _psnr(a, b):
     return psnr(a.clamp(-1, 2), b)
 
 
-def test_safe_keeps_trusted_images_and_is_never_much_worse_than_tv():
-    """A small study: a good map at its training conditions is kept bit for bit; a map that
-    fails (too few views, a wrong scale, more noise) is refined: better than the map on every
-    image, and on average within 0.5 dB of the best classical method or better."""
+def test_safe_anchor_weakens_continuously_with_the_score():
+    """μ/‖K‖² = μ₀ within S_free spreads, then a decade per S_decade spreads."""
+    safe = SafeReconstructor(_Scaled(1.0, _ct()), var.build("tv", lam=0.3, iters=10), mu0=1e-2, free=2.0, decade=2.0)
+    mu = safe.relative_weight(torch.tensor([0.0, 2.0, 3.0, 4.0, 6.0]))
+    assert torch.allclose(mu, torch.tensor([1e-2, 1e-2, 1e-2 / math.sqrt(10), 1e-3, 1e-4], dtype=mu.dtype))
+
+
+def test_safe_keeps_a_trusted_map_and_is_never_much_worse_than_tv():
+    """A small study: a good map at its training conditions, calibrated there, keeps its quality
+    (the anchor holds it: μ near μ₀); a map that fails (too few views, a wrong scale, more noise) is moved towards
+    TV: better than the map on every image, and on average within 0.5 dB of the best classical
+    method or better (the issue's goal, per level)."""
     train = _ct(30)
     x = _images(4)
     tv = var.build("tv", lam=0.3, iters=80)
-    good = SafeReconstructor(_Scaled(1.0, train), tv)
+    from invmap.trust import calibration
+
+    f = _Scaled(1.0, train)
+    x_val = build_source("ellipses", 32, split="val", count=12, seed=0).batch(list(range(12)))
+    y_val = train.measure(x_val, torch.Generator().manual_seed(4))
+    f.trust_calibration = calibration(f(y_val, train), y_val, train, tv(y_val, train))
+    good = SafeReconstructor(f, tv)
     y = train.measure(x, torch.Generator().manual_seed(5))
-    assert torch.equal(good(y, train), _Scaled(1.0, train)(y, train))
-    assert not bool(good.refined.any())
+    assert float(_psnr(good(y, train), x).mean()) > float(_psnr(f(y, train), x).mean()) - 0.1
+    assert bool((good.mu > good.mu0 / 10).all()) and float(good.mu.max()) == good.mu0
     for scale, phys in ((1.0, _ct(8)), (0.5, train), (0.7, Physics(train.operator, train.noise.scaled(6.0)))):
         y = phys.measure(x, torch.Generator().manual_seed(6))
         safe = SafeReconstructor(_Scaled(scale, train), tv)
         x_safe = safe(y, phys)
-        assert bool(safe.refined.all())
+        assert bool((safe.mu < safe.mu0).all())
         best = torch.maximum(_psnr(tv(y, phys), x), _psnr(var.fbp(y, phys.operator), x))
-        assert float(_psnr(x_safe, x).mean() - best.mean()) > -0.5  # the issue's goal, per level
+        assert float(_psnr(x_safe, x).mean() - best.mean()) > -0.5
         assert bool((_psnr(x_safe, x) > _psnr(_Scaled(scale, train)(y, phys), x)).all())
+
+
+def test_the_calibrated_score_flags_data_that_fit_worse_or_better_than_at_home():
+    """A perfect x̂ (the truth itself), calibrated on validation measurements that carry a model
+    error (y simulated 0.4 px off the nominal K's detector centre, as real data never match K
+    exactly), is consistent on new data of that kind; data with a larger error (3 px) fit worse and data
+    without any (simulated with K itself, the inverse crime) fit *better* than at home: both
+    lie outside the training conditions and are suspect (|z_h| > 3). The calibration's own
+    z-scores centre on 0."""
+    from invmap.trust import calibration
+
+    nz = noise_mod.build("gaussian", relative=0.01)
+    nominal = Physics(ops.build("tomography", image_shape=(32, 32), angles=20), nz)
+    def measured(offset: float, x: torch.Tensor, seed: int) -> torch.Tensor:
+        K = ops.build("tomography", image_shape=(32, 32), angles=20, detector_offset=offset)
+        return Physics(K, nz).measure(x, torch.Generator().manual_seed(seed))
+
+    f = _Scaled(1.0, nominal)  # only its x̂ = x is used
+    x_val = build_source("ellipses", 32, split="val", count=12, seed=0).batch(list(range(12)))
+    y_val = measured(0.4, x_val, 0)
+    cal = calibration(x_val, y_val, nominal)
+    assert cal["floor"] > 0 and cal["home"]["spread"] > 0
+    assert abs(float(diagnose(f, y_val, nominal, x_hat=x_val, calibration=cal, draws=0).z_home.median())) < 0.5
+    x = _images(4)
+    home = diagnose(f, measured(0.4, x, 1), nominal, x_hat=x, calibration=cal, draws=0)
+    worse = diagnose(f, measured(3.0, x, 1), nominal, x_hat=x, calibration=cal, draws=0)
+    crime = diagnose(f, nominal.measure(x, torch.Generator().manual_seed(1)), nominal, x_hat=x, calibration=cal,
+                     draws=0)
+    assert not bool(home.suspect.any())
+    assert bool((worse.z_home > 3).all()) and bool((crime.z_home < -3).all())
+    assert bool(worse.suspect.all()) and bool(crime.suspect.all())
+    assert bool((crime.trust < home.trust).all()) and bool((worse.trust < home.trust).all())
+    assert "data fit" in crime.verdict(0) and "spreads of its training conditions" in crime.verdict(0)
 
 
 # --------------------------------------------------------------------------------------- CLI
@@ -245,9 +292,10 @@ def test_cli_reconstruct_verdict_consistent_at_training_geometry_suspect_elsewhe
     assert main(["reconstruct", "--model", str(tiny_ct_run), "--input", str(tmp_path / "y_other.npy"),
                  "--output", str(tmp_path / "x_other.npy"), "--safe"]) == 0
     printed = capsys.readouterr().out
-    assert "suspect: ρ = " in printed and "safe: refined 1 of 1" in printed
+    assert "suspect: ρ = " in printed and "safe: TV solve anchored at x̂ with μ/‖K‖² = " in printed
     side = json.loads((tmp_path / "x_other.trust.json").read_text())
-    assert side["images"][0]["verdict"] == "suspect" and side["safe"]["refined"] == [True]
+    assert side["images"][0]["verdict"] == "suspect" and side["images"][0]["calibration"]["images"] >= 4
+    assert side["safe"]["mu_relative"][0] < side["safe"]["params"]["mu0"]  # suspect: a weaker anchor
 
 
 @pytest.mark.parametrize("case", ["safe-without-model", "sidecar-exists", "bad-residual-type", "missing-ensemble"])

@@ -12,10 +12,11 @@ With ``--model`` every reconstruction is checked against its own data without gr
 (`invmap.trust`): the data-consistency ratio ρ = ‖K x̂ − y‖ / √E‖e‖², the tuned TV's ρ on
 the same y (the run's baselines.json), the sensitivity to fresh noise draws against the
 model's training conditions (and, with ``--ensemble RUN``, the disagreement with other
-runs). It prints one verdict per image (``consistent: …`` / ``suspect: …``) and writes the
-numbers to ``OUTPUT.trust.json``; ``--residual-map R.png`` also writes Kᵀ(K x̂ − y) in image
-space (grey = 0). ``--safe`` refines suspect images by a TV solve anchored at x̂
-(`invmap.trust.SafeReconstructor`). Inputs: ``.npy`` (a measurement shaped like the
+runs), combined into one score calibrated on the run's validation measurements. It prints
+one verdict per image (``consistent: …`` / ``suspect: …``) and writes the numbers to
+``OUTPUT.trust.json``; ``--residual-map R.png`` also writes Kᵀ(K x̂ − y) in image space
+(grey = 0). ``--safe`` refines x̂ by a TV solve anchored at x̂ whose anchor weakens as the
+score rises (`invmap.trust.SafeReconstructor`). Inputs: ``.npy`` (a measurement shaped like the
 operator's output, optionally with leading batch/channel axes, or an image) or an image
 file (PNG/JPEG/TIFF, read as gray values in [0, 1]). Outputs: ``.npy`` (float32) or an
 image file (values clipped to [0, 1]). An existing output is never replaced without
@@ -51,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="method parameter, repeatable (e.g. --param lam=0.01 --param iters=300)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
                    help="override a task config value, e.g. --set operator.angles=30")
-    p.add_argument("--safe", action="store_true", help="with --model: refine suspect reconstructions by a "
-                   "data-consistent TV solve warm-started at the model's x̂ (trusted ones are kept)")
+    p.add_argument("--safe", action="store_true", help="with --model: refine the model's x̂ by a data-consistent "
+                   "TV solve warm-started and anchored at x̂, the anchor weaker the less it is trusted")
     p.add_argument("--residual-map", metavar="PATH", help="with --model: also write Kᵀ(K x̂ − y) (.png: grey = 0, "
                    "or .npy)")
     p.add_argument("--ensemble", action="append", default=[], metavar="RUN_DIR",
@@ -264,8 +265,8 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
 
     tuned = load_baselines(args.model)
     baseline = build_methods(["tv"], args.model)["tv"] if "tv" in tuned else None
-    if (Path(args.model) / "config.yaml").exists():  # the model-error floor of its training conditions
-        calibrate({"model": model}, resolve(args.model)[0])
+    if (Path(args.model) / "config.yaml").exists():  # the score's spreads at its training conditions
+        calibrate({"model": model}, resolve(args.model)[0], baseline=baseline)
     others = []
     for run in args.ensemble:
         other, meta = load_model(run)
@@ -290,9 +291,10 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         safe = SafeReconstructor(model, baseline)
         with torch.no_grad():
             out = safe.refine(y, physics, x_hat, diag)
-        refined = safe.refined.tolist()
-        doc["safe"] = {"params": safe.params(), "refined": refined}
-        print(f"safe: refined {sum(refined)} of {len(refined)} image(s) (the suspect ones) by the anchored TV solve")
+        mu = safe.mu.tolist()
+        doc["safe"] = {"params": safe.params(), "mu_relative": mu}
+        print(f"safe: TV solve anchored at x̂ with μ/‖K‖² = {', '.join(f'{m:.2g}' for m in mu)} "
+              f"({safe.mu0:g} within {safe.free:g} spreads of the training conditions)")
     if args.residual_map:
         with torch.no_grad():
             r = physics.operator.adjoint(physics.operator(out) - y)

@@ -6,7 +6,8 @@ On a set of test pairs (y_i, x_i), after every method has reconstructed x̂_i:
   ``rho``; NaN where the noise model has no noise);
 - every learned method (one that declares the ``training_physics`` it was trained for) gets
   the ground-truth-free diagnostics of `invmap.trust.diagnose` against the tuned baseline
-  (``tv`` when it ran) and its trust score T_i (score ``trust``);
+  (``tv`` when it ran), calibrated at its training conditions (`calibrate`), and its trust
+  score T_i (score ``trust``; the noise sensitivity, not part of it, is not redrawn here);
 - `worse_than_baselines`: the event the score should predict, PSNR(model) < max over the
   classical baselines b of PSNR(b), image by image.
 
@@ -33,16 +34,21 @@ def _finite_or_nan(t: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(t), t, torch.full_like(t, math.nan))
 
 
-def calibrate(methods: Mapping[str, Any], config: Any, n: int = 16) -> dict[str, dict]:
+def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: Any | None = None) -> dict[str, dict]:
     """Calibrate each learned method at its training conditions (`invmap.trust.calibration`: the
-    residual floor f) on `n` validation measurements simulated like the training pairs — their
-    ground truth is not used — and record it as the method's ``trust_calibration``; returns
-    {name: calibration}. A wrapper (e.g. ``safe``) is calibrated through the ``model`` it wraps."""
+    residual floor f and the spreads of its score) on `n` validation measurements simulated
+    like the training pairs — their ground truth is not used — and record it as the method's
+    ``trust_calibration``; returns {name: calibration}. The misfit is measured against
+    `baseline` (default: the ``tv`` of `methods`, or the one a ``safe`` wraps). A wrapper
+    (e.g. ``safe``) is calibrated through the ``model`` it wraps."""
     from ..trust import calibration
     from .evaluate import reconstruct
     from .runs import val_pairs
 
     out: dict[str, dict] = {}
+    base = baseline if baseline is not None else methods.get(BASELINE)
+    if base is None:  # a wrapper such as safe carries its own
+        base = next((m.baseline for m in methods.values() if getattr(m, "baseline", None) is not None), None)
     pairs = None
     for name, m in methods.items():
         target = getattr(m, "model", m)
@@ -52,13 +58,14 @@ def calibrate(methods: Mapping[str, Any], config: Any, n: int = 16) -> dict[str,
             if pairs is None:
                 pairs = val_pairs(config, n=min(n, int(config.data.val)))
             y, _x, phys = pairs
-            target.trust_calibration = calibration(reconstruct(target, y, phys)[0], y, phys)
+            target.trust_calibration = calibration(reconstruct(target, y, phys)[0], y, phys,
+                                                   None if base is None else reconstruct(base, y, phys)[0])
         out[name] = dict(target.trust_calibration)
     return out
 
 
 def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, results: Mapping[str, Any],
-                     recons: Mapping[str, torch.Tensor], batch_size: int = 16, draws: int = 3) -> None:
+                     recons: Mapping[str, torch.Tensor], batch_size: int = 16, draws: int = 0) -> None:
     """Add the scores ``rho`` (every method) and ``trust`` (learned methods) to `results`
     (`MethodScores`), using the reconstructions `recons` (all images, in order)."""
     from ..trust import consistency, diagnose

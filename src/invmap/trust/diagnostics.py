@@ -11,9 +11,7 @@ At inference y and K are known but x is not. For y = K x + e with a known noise 
   f² = median_i max(0, ‖K x̂_i − y_i‖² − E‖e_i‖²) / ‖y_i‖², measured on measurements from the
   training conditions (`residual_floor`), gives ρ_home = ‖K x̂ − y‖ / √(E‖e‖² + f²‖y‖²) ≈ 1
   at home, at any noise level the physics states; large when y does not fit K (another
-  geometry, a calibration error). The misfit against the baseline (a, below) is *not*
-  calibrated: a map that explains its data worse than the tuned TV, at home or not, is
-  suspected for it;
+  geometry, a calibration error) and small when y lacks the model error the method saw;
 - the same ratio ρ_b of a **classical baseline** x̂_b (the run's tuned TV) on the same y;
 - **sensitivity**: the rms pixel change of x̂ when y gets one more fresh noise draw,
   x̂(y + ẽ_k) − x̂(y), ẽ_k ~ e (k draws, one batched call), per unit of noise (rms per entry
@@ -22,14 +20,23 @@ At inference y and K are known but x is not. For y = K x + e with a known noise 
 - **disagreement** (optional): the rms spread between x̂ and other reconstructors (e.g.
   other trained runs) on y, against the same spread at the reference conditions.
 
-They combine into one excess factor and a trust score per image:
+They combine into one score, calibrated against the method's validation pairs (y_v, x̂_v)
+at its training conditions (`calibration`; their ground truth is not used). Each log ratio
+becomes a robust z-score, z = (log v − median_v log v) / (1.4826 · MAD_v log v):
 
-    a = ‖K x̂ − y‖ / max(‖K x̂_b − y‖, √(E‖e‖²))   misfit against the baseline's or the noise's
-    b = g / g_ref,   c = disagreement / disagreement_ref          (1 when not measured)
-    E = max(a, ρ_home) · max(1, b) · max(1, c),   trust T = 1 / (1 + E) ∈ (0, 1)
+    a = ‖K x̂ − y‖ / max(‖K x̂_b − y‖, √(E‖e‖²))   misfit against the baseline's (or the noise's)
+    z_a = z(log a)                  one-sided: x̂ explains y worse, relative to TV, than at home
+    z_h = z(log ρ_home)             two-sided: y fits worse *or better* than training data do
+                                    (data without the model error the map was trained on, e.g.
+                                    simulated on its own grid, are also outside its conditions)
+    z_c = log c / s₀                the ensemble disagreement ratio (when given)
+    S = max(z_a, |z_h|, z_c),   trust T = 2^(−S₊/S₀) ∈ (0, 1]
 
-T = ½ when x̂ is as consistent as its references; the verdict is "suspect" when E > 2
-(T < ⅓), e.g. ``suspect: ρ = 4.1, 3.2× the baseline's``.
+"suspect" when S > S₀ = 3 (three spreads; T < ½), e.g. ``suspect: ρ = 4.1, 3.2× the
+baseline's``. Without a calibration the spreads default to s₀ = ln 2 / S₀ around 0 (a
+misfit factor 2 is three spreads). The noise sensitivity ratio b is reported but not
+scored: on the default run's stress study it rose where the model did well (noise family)
+and stayed at 1 where it failed (calibration, objects).
 """
 
 from __future__ import annotations
@@ -42,8 +49,12 @@ import torch
 
 Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
 
-#: the excess factor E above which a reconstruction is called suspect (trust < 1/3)
-SUSPECT_EXCESS = 2.0
+#: the score S (in spreads of the training conditions) above which x̂ is suspect (trust < ½)
+SUSPECT_SCORE = 3.0
+#: the spread of a log ratio without a calibration: a factor 2 counts as SUSPECT_SCORE spreads
+DEFAULT_SPREAD = math.log(2.0) / SUSPECT_SCORE
+#: the smallest spread a calibration may state (a 2% change of a residual ratio is no evidence)
+MIN_SPREAD = 0.02
 
 
 def _sqnorm(t: torch.Tensor) -> torch.Tensor:
@@ -128,7 +139,7 @@ def reference_physics(method: Any, shape: Sequence[int] | None = None) -> Any | 
 
 @dataclass
 class Diagnostics:
-    """Per-image diagnostics (tensors ``[B]``, float64) and the combined trust score."""
+    """Per-image diagnostics (tensors ``[B]``, float64) and the combined score S and trust T."""
 
     rho: torch.Tensor                       # ‖K x̂ − y‖ / √E‖e‖²
     rho_baseline: torch.Tensor | None       # the baseline's ρ on the same y
@@ -138,6 +149,7 @@ class Diagnostics:
     sensitivity_ref: torch.Tensor | None = None  # gain g_ref at the reference physics
     disagreement: torch.Tensor | None = None
     disagreement_ref: torch.Tensor | None = None
+    calibration: Mapping[str, Any] | None = None  # `calibration`'s statistics (None: default spreads)
     notes: list[str] = field(default_factory=list)
 
     @staticmethod
@@ -155,23 +167,41 @@ class Diagnostics:
     def disagreement_ratio(self) -> torch.Tensor | None:
         return self._ratio(self.disagreement, self.disagreement_ref)
 
+    def _z(self, name: str, v: torch.Tensor) -> torch.Tensor:
+        """Robust z-score of log v against the calibration's `name` statistics (0: no evidence)."""
+        st = (self.calibration or {}).get(name) or {"median": 0.0, "spread": DEFAULT_SPREAD}
+        z = (v.log() - float(st["median"])) / float(st["spread"])
+        return torch.where(torch.isfinite(z), z, torch.zeros_like(z))
+
     @property
-    def excess(self) -> torch.Tensor:
-        """E = max(a, ρ_home) · max(1, b) · max(1, c) per image."""
-        e = self.misfit.clone() if self.rho_home is None else torch.maximum(self.misfit, self.rho_home)
-        for r in (self.sensitivity_ratio, self.disagreement_ratio):
-            if r is not None:
-                e = e * r.clamp_min(1.0)
-        return e
+    def z_misfit(self) -> torch.Tensor:
+        """z_a: the misfit against the baseline, in spreads of its value at the training conditions."""
+        return self._z("misfit", self.misfit)
+
+    @property
+    def z_home(self) -> torch.Tensor | None:
+        """z_h: the data fit against the training conditions' (two-sided), or None uncalibrated."""
+        return None if self.rho_home is None else self._z("home", self.rho_home)
+
+    @property
+    def score(self) -> torch.Tensor:
+        """S = max(z_a, |z_h|, z_c) per image."""
+        s = self.z_misfit.clone()
+        if self.z_home is not None:
+            s = torch.maximum(s, self.z_home.abs())
+        c = self.disagreement_ratio
+        if c is not None:
+            s = torch.maximum(s, c.clamp_min(1e-300).log() / DEFAULT_SPREAD)
+        return s
 
     @property
     def trust(self) -> torch.Tensor:
-        """T = 1 / (1 + E) ∈ (0, 1); ½ = as consistent as the references."""
-        return 1.0 / (1.0 + self.excess)
+        """T = 2^(−S₊/S₀) ∈ (0, 1]; ½ at the suspect threshold."""
+        return torch.exp2(-self.score.clamp_min(0.0) / SUSPECT_SCORE)
 
     @property
     def suspect(self) -> torch.Tensor:
-        return self.excess > SUSPECT_EXCESS
+        return self.score > SUSPECT_SCORE
 
     def verdict(self, i: int = 0) -> str:
         """One line for image i: ``consistent: ρ = 1.02 …`` or ``suspect: ρ = 4.1, 3.2× the baseline's``."""
@@ -179,14 +209,14 @@ class Diagnostics:
         if self.rho_baseline is not None:
             parts.append(f"{_fmt(self.rho[i] / self.rho_baseline[i])}× the baseline's (ρ_b = {_fmt(self.rho_baseline[i])})")
         if self.rho_home is not None:
-            parts.append(f"misfit {_fmt(self.rho_home[i])}× that at its training conditions")
-        b, c = self.sensitivity_ratio, self.disagreement_ratio
-        if b is not None:
-            parts.append(f"noise sensitivity {_fmt(b[i])}× its training conditions'")
+            parts.append(f"data fit {_fmt(self.rho_home[i])}× that at its training conditions")
+        c = self.disagreement_ratio
         if c is not None:
             parts.append(f"disagreement {_fmt(c[i])}× its training conditions'")
         word = "suspect" if bool(self.suspect[i]) else "consistent"
-        return f"{word}: {', '.join(parts)} (trust {float(self.trust[i]):.2f})"
+        how = "spreads of its training conditions" if self.calibration else "uncalibrated"
+        return (f"{word}: {', '.join(parts)} (score {_fmt(self.score[i])} {how}, limit {SUSPECT_SCORE:g}; "
+                f"trust {float(self.trust[i]):.2f})")
 
     def record(self, i: int) -> dict:
         """The numbers of image i, JSON-able."""
@@ -194,14 +224,15 @@ class Diagnostics:
             return None if t is None or not math.isfinite(float(t[i])) else float(t[i])
 
         return {"verdict": "suspect" if bool(self.suspect[i]) else "consistent", "line": self.verdict(i),
-                "trust": val(self.trust), "excess": val(self.excess), "rho": val(self.rho),
-                "rho_baseline": val(self.rho_baseline), "misfit_vs_baseline": val(self.misfit),
-                "misfit_vs_training_conditions": val(self.rho_home),
-                "sensitivity_gain": val(self.sensitivity), "sensitivity_gain_reference": val(self.sensitivity_ref),
+                "trust": val(self.trust), "score": val(self.score), "suspect_above_score": SUSPECT_SCORE,
+                "rho": val(self.rho), "rho_baseline": val(self.rho_baseline), "misfit_vs_baseline": val(self.misfit),
+                "z_misfit": val(self.z_misfit), "fit_vs_training_conditions": val(self.rho_home),
+                "z_fit": val(self.z_home), "sensitivity_gain": val(self.sensitivity),
+                "sensitivity_gain_reference": val(self.sensitivity_ref),
                 "sensitivity_ratio": val(self.sensitivity_ratio), "disagreement": val(self.disagreement),
                 "disagreement_reference": val(self.disagreement_ref),
-                "disagreement_ratio": val(self.disagreement_ratio), "suspect_above_excess": SUSPECT_EXCESS,
-                "notes": list(self.notes)}
+                "disagreement_ratio": val(self.disagreement_ratio),
+                "calibration": dict(self.calibration) if self.calibration else None, "notes": list(self.notes)}
 
 
 def _fmt(v: torch.Tensor | float) -> str:
@@ -209,18 +240,36 @@ def _fmt(v: torch.Tensor | float) -> str:
     return "n/a" if not math.isfinite(v) else (f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}")
 
 
+def _fits(x_hat: torch.Tensor, y: torch.Tensor, physics: Any, x_baseline: torch.Tensor | None,
+          floor: float | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """(ρ, ρ_b, misfit a, ρ_home) per image; ρ_b None without x̂_b, ρ_home None without a floor."""
+    r = residual(x_hat, y, physics)
+    noise = noise_energy(y, physics).sqrt()
+    rho, rho_b, misfit = _ratio_or_inf(r, noise), None, _ratio_or_inf(r, noise)
+    if x_baseline is not None:
+        r_b = residual(x_baseline, y, physics)
+        rho_b = _ratio_or_inf(r_b, noise)
+        misfit = r / torch.maximum(noise, r_b).clamp_min(1e-12 * max(1.0, float(r.max())))
+    home = None
+    if floor is not None:
+        h = (noise ** 2 + (float(floor) * _sqnorm(y).sqrt()) ** 2).sqrt()
+        home = torch.where(h > 0, r / h.clamp_min(1e-300), torch.full_like(r, math.nan))
+    return rho, rho_b, misfit, home
+
+
 def diagnose(method: Reconstructor, y: torch.Tensor, physics: Any, *, x_hat: torch.Tensor | None = None,
              baseline: Reconstructor | None = None, x_baseline: torch.Tensor | None = None,
              others: Sequence[Reconstructor] = (), reference: Any | None = None, draws: int = 3,
-             calibration: Mapping[str, float] | None = None, seed: int = 0) -> Diagnostics:
+             calibration: Mapping[str, Any] | None = None, seed: int = 0) -> Diagnostics:
     """Diagnose x̂ = method(y, physics) without ground truth (see the module docstring).
 
     `x_hat` / `x_baseline` reuse reconstructions already computed; `baseline` (or
-    `x_baseline`) gives ρ_b; `calibration` ({"floor": f}, see `calibration`;
-    default: the method's ``trust_calibration``) sets the training conditions' residual floor
-    and misfit; `reference` is the physics the method was trained for (default:
+    `x_baseline`) gives ρ_b; `calibration` (see `calibration`; default: the method's
+    ``trust_calibration``) sets the training conditions' residual floor and the spreads of
+    the score; `reference` is the physics the method was trained for (default:
     ``reference_physics(method)``; None: no sensitivity ratio); `others` are further
-    reconstructors for the disagreement; `draws` fresh noise draws for the sensitivity.
+    reconstructors for the disagreement; `draws` fresh noise draws for the (reported)
+    sensitivity.
     """
     with torch.no_grad():
         if x_hat is None:
@@ -228,24 +277,17 @@ def diagnose(method: Reconstructor, y: torch.Tensor, physics: Any, *, x_hat: tor
         if x_baseline is None and baseline is not None:
             x_baseline = baseline(y, physics)
     notes: list[str] = []
-    r = residual(x_hat, y, physics)
-    noise = noise_energy(y, physics).sqrt()
-    rho = _ratio_or_inf(r, noise)
-    rho_b = None
-    if x_baseline is not None:
-        r_b = residual(x_baseline, y, physics)
-        rho_b = _ratio_or_inf(r_b, noise)
-        misfit = r / torch.maximum(noise, r_b).clamp_min(1e-12 * max(1.0, float(r.max())))
-    else:
+    cal = dict(calibration if calibration is not None else getattr(method, "trust_calibration", None) or {})
+    rho, rho_b, misfit, home = _fits(x_hat, y, physics, x_baseline, cal.get("floor"))
+    if x_baseline is None:
         notes.append("no baseline: misfit against the noise level only")
-        misfit = rho.clone()
-    cal = calibration if calibration is not None else getattr(method, "trust_calibration", None)
-    d = Diagnostics(rho, rho_b, misfit, notes=notes)
-    if cal:
-        home = (noise ** 2 + (float(cal["floor"]) * _sqnorm(y).sqrt()) ** 2).sqrt()
-        d.rho_home = torch.where(home > 0, r / home.clamp_min(1e-300), torch.full_like(r, math.nan))
-    else:
+    if cal and bool(cal.get("baseline")) != (x_baseline is not None):
+        cal.pop("misfit", None)  # calibrated with(out) a baseline: that spread does not apply
+        notes.append("misfit calibrated " + ("with" if x_baseline is None else "without")
+                     + " a baseline: default spread")
+    if not cal:
         notes.append("not calibrated at the training conditions: misfit against the baseline and the noise only")
+    d = Diagnostics(rho, rho_b, misfit, rho_home=home, calibration=cal or None, notes=notes)
     ref = reference if reference is not None else reference_physics(method, tuple(x_hat.shape[-2:]))
     if ref is None:
         notes.append("no reference physics: sensitivity and disagreement not compared")
@@ -270,10 +312,27 @@ def _ratio_or_inf(r: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return torch.where(n > 0, r / n.clamp_min(1e-300), torch.full_like(r, math.inf))
 
 
-def calibration(x_hat: torch.Tensor, y: torch.Tensor, physics: Any) -> dict[str, float]:
-    """The method at its training conditions (y measured there, x̂ its reconstructions): the
-    residual ``floor`` f (`residual_floor`), so that ρ_home ≈ 1 at home."""
-    return {"floor": residual_floor(x_hat, y, physics)}
+def _log_stats(v: torch.Tensor) -> dict[str, float]:
+    """median and robust spread (1.4826 · MAD, at least `MIN_SPREAD`) of log v over the finite values."""
+    lv = v.log()
+    lv = lv[torch.isfinite(lv)]
+    if lv.numel() == 0:
+        return {"median": 0.0, "spread": DEFAULT_SPREAD}
+    med = float(lv.median())
+    return {"median": med, "spread": max(1.4826 * float((lv - med).abs().median()), MIN_SPREAD)}
+
+
+def calibration(x_hat: torch.Tensor, y: torch.Tensor, physics: Any,
+                x_baseline: torch.Tensor | None = None) -> dict[str, Any]:
+    """The method at its training conditions, from validation measurements y (x̂ its
+    reconstructions, x̂_b the baseline's; no ground truth): the residual ``floor`` f
+    (`residual_floor`), and the median and robust spread of log a (``misfit``) and of
+    log ρ_home (``home``) that turn them into z-scores; ``baseline`` says whether a was
+    measured against a baseline."""
+    floor = residual_floor(x_hat, y, physics)
+    _rho, _rho_b, misfit, home = _fits(x_hat, y, physics, x_baseline, floor)
+    return {"floor": floor, "baseline": x_baseline is not None, "misfit": _log_stats(misfit),
+            "home": _log_stats(home), "images": int(y.shape[0])}
 
 
 def residual_floor(x_hat: torch.Tensor, y: torch.Tensor, physics: Any) -> float:
@@ -283,5 +342,5 @@ def residual_floor(x_hat: torch.Tensor, y: torch.Tensor, physics: Any) -> float:
     return float(((r2 - n2).clamp_min(0) / y2.clamp_min(1e-300)).sqrt().median())
 
 
-__all__ = ["Diagnostics", "diagnose", "calibration", "residual_floor", "consistency", "residual", "noise_energy", "fresh_noise", "sensitivity_gain",
-           "spread", "reference_physics", "SUSPECT_EXCESS"]
+__all__ = ["Diagnostics", "diagnose", "calibration", "residual_floor", "consistency", "residual", "noise_energy",
+           "fresh_noise", "sensitivity_gain", "spread", "reference_physics", "SUSPECT_SCORE", "DEFAULT_SPREAD"]
