@@ -34,6 +34,11 @@ from .io import EXTENSIONS, centre_square, dtype_max, fit_items, read_image, spl
 from .sources import IMAGE_STREAM, SOURCES, ImageSource, mix_seed, split_code
 
 
+#: finer renderings of files kept in memory (re-read and resized otherwise): a small folder trained
+#: for many epochs, or with zoomed crops (`invmap.data.augment`), decodes each file once per grid
+FINE_CACHE_ITEMS = 256
+
+
 def list_images(path: Path, recursive: bool = False) -> list[Path]:
     it = path.rglob("*") if recursive else path.iterdir()
     return sorted((p for p in it if p.is_file() and p.suffix.lower() in EXTENSIONS),
@@ -62,6 +67,7 @@ class Folder(ImageSource):
         self.root, self.fit, self.normalise = root, fit, normalise
         self.value_range = None if value_range is None else (float(value_range[0]), float(value_range[1]))
         self.npz_key, self.crops = npz_key, int(crops)
+        self._fine_cache: dict[tuple[int, int], torch.Tensor] = {}
         files = list_images(root, recursive)
         if not files:
             raise ValueError(f"image folder {root} holds no images ({', '.join(EXTENSIONS)})")
@@ -166,13 +172,17 @@ class Folder(ImageSource):
         n = self.size * int(factor)
         for i in indices:
             k = self._item_file[self._check_index(i)]
-            f = self._files[k]
-            a, _ = read_image(f, self.npz_key)
-            sq = centre_square(self._apply(a, self._ranges[k]))
-            if sq.shape[0] >= n:
-                t = F.interpolate(torch.from_numpy(sq).float()[None, None], size=(n, n), mode="bilinear",
-                                  align_corners=False, antialias=True)[0]
-            else:
-                t = super().fine([i], factor)[0]
-            out.append(t.clamp(0, 1))
+            t = self._fine_cache.get((k, n))
+            if t is None:
+                a, _ = read_image(self._files[k], self.npz_key)
+                sq = centre_square(self._apply(a, self._ranges[k]))
+                if sq.shape[0] >= n:
+                    t = F.interpolate(torch.from_numpy(sq).float()[None, None], size=(n, n), mode="bilinear",
+                                      align_corners=False, antialias=True)[0]
+                else:
+                    t = super().fine([i], factor)[0]
+                t = t.clamp(0, 1)
+                if len(self._fine_cache) < FINE_CACHE_ITEMS:
+                    self._fine_cache[(k, n)] = t
+            out.append(t.clone())
         return torch.stack(out) if out else torch.zeros(0, 1, n, n)

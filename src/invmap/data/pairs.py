@@ -117,8 +117,11 @@ class PairDataset(torch.utils.data.Dataset):
 
     # ----------------------------------------------------------------- epochs
     def set_epoch(self, epoch: int) -> None:
-        """Select the noise of epoch `epoch` (only with ``fresh_noise=True``; else a no-op)."""
+        """Select the noise of epoch `epoch` (only with ``fresh_noise=True``; else a no-op) and the
+        images' draws of that epoch when they change with it (`invmap.data.augment`)."""
         self._epoch.fill_(int(epoch))
+        if hasattr(self.images, "set_epoch"):
+            self.images.set_epoch(epoch)
 
     @property
     def epoch(self) -> int:
