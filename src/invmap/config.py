@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Annotated, Any, Iterable, Literal
 
 import pydantic
 import yaml
@@ -200,11 +200,59 @@ class _Open(BaseModel):
 # sections
 # ---------------------------------------------------------------------------------------
 
+def _check_source(source: str, params: dict[str, Any]) -> None:
+    """A one-line error for an unknown image source or parameters it does not take."""
+    from .data.sources import PATH_SOURCES, SOURCES, parse_source
+
+    name, fixed = parse_source(source)
+    if name not in SOURCES.names():
+        raise ValueError(f"unknown image source '{source}'; available: "
+                         f"{', '.join(n for n in SOURCES.names() if n not in PATH_SOURCES)}, folder:<path>, "
+                         "hdf5:<glob>")
+    clash = [k for k in params if k in SOURCES.fixed]
+    if clash:
+        raise ValueError(f"params: '{clash[0]}' is set by the data section itself (size, counts, seed), "
+                         "not in params")
+    SOURCES.validate(name, {**fixed, **params})
+
+
+class MixConfig(_Section):
+    """Another image source mixed into the training images with weight w (`invmap.data.mixture`)."""
+
+    source: str
+    weight: float = Field(gt=0, le=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "MixConfig":
+        _check_source(self.source, self.params)
+        return self
+
+
+class AugmentConfig(_Section):
+    """Training-image augmentation x' = s · T(C_z(x)) (`invmap.data.augment`): zoomed random crops
+    (z from ``zoom``; 1 = the whole image), flips, 90° rotations, intensity factor s ∈ [1 − a, 1 + a];
+    ``fresh``: new draws every epoch. Never applied to validation or test images."""
+
+    flips: bool = False
+    rot90: bool = False
+    zoom: list[Annotated[int, Field(ge=1, le=8)]] = Field(default_factory=lambda: [1], min_length=1)
+    intensity: float = Field(0.0, ge=0, lt=1)
+    fresh: bool = True
+
+    def enabled(self) -> bool:
+        return self.flips or self.rot90 or self.zoom != [1] or self.intensity > 0
+
+
 class DataConfig(_Section):
     """Images x and pairs (y, x): how many, how big, and how y is simulated.
 
     ``simulation: crime`` measures y = K x on the same grid the model reconstructs on;
     ``fine`` simulates on a finer grid (no "inverse crime"). The test set defaults to fine.
+    Training images: ``mix`` adds other sources with weights (the configured source takes
+    1 − Σ w; validation and test images come from it alone), ``fill`` cycles a source with
+    fewer than ``train`` images (each copy its own noise and augmentation) so an epoch is
+    ``train`` pairs whatever the folder size, ``augment`` augments them.
     """
 
     source: str = "ellipses"
@@ -216,6 +264,9 @@ class DataConfig(_Section):
     simulation: Literal["crime", "fine"] | dict[str, Any] = "crime"
     test_simulation: Literal["crime", "fine"] = "fine"
     params: dict[str, Any] = Field(default_factory=dict)
+    mix: list[MixConfig] = Field(default_factory=list)
+    fill: bool = True
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @property
     def nominal_simulation(self) -> str:
@@ -233,19 +284,20 @@ class DataConfig(_Section):
             d = parse(self.simulation)
             for mode in d.extremes():
                 check_mode(mode)
-        from .data.sources import PATH_SOURCES, SOURCES, parse_source
-
-        name, fixed = parse_source(self.source)
-        if name not in SOURCES.names():
-            raise ValueError(f"unknown image source '{self.source}'; available: "
-                             f"{', '.join(n for n in SOURCES.names() if n not in PATH_SOURCES)}, folder:<path>, "
-                             "hdf5:<glob>")
-        clash = [k for k in self.params if k in SOURCES.fixed]
-        if clash:
-            raise ValueError(f"params: '{clash[0]}' is set by the data section itself (size, counts, seed), "
-                             "not in params")
-        SOURCES.validate(name, {**fixed, **self.params})
+        _check_source(self.source, self.params)
+        if sum(m.weight for m in self.mix) > 1 + 1e-9:
+            raise ValueError(f"mix: the weights sum to {sum(m.weight for m in self.mix):g} > 1 (the configured "
+                             "source takes 1 − their sum)")
         return self
+
+    def images(self, split: str, seed: int):
+        """The `invmap.data.ImageSource` of `split` (`invmap.data.mixture.split_source`)."""
+        from .data.mixture import split_source
+
+        count = {"train": self.train, "val": self.val, "test": self.test}[split]
+        return split_source(self.source, self.size, split, count, seed, self.params,
+                            mix=[m.model_dump() for m in self.mix], fill=self.fill,
+                            augment=self.augment.model_dump() if self.augment.enabled() else None)
 
 
 class OperatorConfig(_Open):
@@ -327,6 +379,7 @@ class TrainingConfig(_Section):
     fresh_noise: bool = True
     stream: bool = False  # read + simulate each minibatch when needed (data larger than memory)
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default
+    init: str | None = None  # fine-tuning: start from the weights of this trained run directory
 
     @pydantic.field_validator("amp", mode="before")
     @classmethod

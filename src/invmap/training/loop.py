@@ -7,6 +7,7 @@ end to end, K and Kᵀ inside for the model-based kinds. The call is split as
 (post-processing: P = FBP, Kᵀ, CGLS, cached for fixed pairs; other kinds: z = y), and
 ``recon.prepare(train, val)`` fits what gradients do not (input scale, PnP's strength).
 Every epoch: validation PSNR/SSIM on fixed pairs, the best model saved (``model.safetensors`` + ``model.json``), a row of ``train_log.csv``, a checkpoint.
+``training.init: RUN`` starts from RUN's trained weights (fine-tuning, recorded as ``init`` in model.json).
 Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
 error, keeping the last good checkpoint and best model — on a non-finite loss.
 """
@@ -30,7 +31,7 @@ from .distributed import Dist
 from .log import CSVLog, TensorBoard, TrainProgress
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
-from .setup import (Pairs, Precision, build_reconstructor, check_memory, check_resume, prepare_run_dir,
+from .setup import (Pairs, Precision, build_reconstructor, check_memory, check_resume, load_init, prepare_run_dir,
                     select_device, versions)
 
 
@@ -107,6 +108,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     recon = build_reconstructor(config, physics, device)
     new_dir = not Path(out_dir).exists()
     saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
+    start = load_init(config, recon, physics) if tc.init and not resume else None  # fine-tuning
     run = prepare_run_dir(out_dir, config, resume) if dist.main else Path(out_dir)  # rank 0 alone writes
     try:
         train_set = Pairs(config, physics, "train", recon, device, fresh_noise=tc.fresh_noise,
@@ -118,6 +120,8 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         raise
     if not resume:
         recon.prepare(train_set, val)
+    if start is not None:  # after prepare: the trained run's input scale is part of what it learned
+        recon.load_state_dict(start[0])
     if prec.channels_last:
         recon = recon.to(memory_format=torch.channels_last)
     step_net = dist.wrap(recon, "from_input")  # x̂ = f_Θ(z, K), gradients averaged over the ranks
@@ -146,7 +150,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     tb = TensorBoard(run, enabled=dist.main)
     meta = {"name": config.name, "physics": physics.spec(), "data": config.data.model_dump(mode="json"),
             "training": {"optimizer": tc.optimizer, "loss": tc.loss, "lr": tc.lr, "batch_size": tc.batch_size},
-            "software": versions()}
+            "software": versions(), **({"init": start[1]} if start is not None else {})}
     if config.physics_distribution().random:  # trained over drawn physics; `physics` is the nominal one
         meta["physics_distributions"] = config.physics_distribution().spec()
 

@@ -198,16 +198,46 @@ def check_resume(run_dir: str | Path, config: Config, recon: torch.nn.Module, de
     return state
 
 
+def load_init(config: Config, recon: torch.nn.Module, physics) -> tuple[dict, dict]:
+    """Fine-tuning (``training.init: RUN``): the weights of the trained run RUN for `recon`, and
+    what the new run records of its start (``init`` in model.json); writes nothing.
+
+    RUN must hold a model that `config` describes (`invmap.evaluation.runs.check_model_matches`:
+    same network and parameters; another image size only for a fully convolutional network)
+    and that can reconstruct this task (`invmap.models.check_compatible`, as ``invmap
+    reconstruct --model`` checks) — each mismatch a one-line ``ValueError``.
+    """
+    from ..evaluation.runs import check_model_matches
+    from ..models import check_compatible, load_model
+
+    run = Path(str(config.training.init)).expanduser()
+    if not run.is_dir():
+        raise FileNotFoundError(f"training.init: trained run directory not found: {run}")
+    model, meta = load_model(run)
+    check_compatible(meta, physics)
+    check_model_matches(config, meta, where=f"training.init {run}")
+    state = model.state_dict()
+    expected = recon.state_dict()
+    for k, v in expected.items():
+        if k not in state or tuple(state[k].shape) != tuple(v.shape):
+            raise ValueError(f"training.init {run}: its tensor '{k}' is "
+                             f"{list(state[k].shape) if k in state else 'missing'}, but the configured network "
+                             f"needs {list(v.shape)}")
+    record = {"run": str(run.resolve()), "name": meta.get("name"), "weights_sha256": meta.get("weights_sha256"),
+              "best_epoch": meta.get("best_epoch"), "val_psnr": meta.get("val_psnr"),
+              "image_shape": meta.get("image_shape"), "data_source": (meta.get("data") or {}).get("source")}
+    return state, record
+
+
 class Pairs:
     """Training or validation pairs with their network inputs (see the module docstring)."""
 
     def __init__(self, config: Config, physics, split: str, recon, device: torch.device,
                  fresh_noise: bool = False, chunk: int = 64, num_workers: int = 0, stream: bool = False):
-        from ..data import PairDataset, build_source
+        from ..data import PairDataset
 
         d = config.data
-        count = {"train": d.train, "val": d.val, "test": d.test}[split]
-        src = build_source(d.source, d.size, split=split, count=count, seed=config.seed, **d.params)
+        src = d.images(split, config.seed)
         sim = d.nominal_simulation if split != "test" else d.test_simulation
         drawn = config.physics_distribution() if split != "test" else None  # ω_i per sample (invmap.distributions)
         self.ds = PairDataset(src, drawn if drawn is not None and drawn.random else physics, seed=config.seed,
@@ -216,7 +246,7 @@ class Pairs:
         self.n, self.num_workers = len(self.ds), num_workers
         self.clean: torch.Tensor | list[torch.Tensor] | None = None
         self.z: torch.Tensor | None = None
-        if stream:
+        if stream or hasattr(src, "set_epoch"):  # augmented images: y = K x' + e simulated per minibatch
             return
         idx = list(range(self.n))
         if self.ds.drawn is not None:  # K_{ω_i} x_i, each distinct K built once (indices sorted by their draw)
@@ -379,15 +409,12 @@ def check_config(config: Config, device: torch.device = torch.device("meta")) ->
     a bad value fails with its own message before anything is written. On the ``meta``
     device (the default) the network takes no memory and the operator's matrices are not
     built (they are made on first use), so a check costs milliseconds whatever the sizes."""
-    from ..data import build_source
-
     select_device(config.training.device)  # e.g. cuda on a machine without one
     physics = config.physics()
     check_memory(config, physics)
     build_reconstructor(config, physics, device)
-    d = config.data
-    for split, count in (("train", d.train), ("val", d.val), ("test", d.test)):
-        build_source(d.source, d.size, split=split, count=count, seed=config.seed, **d.params)
+    for split in ("train", "val", "test"):
+        config.data.images(split, config.seed)
 
 
 def _takes(name: str, param: str, registry=None) -> bool:
