@@ -5,7 +5,8 @@
     invmap reconstruct --model runs/NAME --input sino.npy --output x.npy
 
 The task config (the experiment YAML) gives the operator K, the noise model and the image
-size; ``--simulate`` reads an image x instead of y and measures y = K x + e first (noise
+size (with ``--model`` alone: the model's own physics, at ``--size N`` for N×N images — a fully
+convolutional model trained on patches reconstructs whole images); ``--simulate`` reads an image x instead of y and measures y = K x + e first (noise
 seeded by the config's ``seed``).
 
 With ``--model`` every reconstruction is checked against its own data without ground truth
@@ -52,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="method parameter, repeatable (e.g. --param lam=0.01 --param iters=300)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
                    help="override a task config value, e.g. --set operator.angles=30")
+    p.add_argument("--size", type=int, metavar="N", help="with --model and no --task: reconstruct N×N images, the "
+                   "model's physics built for that size (a fully convolutional model trained on smaller patches)")
     p.add_argument("--safe", action="store_true", help="with --model: refine the model's x̂ by a data-consistent "
                    "TV solve warm-started and anchored at x̂, the anchor weaker the less it is trusted")
     p.add_argument("--residual-map", metavar="PATH", help="with --model: also write Kᵀ(K x̂ − y) (.png: grey = 0, "
@@ -169,6 +172,10 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"output exists: {args.output} (use --overwrite to replace it)")
     if args.model is None and (args.safe or args.residual_map or args.ensemble):
         raise ValueError("--safe, --residual-map and --ensemble need --model")
+    if args.size is not None and (args.model is None or args.task is not None):
+        raise ValueError("--size applies to --model without --task (with --task, set data.size)")
+    if args.size is not None and not 8 <= args.size <= 4096:
+        raise ValueError(f"--size must lie in [8, 4096], got {args.size}")
     sidecar = trust_sidecar(args.output) if args.model is not None else None
     for run in args.ensemble:
         if not Path(run).is_dir():
@@ -202,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         if args.task is not None:
             physics, _, seed = task_physics(args.task, args.overrides)
         else:
-            physics, seed = Physics.from_spec(meta["physics"]), 0
+            physics, seed = Physics.from_spec(meta["physics"], (args.size, args.size) if args.size else None), 0
         check_compatible(meta, physics)  # e.g. a dense model and a task with another measurement shape
         if hasattr(method, "eval"):
             method.eval()

@@ -29,6 +29,13 @@ class Network(nn.Module):
         """The per-sample input shape the network requires, or None if any H, W works."""
         return None
 
+    @property
+    def any_size(self) -> bool:
+        """True when weights learned on images of one size apply to any other (fully convolutional):
+        a model trained on 128² patches reconstructs whole 256² images. False for dense models
+        (a fixed input size) and for a ViT with learned positions (fixed to the training grid)."""
+        return self.fixed_input_shape is None
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample output shape for a per-sample input shape ``(C, H, W)``."""
         return (self.out_channels,) + tuple(input_shape[1:])  # type: ignore[attr-defined]

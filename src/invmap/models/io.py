@@ -141,7 +141,8 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
         **described,
         "network": {"fixed_input_shape": _shape(fixed),
                     "output_shape": _shape(net.output_shape(tuple(fixed))) if fixed else None,  # type: ignore[operator]
-                    "same_size": bool(getattr(net, "same_size", True))},
+                    "same_size": bool(getattr(net, "same_size", True)),
+                    "any_size": bool(getattr(net, "any_size", fixed is None))},
         "versions": {"invmap": invmap.__version__, "torch": torch.__version__.split("+")[0]},
         "parameter_count": sum(p.numel() for p in net.parameters()),
         "weights": MODEL_WEIGHTS,
@@ -327,6 +328,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     return recon.to(device).eval(), doc
 
 
+def any_size(meta: dict) -> bool:
+    """Whether the model of `meta` (model.json) applies to images of any size (`Network.any_size`;
+    files written before it was recorded: any network without a fixed input size)."""
+    net = meta.get("network") or {}
+    return bool(net.get("any_size", not net.get("fixed_input_shape")))
+
+
 def check_compatible(meta: dict, target: Any) -> None:
     """Raise a one-line ``ValueError`` if a loaded model cannot be applied to `target`.
 
@@ -335,7 +343,9 @@ def check_compatible(meta: dict, target: Any) -> None:
     a fixed-size (dense) network gets an input of its size — the measurement for input
     'measurement', the image Kᵀy for the image-domain inputs — and an image-to-image
     network fed the raw measurement returns an image of the training image size. The
-    model-based kinds read K at call time and check it themselves. A
+    model-based kinds read K at call time and check it themselves. Images of another size than
+    the training images need a network that takes any size (`any_size`: fully convolutional;
+    not dense models, not a ViT with learned positions). A
     different operator of compatible shape (fewer views, another noise level) is allowed:
     that is a distribution shift, not an error. With only a measurement shape the
     image-domain inputs cannot be checked.
@@ -364,6 +374,11 @@ def check_compatible(meta: dict, target: Any) -> None:
     def fmt(s):
         return "[" + ", ".join(map(str, s)) + "]"
 
+    trained_on = tuple(meta.get("image_shape") or ()) or None
+    if image_shape is not None and trained_on and image_shape != trained_on and not any_size(meta):
+        raise ValueError(f"model was trained on {fmt(trained_on)} images and cannot reconstruct {fmt(image_shape)}: "
+                         f"its network ('{(meta.get('architecture') or {}).get('name', '?')}') is not fully "
+                         f"convolutional (a dense layer or learned positions fix its size)")
     if inp == "measurement":
         z = (channels * (2 if is_complex else 1),) + meas
         if fixed is not None:

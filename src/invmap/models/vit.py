@@ -106,6 +106,11 @@ class ViT(Network):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
+    @property
+    def any_size(self) -> bool:
+        """Sine–cosine positions extend to any grid; learned ones were fitted to the training grid only."""
+        return self.pos is None
+
     def _pos(self, gh: int, gw: int, like: torch.Tensor) -> torch.Tensor:
         if self.pos is None:
             return sincos_2d(like.shape[-1], gh, gw, like.device, like.dtype)
