@@ -309,3 +309,17 @@ def test_ct_slices_split_by_file_in_consecutive_blocks():
 def test_example_config_is_valid(tmp_path):
     cfg = load_config(str(EXAMPLE), [f"data.source=folder:{tmp_path}"])
     assert cfg.data.augment.enabled() and cfg.data.fill and cfg.model.name == "unet"
+
+
+def test_stress_resolution_shift_skips_a_model_with_learned_positions(tmp_path):
+    from invmap.evaluation.stress import build_shifts, run_shifts
+    from invmap.evaluation.task import condition_from_config
+    from invmap.models import load_model
+
+    save_tiny(tmp_path / "run", "vit", patch_size=8, embed_dim=16, depth=1, heads=2)
+    recon, _ = load_model(tmp_path / "run")
+    ref = condition_from_config(load_config(None, TINY), n=2, simulation="crime")
+    shifts = build_shifts(ref, ["resolution"])
+    rows = run_shifts({"model": recon}, ref, shifts, trust=False)
+    assert {r["level"] for r in rows} == {"32×32"}  # the training size only
+    assert all("cannot reconstruct" in why for why in shifts[0].skipped.values()) and shifts[0].skipped
