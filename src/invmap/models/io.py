@@ -375,7 +375,7 @@ def check_compatible(meta: dict, target: Any) -> None:
         return "[" + ", ".join(map(str, s)) + "]"
 
     trained_on = tuple(meta.get("image_shape") or ()) or None
-    if image_shape is not None and trained_on and image_shape != trained_on and not any_size(meta):
+    if fixed is None and image_shape is not None and trained_on and image_shape != trained_on and not any_size(meta):
         raise ValueError(f"model was trained on {fmt(trained_on)} images and cannot reconstruct {fmt(image_shape)}: "
                          f"its network ('{(meta.get('architecture') or {}).get('name', '?')}') is not fully "
                          f"convolutional (a dense layer or learned positions fix its size)")

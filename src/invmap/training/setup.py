@@ -394,7 +394,7 @@ def check_memory(config: Config, physics) -> int:
     acts = (_activation_bytes(recon.net, (tc.batch_size, *z_shape)) if hasattr(recon, "net")
             else sum(_activation_bytes(block, (tc.batch_size, *shape)) for block, shape in recon.trained_blocks(physics)))
     pair = 4 * (d.size * d.size + math.prod(y_shape) + math.prod(z_shape))
-    held = d.val + (0 if tc.stream else d.train)
+    held = d.val + (0 if tc.stream or d.augment.enabled() else d.train)  # augmented: simulated per minibatch
     data = held * pair
     total = 4 * params + acts + data
     budget.check(total, f"training '{config.model.name}' on {d.train}+{d.val} pairs of {d.size}×{d.size} images "
