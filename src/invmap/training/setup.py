@@ -188,14 +188,18 @@ def check_resume(run_dir: str | Path, config: Config, recon: torch.nn.Module, de
                              f"keeps its name, seed, data, operator, noise and model (change only "
                              f"{' or '.join(RESUMABLE)} settings, or train a new run)")
     state = load_checkpoint(run, device)
-    expected = recon.state_dict()
-    stored = state.get("model") or {}
-    for k, v in expected.items():
+    check_weights(recon, state.get("model") or {}, f"cannot resume {run}: the checkpoint's",
+                  "; config and checkpoint describe different models")
+    return state
+
+
+def check_weights(recon: torch.nn.Module, stored: dict, what: str, why: str = "") -> None:
+    """A one-line ``ValueError`` (``{what} tensor 'k' is …``) unless `stored` has every tensor of
+    `recon` with its shape."""
+    for k, v in recon.state_dict().items():
         if k not in stored or tuple(stored[k].shape) != tuple(v.shape):
             got = list(stored[k].shape) if k in stored else "missing"
-            raise ValueError(f"cannot resume {run}: the checkpoint's tensor '{k}' is {got}, but the configured "
-                             f"network needs {list(v.shape)}; config and checkpoint describe different models")
-    return state
+            raise ValueError(f"{what} tensor '{k}' is {got}, but the configured network needs {list(v.shape)}{why}")
 
 
 def load_init(config: Config, recon: torch.nn.Module, physics) -> tuple[dict, dict]:
@@ -217,12 +221,7 @@ def load_init(config: Config, recon: torch.nn.Module, physics) -> tuple[dict, di
     check_compatible(meta, physics)
     check_model_matches(config, meta, where=f"training.init {run}")
     state = model.state_dict()
-    expected = recon.state_dict()
-    for k, v in expected.items():
-        if k not in state or tuple(state[k].shape) != tuple(v.shape):
-            raise ValueError(f"training.init {run}: its tensor '{k}' is "
-                             f"{list(state[k].shape) if k in state else 'missing'}, but the configured network "
-                             f"needs {list(v.shape)}")
+    check_weights(recon, state, f"training.init {run}: its")
     record = {"run": str(run.resolve()), "name": meta.get("name"), "weights_sha256": meta.get("weights_sha256"),
               "best_epoch": meta.get("best_epoch"), "val_psnr": meta.get("val_psnr"),
               "image_shape": meta.get("image_shape"), "data_source": (meta.get("data") or {}).get("source")}
