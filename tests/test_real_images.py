@@ -324,3 +324,18 @@ def test_stress_resolution_shift_skips_a_model_with_learned_positions(tmp_path):
     rows = run_shifts({"model": recon}, ref, shifts, trust=False)
     assert {r["level"] for r in rows} == {"32×32"}  # the training size only
     assert all("cannot reconstruct" in why for why in shifts[0].skipped.values()) and shifts[0].skipped
+
+
+@pytest.mark.parametrize("angles", [16, 60])
+def test_fbp_input_keeps_its_scale_at_another_size(angles):
+    """The network input FBP(y) of one object at 32² and 64² has the same intensities, so the
+    input scale s fitted at the training size holds at the other."""
+    from invmap.data.crime import smooth_object
+    from invmap.variational import fbp
+
+    means = []
+    for n in (32, 64):
+        x = smooth_object(n)  # the same object sampled on an n × n grid
+        physics = load_config(None, [f"operator.angles={angles}", f"data.size={n}"]).physics()
+        means.append(float(fbp(physics.operator(x), physics.operator).mean() / x.mean()))
+    assert means[0] == pytest.approx(1.0, abs=0.05) and means[1] == pytest.approx(means[0], abs=0.05)
