@@ -266,21 +266,6 @@ def test_fixed_size_models_refuse_another_size_in_one_line(tmp_path, capsys, nam
     assert "cannot reconstruct [64, 64]" in err[0] or "gives images [1, 64, 64]" in err[0]
 
 
-def test_evaluation_at_another_size_needs_a_fully_convolutional_model(tmp_path):
-    from invmap.evaluation.runs import check_model_matches
-
-    for name, params, ok in (("unet", {"base_channels": 4, "depth": 2}, True), ("mlp", {"width": 16, "depth": 1}, False)):
-        save_tiny(tmp_path / name, name, **params)
-        meta = json.loads((tmp_path / name / "model.json").read_text())
-        cfg = load_config(None, [s for s in TINY if not s.startswith("model.")] + [f"model.name={name}", "data.size=64"] +
-                          [f"model.{k}={v}" for k, v in params.items()])
-        if ok:
-            check_model_matches(cfg, meta)
-        else:
-            with pytest.raises(ValueError, match="data.size"):
-                check_model_matches(cfg, meta)
-
-
 def test_stress_resolution_shift_runs_a_patch_trained_model(tmp_path):
     from invmap.evaluation.stress import build_shifts, run_shifts
     from invmap.evaluation.task import condition_from_config

@@ -133,20 +133,16 @@ def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = T
 
 def check_model_matches(config: Any, meta: Mapping, where: str | Path = "the run") -> None:
     """A one-line ``ValueError`` when the config (the run's config.yaml, with any ``--set``)
-    describes another network than the trained model (``model.json``), or another image size
-    for a model that cannot take it (`invmap.models.io.any_size`) — e.g. a
+    describes another network or image size than the trained model (``model.json``) — e.g. a
     config.yaml rewritten after training: scoring the model under it would be wrong silently."""
     m = config.model
     kind = meta.get("kind") or {}
     arch = (meta.get("architecture") or {}) if kind.get("name", "post-processing") == "post-processing" else kind
     stored = arch.get("params") or {}
-    from ..models.io import any_size
-
     pairs = [("model.name", m.name, arch.get("name")),
-             ("model.input", m.input, (meta.get("input") or {}).get("input", m.input))]
-    if not any_size(meta):  # a fully convolutional model trained at one size reconstructs at any other
-        pairs.append(("the image shape (data.size)", list(config.image_shape),
-                      meta.get("image_shape", list(config.image_shape))))
+             ("model.input", m.input, (meta.get("input") or {}).get("input", m.input)),
+             ("the image shape (data.size)", list(config.image_shape),
+              meta.get("image_shape", list(config.image_shape)))]
     pairs += [(f"model.{k}", v, stored[k]) for k, v in m.params().items() if k in stored]
     for key, want, have in pairs:
         if want != have:

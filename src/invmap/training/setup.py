@@ -207,7 +207,7 @@ def load_init(config: Config, recon: torch.nn.Module, physics) -> tuple[dict, di
     what the new run records of its start (``init`` in model.json); writes nothing.
 
     RUN must hold a model that `config` describes (`invmap.evaluation.runs.check_model_matches`:
-    same network and parameters; another image size only for a fully convolutional network)
+    same network, parameters and image size)
     and that can reconstruct this task (`invmap.models.check_compatible`, as ``invmap
     reconstruct --model`` checks) — each mismatch a one-line ``ValueError``.
     """
