@@ -324,3 +324,12 @@ def test_fbp_input_keeps_its_scale_at_another_size(angles):
         physics = load_config(None, [f"operator.angles={angles}", f"data.size={n}"]).physics()
         means.append(float(fbp(physics.operator(x), physics.operator).mean() / x.mean()))
     assert means[0] == pytest.approx(1.0, abs=0.05) and means[1] == pytest.approx(means[0], abs=0.05)
+
+
+def test_a_huge_zoom_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("INVMAP_MAX_MEMORY", "64M")
+    out = tmp_path / "run"
+    args = sum((["--set", s] for s in TINY + ["data.size=512", "data.augment.zoom=[8]"]), [])
+    assert main(["train", "--out", str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("invmap: error:") and not out.exists()

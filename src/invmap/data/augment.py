@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .. import budget
 from .sources import IMAGE_STREAM, ImageSource, mix_seed, split_code
 
 #: salt of the augmentation draws (apart from the images' and the noise's streams)
@@ -76,6 +77,7 @@ class Augmented(ImageSource):
         draws = [self.draw(i) for i in indices]
         for z in sorted({d["zoom"] for d in draws}):
             ks = [k for k, d in enumerate(draws) if d["zoom"] == z]
+            budget.check(4 * len(ks) * (n * z) ** 2, f"augment.zoom {z}: {len(ks)} images of {n * z}×{n * z}")
             big = self.base.fine([indices[k] for k in ks], factor * z) if factor * z > 1 else self.base.batch(
                 [indices[k] for k in ks])
             for b, k in zip(big, ks):

@@ -395,6 +395,8 @@ def check_memory(config: Config, physics) -> int:
     pair = 4 * (d.size * d.size + math.prod(y_shape) + math.prod(z_shape))
     held = d.val + (0 if tc.stream or d.augment.enabled() else d.train)  # augmented: simulated per minibatch
     data = held * pair
+    if d.augment.enabled():  # each minibatch rendered at the largest zoom on the 2× simulation grid
+        data += tc.batch_size * 4 * (2 * max(d.augment.zoom) * d.size) ** 2
     total = 4 * params + acts + data
     budget.check(total, f"training '{config.model.name}' on {d.train}+{d.val} pairs of {d.size}×{d.size} images "
                         f"(parameters {budget.human(params)}, one batch's activations {budget.human(acts)}, "
