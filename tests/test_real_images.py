@@ -327,9 +327,15 @@ def test_fbp_input_keeps_its_scale_at_another_size(angles):
 
 
 def test_a_huge_zoom_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("INVMAP_MAX_MEMORY", "64M")
+    from invmap.training.setup import check_memory
+
+    monkeypatch.setenv("INVMAP_MAX_MEMORY", "256M")
+    small = [s for s in TINY if not s.startswith("operator.")] + ["operator.name=identity", "model.input=adjoint", "data.size=256",
+                                                                "data.augment.flips=true"]
+    cfg = load_config(None, small)
+    check_memory(cfg, cfg.physics())  # flips alone fit
     out = tmp_path / "run"
-    args = sum((["--set", s] for s in TINY + ["data.size=512", "data.augment.zoom=[8]"]), [])
+    args = sum((["--set", s] for s in small + ["data.augment.zoom=[8]"]), [])
     assert main(["train", "--out", str(out), "--quiet", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("invmap: error:") and not out.exists()
+    assert len(err) == 1 and err[0].startswith("invmap: error: training") and not out.exists()
