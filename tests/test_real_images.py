@@ -330,8 +330,8 @@ def test_a_huge_zoom_is_refused_before_anything_is_written(tmp_path, capsys, mon
     from invmap.training.setup import check_memory
 
     monkeypatch.setenv("INVMAP_MAX_MEMORY", "256M")
-    small = [s for s in TINY if not s.startswith("operator.")] + ["operator.name=identity", "model.input=adjoint", "data.size=256",
-                                                                "data.augment.flips=true"]
+    small = [s for s in TINY if not s.startswith("operator.")]
+    small += ["operator.name=identity", "model.input=adjoint", "data.size=256", "data.augment.flips=true"]
     cfg = load_config(None, small)
     check_memory(cfg, cfg.physics())  # flips alone fit
     out = tmp_path / "run"
