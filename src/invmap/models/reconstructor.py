@@ -79,6 +79,8 @@ class Reconstructor(nn.Module):
 
     kind: str = ""
     kind_params: dict = {}
+    #: learned from data (never a classical baseline in the verdicts; `evaluation.verdicts.is_learned`)
+    learned: bool = True
 
     @torch.no_grad()
     def preprocess(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
