@@ -317,3 +317,27 @@ def test_bad_kind_in_model_json_is_one_line(kind, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("invmap: error:") and message in err and "\n" not in err
     assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.parametrize("data_range", [1.0, "max-min"])
+def test_pnp_tuning_scores_with_the_evaluation_data_range(data_range):
+    """PnP's strength and step are chosen by the PSNR convention of evaluation.data_range."""
+    from types import SimpleNamespace
+
+    from invmap import metrics
+    from invmap.models.pnp import PlugAndPlay
+
+    torch.manual_seed(0)
+    denoiser = models.LearnedReconstructor(models.build("cnn", depth=2, channels=4, residual=True), input="adjoint")
+    recon = PlugAndPlay(denoiser, iterations=2, strengths=[0.5, 1.0], steps=[0.5, 1.5]).eval()
+    op = operator("blur")
+    x, y = measure(op, b=3)
+    x = 0.2 + 0.5 * x  # values in [0.2, 0.7]: max − min differs from 1 in every image
+    y = Physics(op).measure(x, torch.Generator().manual_seed(1))
+    recon.prepare(None, SimpleNamespace(n=3, z=y, x=x, physics=Physics(op)), data_range=data_range)
+    assert len(recon.tuning) == 4
+    for row in recon.tuning:
+        recon.strength.fill_(row["strength"])
+        recon.step.fill_(row["step"])
+        want = float(metrics.psnr(recon(y, Physics(op)), x, data_range).mean())
+        assert row["val_psnr"] == pytest.approx(want, abs=1e-4)

@@ -5,7 +5,7 @@
 end to end, K and Kᵀ inside for the model-based kinds. The call is split as
 ``recon.from_input(z, physics)``, z = ``recon.preprocess(y, physics)`` without parameters
 (post-processing: P = FBP, Kᵀ, CGLS, cached for fixed pairs; other kinds: z = y), and
-``recon.prepare(train, val)`` fits what gradients do not (input scale, PnP's strength).
+``recon.prepare(train, val, data_range=)`` fits what gradients do not (input scale, PnP's strength).
 Every epoch: validation PSNR/SSIM on fixed pairs, the best model saved (``model.safetensors`` + ``model.json``), a row of ``train_log.csv``, a checkpoint.
 Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
 error, keeping the last good checkpoint and best model — on a non-finite loss.
@@ -117,7 +117,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
             shutil.rmtree(run)
         raise
     if not resume:
-        recon.prepare(train_set, val)
+        recon.prepare(train_set, val, data_range=config.evaluation.data_range)
     if prec.channels_last:
         recon = recon.to(memory_format=torch.channels_last)
     step_net = dist.wrap(recon, "from_input")  # x̂ = f_Θ(z, K), gradients averaged over the ranks
