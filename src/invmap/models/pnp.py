@@ -29,7 +29,9 @@ from .iterative import Count, Normalised
 from .reconstructor import LearnedReconstructor, Reconstructor
 
 DEFAULT_STEPS = {"pgd": (0.5, 1.0, 1.5, 1.9), "hqs": (0.1, 0.5, 2.0, 10.0)}
-DEFAULT_STRENGTHS = (0.25, 0.5, 0.75, 1.0)
+#: strengths α tried by the tuning; the trained blind denoiser applied 30 times wants a small α
+#: (measured: CT and deblurring picked α = 0.05, the low end of [0.05, 0.35]; MRI α = 0.5; BENCHMARKS.md)
+DEFAULT_STRENGTHS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class PlugAndPlay(Reconstructor):
