@@ -34,6 +34,9 @@ as its physics (`invmap.interop.to_deepinv`) and on its own ``Tomography``:
 
     PYTHONPATH=src /work/anchors-venv/bin/python benchmarks/training.py --unrolled [--size 128] [--batch 8]
 
+``--unrolled --interleaved``: invmap's LPD (paper) and LGD and both deepinv rows in one
+process, one training step of each in turn, so the speed ratios hold on a loaded CPU.
+
 Timings on a shared CPU are noisy: re-run when quiet and compare ratios within one run.
 """
 
@@ -108,11 +111,8 @@ def quality(run: str, tune_n: int, threads: int) -> None:
         print(f"{name:<8}{p.mean():>10.2f} ± {p.std():4.2f}{s_.mean():>12.4f} ± {s_.std():.4f}", flush=True)
 
 
-def _kind_step(row: str, size: int, batch: int, steps: int, iterations: int, threads: int) -> tuple[float, float, int]:
-    """(images/s, peak MiB above the start, parameters) of one training step of `row` (run in a child process)."""
-    import resource
-
-    torch.set_num_threads(threads)
+def _kind_row(row: str, size: int, batch: int, iterations: int):
+    """(network, call → x̂, x) of one model-based row: its network and one training batch."""
     torch.manual_seed(0)
     cfg = load_config(None, [f"data.size={size}"])
     phys = cfg.physics()
@@ -147,19 +147,59 @@ def _kind_step(row: str, size: int, batch: int, steps: int, iterations: int, thr
         net = _DeepinvLPD(iterations, 5, 5, 32, 3)
         yd = dphys.A(x)
         call = lambda: net(yd, dphys)  # noqa: E731
+    return net, call, x
+
+
+def _trainer(net: torch.nn.Module, call, x: torch.Tensor):
+    """One timed training step (forward + MSE + backward + Adam) → seconds."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for i in range(steps + 1):
+
+    def step() -> float:
         t0 = time.perf_counter()
         loss = torch.mean((call() - x) ** 2)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if i:
-            times.append(time.perf_counter() - t0)
+        return time.perf_counter() - t0
+
+    return step
+
+
+def _kind_step(row: str, size: int, batch: int, steps: int, iterations: int, threads: int) -> tuple[float, float, int]:
+    """(images/s, peak MiB above the start, parameters) of one training step of `row` (run in a child process)."""
+    import resource
+
+    torch.set_num_threads(threads)
+    net, call, x = _kind_row(row, size, batch, iterations)
+    step = _trainer(net, call, x)
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = [step() for _ in range(steps + 1)][1:]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return batch / statistics.median(times), (peak - start) / 1024, nparams(net)
+
+
+def interleaved_rows(size: int, batch: int, steps: int, iterations: int, threads: int) -> None:
+    """invmap's LPD and LGD next to deepinv's LPD in ONE process, their steps taken in turn
+    (round robin, one warm-up round), so that a changing load on a shared CPU hits every row
+    alike: images/s (median) and the ratio to each deepinv row. Memory: `unrolled_rows`."""
+    import deepinv  # noqa: F401 - the peer rows are the point of this table
+
+    torch.set_num_threads(threads)
+    rows = ["invmap lpd-paper", "invmap lgd", "deepinv LPD (PDNet blocks) on invmap's operator",
+            "deepinv LPD (PDNet blocks) on its own Tomography"]
+    steppers = {r: _trainer(*_kind_row(r, size, batch, iterations)) for r in rows}
+    times: dict[str, list[float]] = {r: [] for r in rows}
+    for i in range(steps + 1):
+        for r in rows:
+            t = steppers[r]()
+            if i:
+                times[r].append(t)
+    rate = {r: batch / statistics.median(times[r]) for r in rows}
+    print(f"{batch}x{size}x{size}, 60 views, {iterations} iterations, 32 channels, 5 memory channels, "
+          f"{threads} threads, interleaved, median of {steps} rounds")
+    print(f"{'training step':<52}{'images/s':>10}{'÷ deepinv (invmap op)':>24}{'÷ deepinv (own op)':>20}")
+    for r in rows:
+        print(f"{r:<52}{rate[r]:>10.2f}{rate[r] / rate[rows[2]]:>24.2f}{rate[r] / rate[rows[3]]:>20.2f}", flush=True)
 
 
 class _DeepinvLPD(torch.nn.Module):
@@ -215,6 +255,8 @@ def main() -> None:
     ap.add_argument("--no-loop", action="store_true", help="skip the end-to-end training-loop row")
     ap.add_argument("--unrolled", action="store_true", help="instead: the model-based kinds (and deepinv's LPD)")
     ap.add_argument("--iterations", type=int, default=10, help="iterations of the model-based kinds (--unrolled)")
+    ap.add_argument("--interleaved", action="store_true",
+                    help="with --unrolled: invmap's LPD/LGD and deepinv's LPD in one process, steps in turn")
     ap.add_argument("--quality", metavar="RUN", help="instead: score FBP, tuned TV and RUN's model on its test set")
     ap.add_argument("--tune-n", type=int, default=16, help="validation pairs for tuning TV (--quality)")
     a = ap.parse_args()
@@ -223,6 +265,10 @@ def main() -> None:
         quality(a.quality, a.tune_n, a.threads)
         return
     cfg = load_config(None)
+    if a.unrolled and a.interleaved:
+        interleaved_rows(a.size or cfg.data.size, a.batch or load_config("ct-lpd").training.batch_size, a.steps,
+                         a.iterations, a.threads)
+        return
     if a.unrolled:
         unrolled_rows(a.size or cfg.data.size, a.batch or load_config("ct-lpd").training.batch_size, a.steps,
                       a.iterations, a.threads)

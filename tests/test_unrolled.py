@@ -221,7 +221,24 @@ def test_train_and_reconstruct_with_the_run(kind, sets, tmp_path, request, capsy
                  "--input", str(img), "--simulate", "--output", str(tmp_path / "b.npy")]) == 0
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert a.shape == b.shape == (SIZE, SIZE) and np.isfinite(b).all() and not np.allclose(a, b)
-    capsys.readouterr()
+    # --set without --task changes the run's own config.yaml: the same 7-view task
+    assert main(["reconstruct", "--model", str(run), "--set", "operator.angles=7",
+                 "--input", str(img), "--simulate", "--output", str(tmp_path / "c.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "c.npy"), b, atol=1e-6)
+    # a measured 7-view sinogram (no --simulate) reconstructs under the 7-view physics
+    from invmap.config import load_config
+
+    seven = load_config(task, ["operator.angles=7"]).physics()
+    x = torch.as_tensor(np.load(img), dtype=torch.float32)[None, None]
+    np.save(tmp_path / "sino7.npy", seven.measure(x, torch.Generator().manual_seed(0))[0, 0].numpy())
+    assert main(["reconstruct", "--model", str(run), "--set", "operator.angles=7", "--input",
+                 str(tmp_path / "sino7.npy"), "--output", str(tmp_path / "d.npy")]) == 0
+    assert np.isfinite(np.load(tmp_path / "d.npy")).all()
+    capsys.readouterr()  # a sinogram of the wrong number of views: one line, nothing written
+    assert main(["reconstruct", "--model", str(run), "--input", str(tmp_path / "sino7.npy"),
+                 "--output", str(tmp_path / "e.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("invmap: error: ") and err.count("\n") == 1 and not (tmp_path / "e.npy").exists()
 
 
 def test_stress_hands_model_based_methods_the_shifted_physics():
@@ -316,4 +333,40 @@ def test_bad_kind_in_model_json_is_one_line(kind, message, tmp_path, capsys):
                  "--simulate", "--output", str(tmp_path / "out.npy")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("invmap: error:") and message in err and "\n" not in err
+    assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.parametrize("data_range", [1.0, "max-min"])
+def test_pnp_tuning_scores_with_the_evaluation_data_range(data_range):
+    """PnP's strength and step are chosen by the PSNR convention of evaluation.data_range."""
+    from types import SimpleNamespace
+
+    from invmap import metrics
+    from invmap.models.pnp import PlugAndPlay
+
+    torch.manual_seed(0)
+    denoiser = models.LearnedReconstructor(models.build("cnn", depth=2, channels=4, residual=True), input="adjoint")
+    recon = PlugAndPlay(denoiser, iterations=2, strengths=[0.5, 1.0], steps=[0.5, 1.5]).eval()
+    op = operator("blur")
+    x, y = measure(op, b=3)
+    x = 0.2 + 0.5 * x  # values in [0.2, 0.7]: max − min differs from 1 in every image
+    y = Physics(op).measure(x, torch.Generator().manual_seed(1))
+    recon.prepare(None, SimpleNamespace(n=3, z=y, x=x, physics=Physics(op)), data_range=data_range)
+    assert len(recon.tuning) == 4
+    for row in recon.tuning:
+        recon.strength.fill_(row["strength"])
+        recon.step.fill_(row["step"])
+        want = float(metrics.psnr(recon(y, Physics(op)), x, data_range).mean())
+        assert row["val_psnr"] == pytest.approx(want, abs=1e-4)
+
+
+def test_reconstruct_set_without_task_needs_the_runs_config(tmp_path, capsys):
+    """--set is never dropped silently: a model directory without config.yaml needs --task."""
+    models.save_model(tmp_path / "m", build("lgd", operator("tomography")), physics=Physics(operator("tomography")))
+    np.save(tmp_path / "x.npy", np.zeros((SIZE, SIZE)))
+    capsys.readouterr()
+    assert main(["reconstruct", "--model", str(tmp_path / "m"), "--set", "operator.angles=7", "--input",
+                 str(tmp_path / "x.npy"), "--simulate", "--output", str(tmp_path / "out.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"invmap: error: --set needs --task CONFIG: {tmp_path / 'm'} has no config.yaml to apply it to\n"
     assert not (tmp_path / "out.npy").exists()

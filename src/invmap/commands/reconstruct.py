@@ -52,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method parameter, repeatable (e.g. --param lam=0.01 --param iters=300)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
-                   help="override a task config value, e.g. --set operator.angles=30")
+                   help="override a task config value, e.g. --set operator.angles=30 (with --model and no "
+                        "--task: a value of the run's own config.yaml)")
     p.add_argument("--size", type=int, metavar="N", help="with --model and no --task: reconstruct N×N images, the "
                    "model's physics built for that size (a fully convolutional model trained on smaller patches)")
     p.add_argument("--safe", action="store_true", help="with --model: refine the model's x̂ by a data-consistent "
@@ -208,6 +209,12 @@ def run(args: argparse.Namespace) -> int:
         method, meta = load_model(args.model)
         if args.task is not None:
             physics, _, seed = task_physics(args.task, args.overrides)
+        elif args.overrides:  # --set changes the model's own task: the run's config.yaml
+            own = Path(args.model) / "config.yaml"
+            if not own.is_file():
+                raise ValueError(f"--set needs --task CONFIG: {args.model} has no config.yaml to apply it to")
+            size = [f"data.size={args.size}"] if args.size else []
+            physics, _, seed = task_physics(str(own), [*args.overrides, *size])
         else:
             physics, seed = Physics.from_spec(meta["physics"], (args.size, args.size) if args.size else None), 0
         check_compatible(meta, physics)  # e.g. a dense model and a task with another measurement shape

@@ -38,7 +38,7 @@ from .evaluate import atomic_write_json, read_metrics
 from .figures import delta_heatmap, stress_overview
 from .report import _CSS, _e, _num, data_uri, html_table, read_stress
 from .runs import baselines_note, read_baselines
-from .verdicts import LEARNED, MODEL
+from .verdicts import MODEL, learned_of
 
 #: files larger than this are refused before reading (a run's tables are kilobytes)
 MAX_FILE_BYTES = 64 << 20
@@ -184,7 +184,7 @@ def baseline_gaps(run: Run) -> list[dict]:
     for sh in run.stress_meta.get("shifts", []):
         for lv in map(str, sh["levels"]):
             vals = {m: run.psnr(sh["name"], lv, m) for m in run.methods()}
-            base = {m: v for m, v in vals.items() if m not in LEARNED and math.isfinite(v)}
+            base = {m: v for m, v in vals.items() if m not in learned_of(sh) and math.isfinite(v)}
             if base and math.isfinite(vals.get(MODEL, math.nan)):
                 b = max(base, key=base.get)
                 rows.append({"shift": sh["name"], "label": sh.get("label") or sh["name"], "level": lv, "baseline": b,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write
-from .verdicts import LEARNED
+from .verdicts import learned_of
 
 
 def _plt():
@@ -207,23 +207,29 @@ def _cell_label(level: str, width: int = 18) -> str:
 
 
 def stress_overview(shifts: Sequence[Mapping], rows: Sequence[Mapping], path: str | Path,
-                    model: str = "model", metric: str = "psnr") -> Path | None:
-    """One picture of the whole study: per shift (row) and level (cell), the model's mean
-    PSNR minus the best baseline's (blue: the model is better, red: a baseline is); the
-    training conditions are framed. None when there is no model or no baseline."""
-    grid: list[tuple[str, list[tuple[str, float, bool]]]] = []
+                    metric: str = "psnr") -> Path | None:
+    """One picture of the whole study: per shift and learned method (row) and level (cell),
+    the method's mean PSNR minus the best classical baseline's (blue: the learned method is
+    better, red: a baseline is); the training conditions are framed. The learned methods of
+    a shift are those it records (`verdicts.learned_of`): the trained model, the safe mode,
+    a plug-and-play scheme … None when no learned method meets a baseline."""
+    found: list[tuple[str, str, list[tuple[str, float, bool]]]] = []  # (shift label, method, cells)
     for sh in shifts:
         rs = [r for r in rows if r["shift"] == sh["name"] and r["metric"] == metric]
-        cells = []
-        for lv in map(str, sh["levels"]):
-            vals = {r["method"]: float(r["mean"]) for r in rs if str(r["level"]) == lv}
-            base = [v for m, v in vals.items() if m != model and m not in LEARNED and math.isfinite(v)]
-            if model in vals and base and math.isfinite(vals[model]):
-                cells.append((lv, vals[model] - max(base), lv == str(sh.get("training_level"))))
-        if cells:
-            grid.append((sh.get("label") or sh["name"], cells))
-    return delta_heatmap(grid, path, f"{model} PSNR − best baseline PSNR (dB) per shift and level; framed: "
-                                     "training conditions")
+        learned = learned_of(sh)
+        for model in learned:
+            cells = []
+            for lv in map(str, sh["levels"]):
+                vals = {r["method"]: float(r["mean"]) for r in rs if str(r["level"]) == lv}
+                base = [v for m, v in vals.items() if m not in learned and math.isfinite(v)]
+                if model in vals and base and math.isfinite(vals[model]):
+                    cells.append((lv, vals[model] - max(base), lv == str(sh.get("training_level"))))
+            if cells:
+                found.append((sh.get("label") or sh["name"], model, cells))
+    named = len({m for _, m, _ in found}) > 1  # several learned methods: each row says whose it is
+    grid = [(f"{label} · {m}" if named else label, cells) for label, m, cells in found]
+    return delta_heatmap(grid, path, "learned method's PSNR − best baseline PSNR (dB) per shift and level; "
+                                     "framed: training conditions")
 
 
 def delta_heatmap(grid: Sequence[tuple[str, Sequence[tuple[str, float, bool]]]], path: str | Path,

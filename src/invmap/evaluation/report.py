@@ -148,8 +148,9 @@ def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequen
             parts.append(f"<p class=\"muted\">Baselines: {_e(baselines)}</p>")
         overview = (stress_figures or {}).get("_overview")
         if overview is not None and Path(overview).exists():
-            cap = ("The whole stress study at a glance: model PSNR minus the best baseline's per shift and level "
-                   "(blue: the model is better; red: a baseline is; framed: the training conditions)")
+            cap = ("The whole stress study at a glance: each learned method's PSNR minus the best baseline's per "
+                   "shift and level (blue: the learned method is better; red: a baseline is; framed: the training "
+                   "conditions)")
             parts.append(f"<figure><img alt=\"stress overview\" src=\"{data_uri(overview)}\">"
                          f"<figcaption>{_e(cap)}</figcaption></figure>")
     if metrics:
@@ -166,13 +167,14 @@ def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequen
         info = meta.get("settings")
         if info:
             parts.append(f"<p class=\"muted\">{_e(', '.join(f'{k}: {v}' for k, v in info.items()))}</p>")
-        by_name = {v["shift"]: v for v in verdicts}
+        by_name: dict[str, list[dict]] = {}  # a shift has one verdict per learned method
+        for v in verdicts:
+            by_name.setdefault(v["shift"], []).append(v)
         for sh in meta.get("shifts", []):
             parts.append(f"<h3>{_e(sh.get('label') or sh['name'])}</h3>")
             if sh.get("description"):
                 parts.append(f"<p>{_e(sh['description'])}</p>")
-            if sh["name"] in by_name:
-                parts.append(f"<p class=\"verdict\">{_e(by_name[sh['name']]['text'])}</p>")
+            parts += [f"<p class=\"verdict\">{_e(v['text'])}</p>" for v in by_name.get(sh["name"], [])]
             fig = (stress_figures or {}).get(sh["name"])
             if fig is not None and Path(fig).exists():
                 parts.append(f"<figure><img alt=\"stress: {_e(sh['name'])}\" src=\"{data_uri(fig)}\"></figure>")

@@ -372,7 +372,7 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     (``data_range`` and the ``PSNR data range`` setting)."""
     from .figures import stress_overview, stress_plot, trust_roc
     from .trust import trust_summary
-    from .verdicts import verdicts_from_rows
+    from .verdicts import is_learned, verdicts_from_rows
 
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -382,11 +382,12 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
         progress(f"stress: not applicable to operator '{ref.operator}' / noise '{ref.noise}': {', '.join(missing)}")
     t0 = time.perf_counter()
     rows = run_shifts(methods, ref, shifts, batch_size, progress, data_range)
-    metas = [{**s.meta(), "images per level": ref.n, "methods": sorted(methods)} for s in shifts]
+    learned = [n for n, m in methods.items() if is_learned(n, m)]  # asked of each method: verdicts, heatmap
+    metas = [{**s.meta(), "images per level": ref.n, "methods": sorted(methods), "learned": learned} for s in shifts]
     meta = {"settings": {"images per level": ref.n, **dict(settings or {}),
                          "PSNR data range": data_range_label(data_range),
                          "seconds": round(time.perf_counter() - t0, 1)}, "data_range": data_range,
-            "reference": ref.describe(), "methods": sorted(methods), "shifts": metas}
+            "reference": ref.describe(), "methods": sorted(methods), "learned": learned, "shifts": metas}
     rows, meta = merge_previous(rows, meta, out, progress)
     meta["verdicts"] = [v.to_dict() for v in verdicts_from_rows(rows, meta["shifts"])]
     meta["trust"] = trust_summary(meta["shifts"])

@@ -1,13 +1,15 @@
 """One-sentence verdicts computed from the stress numbers.
 
 For one shift (e.g. the noise level moved ×0 … ×8 away from training) we have, per level
-ℓ and method m, the mean test PSNR p(m, ℓ). With the learned map called ``model`` and
-every other method a classical baseline, the verdict answers *where the model stops
-being the best choice*:
+ℓ and method m, the mean test PSNR p(m, ℓ). Methods are learned (a trained network, an
+unrolled or plug-and-play scheme, the safe mode wrapping one) or classical baselines b —
+each method says which (`is_learned`), and the stress study records the learned names per
+shift (``learned``). For every learned method m, its verdict answers *where m stops being
+the best choice*:
 
 - ordered levels (noise ×f, number of views, PSF width …): walk outward from the
   training level in each direction and report the first level ℓ* where
-  p(model, ℓ*) < max_b p(b, ℓ*) − margin (the *crossing*), naming the baseline;
+  p(m, ℓ*) < max_b p(b, ℓ*) − margin (the *crossing*), naming the baseline;
 - categorical levels (object class, noise family …): list the levels where a baseline
   beats the model;
 - otherwise: "the model stays above all baselines at every level".
@@ -19,11 +21,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 MODEL = "model"
-#: learned methods: never counted as a classical baseline (``safe`` wraps the model)
+#: the learned methods of files and callables that do not say what they are (stress.json
+#: written before shifts recorded ``learned``; a plain function passed as a method)
 LEARNED = (MODEL, "safe")
+
+
+def is_learned(name: str, method: Any) -> bool:
+    """Whether `method` is learned (never a classical baseline), asked of the method itself:
+    its ``learned`` attribute (True for every `invmap.models.Reconstructor` and the safe
+    mode, False for the variational methods); a callable without one falls back to its
+    name being in `LEARNED`."""
+    declared = getattr(method, "learned", None)
+    return name in LEARNED if declared is None else bool(declared)
+
+
+def learned_of(meta: Mapping) -> list[str]:
+    """The learned method names recorded in a stress shift's (or study's) meta; older files
+    without ``learned``: the `LEARNED` names among its ``methods``."""
+    if "learned" in meta:
+        return list(meta["learned"])
+    return [m for m in LEARNED if m in (meta.get("methods") or LEARNED)]
 
 
 @dataclass
@@ -35,9 +55,10 @@ class Verdict:
     crossings: list[dict] = field(default_factory=list)  # [{level, direction, baseline, model, best}]
     below_at_training: bool = False
     model_always_best: bool | None = None  # None when there is no model or no baseline
+    method: str = MODEL  # the learned method this verdict is about
 
     def to_dict(self) -> dict:
-        return {"shift": self.shift, "text": self.text, "crossings": self.crossings,
+        return {"shift": self.shift, "method": self.method, "text": self.text, "crossings": self.crossings,
                 "below_at_training": self.below_at_training, "model_always_best": self.model_always_best}
 
 
@@ -45,10 +66,11 @@ def _fmt(v: float) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.1f} dB"
 
 
-def _best_baseline(row: Mapping[str, float], model: str) -> tuple[str | None, float]:
+def _best_baseline(row: Mapping[str, float], learned: Collection[str]) -> tuple[str | None, float]:
+    """The best classical method of one level's {method: PSNR} and its PSNR."""
     best, best_v = None, -math.inf
     for m, v in row.items():
-        if m == model or m in LEARNED or v is None or not math.isfinite(v):
+        if m in learned or v is None or not math.isfinite(v):
             continue
         if v > best_v:
             best, best_v = m, v
@@ -61,34 +83,37 @@ def _finite(v: float | None) -> bool:
 
 def shift_verdict(shift: str, levels: Sequence[str], table: Mapping[str, Mapping[str, float]],
                   training_level: str | None = None, ordered: bool = True, margin: float = 0.0,
-                  model: str = MODEL, label: str | None = None) -> Verdict:
-    """Verdict for one shift from ``table[level][method] = mean PSNR`` (dB).
+                  model: str = MODEL, label: str | None = None, learned: Collection[str] = LEARNED) -> Verdict:
+    """Verdict for the learned method `model` in one shift from ``table[level][method] = mean PSNR`` (dB).
 
     `levels` gives the order (for ordered shifts: along the axis); `training_level` is
-    the level matching the training conditions (None when no level does). A level where
-    the model has no number (e.g. the architecture cannot take that image size) is skipped.
+    the level matching the training conditions (None when no level does); `learned` names
+    the methods that are not baselines (`model` is always one). A level where the model has
+    no number (e.g. the architecture cannot take that image size) is skipped.
     """
     name = label or shift
+    learned = set(learned) | {model}
+    it = "the model" if model == MODEL else model  # how the sentences name the method
     methods = {m for lv in levels for m in table.get(lv, {})}
     if model not in methods:
         best_overall = {}
         for lv in levels:
-            b, v = _best_baseline(table.get(lv, {}), model)
+            b, v = _best_baseline(table.get(lv, {}), learned)
             if b is not None:
                 best_overall[lv] = b
         winners = sorted(set(best_overall.values()))
         text = (f"{name}: no trained model evaluated; best baseline: "
                 + (", ".join(f"{b} ({', '.join(lv for lv, w in best_overall.items() if w == b)})" for b in winners)
                    or "none"))
-        return Verdict(shift, text, model_always_best=None)
-    if len(methods) == 1:
-        return Verdict(shift, f"{name}: only the model was evaluated; no baseline to compare with.",
-                       model_always_best=None)
+        return Verdict(shift, text, model_always_best=None, method=model)
+    if not methods - learned:
+        return Verdict(shift, f"{name}: only learned methods were evaluated; no baseline to compare {it} with.",
+                       model_always_best=None, method=model)
 
     def below(lv: str) -> tuple[bool, str | None, float, float]:
         row = table.get(lv, {})
         mv = row.get(model)
-        b, bv = _best_baseline(row, model)
+        b, bv = _best_baseline(row, learned)
         if not _finite(mv) or b is None:
             return False, b, mv if mv is not None else math.nan, bv
         return mv < bv - margin, b, mv, bv
@@ -126,39 +151,42 @@ def shift_verdict(shift: str, levels: Sequence[str], table: Mapping[str, Mapping
     if below_train:
         b, bv = below(training_level)[1], below(training_level)[3]
         mv = table[training_level][model]
-        text = (f"{name}: the model is already below {b} at the training level {training_level} "
+        text = (f"{name}: {it} is already below {b} at the training level {training_level} "
                 f"({_fmt(mv)} vs {_fmt(bv)})")
         others = [lv for lv in valid if lv != training_level and not below(lv)[0]]
         text += f"; it beats every baseline only at {', '.join(others)}." if others else \
             " and at every other level."
     elif always_best:
-        text = f"{name}: the model stays above all baselines at every level"
+        text = f"{name}: {it} stays above all baselines at every level"
         if valid:
-            worst = min(valid, key=lambda lv: table[lv][model] - _best_baseline(table[lv], model)[1])
-            gap = table[worst][model] - _best_baseline(table[worst], model)[1]
+            worst = min(valid, key=lambda lv: table[lv][model] - _best_baseline(table[lv], learned)[1])
+            gap = table[worst][model] - _best_baseline(table[worst], learned)[1]
             text += f" (smallest lead {gap:.1f} dB, at {worst})."
         else:
             text += "."
     elif ordered and training_level is not None:
-        parts = [f"the model falls below {c['baseline']} at {c['level']} ({_fmt(c['model'])} vs {_fmt(c['best'])})"
+        parts = [f"{it} falls below {c['baseline']} at {c['level']} ({_fmt(c['model'])} vs {_fmt(c['best'])})"
                  for c in crossings]
         text = f"{name}: " + "; ".join(parts) + "."
     else:
-        parts = [f"{c['level']} ({c['baseline']} {_fmt(c['best'])} vs model {_fmt(c['model'])})" for c in crossings]
-        text = f"{name}: a baseline beats the model at " + ", ".join(parts) + "."
+        parts = [f"{c['level']} ({c['baseline']} {_fmt(c['best'])} vs {model} {_fmt(c['model'])})" for c in crossings]
+        text = f"{name}: a baseline beats {it} at " + ", ".join(parts) + "."
         winners = [lv for lv in valid if lv not in all_below]
         if winners:
-            text = text[:-1] + f"; the model is best at {', '.join(winners)}."
+            text = text[:-1] + f"; {it} is best at {', '.join(winners)}."
     if skipped:
-        text += f" (model not applicable at: {', '.join(skipped)})"
-    return Verdict(shift, text, crossings, below_train, always_best)
+        text += f" ({model} not applicable at: {', '.join(skipped)})"
+    return Verdict(shift, text, crossings, below_train, always_best, method=model)
 
 
 def verdicts_from_rows(rows: Sequence[Mapping], shifts: Sequence[Mapping], metric: str = "psnr",
                        margin: float = 0.0) -> list[Verdict]:
-    """Verdicts for every shift from tidy stress rows (shift, level, method, metric, mean, std).
+    """Verdicts for every shift and every learned method in it, from tidy stress rows
+    (shift, level, method, metric, mean, std).
 
-    `shifts` describes each shift: {name, label, levels (ordered), training_level, ordered}.
+    `shifts` describes each shift: {name, label, levels (ordered), training_level, ordered,
+    learned (the learned method names; see `learned_of`)}. A shift without any learned
+    method evaluated gets one verdict naming the best baselines.
     """
     out = []
     for sh in shifts:
@@ -169,9 +197,13 @@ def verdicts_from_rows(rows: Sequence[Mapping], shifts: Sequence[Mapping], metri
         levels = [str(lv) for lv in sh["levels"] if str(lv) in table]
         if not levels:
             continue
-        out.append(shift_verdict(sh["name"], levels, table, sh.get("training_level"),
-                                 ordered=sh.get("ordered", True), margin=margin, label=sh.get("label")))
+        learned = learned_of(sh)
+        present = [m for m in learned if any(m in row for row in table.values())]
+        for m in present or [MODEL]:
+            out.append(shift_verdict(sh["name"], levels, table, sh.get("training_level"),
+                                     ordered=sh.get("ordered", True), margin=margin, label=sh.get("label"),
+                                     model=m, learned=learned))
     return out
 
 
-__all__ = ["Verdict", "shift_verdict", "verdicts_from_rows", "MODEL", "LEARNED"]
+__all__ = ["Verdict", "shift_verdict", "verdicts_from_rows", "is_learned", "learned_of", "MODEL", "LEARNED"]

@@ -17,7 +17,7 @@ import torch
 
 from . import KINDS
 from .activations import Activation
-from .iterative import Count, Normalised, operator_of, blocks, run_step
+from .iterative import Count, Normalised, operator_of, block_input, blocks, run_step
 from .reconstructor import Reconstructor
 
 
@@ -48,7 +48,7 @@ class LearnedGradientDescent(Reconstructor):
             net = self.blocks[0 if self.shared else k]
 
             def step(x: torch.Tensor, s: torch.Tensor, net=net) -> tuple[torch.Tensor, torch.Tensor]:
-                out = net(torch.cat([x, p.grad(x), s], dim=1))
+                out = net(block_input(x, p.grad(x), s))
                 return x + out[:, :1], out[:, 1:]
 
             x, s = run_step(step, x, s, checkpoint=self.checkpoint)

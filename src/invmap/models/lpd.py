@@ -24,7 +24,7 @@ from torch import nn
 
 from . import KINDS
 from .activations import Activation
-from .iterative import Count, Normalised, operator_of, as_channels, as_complex, blocks, run_step
+from .iterative import Count, Normalised, operator_of, as_channels, as_complex, block_input, blocks, run_step
 from .reconstructor import Reconstructor
 
 
@@ -77,12 +77,12 @@ class LearnedPrimalDual(Reconstructor):
             def step(f: torch.Tensor, h: torch.Tensor, i: int = i) -> tuple[torch.Tensor, torch.Tensor]:
                 kf = as_channels(p.K(f[:, two:two + 1]))
                 if self.variant == "paper":
-                    h = h + self.dual_blocks[i](torch.cat([h, kf, y_ch], dim=1))
+                    h = h + self.dual_blocks[i](block_input(h, kf, y_ch))
                 else:
                     sigma = self.log_sigma[i].exp()
                     h = (h + sigma * (kf - y_ch)) / (1 + sigma)
                 h1 = as_complex(h[:, :m]) if p.complex else h[:, :1]
-                return f + self.primal_blocks[i](torch.cat([f, p.Kt(h1)], dim=1)), h
+                return f + self.primal_blocks[i](block_input(f, p.Kt(h1))), h
 
             f, h = run_step(step, f, h, checkpoint=self.checkpoint)
         return f[:, :1]

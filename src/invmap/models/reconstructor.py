@@ -79,6 +79,8 @@ class Reconstructor(nn.Module):
 
     kind: str = ""
     kind_params: dict = {}
+    #: learned from data (never a classical baseline in the verdicts; `evaluation.verdicts.is_learned`)
+    learned: bool = True
 
     @torch.no_grad()
     def preprocess(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
@@ -99,10 +101,11 @@ class Reconstructor(nn.Module):
         with gradient checkpointing, one iteration's. None here."""
         return []
 
-    def prepare(self, train: Any, val: Any) -> None:
+    def prepare(self, train: Any, val: Any, data_range: Any = 1.0) -> None:
         """Fit what is not learned by gradient steps, before the first one (nothing here).
 
-        `train` and `val` are `invmap.training.setup.Pairs` (``z``, ``x``, ``physics``, ``inputs``).
+        `train` and `val` are `invmap.training.setup.Pairs` (``z``, ``x``, ``physics``, ``inputs``);
+        PSNRs use the data range convention `data_range` (``evaluation.data_range``).
         """
 
     def spec(self) -> dict:
@@ -199,7 +202,7 @@ class LearnedReconstructor(Reconstructor):
     def spec(self) -> dict:
         return {"name": self.kind}
 
-    def prepare(self, train: Any, val: Any) -> None:
+    def prepare(self, train: Any, val: Any, data_range: Any = 1.0) -> None:
         """Fit the input scale s from (up to 256) training network inputs."""
         self.fit_input_scale(train.z if train.z is not None else train.inputs(range(min(train.n, 256))))
 

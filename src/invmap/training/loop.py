@@ -5,7 +5,7 @@
 end to end, K and Kᵀ inside for the model-based kinds. The call is split as
 ``recon.from_input(z, physics)``, z = ``recon.preprocess(y, physics)`` without parameters
 (post-processing: P = FBP, Kᵀ, CGLS, cached for fixed pairs; other kinds: z = y), and
-``recon.prepare(train, val)`` fits what gradients do not (input scale, PnP's strength).
+``recon.prepare(train, val, data_range=)`` fits what gradients do not (input scale, PnP's strength).
 Every epoch: validation PSNR/SSIM on fixed pairs, the best model saved (``model.safetensors`` + ``model.json``), a row of ``train_log.csv``, a checkpoint.
 ``training.init: RUN`` starts from RUN's trained weights (fine-tuning, recorded as ``init`` in model.json).
 Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
@@ -119,7 +119,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
             shutil.rmtree(run)
         raise
     if not resume:
-        recon.prepare(train_set, val)
+        recon.prepare(train_set, val, data_range=config.evaluation.data_range)
     if start is not None:  # after prepare: the trained run's input scale is part of what it learned
         recon.load_state_dict(start[0])
     if prec.channels_last:

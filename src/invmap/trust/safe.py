@@ -30,6 +30,8 @@ from .diagnostics import Diagnostics, Reconstructor, diagnose
 class SafeReconstructor:
     """``safe(y, physics)``: `model`'s x̂, refined by the anchored TV solve with μ from its score."""
 
+    learned = True  # it wraps a trained model: never a classical baseline in the verdicts
+
     def __init__(self, model: Reconstructor, baseline: Any, mu0: float = 1e-2, free: float = 2.0,
                  decade: float = 2.0, draws: int = 0, reference: Any | None = None,
                  reuses: Mapping[str, str] | None = None):

@@ -80,6 +80,8 @@ class Method:
     """Base: ``method(y, physics) -> x_hat`` shaped ``[B, C, H, W]``."""
 
     name = "method"
+    #: a classical baseline, not learned from data (`evaluation.verdicts.is_learned`)
+    learned = False
     #: the continuous parameter `tune` refines on a log scale (None: no such parameter)
     tune_param: str | None = None
     #: the iteration-count parameter `tune` can choose from one run's history (None: none)
