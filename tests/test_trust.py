@@ -390,3 +390,17 @@ def test_every_reconstructor_kind_is_diagnosed_and_made_safe(kind, tmp_path):
     assert bool(torch.isfinite(d.trust).all()) and d.sensitivity_ratio is not None
     assert d.verdict(1).split(":")[0] in ("consistent", "suspect")
     assert SafeReconstructor(loaded, tv, draws=2)(y, phys).shape == x.shape
+
+
+def test_the_trust_event_never_counts_a_learned_method_as_a_baseline():
+    """A second learned method (e.g. PnP) beside the model is not a baseline the model must beat."""
+    from types import SimpleNamespace
+
+    from invmap.evaluation.trust import worse_than_baselines
+
+    def r(*v):
+        return SimpleNamespace(error=None, scores={"psnr": torch.tensor(v)})
+
+    res = {"model": r(30.0, 30.0), "tv": r(29.0, 31.0), "pnp": r(35.0, 35.0)}
+    assert worse_than_baselines(res, learned=("model", "pnp")).tolist() == [False, True]
+    assert worse_than_baselines(res, learned=("model",)).tolist() == [True, True]

@@ -237,7 +237,9 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
 
     from .task import make_pairs
     from .trust import add_trust_scores, level_records
+    from .verdicts import is_learned
 
+    learned = [n for n, m in methods.items() if is_learned(n, m)]  # never counted as a baseline
     cache: dict[str, Any] = {}
     rows: list[dict] = []
     total = sum(len(s.levels) for s in shifts)
@@ -264,7 +266,7 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
             if isinstance(res, str):
                 sh.skipped[lv.label] = f"could not simulate: {res}"
                 continue
-            recs = level_records(res) if trust else None
+            recs = level_records(res, learned=learned) if trust else None
             if recs is not None:
                 sh.trust_images[lv.label] = recs
                 sh.conditions[lv.label] = hashlib.sha1(key.encode()).hexdigest()[:12]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import torch
 
@@ -88,20 +88,22 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
         r.scores["trust"] = torch.cat(trust)
 
 
-def worse_than_baselines(results: Mapping[str, Any], model: str = MODEL, metric: str = "psnr"
-                         ) -> torch.Tensor | None:
-    """Per image: is `model` worse than the best classical baseline? (None without both.)"""
+def worse_than_baselines(results: Mapping[str, Any], model: str = MODEL, metric: str = "psnr",
+                         learned: Collection[str] = LEARNED) -> torch.Tensor | None:
+    """Per image: is `model` worse than the best classical baseline? (None without both.)
+    ``learned``: the names that are not baselines (asked of the methods by the caller)."""
     if model not in results or results[model].error is not None:
         return None
-    base = [r.scores[metric] for n, r in results.items() if n not in LEARNED and r.error is None]
+    base = [r.scores[metric] for n, r in results.items() if n not in learned and r.error is None]
     if not base:
         return None
     return results[model].scores[metric] < torch.stack(base).max(dim=0).values
 
 
-def level_records(results: Mapping[str, Any], model: str = MODEL) -> list[list[float]] | None:
+def level_records(results: Mapping[str, Any], model: str = MODEL, learned: Collection[str] = LEARNED
+                  ) -> list[list[float]] | None:
     """[[trust, event], …] per image of one test condition (None without a trust score)."""
-    ev = worse_than_baselines(results, model)
+    ev = worse_than_baselines(results, model, learned=learned)
     if ev is None or "trust" not in results[model].scores:
         return None
     return [[float(t), float(e)] for t, e in zip(results[model].scores["trust"].tolist(), ev.tolist())]
