@@ -237,9 +237,9 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
 
     from .task import make_pairs
     from .trust import add_trust_scores, level_records
-    from .verdicts import is_learned
+    from .verdicts import learned_names
 
-    learned = [n for n, m in methods.items() if is_learned(n, m)]  # never counted as a baseline
+    learned = learned_names(methods)  # never counted as a baseline
     cache: dict[str, Any] = {}
     rows: list[dict] = []
     total = sum(len(s.levels) for s in shifts)
@@ -374,7 +374,7 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     (``data_range`` and the ``PSNR data range`` setting)."""
     from .figures import stress_overview, stress_plot, trust_roc
     from .trust import trust_summary
-    from .verdicts import is_learned, verdicts_from_rows
+    from .verdicts import learned_names, verdicts_from_rows
 
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -384,7 +384,7 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
         progress(f"stress: not applicable to operator '{ref.operator}' / noise '{ref.noise}': {', '.join(missing)}")
     t0 = time.perf_counter()
     rows = run_shifts(methods, ref, shifts, batch_size, progress, data_range)
-    learned = [n for n, m in methods.items() if is_learned(n, m)]  # asked of each method: verdicts, heatmap
+    learned = learned_names(methods)  # asked of each method: verdicts, heatmap
     metas = [{**s.meta(), "images per level": ref.n, "methods": sorted(methods), "learned": learned} for s in shifts]
     meta = {"settings": {"images per level": ref.n, **dict(settings or {}),
                          "PSNR data range": data_range_label(data_range),

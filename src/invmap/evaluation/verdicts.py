@@ -38,6 +38,11 @@ def is_learned(name: str, method: Any) -> bool:
     return name in LEARNED if declared is None else bool(declared)
 
 
+def learned_names(methods: Mapping[str, Any]) -> list[str]:
+    """The names of the learned methods among ``{name: method}`` (`is_learned`)."""
+    return [n for n, m in methods.items() if is_learned(n, m)]
+
+
 def learned_of(meta: Mapping) -> list[str]:
     """The learned method names recorded in a stress shift's (or study's) meta; older files
     without ``learned``: the `LEARNED` names among its ``methods``."""
@@ -206,4 +211,4 @@ def verdicts_from_rows(rows: Sequence[Mapping], shifts: Sequence[Mapping], metri
     return out
 
 
-__all__ = ["Verdict", "shift_verdict", "verdicts_from_rows", "is_learned", "learned_of", "MODEL", "LEARNED"]
+__all__ = ["Verdict", "shift_verdict", "verdicts_from_rows", "is_learned", "learned_names", "learned_of", "MODEL", "LEARNED"]
