@@ -208,6 +208,12 @@ def test_schedules(name):
         assert timed.factor(0, seconds=50.0) == pytest.approx(0.5) and timed.factor(0, seconds=100.0) == 0.0
 
 
+def test_warm_up_may_be_a_fraction_of_an_epoch():
+    s = Schedule("cosine", steps_per_epoch=250, epochs=4, warmup_epochs=0.2)  # 50 steps, not 250
+    assert s.factor(0) == pytest.approx(1 / 50) and s.factor(49) == pytest.approx(1.0) and s.factor(51) < 1.0
+    assert load_config(None, ["training.warmup_epochs=0.2"]).training.warmup_epochs == 0.2
+
+
 @pytest.mark.parametrize("name", LOSSES)
 def test_losses(name):
     torch.manual_seed(0)

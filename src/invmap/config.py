@@ -362,7 +362,7 @@ class TrainingConfig(_Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["constant", "step", "cosine"] = "cosine"
-    warmup_epochs: int = Field(0, ge=0)
+    warmup_epochs: float = Field(0, ge=0)  # may be a fraction: 0.2 = the first fifth of an epoch
     step_size: int = Field(10, ge=1)
     gamma: float = Field(0.5, gt=0, le=1)
     grad_clip: float = Field(1.0, ge=0)  # 0 = off

@@ -108,8 +108,11 @@ def _train(args: argparse.Namespace, cfg, out: Path, say: bool = True) -> int:
     from ..training import train
 
     if say:
+        from ..models import KINDS
+
+        takes = "y and K" if cfg.model.name in KINDS.names() else cfg.model.input  # a kind reconstructs from y itself
         print(f"invmap train: {'resuming' if args.resume else 'run'} {out}/  ({cfg.name}: "
-              f"{cfg.operator.name} + {cfg.noise.name} noise, model {cfg.model.name} on {cfg.model.input})",
+              f"{cfg.operator.name} + {cfg.noise.name} noise, model {cfg.model.name} on {takes})",
               flush=True)
         drawn = cfg.physics_distribution()
         if drawn.random:  # invmap.distributions: evaluation and model.json keep the nominal physics

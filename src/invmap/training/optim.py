@@ -3,7 +3,9 @@
 The schedule multiplies the base rate η by a factor that depends on the step, so the
 rate is set every step:
 
-- warm-up: η·(s + 1)/W for the first W = warmup_epochs · steps_per_epoch steps;
+- warm-up: η·(s + 1)/W for the first W = round(warmup_epochs · steps_per_epoch) steps (a
+  fraction of an epoch is allowed: a short time budget of large epochs need not spend one
+  whole epoch warming up);
 - ``constant``: η;
 - ``step``: η·γ^⌊epoch / step_size⌋;
 - ``cosine``: η·½(1 + cos π p), p ∈ [0, 1] the progress after warm-up. Progress is the
@@ -38,13 +40,13 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, 
 class Schedule:
     """Learning-rate factor as a function of (step, epoch, time spent); stateless."""
 
-    def __init__(self, name: str, steps_per_epoch: int, epochs: int, warmup_epochs: int = 0,
+    def __init__(self, name: str, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0,
                  step_size: int = 10, gamma: float = 0.5, max_seconds: float = 0.0):
         if name not in SCHEDULES:
             raise ValueError(f"unknown schedule {name!r}; available: {', '.join(SCHEDULES)}")
         self.name, self.spe = name, max(1, int(steps_per_epoch))
         self.total = self.spe * max(1, int(epochs))
-        self.warmup = min(self.spe * int(warmup_epochs), self.total - 1)
+        self.warmup = min(round(self.spe * float(warmup_epochs)), self.total - 1)
         self.step_size, self.gamma, self.max_seconds = int(step_size), float(gamma), float(max_seconds)
 
     def factor(self, step: int, seconds: float = 0.0) -> float:
