@@ -43,6 +43,21 @@ def test_draws_respect_bounds_and_are_seeded(kind):
     assert all(any(abs(v - p) < 1e-9 for p in points) for v in snapped)  # a finite set of operators
 
 
+def test_choice_weights_set_the_proportions():
+    d = dist.parse({"choice": [15, 30, 60, 120], "weights": [1, 0, 2, 1], "nominal": 60})
+    draws = [d.draw(torch.Generator().manual_seed(s)) for s in range(2000)]
+    assert 30 not in draws and set(draws) == {15, 60, 120}
+    assert abs(draws.count(60) / 2000 - 0.5) < 0.04 and abs(draws.count(15) / 2000 - 0.25) < 0.04
+    assert draws == [d.draw(torch.Generator().manual_seed(s)) for s in range(2000)]
+    assert d.spec()["weights"] == [1.0, 0.0, 2.0, 1.0]
+    for bad, message in [({"choice": [1, 2], "weights": [1]}, "2 finite numbers >= 0"),
+                         ({"choice": [1, 2], "weights": [1, -1]}, "2 finite numbers >= 0"),
+                         ({"choice": [1, 2], "weights": [0, 0]}, "not all 0"),
+                         ({"uniform": [1, 2], "weights": [1, 1]}, "weights apply to choice only")]:
+        with pytest.raises(ValueError, match=message):
+            dist.parse(bad)
+
+
 def test_nominal_rule_and_stated_nominal():
     assert dist.parse({"choice": [30, 45, 60, 90, 120]}).nominal == 60
     assert dist.parse({"choice": [15, 30, 60, 120]}).nominal == 30  # lower middle of an even count

@@ -6,7 +6,8 @@ instead of one fixed K. Any parameter of the operator or of the noise (and
 ``data.simulation``, the grid y is simulated on) may be written as a mapping with one
 distribution key instead of a value:
 
-    {choice: [v1, v2, ...]}           each listed value with equal probability
+    {choice: [v1, v2, ...]}           each listed value with equal probability, or with
+                                      ``weights: [w1, w2, ...]`` in proportion to w_k ≥ 0
     {uniform: [lo, hi]}               uniform on [lo, hi] (whole numbers if lo and hi are)
     {log_uniform: [lo, hi]}           log ω uniform on [log lo, log hi], 0 < lo ≤ hi
     {normal: σ} or {normal: [μ, σ]}   N(μ, σ²) truncated to μ ± 2σ; μ = the parameter's
@@ -59,7 +60,7 @@ DEFAULT_GRID = 5
 #: a truncated normal keeps μ ± TRUNCATE·σ
 TRUNCATE = 2.0
 #: the keys of a distribution mapping besides its kind
-OPTIONS = ("nominal", "grid")
+OPTIONS = ("nominal", "grid", "weights")
 
 
 def is_distribution(value: Any) -> bool:
@@ -133,14 +134,21 @@ def _u(g: torch.Generator) -> float:
 
 
 class Choice(Distribution):
-    """Each listed value with probability 1/n."""
+    """Each listed value with probability 1/n, or w_k / Σw with ``weights``."""
 
     kind = "choice"
 
-    def __init__(self, values: Any, nominal: Any = None, grid: int | None = None):
+    def __init__(self, values: Any, nominal: Any = None, grid: int | None = None, weights: Any = None):
         if not isinstance(values, (list, tuple)) or len(values) == 0:
             raise ValueError(f"choice needs a non-empty list of values, got {values!r}")
         self.values = list(values)
+        self.weights = None
+        if weights is not None:
+            if not (isinstance(weights, (list, tuple)) and len(weights) == len(self.values)
+                    and all(_number(w) and w >= 0 for w in weights) and sum(weights) > 0):
+                raise ValueError(f"choice weights must be {len(self.values)} finite numbers >= 0 (one per "
+                                 f"value, not all 0), got {weights!r}")
+            self.weights = [float(w) for w in weights]
         super().__init__(nominal, grid)
 
     def centre(self) -> Any:
@@ -158,10 +166,17 @@ class Choice(Distribution):
         return self.values + [self.nominal]
 
     def sample(self, g):
-        return self.values[min(int(_u(g) * len(self.values)), len(self.values) - 1)]
+        if self.weights is None:
+            return self.values[min(int(_u(g) * len(self.values)), len(self.values) - 1)]
+        u, acc = _u(g) * sum(self.weights), 0.0
+        for v, w in zip(self.values, self.weights):
+            acc += w
+            if u < acc:
+                return v
+        return next(v for v, w in zip(reversed(self.values), reversed(self.weights)) if w > 0)
 
     def spec(self) -> dict:
-        return {"choice": self.values, **self._options()}
+        return {"choice": self.values, **({"weights": self.weights} if self.weights else {}), **self._options()}
 
 
 class Uniform(Distribution):
@@ -276,7 +291,9 @@ def parse(value: Mapping[str, Any], default: Any = None) -> Distribution:
     grid = value.get("grid")
     if grid is not None and (not _whole(grid) or grid < 1 or grid > 1000):
         raise ValueError(f"grid must be a whole number of points in [1, 1000], got {grid!r}")
-    extra = {"default": default} if kind == "normal" else {}
+    if "weights" in value and kind != "choice":
+        raise ValueError(f"weights apply to choice only, not to {kind}")
+    extra = {"default": default} if kind == "normal" else {"weights": value["weights"]} if "weights" in value else {}
     d = KINDS[kind](value[kind], nominal=value.get("nominal"), grid=grid, **extra)
     if "nominal" in value and _number(d.nominal) and all(_number(b) for b in d.support()):
         lo, hi = d.support()
