@@ -33,9 +33,13 @@ def main() -> None:
     t = meta.get("trust")
     if t:
         print(f"AUROC overall {t['auroc']} ({t['images']} images, {t['worse']} with the model below the best baseline)")
-        print("| shift | AUROC | images | model worse |\n|---|---:|---:|---:|")
+        if t.get("auroc_large") is not None:
+            print(f"AUROC for the model more than {t['large_failure_db']:g} dB below the best baseline: "
+                  f"{t['auroc_large']} ({t['large_failures']} images)")
+        print("| shift | AUROC | images | model worse | AUROC, worse by > 1 dB | of them |\n|---|---:|---:|---:|---:|---:|")
         for k, v in t["per_shift"].items():
-            print(f"| {k} | {v['auroc']} | {v['images']} | {v['worse']} |")
+            print(f"| {k} | {v['auroc']} | {v['images']} | {v['worse']} | {v.get('auroc_large', '—')} | "
+                  f"{v.get('large_failures', '—')} |")
     rows = [r for r in read_stress_csv(run / "stress.csv") if r["metric"] == "psnr"]
     table: dict[tuple[str, str], dict[str, float]] = {}
     for r in rows:

@@ -404,3 +404,26 @@ def test_the_trust_event_never_counts_a_learned_method_as_a_baseline():
     res = {"model": r(30.0, 30.0), "tv": r(29.0, 31.0), "pnp": r(35.0, 35.0)}
     assert worse_than_baselines(res, learned=("model", "pnp")).tolist() == [False, True]
     assert worse_than_baselines(res, learned=("model",)).tolist() == [True, True]
+
+
+def test_trust_summary_adds_the_large_failure_auroc_and_reads_older_records():
+    """Besides "worse than the best baseline", the summary scores "worse by more than 1 dB";
+    records of older runs (no margin) give the first AUROC only."""
+    from invmap.evaluation.trust import LARGE_FAILURE_DB, level_records, trust_summary
+    from types import SimpleNamespace
+
+    def r(psnr, trust=None):
+        return SimpleNamespace(error=None, scores={"psnr": torch.tensor(psnr),
+                                                   **({"trust": torch.tensor(trust)} if trust else {})})
+
+    # trust falls with the margin; two near-ties (−0.2, +0.1) that the score orders the wrong way
+    res = {"model": r([30.0, 27.0, 29.8, 30.1, 25.0], [0.9, 0.3, 0.8, 0.7, 0.1]), "tv": r([29.0, 29.0, 30.0, 30.0, 29.0]),
+           "fbp": r([28.0] * 5)}
+    recs = level_records(res)
+    assert [x[2] for x in recs] == pytest.approx([1.0, -2.0, -0.2, 0.1, -4.0])
+    s = trust_summary([{"name": "geometry", "trust_images": {"15 views": recs}}])
+    assert s["worse"] == 3 and s["large_failures"] == 2 and s["large_failure_db"] == LARGE_FAILURE_DB
+    assert s["auroc"] == pytest.approx(5 / 6, abs=1e-4)  # the near-tie at −0.2 dB ranks below +0.1
+    assert s["auroc_large"] == 1.0 and s["per_shift"]["geometry"]["auroc_large"] == 1.0
+    old = trust_summary([{"name": "geometry", "trust_images": {"15 views": [x[:2] for x in recs]}}])
+    assert old["auroc"] == s["auroc"] and "auroc_large" not in old

@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         per = ", ".join(f"{k} {v['auroc'] if v['auroc'] is not None else 'n/a'}" for k, v in trust["per_shift"].items())
         print(f"• trust score: AUROC {trust['auroc'] if trust['auroc'] is not None else 'n/a'} for \"model worse than "
               f"the best baseline\" over {trust['images']} images ({trust['worse']} worse); per shift: {per}")
+        if trust.get("auroc_large") is not None:
+            print(f"• trust score: AUROC {trust['auroc_large']} for \"model more than {trust['large_failure_db']:g} dB "
+                  f"below the best baseline\" ({trust['large_failures']} of {trust['images']} images)")
     print(f"wrote {run_dir / 'stress.csv'}")
     if not args.no_report:
         print(f"report: {report.build_report(run_dir)}")

@@ -99,10 +99,17 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
              f"<p>Per stress image, the ground-truth-free suspicion 1 − trust of the model's reconstruction is "
              f"compared with the truth: is the model's PSNR below the best classical baseline's on that image? "
              f"Overall AUROC <b>{_num(summary.get('auroc'), 3)}</b> over {summary.get('images')} images "
-             f"({summary.get('worse')} of them worse than a baseline).</p>"]
+             f"({summary.get('worse')} of them worse than a baseline)."
+             + (f" For the failures that matter, the model more than {summary['large_failure_db']:g} dB below the "
+                f"best baseline ({summary.get('large_failures')} images): AUROC <b>{_num(summary['auroc_large'], 3)}</b>."
+                if summary.get("auroc_large") is not None else "") + "</p>"]
     per = summary.get("per_shift") or {}
-    parts.append(html_table(["shift", "AUROC", "images", "model worse"],
-                            [[k, _num(v.get("auroc"), 3), v.get("images"), v.get("worse")] for k, v in per.items()]))
+    big = any("auroc_large" in v for v in per.values())
+    parts.append(html_table(["shift", "AUROC", "images", "model worse"]
+                            + ([f"AUROC (worse by > {summary.get('large_failure_db', 1):g} dB)", "of them"] if big else []),
+                            [[k, _num(v.get("auroc"), 3), v.get("images"), v.get("worse")]
+                             + ([_num(v.get("auroc_large"), 3), v.get("large_failures")] if big else [])
+                             for k, v in per.items()]))
     if roc_png is not None and Path(roc_png).exists():
         parts.append(f"<figure><img alt=\"trust ROC\" src=\"{data_uri(roc_png)}\"><figcaption>ROC curve of the trust "
                      f"score over all stress images</figcaption></figure>")

@@ -75,7 +75,7 @@ class Shift:
     description: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
     kind: str = ""  # the entry of KINDS it came from (set by build_shifts)
-    trust_images: dict[str, list] = field(default_factory=dict)  # level → [[trust, model worse?], …]
+    trust_images: dict[str, list] = field(default_factory=dict)  # level → [[trust, model worse?, margin dB], …]
     conditions: dict[str, str] = field(default_factory=dict)  # level → short hash of its test condition
 
     @property

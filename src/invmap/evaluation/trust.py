@@ -88,25 +88,38 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
         r.scores["trust"] = torch.cat(trust)
 
 
-def worse_than_baselines(results: Mapping[str, Any], model: str = MODEL, metric: str = "psnr",
-                         learned: Collection[str] = LEARNED) -> torch.Tensor | None:
-    """Per image: is `model` worse than the best classical baseline? (None without both.)
+#: a "large failure": the model more than this many dB below the best baseline on the image
+LARGE_FAILURE_DB = 1.0
+
+
+def margin_to_baselines(results: Mapping[str, Any], model: str = MODEL, metric: str = "psnr",
+                        learned: Collection[str] = LEARNED) -> torch.Tensor | None:
+    """Per image: `model`'s metric minus the best classical baseline's (None without both).
     ``learned``: the names that are not baselines (asked of the methods by the caller)."""
     if model not in results or results[model].error is not None:
         return None
     base = [r.scores[metric] for n, r in results.items() if n not in learned and r.error is None]
     if not base:
         return None
-    return results[model].scores[metric] < torch.stack(base).max(dim=0).values
+    return results[model].scores[metric] - torch.stack(base).max(dim=0).values
+
+
+def worse_than_baselines(results: Mapping[str, Any], model: str = MODEL, metric: str = "psnr",
+                         learned: Collection[str] = LEARNED) -> torch.Tensor | None:
+    """Per image: is `model` worse than the best classical baseline? (None without both.)"""
+    m = margin_to_baselines(results, model, metric, learned)
+    return None if m is None else m < 0
 
 
 def level_records(results: Mapping[str, Any], model: str = MODEL, learned: Collection[str] = LEARNED
                   ) -> list[list[float]] | None:
-    """[[trust, event], …] per image of one test condition (None without a trust score)."""
-    ev = worse_than_baselines(results, model, learned=learned)
-    if ev is None or "trust" not in results[model].scores:
+    """[[trust, event, PSNR margin to the best baseline (dB)], …] per image of one test
+    condition (None without a trust score); the event is margin < 0."""
+    m = margin_to_baselines(results, model, learned=learned)
+    if m is None or "trust" not in results[model].scores:
         return None
-    return [[float(t), float(e)] for t, e in zip(results[model].scores["trust"].tolist(), ev.tolist())]
+    return [[float(t), float(d < 0), round(float(d), 4)] for t, d in zip(results[model].scores["trust"].tolist(),
+                                                                         m.tolist())]
 
 
 def trust_summary(shifts: Sequence[Mapping]) -> dict | None:
@@ -116,31 +129,49 @@ def trust_summary(shifts: Sequence[Mapping]) -> dict | None:
     and ``conditions`` {level: condition key}."""
     from ..trust import auroc, roc_curve
 
-    per_shift, seen, scores, events = {}, set(), [], []
+    def large(rec: Sequence[float]) -> bool | None:  # records of older runs carry no margin
+        return rec[2] < -LARGE_FAILURE_DB if len(rec) > 2 else None
+
+    per_shift, seen, scores, events, larges = {}, set(), [], [], []
     for sh in shifts:
         imgs = sh.get("trust_images") or {}
         if not imgs:
             continue
-        s = [1.0 - t for lv in imgs for t, _ in imgs[lv]]
-        e = [bool(v) for lv in imgs for _, v in imgs[lv]]
-        per_shift[sh["name"]] = {"auroc": _num(auroc(s, e)), "images": len(s), "worse": int(sum(e))}
+        recs = [r for lv in imgs for r in imgs[lv]]
+        s, e, g = [1.0 - r[0] for r in recs], [bool(r[1]) for r in recs], [large(r) for r in recs]
+        per_shift[sh["name"]] = {"auroc": _num(auroc(s, e)), "images": len(s), "worse": int(sum(e)),
+                                 **_large_failures(s, g)}
         for lv, recs in imgs.items():
             key = (sh.get("conditions") or {}).get(lv) or json.dumps([sh["name"], lv])
             if key in seen:
                 continue
             seen.add(key)
-            scores += [1.0 - t for t, _ in recs]
-            events += [bool(v) for _, v in recs]
+            scores += [1.0 - r[0] for r in recs]
+            events += [bool(r[1]) for r in recs]
+            larges += [large(r) for r in recs]
     if not per_shift:
         return None
     fpr, tpr = roc_curve(scores, events)
     return {"event": "model PSNR below the best classical baseline's on the image",
             "score": "suspicion 1 − trust", "auroc": _num(auroc(scores, events)), "images": len(scores),
-            "worse": int(sum(events)), "per_shift": per_shift, "roc": {"fpr": fpr, "tpr": tpr}}
+            "worse": int(sum(events)), **_large_failures(scores, larges), "per_shift": per_shift,
+            "roc": {"fpr": fpr, "tpr": tpr}}
+
+
+def _large_failures(scores: Sequence[float], large: Sequence[bool | None]) -> dict:
+    """AUROC for the second event, "more than LARGE_FAILURE_DB below the best baseline" (the
+    failures that matter; near-ties within a fraction of a dB are a coin toss for any score)."""
+    from ..trust import auroc
+
+    if not large or any(v is None for v in large):
+        return {}
+    return {"auroc_large": _num(auroc(scores, [bool(v) for v in large])), "large_failures": int(sum(large)),
+            "large_failure_db": LARGE_FAILURE_DB}
 
 
 def _num(v: float) -> float | None:
     return None if not math.isfinite(v) else round(float(v), 4)
 
 
-__all__ = ["calibrate", "add_trust_scores", "worse_than_baselines", "level_records", "trust_summary", "BASELINE"]
+__all__ = ["calibrate", "add_trust_scores", "margin_to_baselines", "worse_than_baselines", "level_records",
+           "trust_summary", "BASELINE", "LARGE_FAILURE_DB"]
