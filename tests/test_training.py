@@ -220,9 +220,10 @@ def test_losses(name):
     x = torch.rand(2, 1, 16, 16)
     x_hat = (x + 0.1 * torch.randn_like(x)).requires_grad_()
     f = build_loss(name, ssim_weight=0.3)
-    assert float(f(x, x)) == pytest.approx(0.0, abs=1e-6)
+    best = float(f(x, x))  # a perfect reconstruction: 0, or −100 dB for psnr (ε = 1e-10)
+    assert best == pytest.approx(-100.0 if name == "psnr" else 0.0, abs=1e-4)
     v = f(x_hat, x)
-    assert v.dim() == 0 and v.item() > 0
+    assert v.dim() == 0 and v.item() > best
     v.backward()
     assert torch.isfinite(x_hat.grad).all() and x_hat.grad.abs().sum() > 0
     if name == "ssim-mix":
@@ -230,10 +231,30 @@ def test_losses(name):
         with torch.no_grad():
             want = 0.7 * torch.mean((x_hat - x).abs()) + 0.3 * (1 - ssim(x_hat, x).mean())
         assert v.item() == pytest.approx(want.item(), rel=1e-5)
+    if name == "psnr":
+        from invmap.metrics import psnr
+        assert v.item() == pytest.approx(-psnr(x_hat.detach(), x, data_range=1.0).mean().item(), rel=1e-5)
+
+
+def test_psnr_loss_does_not_let_the_hard_images_rule_the_batch():
+    """Under mse an image with 10× the squared error pulls 10× as hard; under psnr each image's
+    pull is divided by its own error, so the easy image counts as much as the hard one."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 16, 16)
+    noise = torch.randn_like(x)
+    x_hat = (x + noise * torch.tensor([0.01, 0.1 ** 0.5 * 0.1]).view(2, 1, 1, 1)).requires_grad_()
+    pulls = {}
+    for name in ("mse", "psnr"):
+        x_hat.grad = None
+        build_loss(name)(x_hat, x).backward()
+        g = x_hat.grad.flatten(1).norm(dim=1)
+        pulls[name] = (g[1] / g[0]).item()
+    assert pulls["mse"] > 3 and 0.2 < pulls["psnr"] < 0.5  # √10 ≈ 3.2 vs 1/√10 ≈ 0.32
 
 
 @pytest.mark.parametrize("option", ["training.optimizer=sgd", "training.optimizer=adamw", "training.schedule=step",
-                                    "training.schedule=constant", "training.loss=l1", "training.loss=ssim-mix",
+                                    "training.schedule=constant", "training.loss=l1", "training.loss=psnr",
+                                    "training.loss=ssim-mix",
                                     "training.fresh_noise=false", "training.grad_clip=0",
                                     "training.num_workers=1", "training.amp=on", "training.amp=off"])
 def test_train_with_each_option(option, tmp_path):

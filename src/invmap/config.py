@@ -366,7 +366,7 @@ class TrainingConfig(_Section):
     step_size: int = Field(10, ge=1)
     gamma: float = Field(0.5, gt=0, le=1)
     grad_clip: float = Field(1.0, ge=0)  # 0 = off
-    loss: Literal["mse", "l1", "ssim-mix"] = "mse"
+    loss: Literal["mse", "l1", "psnr", "ssim-mix"] = "mse"
     ssim_weight: float = Field(0.5, ge=0, le=1)
     mix_base: Literal["l1", "mse"] = "l1"
     batch_size: int = Field(16, ge=1)
