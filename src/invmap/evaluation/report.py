@@ -43,6 +43,8 @@ def _e(s: object) -> str:
 
 
 def _num(v: object, digits: int = 2) -> str:
+    if v is None:  # e.g. an AUROC where every image fell on one side
+        return "–"
     try:
         f = float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
