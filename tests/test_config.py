@@ -61,7 +61,7 @@ def test_override_values_are_yaml():
     (["foo=1"], "foo: unknown key 'foo'; allowed: name, seed, data"),
     (["training.optimizer=adamm"], "training.optimizer: 'adamm' is not one of sgd, adam, adamw"),
     (["training.schedule=linear"], "'linear' is not one of constant, step, cosine"),
-    (["training.loss=huber"], "'huber' is not one of mse, l1, ssim-mix"),
+    (["training.loss=huber"], "'huber' is not one of mse, l1, psnr, ssim-mix"),
     (["training.lr=-1"], "training.lr: Input should be greater than 0"),
     (["training.lr=fast"], "training.lr:"),
     (["data.size=2"], "data.size:"),
