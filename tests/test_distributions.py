@@ -53,6 +53,8 @@ def test_choice_weights_set_the_proportions():
     for bad, message in [({"choice": [1, 2], "weights": [1]}, "2 finite numbers >= 0"),
                          ({"choice": [1, 2], "weights": [1, -1]}, "2 finite numbers >= 0"),
                          ({"choice": [1, 2], "weights": [0, 0]}, "not all 0"),
+                         ({"choice": [1, 2], "weights": [1e308, 1e308]}, "a finite sum"),
+                         ({"choice": [1, 2], "weights": [1, float("nan")]}, "2 finite numbers >= 0"),
                          ({"uniform": [1, 2], "weights": [1, 1]}, "weights apply to choice only")]:
         with pytest.raises(ValueError, match=message):
             dist.parse(bad)

@@ -346,10 +346,15 @@ class ModelConfig(_Open):
         return {"input": self.input, "pinv_iters": self.pinv_iters, "fbp_filter": self.fbp_filter,
                 "fbp_cutoff": self.fbp_cutoff}
 
+    @property
+    def is_kind(self) -> bool:
+        """A model-based reconstructor kind (`invmap.models.KINDS`: x̂ = recon(y, physics), K inside)
+        rather than a post-processing architecture on ``input``."""
+        return self.name in _registry("invmap.models", "KINDS").names()
+
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
-        kinds = _registry("invmap.models", "KINDS")
-        registry = "KINDS" if self.name in kinds.names() else "MODELS"
+        registry = "KINDS" if self.is_kind else "MODELS"
         _store(self, _validate_extras("model", "invmap.models", registry, self.name, self.params()))
         return self
 
@@ -465,8 +470,7 @@ class Config(_Section):
                 except ValueError as e:
                     raise ValueError(f"operator.{k} = {v!r} (a value of its distribution): {e}") from None
         recon = [k for k in drawn if k not in self.physics_distribution().sim_only]
-        kinds = _registry("invmap.models", "KINDS").names()
-        if recon and (self.model.name in kinds or self.model.input == "measurement"):
+        if recon and (self.model.is_kind or self.model.input == "measurement"):
             raise ValueError(f"operator.{recon[0]} is drawn per sample, so each pair has its own K: that needs a "
                              f"post-processing model on an image-shaped input (model.input fbp, adjoint or pinv); "
                              f"'{self.model.name}' with input '{self.model.input}' shares one K per batch")

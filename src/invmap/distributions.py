@@ -145,9 +145,9 @@ class Choice(Distribution):
         self.weights = None
         if weights is not None:
             if not (isinstance(weights, (list, tuple)) and len(weights) == len(self.values)
-                    and all(_number(w) and w >= 0 for w in weights) and sum(weights) > 0):
+                    and all(_number(w) and w >= 0 for w in weights) and 0 < sum(weights) < math.inf):
                 raise ValueError(f"choice weights must be {len(self.values)} finite numbers >= 0 (one per "
-                                 f"value, not all 0), got {weights!r}")
+                                 f"value, not all 0, with a finite sum), got {weights!r}")
             self.weights = [float(w) for w in weights]
         super().__init__(nominal, grid)
 

@@ -183,9 +183,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
-    from .models import KINDS
-
-    what = config.model.name + ("" if config.model.name in KINDS.names() else f" (input {config.model.input})")
+    what = config.model.name + ("" if config.model.is_kind else f" (input {config.model.input})")
     say(f"[3/6] train {what} for ≤ {config.training.epochs} epochs"
         + (f" / {config.training.max_minutes:g} min" if config.training.max_minutes else ""))
     res = train(config, run_dir, resume=False, progress=o.progress)

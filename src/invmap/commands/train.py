@@ -108,9 +108,7 @@ def _train(args: argparse.Namespace, cfg, out: Path, say: bool = True) -> int:
     from ..training import train
 
     if say:
-        from ..models import KINDS
-
-        takes = "y and K" if cfg.model.name in KINDS.names() else cfg.model.input  # a kind reconstructs from y itself
+        takes = "y and K" if cfg.model.is_kind else cfg.model.input  # a kind reconstructs from y itself
         print(f"invmap train: {'resuming' if args.resume else 'run'} {out}/  ({cfg.name}: "
               f"{cfg.operator.name} + {cfg.noise.name} noise, model {cfg.model.name} on {takes})",
               flush=True)

@@ -51,5 +51,5 @@ def build_loss(name: str, ssim_weight: float = 0.5, mix_base: str = "l1") -> Los
 
 def neg_psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """−mean_i PSNR_i (dB, data range 1) over the batch; see the module docstring."""
-    err = (x_hat.float() - x.float()).pow(2).flatten(1).mean(dim=1)
+    err = metrics.mse(x_hat.float(), x.float())
     return (10.0 / math.log(10.0)) * torch.log(err + 1e-10).mean()

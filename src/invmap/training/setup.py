@@ -330,7 +330,7 @@ def build_reconstructor(config: Config, physics, device: torch.device):
     from .. import budget, models
 
     m = config.model
-    if m.name in models.KINDS.names():
+    if m.is_kind:
         params = m.params()
         if _takes(m.name, "complex_data", models.KINDS):
             params.setdefault("complex_data", bool(physics.operator.complex_output))
