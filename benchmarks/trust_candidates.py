@@ -10,8 +10,9 @@ for every image, to show what each choice keeps at home and gives back under shi
 
 Candidates (z: robust z-score of the log ratio against the validation measurements):
 z_a the misfit against TV (one-sided), abs(z_h) the data fit against the training conditions
-(two-sided), z_d the rms disagreement ‖x̂ − x̂_TV‖ (one-sided), and the ratio of the noise
-sensitivity to that at the training conditions (uncalibrated; `diagnose(draws=3)`).
+(two-sided), z_d the rms disagreement ‖x̂ − x̂_TV‖ (one-sided), z_k the calibration read from
+y (|estimate − K's value| / standard error, e.g. the CT detector offset), and the ratio of
+the noise sensitivity to that at the training conditions (uncalibrated; `diagnose(draws=3)`).
 """
 
 from __future__ import annotations
@@ -68,9 +69,11 @@ def main() -> None:
                     s = ChambollePockTV(phys.operator, y, lam=tv.lam, x0=xs["model"], max_iter=int(tv.iters),
                                         record_every=0, anchor=xs["model"], mu=mu * k2)
                     safe.append(float(psnr(s.solve(), x).mean() - best.mean()))
-                cand = {"z_a": d.z_misfit, "abs(z_h)": d.z_home.abs(), "z_d": z_d,
-                        "max(z_a, abs(z_h))": d.score, "max(z_a, abs(z_h), z_d)": torch.maximum(d.score, z_d),
-                        "sensitivity ratio": d.sensitivity_ratio}
+                pair = torch.maximum(d.z_misfit, d.z_home.abs())
+                z_k = d.z_calibration if d.z_calibration is not None else torch.zeros_like(pair)
+                cand = {"z_a": d.z_misfit, "abs(z_h)": d.z_home.abs(), "z_d": z_d, "z_k": z_k,
+                        "max(z_a, abs(z_h))": pair, "max(z_a, abs(z_h), z_d)": torch.maximum(pair, z_d),
+                        "S = max(z_a, abs(z_h), z_k) (kept)": d.score, "sensitivity ratio": d.sensitivity_ratio}
                 seen[cond.key()] = (psnr(xs["model"], x) < best, cand)
                 print(f"| {sh.name} | {lv.label} | {float((psnr(xs['model'], x) - best).mean()):+.2f} | "
                       + " | ".join(f"{v:+.2f}" for v in safe) + " |", flush=True)

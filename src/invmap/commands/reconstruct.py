@@ -17,7 +17,9 @@ runs), combined into one score calibrated on the run's validation measurements. 
 one verdict per image (``consistent: …`` / ``suspect: …``) and writes the numbers to
 ``OUTPUT.trust.json``; ``--residual-map R.png`` also writes Kᵀ(K x̂ − y) in image space
 (grey = 0). ``--safe`` refines x̂ by a TV solve anchored at x̂ whose anchor weakens as the
-score rises (`invmap.trust.SafeReconstructor`). Inputs: ``.npy`` (a measurement shaped like the
+score rises (`invmap.trust.SafeReconstructor`); where y itself says a calibration parameter
+of K is off (the CT detector offset), safe re-runs the model and TV with K recalibrated to
+the value read from y and says so. Inputs: ``.npy`` (a measurement shaped like the
 operator's output, optionally with leading batch/channel axes, or an image) or an image
 file (PNG/JPEG/TIFF, read as gray values in [0, 1]). Outputs: ``.npy`` (float32) or an
 image file (values clipped to [0, 1]). An existing output is never replaced without
@@ -302,11 +304,17 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         if baseline is None:
             raise ValueError(f"--safe needs the tuned tv baseline in {args.model}/baselines.json "
                              "(run `invmap evaluate RUN` or `invmap run` first)")
-        safe = SafeReconstructor(model, baseline)
+        safe = SafeReconstructor(on_device(model), baseline, reference=ref)
         with torch.no_grad():
-            out = safe.refine(y, physics, x_hat, diag)
+            out = safe.from_diagnosis(y, physics, x_hat, diag)
         mu = safe.mu.tolist()
-        doc["safe"] = {"params": safe.params(), "mu_relative": mu}
+        doc["safe"] = {"params": safe.params(), "mu_relative": mu, "recalibrated": safe.corrections,
+                       "verdict_after_recalibration": safe.after}
+        for i, (fix, after) in enumerate(zip(safe.corrections, safe.after)):
+            if fix:
+                what = ", ".join(f"{k} = {v:+g}" for k, v in fix.items())
+                print(f"{f'image {i}: ' if many else ''}safe: K recalibrated to {what} (read from y); "
+                      f"the model and TV re-run with it: {after}")
         print(f"safe: TV solve anchored at x̂ with μ/‖K‖² = {', '.join(f'{m:.2g}' for m in mu)} "
               f"({safe.mu0:g} within {safe.free:g} spreads of the training conditions)")
     if args.residual_map:

@@ -8,9 +8,9 @@ is adding one file with an ``@OPERATORS.register("name")`` class.
 """
 
 from ..registry import import_submodules
-from .base import LinearOperator, inner, jsonable
+from .base import CalibrationEstimate, LinearOperator, inner, jsonable
 from .registry import OPERATORS, build, from_spec, names, spec
 
 import_submodules(__name__)
 
-__all__ = ["LinearOperator", "inner", "jsonable", "OPERATORS", "build", "names", "spec", "from_spec"]
+__all__ = ["CalibrationEstimate", "LinearOperator", "inner", "jsonable", "OPERATORS", "build", "names", "spec", "from_spec"]

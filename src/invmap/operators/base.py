@@ -26,14 +26,17 @@ An operator says what it can do instead of being recognised by a name: ``spec()`
 (enough to rebuild it, composites of the algebra included; `invmap.operators.from_spec`),
 ``fbp_geometry()`` (a CT geometry when a filtered back-projection exists),
 ``geometry_params`` / ``calibration_params`` / ``pixel_params`` (which of its parameters
-describe the acquisition, can be miscalibrated, are lengths in pixels) and
-``stress_axes()`` (the operator-specific shifts of the stress study, see
-`invmap.operators.axes`); ``capabilities()`` sums them up.
+describe the acquisition, can be miscalibrated, are lengths in pixels),
+``estimate_calibration(y)`` (the calibration parameters that measurements alone reveal,
+e.g. a CT detector offset; `CalibrationEstimate`) and ``stress_axes()`` (the
+operator-specific shifts of the stress study, see `invmap.operators.axes`);
+``capabilities()`` sums them up.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -161,6 +164,23 @@ def top_eigenvalue(normal: Callable[[torch.Tensor], torch.Tensor], shape: Sequen
 _DENSE_SIZE = 64
 
 
+@dataclass
+class CalibrationEstimate:
+    """A calibration parameter estimated from measurements alone, per sample: ``value`` and its
+    standard error ``stderr`` (tensors ``[B]``, float64, NaN where the data allow no
+    estimate) against the operator's ``nominal`` value."""
+
+    value: torch.Tensor
+    stderr: torch.Tensor
+    nominal: float
+
+    @property
+    def z(self) -> torch.Tensor:
+        """|value − nominal| / stderr per sample (0 where there is no estimate: no evidence)."""
+        z = (self.value - self.nominal).abs() / self.stderr
+        return torch.where(torch.isfinite(z), z, torch.zeros_like(z))
+
+
 class LinearOperator:
     """Base class for K: R^{in_shape} → R^{out_shape} (or C^{out_shape}).
 
@@ -185,6 +205,8 @@ class LinearOperator:
     calibration_params: tuple[str, ...] = ()
     #: parameters that are lengths in pixels (× f on an f× finer grid)
     pixel_params: tuple[str, ...] = ()
+    #: calibration parameters `estimate_calibration` reads from measurements alone
+    estimable_params: tuple[str, ...] = ()
     complex_input: bool = False  # True for Kᵀ of a complex-output K (its "images" are measurements)
 
     def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int]):
@@ -310,14 +332,20 @@ class LinearOperator:
         """True when a filtered back-projection `invmap.variational.fbp` applies to K."""
         return self.fbp_geometry() is not None
 
+    def estimate_calibration(self, y: torch.Tensor) -> dict[str, CalibrationEstimate]:
+        """{parameter: `CalibrationEstimate`} for the `estimable_params` that the measurements
+        y ``[B, C, *out_shape]`` reveal without the image (none by default)."""
+        return {}
+
     def stress_axes(self) -> list:
         """The operator-specific shifts (`invmap.operators.axes.StressAxis`) of the stress study."""
         return []
 
     def capabilities(self) -> dict:
-        """What K offers, by name: FBP, geometry / calibration / pixel-length parameters, stress axes."""
+        """What K offers, by name: FBP, geometry / calibration / pixel-length / estimable parameters, stress axes."""
         return {"fbp": self.has_fbp, "geometry_params": list(self.geometry_params),
                 "calibration_params": list(self.calibration_params), "pixel_params": list(self.pixel_params),
+                "estimable_params": list(self.estimable_params),
                 "stress_axes": [a.name for a in self.stress_axes()]}
 
     def __repr__(self) -> str:

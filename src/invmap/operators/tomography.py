@@ -36,7 +36,7 @@ import torch
 
 from . import axes
 from ._geometry import Geometry, csr_tensor, default_detectors, system_matrix
-from .base import LinearOperator
+from .base import CalibrationEstimate, LinearOperator
 from .registry import OPERATORS
 
 
@@ -269,6 +269,7 @@ class Tomography(_RayTransform):
     """
 
     pixel_params = ("detector_spacing", "detector_offset", "rotation_center")
+    estimable_params = ("detector_offset",)
 
     def __init__(self, image_shape: tuple[int, int], angles: int | list[float] = 180, arc: float = 180.0,
                  detectors: int | None = None, detector_spacing: float = 1.0, detector_offset: float = 0.0,
@@ -290,6 +291,51 @@ class Tomography(_RayTransform):
         self.in_shape = (H, W)
         self._setup({"detectors": n, "spacing": float(detector_spacing), "offset": _finite("detector_offset", detector_offset),
                      "center": center}, ang)
+
+    def estimate_calibration(self, y: torch.Tensor) -> dict[str, CalibrationEstimate]:
+        """The detector offset the measurements say, per sample (`detector_offset_from_moments`)."""
+        g = self.geometry
+        cells = (np.arange(g.detectors) - (g.detectors - 1) / 2.0) * g.spacing + g.offset
+        value, stderr = detector_offset_from_moments(y, self.angles, cells)
+        return {"detector_offset": CalibrationEstimate(g.offset + value, stderr, float(g.offset))}
+
+
+#: projections whose outermost cells carry more than this fraction of the total are truncated
+TRUNCATED_EDGE_FRACTION = 0.01
+
+
+def detector_offset_from_moments(y: torch.Tensor, angles: Sequence[float], cells: np.ndarray
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far the detector of parallel-beam data y ``[B, C, views, detectors]`` is shifted from
+    the cell positions `cells` (pixels), from the first-moment consistency of the Radon transform.
+
+    Every projection of an object with centre of mass (c₁, c₂) has its first moment on the
+    sinusoid m(θ) = Σ_k s_k y[θ, k] / Σ_k y[θ, k] = c₁ cos θ + c₂ sin θ. If the cells really
+    sit at s_k + δ (a centre-of-rotation error), the moments computed at s_k follow
+    c₁ cos θ + c₂ sin θ − δ; a least-squares fit of (c₁, c₂, δ) over the views gives δ and
+    its standard error from the fit's residuals (noise and discretisation). Returns (δ, se)
+    per sample (float64 ``[B]``; NaN where the data allow no estimate: fewer than 4 views,
+    views too close to tell a constant from the sinusoid, a view without positive mass, or
+    truncated projections — more than `TRUNCATED_EDGE_FRACTION` of the mass in the two
+    outermost cells at either end)."""
+    B, views, n = y.shape[0], y.shape[-2], y.shape[-1]
+    nan = torch.full((B,), math.nan, dtype=torch.float64)
+    if y.is_complex() or views < 4 or n < 5:
+        return nan, nan.clone()
+    p = y.detach().to(torch.float64).cpu().reshape(B, -1, views, n).sum(dim=1)  # channels share K
+    theta = torch.tensor([math.radians(a) for a in angles], dtype=torch.float64)
+    A = torch.stack([theta.cos(), theta.sin(), torch.ones_like(theta)], dim=1)
+    if float(torch.linalg.cond(A)) > 1e4:  # a very short arc: the offset and the sinusoid alias
+        return nan, nan.clone()
+    mass = p.sum(dim=-1)  # [B, views]; constant over θ for exact data
+    m1 = (p * torch.as_tensor(cells, dtype=torch.float64)).sum(dim=-1) / mass
+    coef = torch.linalg.lstsq(A.expand(B, -1, -1), m1.unsqueeze(-1)).solution.squeeze(-1)  # [B, 3]
+    resid = m1 - coef @ A.T
+    var = (resid ** 2).sum(dim=-1) / (views - 3)
+    se = (var * torch.linalg.inv(A.T @ A)[2, 2]).sqrt()
+    edge = (p[..., :2].sum(dim=(-1, -2)).abs() + p[..., -2:].sum(dim=(-1, -2)).abs()) / mass.sum(dim=-1)
+    ok = (mass.min(dim=-1).values > 0) & (edge <= TRUNCATED_EDGE_FRACTION) & torch.isfinite(coef[:, 2])
+    return torch.where(ok, -coef[:, 2], nan), torch.where(ok, se, nan)
 
 
 @OPERATORS.register("fanbeam")

@@ -18,7 +18,11 @@ At inference y and K are known but x is not. For y = K x + e with a known noise 
   of e) — its *gain* g. The same gain g_ref is measured at the conditions the method was
   trained for (its reference physics, on y_ref = K_ref x̂ + e_ref);
 - **disagreement** (optional): the rms spread between x̂ and other reconstructors (e.g.
-  other trained runs) on y, against the same spread at the reference conditions.
+  other trained runs) on y, against the same spread at the reference conditions;
+- **calibration read from y** (operators that can, `LinearOperator.estimate_calibration`):
+  e.g. the detector offset of parallel-beam CT from the first moments of the projections,
+  with its standard error; z_k = |estimate − K's value| / stderr. No x̂ is involved: a
+  scanner whose calibration differs from K's is outside the conditions of any method.
 
 They combine into one score, calibrated against the method's validation pairs (y_v, x̂_v)
 at its training conditions (`calibration`; their ground truth is not used). Each log ratio
@@ -30,7 +34,9 @@ becomes a robust z-score, z = (log v − median_v log v) / (1.4826 · MAD_v log 
                                     (data without the model error the map was trained on, e.g.
                                     simulated on its own grid, are also outside its conditions)
     z_c = log c / s₀                the ensemble disagreement ratio (when given)
-    S = max(z_a, |z_h|, z_c),   trust T = 2^(−S₊/S₀) ∈ (0, 1]
+    z_k                             the calibration read from y, in its standard errors
+                                    (counted only above S₀: closer to K's value it is no evidence)
+    S = max(z_a, |z_h|, z_c, z_k),   trust T = 2^(−S₊/S₀) ∈ (0, 1]
 
 "suspect" when S > S₀ = 3 (three spreads; T < ½), e.g. ``suspect: ρ = 4.1, 3.2× the
 baseline's``. Without a calibration the spreads default to s₀ = ln 2 / S₀ around 0 (a
@@ -46,6 +52,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
+
+from ..operators.base import CalibrationEstimate
 
 Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
 
@@ -150,6 +158,7 @@ class Diagnostics:
     disagreement: torch.Tensor | None = None
     disagreement_ref: torch.Tensor | None = None
     calibration: Mapping[str, Any] | None = None  # `calibration`'s statistics (None: default spreads)
+    estimated: dict[str, CalibrationEstimate] = field(default_factory=dict)  # calibration read from y
     notes: list[str] = field(default_factory=list)
 
     @staticmethod
@@ -184,14 +193,28 @@ class Diagnostics:
         return None if self.rho_home is None else self._z("home", self.rho_home)
 
     @property
+    def z_calibration(self) -> torch.Tensor | None:
+        """z_k: the largest |estimate − K's value| / stderr over the estimated parameters, or None."""
+        zs = [e.z for e in self.estimated.values()]
+        return torch.stack(zs).max(dim=0).values if zs else None
+
+    def miscalibrated(self, i: int) -> dict[str, float]:
+        """{parameter: the value y says} for image i where it differs from K's by more than
+        `SUSPECT_SCORE` standard errors."""
+        return {k: float(e.value[i]) for k, e in self.estimated.items() if float(e.z[i]) > SUSPECT_SCORE}
+
+    @property
     def score(self) -> torch.Tensor:
-        """S = max(z_a, |z_h|, z_c) per image."""
+        """S = max(z_a, |z_h|, z_c, z_k) per image."""
         s = self.z_misfit.clone()
         if self.z_home is not None:
             s = torch.maximum(s, self.z_home.abs())
         c = self.disagreement_ratio
         if c is not None:
             s = torch.maximum(s, c.clamp_min(1e-300).log() / DEFAULT_SPREAD)
+        k = self.z_calibration
+        if k is not None:  # within S₀ standard errors of K's value an estimate is no evidence
+            s = torch.maximum(s, torch.where(k > SUSPECT_SCORE, k, torch.zeros_like(k)))
         return s
 
     @property
@@ -213,6 +236,9 @@ class Diagnostics:
         c = self.disagreement_ratio
         if c is not None:
             parts.append(f"disagreement {_fmt(c[i])}× its training conditions'")
+        for k in self.miscalibrated(i):
+            e = self.estimated[k]
+            parts.append(f"y says {k} = {float(e.value[i]):+.3g} ± {float(e.stderr[i]):.2g} (K has {e.nominal:g})")
         word = "suspect" if bool(self.suspect[i]) else "consistent"
         how = "spreads of its training conditions" if self.calibration else "uncalibrated"
         return (f"{word}: {', '.join(parts)} (score {_fmt(self.score[i])} {how}, limit {SUSPECT_SCORE:g}; "
@@ -232,6 +258,8 @@ class Diagnostics:
                 "sensitivity_ratio": val(self.sensitivity_ratio), "disagreement": val(self.disagreement),
                 "disagreement_reference": val(self.disagreement_ref),
                 "disagreement_ratio": val(self.disagreement_ratio),
+                "calibration_from_data": {k: {"value": val(e.value), "stderr": val(e.stderr), "nominal": e.nominal,
+                                              "z": val(e.z)} for k, e in self.estimated.items()},
                 "calibration": dict(self.calibration) if self.calibration else None, "notes": list(self.notes)}
 
 
@@ -287,7 +315,8 @@ def diagnose(method: Reconstructor, y: torch.Tensor, physics: Any, *, x_hat: tor
                      + " a baseline: default spread")
     if not cal:
         notes.append("not calibrated at the training conditions: misfit against the baseline and the noise only")
-    d = Diagnostics(rho, rho_b, misfit, rho_home=home, calibration=cal or None, notes=notes)
+    d = Diagnostics(rho, rho_b, misfit, rho_home=home, calibration=cal or None, notes=notes,
+                    estimated=physics.operator.estimate_calibration(y))
     ref = reference if reference is not None else reference_physics(method, tuple(x_hat.shape[-2:]))
     if ref is None:
         notes.append("no reference physics: sensitivity and disagreement not compared")
