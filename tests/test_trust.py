@@ -404,10 +404,13 @@ def test_evaluate_and_stress_report_trust(tiny_ct_run, capsys):
         assert v["auroc"] is None or 0.0 <= v["auroc"] <= 1.0
     # the training condition is shared by the three shifts but counted once overall
     assert summary["images"] == 2 * (sum(len(s["trust_images"]) for s in meta["shifts"]) - 2)
-    metrics = {(r["method"], r["metric"]) for r in read_stress_csv(tiny_ct_run / "stress.csv")}
+    stress_rows = read_stress_csv(tiny_ct_run / "stress.csv")
+    metrics = {(r["method"], r["metric"]) for r in stress_rows}
     assert ("model", "trust") in metrics and ("safe", "rho") in metrics and ("safe", "trust") not in metrics
+    recal = {r["level"]: r["mean"] for r in stress_rows if r["metric"] == "recalibrated" and r["method"] == "safe"}
+    assert recal["+1 px"] == 1.0 and recal["+0 px"] == 0.0 and ("model", "recalibrated") not in metrics
     html = (tiny_ct_run / "report.html").read_text()
-    assert "Trust at inference" in html and "AUROC" in html
+    assert "Trust at inference" in html and "AUROC" in html and "K recalibrated (fraction of images)" in html
     assert (tiny_ct_run / "figures" / "trust_roc.png").exists() == bool(summary["roc"]["fpr"])
 
 

@@ -116,7 +116,7 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
         parts.append(f"<figure><img alt=\"trust ROC\" src=\"{data_uri(roc_png)}\"><figcaption>ROC curve of the trust "
                      f"score over all stress images</figcaption></figure>")
     for sh in shifts:
-        rs = [r for r in rows if r["shift"] == sh["name"] and r["metric"] in ("trust", "rho")]
+        rs = [r for r in rows if r["shift"] == sh["name"] and r["metric"] in PER_LEVEL]
         if not rs:
             continue
         cols = list(dict.fromkeys((r["metric"], r["method"]) for r in rs))
@@ -124,9 +124,12 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
         levels = [str(lv) for lv in sh["levels"] if any(str(r["level"]) == str(lv) for r in rs)]
         body = [[lv] + [_num(val.get((lv, m, me), math.nan)) for m, me in cols] for lv in levels]
         parts.append(f"<h3>{_e(sh.get('label') or sh['name'])}: trust and ρ per level</h3>")
-        parts.append(html_table([sh.get("axis") or "level"] + [f"{me} {'trust' if m == 'trust' else 'ρ'}"
-                                                                for m, me in cols], body))
+        parts.append(html_table([sh.get("axis") or "level"] + [f"{me} {PER_LEVEL[m]}" for m, me in cols], body))
     return "\n".join(parts)
+
+
+#: the per-level trust columns of the report: stress metric → heading after the method's name
+PER_LEVEL = {"trust": "trust", "rho": "ρ", "recalibrated": "K recalibrated (fraction of images)"}
 
 
 def read_stress(run_dir: str | Path) -> tuple[list[dict], dict]:

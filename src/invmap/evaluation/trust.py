@@ -8,6 +8,8 @@ On a set of test pairs (y_i, x_i), after every method has reconstructed x̂_i:
   the ground-truth-free diagnostics of `invmap.trust.diagnose` against the tuned baseline
   (``tv`` when it ran), calibrated at its training conditions (`calibrate`), and its trust
   score T_i (score ``trust``; the noise sensitivity, not part of it, is not redrawn here);
+- a method that recalibrates K from y (``safe``) gets the score ``recalibrated``: 1 for each
+  image it ran with K set to the calibration read from y, else 0;
 - `worse_than_baselines`: the event the score should predict, PSNR(model) < max over the
   classical baselines b of PSNR(b), image by image.
 
@@ -77,6 +79,8 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
         x_hat = recons[name]
         r.scores["rho"] = _finite_or_nan(consistency(x_hat, y, physics))
         method = methods[name]
+        if getattr(method, "recalibrate", False):  # which images safe ran with K recalibrated from y
+            r.scores["recalibrated"] = recalibrated_images(y, physics)
         if getattr(method, "training_physics", None) is None:
             continue
         trust = []
@@ -86,6 +90,15 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
                          x_baseline=None if base is None else base[sl], draws=draws)
             trust.append(d.trust)
         r.scores["trust"] = torch.cat(trust)
+
+
+def recalibrated_images(y: torch.Tensor, physics: Any) -> torch.Tensor:
+    """1.0 per image whose measurements say a calibration parameter of K is off by more than
+    `SUSPECT_SCORE` standard errors (what `SafeReconstructor` then recalibrates), else 0.0."""
+    from ..trust.diagnostics import SUSPECT_SCORE
+
+    z = [e.z for e in physics.operator.estimate_calibration(y).values()]
+    return (torch.stack(z).max(dim=0).values > SUSPECT_SCORE).double() if z else torch.zeros(y.shape[0], dtype=torch.float64)
 
 
 #: a "large failure": the model more than this many dB below the best baseline on the image
