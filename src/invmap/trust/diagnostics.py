@@ -28,7 +28,10 @@ They combine into one score, calibrated against the method's validation pairs (y
 at its training conditions (`calibration`; their ground truth is not used). Each log ratio
 becomes a robust z-score, z = (log v − median_v log v) / (1.4826 · MAD_v log v):
 
-    a = ‖K x̂ − y‖ / max(‖K x̂_b − y‖, √(E‖e‖²))   misfit against the baseline's (or the noise's)
+    a = ‖K x̂ − y‖ / max(‖K x̂_b − y‖, √(E‖e‖² + f²‖y‖²))   misfit against the baseline's, counted
+                                    only beyond what x̂ leaves at home (noise and model-error floor
+                                    f; the noise alone without a calibration): data with less noise
+                                    than the training data let TV fit closer without x̂ being wrong
     z_a = z(log a)                  one-sided: x̂ explains y worse, relative to TV, than at home
     z_h = z(log ρ_home)             two-sided: y fits worse *or better* than training data do
                                     (data without the model error the map was trained on, e.g.
@@ -274,14 +277,13 @@ def _fits(x_hat: torch.Tensor, y: torch.Tensor, physics: Any, x_baseline: torch.
     r = residual(x_hat, y, physics)
     noise = noise_energy(y, physics).sqrt()
     rho, rho_b, misfit = _ratio_or_inf(r, noise), None, _ratio_or_inf(r, noise)
+    h = None if floor is None else (noise ** 2 + (float(floor) * _sqnorm(y).sqrt()) ** 2).sqrt()
     if x_baseline is not None:
         r_b = residual(x_baseline, y, physics)
         rho_b = _ratio_or_inf(r_b, noise)
-        misfit = r / torch.maximum(noise, r_b).clamp_min(1e-12 * max(1.0, float(r.max())))
-    home = None
-    if floor is not None:
-        h = (noise ** 2 + (float(floor) * _sqnorm(y).sqrt()) ** 2).sqrt()
-        home = torch.where(h > 0, r / h.clamp_min(1e-300), torch.full_like(r, math.nan))
+        expected = noise if h is None else h  # what x̂ leaves at its training conditions
+        misfit = r / torch.maximum(expected, r_b).clamp_min(1e-12 * max(1.0, float(r.max())))
+    home = None if h is None else torch.where(h > 0, r / h.clamp_min(1e-300), torch.full_like(r, math.nan))
     return rho, rho_b, misfit, home
 
 
