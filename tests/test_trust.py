@@ -298,6 +298,27 @@ def test_safe_recalibrates_k_where_the_data_say_it_is_off():
     assert off.corrections == [{}] * 4
 
 
+def test_safe_keeps_the_nominal_k_when_the_operator_refuses_the_estimate(monkeypatch):
+    """A recalibrated K the operator cannot build is no reason to fail: safe refines on the
+    nominal K (as without recalibration) and notes why."""
+    import invmap.trust.safe as safe_mod
+
+    def refuse(physics, values):
+        raise ValueError("detector_offset out of range")
+
+    x = _images(2)
+    nominal = _ct(30, 0.01)
+    true = Physics(ops.build("tomography", image_shape=(32, 32), angles=30, detector_offset=1.5), nominal.noise)
+    y = true.measure(x, torch.Generator().manual_seed(9))
+    tv = var.build("tv", lam=0.3, iters=40)
+    f = _Scaled(1.0, nominal)
+    plain = SafeReconstructor(f, tv, recalibrate=False)(y, nominal)
+    monkeypatch.setattr(safe_mod, "recalibrated", refuse)
+    safe = SafeReconstructor(f, tv)
+    assert torch.allclose(safe(y, nominal), plain) and safe.corrections == [{}, {}]
+    assert any("refused by the operator" in n for n in safe.last.notes)
+
+
 # --------------------------------------------------------------------------------------- CLI
 @pytest.fixture(scope="module")
 def tiny_ct_run(tmp_path_factory) -> Path:

@@ -122,10 +122,14 @@ class SafeReconstructor:
         self.corrections, self.after = [{} for _ in range(y.shape[0])], [None] * y.shape[0]
         for key, idx in groups.items():
             sel = torch.tensor(idx, dtype=torch.long)
-            if not key:
+            try:
+                phys = recalibrated(physics, dict(key)) if key else None
+            except (ValueError, TypeError) as e:  # an estimate K cannot take: keep the nominal K
+                diag.notes.append(f"recalibration to {dict(key)} refused by the operator: {e}")
+                phys = None
+            if phys is None:
                 out[sel] = self.refine(y[sel], physics, x_hat[sel], _subset(diag, sel))
             else:
-                phys = recalibrated(physics, dict(key))
                 yk = y[sel]
                 xk = self.model(yk, phys).to(x_hat)
                 dk = diagnose(self.model, yk, phys, x_hat=xk, baseline=self.baseline, draws=self.draws,
