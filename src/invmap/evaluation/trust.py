@@ -95,10 +95,10 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
 def recalibrated_images(y: torch.Tensor, physics: Any) -> torch.Tensor:
     """1.0 per image whose measurements say a calibration parameter of K is off by more than
     `SUSPECT_SCORE` standard errors (what `SafeReconstructor` then recalibrates), else 0.0."""
-    from ..trust.diagnostics import SUSPECT_SCORE
+    from ..trust.diagnostics import SUSPECT_SCORE, largest_z
 
-    z = [e.z for e in physics.operator.estimate_calibration(y).values()]
-    return (torch.stack(z).max(dim=0).values > SUSPECT_SCORE).double() if z else torch.zeros(y.shape[0], dtype=torch.float64)
+    z = largest_z(physics.operator.estimate_calibration(y))
+    return torch.zeros(y.shape[0], dtype=torch.float64) if z is None else (z > SUSPECT_SCORE).double()
 
 
 #: a "large failure": the model more than this many dB below the best baseline on the image

@@ -295,8 +295,7 @@ class Tomography(_RayTransform):
     def estimate_calibration(self, y: torch.Tensor) -> dict[str, CalibrationEstimate]:
         """The detector offset the measurements say, per sample (`detector_offset_from_moments`)."""
         g = self.geometry
-        cells = (np.arange(g.detectors) - (g.detectors - 1) / 2.0) * g.spacing + g.offset
-        value, stderr = detector_offset_from_moments(y, self.angles, cells)
+        value, stderr = detector_offset_from_moments(y, self.angles, g.detector_positions())
         return {"detector_offset": CalibrationEstimate(g.offset + value, stderr, float(g.offset))}
 
 

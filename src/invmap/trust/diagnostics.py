@@ -198,8 +198,7 @@ class Diagnostics:
     @property
     def z_calibration(self) -> torch.Tensor | None:
         """z_k: the largest |estimate − K's value| / stderr over the estimated parameters, or None."""
-        zs = [e.z for e in self.estimated.values()]
-        return torch.stack(zs).max(dim=0).values if zs else None
+        return largest_z(self.estimated)
 
     def miscalibrated(self, i: int) -> dict[str, float]:
         """{parameter: the value y says} for image i where it differs from K's by more than
@@ -264,6 +263,13 @@ class Diagnostics:
                 "calibration_from_data": {k: {"value": val(e.value), "stderr": val(e.stderr), "nominal": e.nominal,
                                               "z": val(e.z)} for k, e in self.estimated.items()},
                 "calibration": dict(self.calibration) if self.calibration else None, "notes": list(self.notes)}
+
+
+def largest_z(estimated: Mapping[str, CalibrationEstimate]) -> torch.Tensor | None:
+    """Per image, the largest |estimate − K's value| / stderr over the estimated parameters
+    (`LinearOperator.estimate_calibration`), or None when none were estimated."""
+    zs = [e.z for e in estimated.values()]
+    return torch.stack(zs).max(dim=0).values if zs else None
 
 
 def _fmt(v: torch.Tensor | float) -> str:

@@ -94,13 +94,13 @@ class SafeReconstructor:
         """μ / ‖K‖² per image: μ₀ · 10^(−(S − S_free)₊ / S_decade)."""
         return self.mu0 * torch.pow(10.0, -(score.double() - self.free).clamp_min(0.0) / self.decade)
 
-    def refine(self, y: torch.Tensor, physics: Any, x_hat: torch.Tensor, diag: Diagnostics) -> torch.Tensor:
-        """x̂_safe for every image of x̂ (see the module docstring)."""
+    def refine(self, y: torch.Tensor, physics: Any, x_hat: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """x̂_safe for every image of x̂, given its trust score S (see the module docstring)."""
         from ..variational.methods import _box
         from ..variational.pdhg import ChambollePockTV
 
         b = self.baseline
-        self.mu = self.relative_weight(diag.score)
+        self.mu = self.relative_weight(score)
         mu = (self.mu * float(physics.operator.norm()) ** 2).to(device=x_hat.device, dtype=x_hat.dtype)
         solver = ChambollePockTV(physics.operator, y, lam=b.lam,
                                  box=_box(getattr(b, "lower", None), getattr(b, "upper", None),
@@ -119,6 +119,7 @@ class SafeReconstructor:
             groups.setdefault(key, []).append(i)
         out = torch.empty_like(x_hat)
         mu = torch.empty(y.shape[0], dtype=torch.float64)
+        score = diag.score
         self.corrections, self.after = [{} for _ in range(y.shape[0])], [None] * y.shape[0]
         for key, idx in groups.items():
             sel = torch.tensor(idx, dtype=torch.long)
@@ -128,13 +129,13 @@ class SafeReconstructor:
                 diag.notes.append(f"recalibration to {dict(key)} refused by the operator: {e}")
                 phys = None
             if phys is None:
-                out[sel] = self.refine(y[sel], physics, x_hat[sel], _subset(diag, sel))
+                out[sel] = self.refine(y[sel], physics, x_hat[sel], score[sel])
             else:
                 yk = y[sel]
                 xk = self.model(yk, phys).to(x_hat)
                 dk = diagnose(self.model, yk, phys, x_hat=xk, baseline=self.baseline, draws=self.draws,
                               reference=self.reference, calibration=diag.calibration)
-                out[sel] = self.refine(yk, phys, xk, dk)
+                out[sel] = self.refine(yk, phys, xk, dk.score)
                 for j, i in enumerate(idx):
                     self.corrections[i], self.after[i] = dict(key), dk.verdict(j)
             mu[sel] = self.mu
@@ -159,23 +160,6 @@ class SafeReconstructor:
 def _rounded(name: str, value: float) -> float:
     step = RECALIBRATION_STEP.get(name, 0.01)
     return round(round(value / step) * step, 10)
-
-
-def _subset(d: Diagnostics, sel: torch.Tensor) -> Diagnostics:
-    """The diagnostics of the images `sel` (only what the anchored solve reads: the score)."""
-    if len(sel) == d.misfit.shape[0]:
-        return d
-    import dataclasses
-
-    from ..operators.base import CalibrationEstimate
-
-    def pick(t: Any) -> Any:
-        return t[sel] if isinstance(t, torch.Tensor) else t
-
-    return dataclasses.replace(
-        d, **{f.name: pick(getattr(d, f.name)) for f in dataclasses.fields(d) if f.name not in ("estimated", "notes",
-                                                                                                  "calibration")},
-        estimated={k: CalibrationEstimate(e.value[sel], e.stderr[sel], e.nominal) for k, e in d.estimated.items()})
 
 
 __all__ = ["SafeReconstructor", "recalibrated", "RECALIBRATION_STEP"]
