@@ -260,6 +260,13 @@ def test_the_detector_offset_read_from_ct_data_and_when_it_cannot_be():
         assert bool(value.isnan().all()) and bool(se.isnan().all())
     e = K.estimate_calibration(truncated)["detector_offset"]
     assert float(e.z.abs().max()) == 0.0
+    with_nan = y.clone()
+    with_nan[0, 0, 3, 4] = float("nan")
+    for bad in (with_nan[:1], torch.zeros_like(y), y[:0]):  # NaN, no mass, an empty batch: no estimate, no error
+        e = K.estimate_calibration(bad)["detector_offset"]
+        assert e.value.shape == (bad.shape[0],) and float(e.z.abs().sum()) == 0.0 and bool(e.value.isnan().all())
+    e = K.estimate_calibration(with_nan)["detector_offset"]  # one NaN image spoils only its own estimate
+    assert bool(e.value[0].isnan()) and bool(e.value[1:].isfinite().all())
 
 
 def test_safe_recalibrates_k_where_the_data_say_it_is_off():

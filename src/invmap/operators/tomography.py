@@ -314,12 +314,12 @@ def detector_offset_from_moments(y: torch.Tensor, angles: Sequence[float], cells
     c₁ cos θ + c₂ sin θ − δ; a least-squares fit of (c₁, c₂, δ) over the views gives δ and
     its standard error from the fit's residuals (noise and discretisation). Returns (δ, se)
     per sample (float64 ``[B]``; NaN where the data allow no estimate: fewer than 4 views,
-    views too close to tell a constant from the sinusoid, a view without positive mass, or
-    truncated projections — more than `TRUNCATED_EDGE_FRACTION` of the mass in the two
+    views too close to tell a constant from the sinusoid, a view without positive mass, NaN
+    data, or truncated projections — more than `TRUNCATED_EDGE_FRACTION` of the mass in the two
     outermost cells at either end)."""
     B, views, n = y.shape[0], y.shape[-2], y.shape[-1]
     nan = torch.full((B,), math.nan, dtype=torch.float64)
-    if y.is_complex() or views < 4 or n < 5:
+    if B == 0 or y.is_complex() or views < 4 or n < 5:
         return nan, nan.clone()
     p = y.detach().to(torch.float64).cpu().reshape(B, -1, views, n).sum(dim=1)  # channels share K
     theta = torch.tensor([math.radians(a) for a in angles], dtype=torch.float64)
@@ -328,7 +328,7 @@ def detector_offset_from_moments(y: torch.Tensor, angles: Sequence[float], cells
         return nan, nan.clone()
     mass = p.sum(dim=-1)  # [B, views]; constant over θ for exact data
     m1 = (p * torch.as_tensor(cells, dtype=torch.float64)).sum(dim=-1) / mass
-    coef = torch.linalg.lstsq(A.expand(B, -1, -1), m1.unsqueeze(-1)).solution.squeeze(-1)  # [B, 3]
+    coef = m1 @ torch.linalg.pinv(A).T  # [B, 3]: least squares with one pseudo-inverse (NaN data stay NaN)
     resid = m1 - coef @ A.T
     var = (resid ** 2).sum(dim=-1) / (views - 3)
     se = (var * torch.linalg.inv(A.T @ A)[2, 2]).sqrt()
