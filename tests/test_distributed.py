@@ -182,7 +182,7 @@ def test_global_batches_are_split_over_the_ranks(world):
     from invmap.training.distributed import Dist
 
     perm = torch.randperm(13, generator=torch.Generator().manual_seed(0))
-    parts = [Dist(rank=r, world=world).batches(perm, 6) for r in range(world)]
+    parts = [Dist(rank=r, world=world).batches(perm.split(6)) for r in range(world)]
     for step in range(3):  # 6 + 6 + 1 pairs
         glob = perm[6 * step:6 * step + 6]
         ranks = [p[step] for p in parts]

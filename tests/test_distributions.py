@@ -4,6 +4,7 @@ index, within their bounds, nominal values for everything but training, one-line
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -147,10 +148,11 @@ def test_training_runs_on_drawn_physics(tmp_path):
     ("noise.relative={log_uniform: [0, 0.1]}", "log_uniform needs 0 < low"),
     ("noise.relative={uniform: [-0.1, 0.1]}", "relative must be a finite number >= 0"),
     ("data.simulation={choice: [crime, coarse]}", "unknown simulation mode 'coarse'"),
-    ("operator.angles={choice: [15, 60]}", "needs a post-processing model"),
+    ("operator.angles={choice: [15, 60]}", "changes the measurement's shape ([15, 183] vs [60, 183]): model.input "
+                                           "'measurement' feeds y itself"),
 ])
 def test_nonsense_is_a_one_line_error(override, expected):
-    extra = ["model.name=lgd"] if "post-processing" in expected else []
+    extra = ["model.name=mlp", "model.input=measurement"] if "model.input" in expected else []
     with pytest.raises(ValueError) as e:
         load_config(None, [override, *extra])
     msg = str(e.value)
@@ -165,3 +167,54 @@ def test_cli_reports_a_bad_distribution_in_one_line(tmp_path):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("invmap: error: ") and "-15" in lines[0]
+
+
+def _kind_cases():
+    from test_unrolled import TINY
+
+    return sorted(TINY)
+
+
+@pytest.mark.parametrize("case", _kind_cases())
+def test_a_kind_trains_over_drawn_geometry_with_one_operator_per_minibatch(case, tmp_path):
+    """K inside the map (lgd, lpd, unrolled): every minibatch, training and validation, is made
+    of samples that drew the same K, is called with that K, and holds every sample once."""
+    from test_unrolled import TINY, kind_of
+    from invmap.training import train
+    from invmap.training.setup import Pairs, build_reconstructor
+
+    sets = [f"model.{k}={v}" for k, v in TINY[case].items()]
+    cfg = load_config(None, [f"model.name={kind_of(case)}", *sets, "operator.angles={choice: [8, 12, 16], nominal: 12}",
+                             "operator.arc={choice: [150, 180], nominal: 180}", "data.size=24", "data.train=20",
+                             "data.val=6", "data.test=4", "training.epochs=1", "training.max_minutes=0",
+                             "training.batch_size=4"])
+    physics = cfg.physics()
+    recon = build_reconstructor(cfg, physics, torch.device("cpu"))
+    assert recon.operator_inside
+    pairs = Pairs(cfg, physics, "train", recon, torch.device("cpu"), fresh_noise=True)
+    perm = torch.randperm(pairs.n, generator=torch.Generator().manual_seed(3))
+    batches = pairs.minibatches(perm, 4)
+    assert sorted(torch.cat(batches).tolist()) == list(range(pairs.n)) and all(len(b) <= 4 for b in batches)
+    assert [b.tolist() for b in batches] == [b.tolist() for b in pairs.minibatches(perm, 4)]  # reproducible
+    keys = {pairs.ds.draw(i).operator for i in range(pairs.n)}
+    assert len(keys) > 1 and len(batches) == sum(-(-sum(pairs.ds.draw(i).operator == k for i in range(pairs.n)) // 4)
+                                                 for k in keys)
+    for b, (z, x, phys) in zip(batches, pairs.epoch(batches, 1)):
+        drew = {pairs.ds.draw(i).operator for i in b.tolist()}
+        assert len(drew) == 1 and phys.operator is pairs.ds.operator(drew.pop())
+        assert z.shape == (len(b), 1, *phys.operator.out_shape) and x.shape == (len(b), 1, 24, 24)
+    res = train(cfg, tmp_path / "run", progress=False)
+    assert res.steps == len(batches) and math.isfinite(res.best_val_psnr)
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["physics"]["operator"]["params"]["angles"] == 12  # saved with the nominal physics
+
+
+def test_post_processing_batches_mix_operators():
+    """A post-processing model takes each sample's own z = FBP(y_i, K_i): no grouping needed."""
+    from invmap.training.setup import Pairs, build_reconstructor
+
+    cfg = _robust(n=16, extra=["model.base_channels=4", "model.depth=2"])
+    physics = cfg.physics()
+    pairs = Pairs(cfg, physics, "train", build_reconstructor(cfg, physics, torch.device("cpu")), torch.device("cpu"))
+    perm = torch.randperm(16, generator=torch.Generator().manual_seed(0))
+    assert not pairs.shared and [b.tolist() for b in pairs.minibatches(perm, 8)] == [perm[:8].tolist(), perm[8:].tolist()]

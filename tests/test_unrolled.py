@@ -351,7 +351,9 @@ def test_pnp_tuning_scores_with_the_evaluation_data_range(data_range):
     x, y = measure(op, b=3)
     x = 0.2 + 0.5 * x  # values in [0.2, 0.7]: max − min differs from 1 in every image
     y = Physics(op).measure(x, torch.Generator().manual_seed(1))
-    recon.prepare(None, SimpleNamespace(n=3, z=y, x=x, physics=Physics(op)), data_range=data_range)
+    val = SimpleNamespace(n=3, minibatches=lambda order, size: list(order.split(size)),
+                          epoch=lambda batches, e: ((y[b], x[b], Physics(op)) for b in batches))
+    recon.prepare(None, val, data_range=data_range)
     assert len(recon.tuning) == 4
     for row in recon.tuning:
         recon.strength.fill_(row["strength"])

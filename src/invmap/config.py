@@ -470,10 +470,17 @@ class Config(_Section):
                 except ValueError as e:
                     raise ValueError(f"operator.{k} = {v!r} (a value of its distribution): {e}") from None
         recon = [k for k in drawn if k not in self.physics_distribution().sim_only]
-        if recon and (self.model.is_kind or self.model.input == "measurement"):
-            raise ValueError(f"operator.{recon[0]} is drawn per sample, so each pair has its own K: that needs a "
-                             f"post-processing model on an image-shaped input (model.input fbp, adjoint or pinv); "
-                             f"'{self.model.name}' with input '{self.model.input}' shares one K per batch")
+        if recon and not self.model.is_kind and self.model.input == "measurement":
+            # z = y: one network input shape for every draw (a kind instead shares one K per minibatch)
+            shapes = {k: {tuple(OPERATORS.build(self.operator.name, image_shape=self.image_shape,
+                                                **{**nominal, k: v}).out_shape) for v in dists[k].extremes()}
+                      for k in recon}
+            for k, found in shapes.items():
+                if len(found) > 1:
+                    raise ValueError(f"operator.{k} is drawn per sample and changes the measurement's shape "
+                                     f"({' vs '.join(str(list(t)) for t in sorted(found))}): model.input "
+                                     f"'measurement' feeds y itself to the network, which takes one shape; use "
+                                     f"input fbp, adjoint or pinv, or a model-based kind (one K per minibatch)")
         return self
 
     # -- conveniences -------------------------------------------------------------------

@@ -81,13 +81,12 @@ class PlugAndPlay(Reconstructor):
         (data range convention `data_range`, as the validation and the baselines' tuning)."""
         if not self.tune:
             return
-        n = min(val.n, 16)
-        y, x = val.z[:n], val.x[:n]
+        y, x, physics = next(val.epoch(val.minibatches(torch.arange(val.n), 16), 0))  # ≤ 16 pairs, one K
         best, self.tuning = None, []
         for a, t in itertools.product(*self.grid):
             self.strength.fill_(a)
             self.step.fill_(t)
-            psnr = float(metrics.psnr(self(y, val.physics).float(), x, data_range).mean())
+            psnr = float(metrics.psnr(self(y, physics).float(), x, data_range).mean())
             self.tuning.append({"strength": a, "step": t, "val_psnr": psnr})
             if best is None or psnr > best[0]:
                 best = (psnr, a, t)

@@ -81,6 +81,9 @@ class Reconstructor(nn.Module):
     kind_params: dict = {}
     #: learned from data (never a classical baseline in the verdicts; `evaluation.verdicts.is_learned`)
     learned: bool = True
+    #: K and Kᵀ act inside `from_input` (read from `physics` at call time), so one call takes
+    #: one K: training over drawn geometry makes every minibatch share it (`training.setup.Pairs`)
+    operator_inside: bool = True
 
     @torch.no_grad()
     def preprocess(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
@@ -198,6 +201,7 @@ class LearnedReconstructor(Reconstructor):
         return (1, *op.in_shape)
 
     kind = "post-processing"
+    operator_inside = False  # K only in the parameter-free P: each sample may bring its own
 
     def spec(self) -> dict:
         return {"name": self.kind}

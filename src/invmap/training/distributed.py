@@ -100,15 +100,14 @@ class Dist:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(_Call(module, method), device_ids=ids)
 
-    def batches(self, perm: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, float, int]]:
-        """This rank's slices of the global minibatches of `perm`: ``(indices, share, b)``.
+    def batches(self, globs: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, float, int]]:
+        """This rank's slices of the global minibatches `globs` (index tensors): ``(indices, share, b)``.
 
         A global batch smaller than the world (the last one) gives the ranks without a
         sample one sample with share 0, so every rank still takes part in the all-reduce.
         """
         out = []
-        for i in range(0, len(perm), batch_size):
-            glob = perm[i:i + batch_size]
+        for glob in globs:
             mine = torch.tensor_split(glob, self.world)[self.rank]
             share = len(mine) * self.world / len(glob)
             out.append((mine if len(mine) else glob[:1], share, len(glob)))

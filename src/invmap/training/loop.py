@@ -70,9 +70,8 @@ def validate(recon, val: Pairs, batch_size: int, data_range: metrics.DataRange =
     recon.eval()
     mine = torch.tensor_split(torch.arange(val.n), dist.world)[dist.rank]
     ps, ss = [torch.zeros(0)], [torch.zeros(0)]
-    for i in range(0, len(mine), batch_size):
-        idx = mine[i:i + batch_size]
-        x_hat, x = recon.from_input(val.z[idx], val.physics).float(), val.x[idx]
+    for z, x, physics in val.epoch(val.minibatches(mine, batch_size), 0):
+        x_hat = recon.from_input(z, physics).float()
         ps.append(metrics.psnr(x_hat, x, data_range).cpu())
         ss.append(metrics.ssim(x_hat, x, data_range).cpu() if min(x.shape[-2:]) >= 11
                   else torch.full_like(ps[-1], math.nan))
@@ -127,7 +126,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     step_net = dist.wrap(recon, "from_input")  # x̂ = f_Θ(z, K), gradients averaged over the ranks
     opt = build_optimizer(recon.parameters(), tc.optimizer, tc.lr, tc.momentum, tc.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=prec.scaler)
-    steps_per_epoch = math.ceil(train_set.n / tc.batch_size)
+    steps_per_epoch = len(train_set.minibatches(torch.arange(train_set.n), tc.batch_size))
     sched = Schedule(tc.schedule, steps_per_epoch, tc.epochs, tc.warmup_epochs, tc.step_size, tc.gamma, tc.max_minutes * 60)
     loss_fn = build_loss(tc.loss, tc.ssim_weight, tc.mix_base)
     gens = {"shuffle": torch.Generator().manual_seed(config.seed)}
@@ -189,13 +188,13 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         for epoch in range(st["epoch"] + 1, 0 if st["stopped"] else tc.epochs + 1):
             recon.train()
             perm, total, count, lr = torch.randperm(train_set.n, generator=gens["shuffle"]), 0.0, 0, tc.lr
-            parts = dist.batches(perm, tc.batch_size)  # this rank's slice of each global batch
-            for (_, share, b), (z, x) in zip(parts, train_set.epoch([p[0] for p in parts], epoch)):
+            parts = dist.batches(train_set.minibatches(perm, tc.batch_size))  # this rank's slice of each batch
+            for (_, share, b), (z, x, phys) in zip(parts, train_set.epoch([p[0] for p in parts], epoch)):
                 if prec.channels_last and z.dim() == 4:
                     z = z.contiguous(memory_format=torch.channels_last)
                 lr = sched.apply(opt, tc.lr, st["step"], clock())
                 with prec.autocast(device):
-                    loss = loss_fn(step_net(z, physics), x)
+                    loss = loss_fn(step_net(z, phys), x)  # phys: the task's K, or the batch's drawn one
                 lv = loss.item() if dist.world == 1 else dist.sum([loss * share * b])[0] / (dist.world * b)
                 if not math.isfinite(lv):
                     raise TrainingDiverged(

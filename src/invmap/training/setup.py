@@ -229,7 +229,14 @@ def load_init(config: Config, recon: torch.nn.Module, physics) -> tuple[dict, di
 
 
 class Pairs:
-    """Training or validation pairs with their network inputs (see the module docstring)."""
+    """Training or validation pairs with their network inputs (see the module docstring).
+
+    Drawn physics (`invmap.distributions`): sample i has its own K_{ω_i}. A post-processing
+    model takes each sample's z_i = P(y_i, K_{ω_i}) in any minibatch; a reconstructor with K
+    inside its map (``recon.operator_inside``: lgd, lpd, unrolled, PnP) is called with one K
+    per minibatch, so `minibatches` then makes every minibatch of samples that share their K
+    (``shared``) and `epoch` yields each minibatch's physics with it.
+    """
 
     def __init__(self, config: Config, physics, split: str, recon, device: torch.device,
                  fresh_noise: bool = False, chunk: int = 64, num_workers: int = 0, stream: bool = False):
@@ -243,8 +250,9 @@ class Pairs:
                               fresh_noise=fresh_noise, simulation=sim)
         self.physics, self.recon, self.device, self.chunk = physics, recon, device, chunk
         self.n, self.num_workers = len(self.ds), num_workers
+        self.shared = self.ds.drawn is not None and bool(getattr(recon, "operator_inside", True))
         self.clean: torch.Tensor | list[torch.Tensor] | None = None
-        self.z: torch.Tensor | None = None
+        self.z: torch.Tensor | list[torch.Tensor] | None = None
         if stream or hasattr(src, "set_epoch"):  # augmented images: y = K x' + e simulated per minibatch
             return
         idx = list(range(self.n))
@@ -257,7 +265,13 @@ class Pairs:
                 self.x[part] = x
                 for k, y in zip(part, ys):
                     self.clean[k] = y
-            self.z = None if fresh_noise else self.inputs(idx)
+            if not fresh_noise and self.shared:  # z_i = y_i of each K's own shape, kept per sample
+                self.z = [None] * self.n
+                for part in self.minibatches(torch.arange(self.n), chunk):
+                    for k, z in zip(part.tolist(), self.inputs(part.tolist()).split(1)):
+                        self.z[k] = z
+            elif not fresh_noise:
+                self.z = self.inputs(idx)
             return
         if num_workers > 0:  # render + simulate in worker processes (image folders, fine grids)
             loader = torch.utils.data.DataLoader(_Clean(self.ds), batch_size=chunk, num_workers=num_workers)
@@ -267,6 +281,26 @@ class Pairs:
         self.clean = torch.cat([p[0] for p in parts])  # K x, [N, 1, *out_shape]
         self.x = torch.cat([p[1] for p in parts])      # x,   [N, 1, H, W]
         self.z = None if fresh_noise else self.inputs(idx)
+
+    def minibatches(self, order: torch.Tensor, size: int) -> list[torch.Tensor]:
+        """The minibatches (index tensors, at most `size` each) of the samples in `order`: its
+        consecutive runs; with ``shared``, each K's samples in `order`'s order, cut into runs,
+        the minibatches sorted by where their first sample stands in `order` (so a shuffled
+        `order` shuffles them; every K still gets one last, shorter minibatch)."""
+        if not self.shared:
+            return list(order.split(size))
+        groups: dict[str, list[int]] = {}
+        for i in order.tolist():
+            groups.setdefault(self.ds.draw(i).operator, []).append(i)
+        place = {i: k for k, i in enumerate(order.tolist())}
+        out = [g[j:j + size] for g in groups.values() for j in range(0, len(g), size)]
+        return [torch.tensor(b, dtype=torch.long) for b in sorted(out, key=lambda b: place[b[0]])]
+
+    def physics_for(self, idx: Sequence[int] | torch.Tensor):
+        """The physics a minibatch is reconstructed with: its shared drawn K (``shared``), else the task's."""
+        if not self.shared:
+            return self.physics
+        return self.ds.physics_of(self.ds.draw(int(idx[0])))
 
     def noisy(self, idx: Sequence[int]) -> torch.Tensor:
         """y = noise(K x_i) with sample i's own generator (the data set's current epoch)."""
@@ -283,24 +317,33 @@ class Pairs:
         return torch.cat([self.recon.preprocess(self.noisy(idx[i:i + self.chunk]), self.physics)
                           for i in range(0, len(idx), self.chunk)])
 
-    def batch(self, idx: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z, x) for a minibatch; with fresh noise, the noise of `epoch`."""
+    def batch(self, idx: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """(z, x, physics) for a minibatch; with fresh noise, the noise of `epoch`."""
+        if isinstance(self.z, list):
+            return torch.cat([self.z[i] for i in idx.tolist()]), self.x[idx], self.physics_for(idx)
         if self.z is not None:
-            return self.z[idx], self.x[idx]
+            return self.z[idx], self.x[idx], self.physics
         self.ds.set_epoch(epoch)
-        return self.inputs(idx.tolist()), self.x[idx]
+        return self.inputs(idx.tolist()), self.x[idx], self.physics_for(idx)
 
-    def epoch(self, batches: Sequence[torch.Tensor], epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(z, x) for each minibatch of indices in `batches`, in order (streamed by DataLoader
-        workers when nothing is held in memory)."""
+    def epoch(self, batches: Sequence[torch.Tensor], epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, Any]]:
+        """(z, x, physics) for each minibatch of indices in `batches`, in order (streamed by
+        DataLoader workers when nothing is held in memory)."""
         if self.clean is not None:
             yield from (self.batch(idx, epoch) for idx in batches)
             return
         self.ds.set_epoch(epoch)
+        if self.ds.drawn is not None:  # augmented images under drawn physics: each sample's own K, per minibatch
+            for idx in batches:
+                part = idx.tolist()
+                ys, x = self.ds.clean_each(part, device=self.device)
+                z = self.ds.inputs_each(part, dict(zip(part, ys)), self.recon.preprocess)
+                yield z, x, self.physics_for(idx)
+            return
         loader = torch.utils.data.DataLoader(self.ds, batch_sampler=[b.tolist() for b in batches],
                                              num_workers=self.num_workers)
         for y, x in loader:
-            yield self.recon.preprocess(y.to(self.device), self.physics), x.to(self.device)
+            yield self.recon.preprocess(y.to(self.device), self.physics), x.to(self.device), self.physics
 
 
 class _Clean(torch.utils.data.Dataset):
