@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", metavar="RUN", nargs="+", help="run directories (runs/NAME); the first is the reference")
     p.add_argument("--out", required=True, help="the compare directory to write (new or empty; not inside a run)")
     p.add_argument("--margin", type=float, default=0.5,
-                   help="dB below the best tuned baseline that a verdict still accepts (default 0.5)")
+                   help="dB below the best tuned baseline, and below the reference on the test set, that a "
+                        "verdict still accepts (default 0.5)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,8 +19,9 @@ inside a run, never over existing files):
 Verdicts are computed from those numbers only. Per further run j and shift s: the largest
 gain max_ℓ d_j, the largest loss min_ℓ d_j, and d_j at the training (nominal) level, e.g.
 "ct-robust vs ct-default, Acquisition geometry: +6.1 dB at 15 views, −0.3 dB at the
-nominal 60 views"; per run: the levels where its model falls more than ``margin`` dB
-below the best tuned baseline, and by how much.
+nominal 60 views"; on the test set, whether the loss against the reference stays within
+``margin`` dB and, if not, by how much it exceeds it; per run: the levels where its model falls
+more than ``margin`` dB below the best tuned baseline, and by how much.
 """
 
 from __future__ import annotations
@@ -153,14 +154,20 @@ def _db(v: float) -> str:
     return "±0.0 dB" if abs(v) < 0.05 else f"{v:+.1f} dB".replace("-", "−")
 
 
-def pair_verdicts(ref: Run, other: Run, diffs: Sequence[dict]) -> list[str]:
+def pair_verdicts(ref: Run, other: Run, diffs: Sequence[dict], margin: float | None = None) -> list[str]:
     """One sentence per shift (and the test set): the largest gain, the largest loss, and the
-    difference at the nominal level, of `other`'s model against `ref`'s."""
+    difference at the nominal level, of `other`'s model against `ref`'s; with `margin`, whether
+    the test-set loss stays within it and, if not, by how much it exceeds it."""
     out = []
     test = next(d for d in diffs if d["shift"] == TEST)
     if math.isfinite(test["difference"]):
+        cost = ""
+        if margin is not None:
+            over = -test["difference"] - margin
+            cost = (f"; it loses more than the {margin:g} dB margin, by {over:.1f} dB" if over > 0 else
+                    f"; within the {margin:g} dB margin")
         out.append(f"{other.label} vs {ref.label}, test set (nominal conditions): {_db(test['difference'])} "
-                   f"({_num(other.psnr(TEST, NOMINAL))} against {_num(ref.psnr(TEST, NOMINAL))} dB)")
+                   f"({_num(other.psnr(TEST, NOMINAL))} against {_num(ref.psnr(TEST, NOMINAL))} dB){cost}")
     for sh, _ in shift_levels(ref, other):
         ds = [d for d in diffs if d["shift"] == sh["name"] and math.isfinite(d["difference"])]
         if not ds:
@@ -317,7 +324,7 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path, margin: float = 0
     runs = [read_run(p, label) for p, label in zip(ps, _labels(ps))]
     ref = runs[0]
     diffs = {f"{r.label} − {ref.label}": differences(ref, r) for r in runs[1:]}
-    verdicts = [v for r, ds in zip(runs[1:], diffs.values()) for v in pair_verdicts(ref, r, ds)]
+    verdicts = [v for r, ds in zip(runs[1:], diffs.values()) for v in pair_verdicts(ref, r, ds, margin)]
     verdicts += [v for v in (baseline_verdict(r, margin) for r in runs) if v]
     figs = out_dir / "figures"
     heatmaps = [(f"{r.label}: model − best baseline", stress_overview(r.stress_meta.get("shifts", []), r.stress_rows,
