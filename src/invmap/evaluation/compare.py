@@ -162,10 +162,10 @@ def pair_verdicts(ref: Run, other: Run, diffs: Sequence[dict], margin: float | N
     test = next(d for d in diffs if d["shift"] == TEST)
     if math.isfinite(test["difference"]):
         cost = ""
-        if margin is not None:
-            over = -test["difference"] - margin
+        over = -test["difference"] - (margin or 0.0)
+        if margin is not None and test["difference"] < 0:
             cost = (f"; it loses more than the {margin:g} dB margin, by {over:.1f} dB" if over > 0 else
-                    f"; within the {margin:g} dB margin")
+                    f"; a loss within the {margin:g} dB margin")
         out.append(f"{other.label} vs {ref.label}, test set (nominal conditions): {_db(test['difference'])} "
                    f"({_num(other.psnr(TEST, NOMINAL))} against {_num(ref.psnr(TEST, NOMINAL))} dB){cost}")
     for sh, _ in shift_levels(ref, other):
