@@ -219,3 +219,25 @@ def test_post_processing_batches_mix_operators():
     pairs = Pairs(cfg, physics, "train", build_reconstructor(cfg, physics, torch.device("cpu")), torch.device("cpu"))
     perm = torch.randperm(16, generator=torch.Generator().manual_seed(0))
     assert not pairs.shared and [b.tolist() for b in pairs.minibatches(perm, 8)] == [perm[:8].tolist(), perm[8:].tolist()]
+
+
+def test_augmented_images_under_drawn_physics_use_each_pairs_own_operator():
+    """Images augmented per epoch are simulated per minibatch; the input of pair i is still
+    P(y_i, K_{ω_i}) with its own drawn K, not the nominal one."""
+    from invmap.training.setup import Pairs, build_reconstructor
+    from invmap.variational import fbp
+
+    cfg = _robust(n=12, extra=["model.base_channels=4", "model.depth=2", "data.augment.flips=true",
+                               "data.simulation=crime", "noise.relative=0.0"])
+    physics = cfg.physics()
+    pairs = Pairs(cfg, physics, "train", build_reconstructor(cfg, physics, torch.device("cpu")), torch.device("cpu"),
+                  fresh_noise=True)
+    assert pairs.clean is None  # simulated per minibatch
+    batch = torch.arange(12)
+    (z, x, _), = list(pairs.epoch([batch], 1))
+    views = {json.loads(pairs.ds.draw(i).operator)["params"]["angles"] for i in range(12)}
+    assert len(views) > 1  # the batch mixes view counts
+    for i in range(12):
+        op = pairs.ds.operator(pairs.ds.draw(i).operator)
+        sim = pairs.ds.operator(pairs.ds.draw(i).sim_operator)
+        assert torch.allclose(z[i:i + 1], fbp(sim(x[i:i + 1]), op), atol=1e-4)
