@@ -134,7 +134,7 @@ def test_training_runs_on_drawn_physics(tmp_path):
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     assert meta["physics"]["operator"]["params"]["angles"] == 60  # the nominal physics
     assert meta["physics_distributions"]["operator"]["angles"] == {"choice": [15, 30, 60, 120], "nominal": 60,
-                                                                   "weights": [1.0, 1.0, 2.0, 1.0]}
+                                                                   "weights": [1.0, 1.0, 4.0, 1.0]}
 
 
 @pytest.mark.parametrize("override, expected", [
