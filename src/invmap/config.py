@@ -463,22 +463,21 @@ class Config(_Section):
             OPERATORS.build(self.operator.name, image_shape=self.image_shape, **nominal)
         except ValueError as e:
             raise ValueError(f"operator (its nominal values): {e}") from None
+        shapes: dict[str, set[tuple[int, ...]]] = {}  # measurement shapes over each distribution's extremes
         for k, d in dists.items():
             for v in d.extremes():
                 try:
-                    OPERATORS.build(self.operator.name, image_shape=self.image_shape, **{**nominal, k: v})
+                    op = OPERATORS.build(self.operator.name, image_shape=self.image_shape, **{**nominal, k: v})
                 except ValueError as e:
                     raise ValueError(f"operator.{k} = {v!r} (a value of its distribution): {e}") from None
+                shapes.setdefault(k, set()).add(tuple(op.out_shape))
         recon = [k for k in drawn if k not in self.physics_distribution().sim_only]
         if recon and not self.model.is_kind and self.model.input == "measurement":
             # z = y: one network input shape for every draw (a kind instead shares one K per minibatch)
-            shapes = {k: {tuple(OPERATORS.build(self.operator.name, image_shape=self.image_shape,
-                                                **{**nominal, k: v}).out_shape) for v in dists[k].extremes()}
-                      for k in recon}
-            for k, found in shapes.items():
-                if len(found) > 1:
+            for k in recon:
+                if len(shapes[k]) > 1:
                     raise ValueError(f"operator.{k} is drawn per sample and changes the measurement's shape "
-                                     f"({' vs '.join(str(list(t)) for t in sorted(found))}): model.input "
+                                     f"({' vs '.join(str(list(t)) for t in sorted(shapes[k]))}): model.input "
                                      f"'measurement' feeds y itself to the network, which takes one shape; use "
                                      f"input fbp, adjoint or pinv, or a model-based kind (one K per minibatch)")
         return self

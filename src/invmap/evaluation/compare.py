@@ -162,8 +162,8 @@ def pair_verdicts(ref: Run, other: Run, diffs: Sequence[dict], margin: float | N
     test = next(d for d in diffs if d["shift"] == TEST)
     if math.isfinite(test["difference"]):
         cost = ""
-        over = -test["difference"] - (margin or 0.0)
         if margin is not None and test["difference"] < 0:
+            over = -test["difference"] - margin
             cost = (f"; it loses more than the {margin:g} dB margin, by {over:.1f} dB" if over > 0 else
                     f"; a loss within the {margin:g} dB margin")
         out.append(f"{other.label} vs {ref.label}, test set (nominal conditions): {_db(test['difference'])} "
