@@ -23,7 +23,7 @@ TINY = {"name": "tiny", "operator": {"name": "identity"}, "noise": {"name": "gau
         "model": {"name": "cnn", "input": "adjoint", "channels": 8, "depth": 3, "residual": True},
         "data": {"size": 32, "train": 17, "val": 7, "simulation": "crime"},  # uneven: a last batch of 1, val 4 + 3
         "training": {"epochs": 3, "batch_size": 4, "max_minutes": 0, "lr": 3e-3, "warmup_epochs": 1,
-                     "threads": 1}}
+                     "threads": 1, "amp": "off"}}  # float32: the tests compare weights to 1e-5
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # A rank that fails at its second epoch (a stand-in for, say, an unreadable shard on one node).
 FAILING_RANK = """

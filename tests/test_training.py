@@ -273,6 +273,19 @@ def test_auto_precision_follows_the_hardware():
     assert Precision.choose("on", torch.device("cpu")).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_the_bf16_probe_can_be_overridden(native, monkeypatch):
+    """INVMAP_CPU_BF16 makes ``auto`` behave as on the other kind of CPU (CI runs the suite both ways)."""
+    from invmap.training.setup import NATIVE_BF16_ENV, Precision
+
+    monkeypatch.setenv(NATIVE_BF16_ENV, native)
+    assert Precision.choose("auto", torch.device("cpu")).dtype == (torch.bfloat16 if native == "1" else None)
+    assert Precision.choose("off", torch.device("cpu")).dtype is None
+    monkeypatch.setenv(NATIVE_BF16_ENV, "yes")
+    with pytest.raises(ValueError, match="INVMAP_CPU_BF16 must be 0 or 1"):
+        Precision.choose("auto", torch.device("cpu"))
+
+
 def test_checkpoint_round_trip_without_pickles(tmp_path):
     opt_state = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.ones(2)}},
                  "param_groups": [{"lr": 0.1, "betas": (0.9, 0.999), "params": [0], "foreach": None}]}

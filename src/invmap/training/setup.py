@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -38,8 +39,19 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+#: "0" / "1" overrides the CPU probe below: ``amp: auto`` then behaves as on a CPU without / with
+#: native bfloat16 (CI runs the suite both ways on one machine; "1" on a CPU without it is emulated, slower)
+NATIVE_BF16_ENV = "INVMAP_CPU_BF16"
+
+
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX tiles)."""
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX tiles), unless
+    ``INVMAP_CPU_BF16`` says otherwise."""
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ValueError(f"{NATIVE_BF16_ENV} must be 0 or 1 (or unset), got {forced!r}")
     probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
     try:
         return any(bool(f()) for f in probes if f is not None)
