@@ -63,6 +63,11 @@ DEFAULT_GRID = 5
 TRUNCATE = 2.0
 #: the keys of a distribution mapping besides its kind
 OPTIONS = ("nominal", "grid", "weights")
+#: the longest ``choice`` list (a config lists a few values; a generated one of 10⁵ is a mistake)
+MAX_CHOICES = 1000
+#: the most distinct operators K_ω drawn operator parameters may give (each is built and its
+#: matrices cached; the product of the parameters' distinct values / grid points)
+MAX_OPERATORS = 256
 
 
 def is_distribution(value: Any) -> bool:
@@ -124,6 +129,10 @@ class Distribution:
     def snap(self, v: Any) -> Any:
         return v
 
+    def points(self) -> int:
+        """How many distinct values a snapped draw can take (its grid, rounded for whole numbers)."""
+        return len({self.snap(v) for v in self.grid_points()})
+
     def spec(self) -> dict:
         raise NotImplementedError  # pragma: no cover - abstract
 
@@ -143,6 +152,8 @@ class Choice(Distribution):
     def __init__(self, values: Any, nominal: Any = None, grid: int | None = None, weights: Any = None):
         if not isinstance(values, (list, tuple)) or len(values) == 0:
             raise ValueError(f"choice needs a non-empty list of values, got {values!r}")
+        if len(values) > MAX_CHOICES:
+            raise ValueError(f"choice lists {len(values)} values; at most {MAX_CHOICES} are allowed")
         self.values = list(values)
         self.weights = None
         if weights is not None:
@@ -151,6 +162,8 @@ class Choice(Distribution):
                 raise ValueError(f"choice weights must be {len(self.values)} finite numbers >= 0 (one per "
                                  f"value, not all 0, with a finite sum), got {weights!r}")
             self.weights = [float(w) for w in weights]
+            total = math.fsum(self.weights)  # probabilities w_k / Σw, exact even for subnormal weights
+            self._cum = [math.fsum(self.weights[:k + 1]) / total for k in range(len(self.weights))]
         super().__init__(nominal, grid)
 
     def centre(self) -> Any:
@@ -167,13 +180,16 @@ class Choice(Distribution):
     def extremes(self) -> list[Any]:
         return self.values + [self.nominal]
 
+    def points(self) -> int:
+        return len({json.dumps(v, sort_keys=True, default=str) for v, w in zip(self.values, self.weights or
+                                                                            [1] * len(self.values)) if w > 0})
+
     def sample(self, g):
         if self.weights is None:
             return self.values[min(int(_u(g) * len(self.values)), len(self.values) - 1)]
-        u, acc = _u(g) * sum(self.weights), 0.0
-        for v, w in zip(self.values, self.weights):
-            acc += w
-            if u < acc:
+        u = _u(g)
+        for v, w, c in zip(self.values, self.weights, self._cum):
+            if w > 0 and u < c:  # a value of weight 0 is never drawn
                 return v
         return next(v for v, w in zip(reversed(self.values), reversed(self.weights)) if w > 0)
 
@@ -346,6 +362,11 @@ class PhysicsDistribution:
         self.noise_fixed, self.noise_drawn = _split(noise.get("params") or {}, ndefaults)
         self.simulation = parse(simulation) if is_distribution(simulation) else None
         self.nominal_simulation = self.simulation.nominal if self.simulation else simulation
+        count = math.prod(d.points() for d in self.op_drawn.values())
+        if count > MAX_OPERATORS:
+            raise ValueError(f"the drawn operator parameters ({', '.join(sorted(self.op_drawn))}) give {count} "
+                             f"distinct operators, above the {MAX_OPERATORS} that are built and cached; use fewer "
+                             "choices or a coarser grid")
         geometry = set(getattr(cls, "geometry_params", ()))
         self.sim_only = tuple(k for k in self.op_drawn if k in getattr(cls, "calibration_params", ()) and k not in geometry)
 
@@ -406,4 +427,5 @@ def substituted(params: Mapping[str, Any], defaults: Mapping[str, Any] | None = 
 
 
 __all__ = ["Distribution", "Choice", "Uniform", "LogUniform", "Normal", "KINDS", "parse", "is_distribution",
-           "PhysicsDistribution", "Draw", "substituted", "DEFAULT_GRID", "TRUNCATE"]
+           "PhysicsDistribution", "Draw", "substituted", "DEFAULT_GRID", "TRUNCATE", "MAX_CHOICES",
+           "MAX_OPERATORS"]

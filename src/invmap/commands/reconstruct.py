@@ -180,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
     if args.size is not None and not 8 <= args.size <= 4096:
         raise ValueError(f"--size must lie in [8, 4096], got {args.size}")
     sidecar = trust_sidecar(args.output) if args.model is not None else None
+    for path in (args.output, sidecar, args.residual_map):
+        if path is not None and Path(path).is_dir():  # --overwrite replaces files, never a directory
+            raise IsADirectoryError(f"output is a directory: {path}; give a file name")
     for run in args.ensemble:
         if not Path(run).is_dir():
             raise FileNotFoundError(f"--ensemble: model run directory not found: {run}")

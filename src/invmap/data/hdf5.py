@@ -36,6 +36,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
+from .. import budget
 from .io import _resize, centre_square, fit_items, split_counts
 from .sources import SOURCES, ImageSource, split_code
 
@@ -118,6 +119,8 @@ class HDF5(ImageSource):
             raise ValueError(f"hdf5 file {f}: dataset '{self.dataset}' is {list(shape)} of {dtype}, "
                              "expected images [N, H, W] of numbers")
         h, w = shape[-2:]
+        # a declared shape costs nothing to write (chunks never stored); reading one image would
+        budget.check_pixels(h * w, f"hdf5 file {f}: dataset '{self.dataset}' of images {h}×{w}, each image")
         need = self.size if self.fit == "crop" else 1
         if min(h, w) < need:
             raise ValueError(f"hdf5 file {f}: images are {h}×{w}, smaller than the {self.size}×{self.size} crop")

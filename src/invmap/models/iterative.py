@@ -22,8 +22,11 @@ from torch import nn
 from .activations import Activation
 
 
+#: the largest count a kind accepts: a tampered model.json (``iterations: 10**12``) is refused
+#: in one line instead of running for days (memory is checked separately, `invmap.budget`)
+MAX_COUNT = 10_000
 #: a count parameter of a kind (iterations, channels, ...): validated by the registry
-Count = Annotated[int, annotated_types.Ge(1)]
+Count = Annotated[int, annotated_types.Ge(1), annotated_types.Le(MAX_COUNT)]
 
 
 def operator_of(physics: Any):

@@ -18,6 +18,7 @@ Names: ``adjoint`` (Kᵀy), ``fbp`` (tomography only), ``gd`` (Landweber), ``cgl
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable, Literal
 
 import torch
@@ -74,6 +75,17 @@ def _box(lower: float | None, upper: float | None, nonneg: bool) -> Box:
     if nonneg:
         lower = 0.0 if lower is None else max(lower, 0.0)
     return Box(lower, upper)
+
+
+#: the most iterations a solver may be asked for: a tampered baselines.json or a typo
+#: (``iters=10**12``) ends in one line instead of running for days
+MAX_ITERS = 100_000
+
+
+def check_iters(who: str, iters: int, name: str = "iters", low: int = 0) -> None:
+    """Refuse an iteration count outside [low, MAX_ITERS] with one line naming `who`."""
+    if not low <= iters <= MAX_ITERS:
+        raise ValueError(f"{who}: {name} must lie in [{low}, {MAX_ITERS}], got {iters}")
 
 
 class Method:
@@ -188,8 +200,7 @@ class GD(Method):
     def __init__(self, iters: int = 100, nonneg: bool = False, lower: float | None = None,
                  upper: float | None = None):
         super().__init__()
-        if iters < 0:
-            raise ValueError(f"gd: iters must be >= 0, got {iters}")
+        check_iters("gd", iters)
         self.iters, self.nonneg, self.lower, self.upper = iters, nonneg, lower, upper
 
     def _run(self, y, physics, x0, callback):
@@ -211,8 +222,7 @@ class CGLSMethod(Method):
     def __init__(self, iters: int = 30, damp: float = 0.0, tau: float | None = None,
                  delta: float | None = None, tol: float = 1e-10):
         super().__init__()
-        if iters < 0:
-            raise ValueError(f"cgls: iters must be >= 0, got {iters}")
+        check_iters("cgls", iters)
         if tau is not None and tau <= 0:
             raise ValueError(f"cgls: tau must be > 0, got {tau}")
         self.iters, self.damp, self.tau, self.delta, self.tol = iters, damp, tau, delta, tol
@@ -245,8 +255,7 @@ class TikhonovMethod(Method):
         super().__init__()
         if not lam >= 0:  # also rejects NaN
             raise ValueError(f"tikhonov: lam must be >= 0, got {lam}")
-        if iters < 0:
-            raise ValueError(f"tikhonov: iters must be >= 0, got {iters}")
+        check_iters("tikhonov", iters)
         self.lam, self.reg, self.iters, self.tol = float(lam), reg, iters, tol
 
     def _run(self, y, physics, x0, callback):
@@ -269,10 +278,9 @@ class TVMethod(Method):
         super().__init__()
         if not lam >= 0:  # also rejects NaN
             raise ValueError(f"tv: lam must be >= 0, got {lam}")
-        if iters < 0:
-            raise ValueError(f"tv: iters must be >= 0, got {iters}")
-        if ratio <= 0:
-            raise ValueError(f"tv: ratio must be > 0, got {ratio}")
+        check_iters("tv", iters)
+        if not 0 < ratio < math.inf:
+            raise ValueError(f"tv: ratio must be a finite number > 0, got {ratio}")
         self.lam, self.iters, self.nonneg, self.lower, self.upper = float(lam), iters, nonneg, lower, upper
         self.tol, self.ratio = tol, ratio
 
@@ -296,8 +304,7 @@ class FistaL1(Method):
         super().__init__()
         if not lam >= 0:  # also rejects NaN
             raise ValueError(f"fista-l1: lam must be >= 0, got {lam}")
-        if iters < 0:
-            raise ValueError(f"fista-l1: iters must be >= 0, got {iters}")
+        check_iters("fista-l1", iters)
         self.lam, self.iters, self.nonneg, self.lower, self.upper = float(lam), iters, nonneg, lower, upper
 
     def _run(self, y, physics, x0, callback):
@@ -336,12 +343,10 @@ class FistaTV(Method):
         super().__init__()
         if not lam >= 0:  # also rejects NaN
             raise ValueError(f"fista-tv: lam must be >= 0, got {lam}")
-        if iters < 0:
-            raise ValueError(f"fista-tv: iters must be >= 0, got {iters}")
+        check_iters("fista-tv", iters)
         if huber < 0:
             raise ValueError(f"fista-tv: huber must be >= 0, got {huber}")
-        if inner_iters < 1:
-            raise ValueError(f"fista-tv: inner_iters must be >= 1, got {inner_iters}")
+        check_iters("fista-tv", inner_iters, "inner_iters", low=1)
         self.lam, self.iters, self.huber, self.inner_iters = float(lam), iters, float(huber), inner_iters
         self.nonneg, self.lower, self.upper = nonneg, lower, upper
 
