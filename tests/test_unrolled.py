@@ -137,7 +137,7 @@ def test_checkpointing_gives_the_same_values_and_gradients():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.iterations=0", "for 'iterations' (int >= 1)"),
+    ("model.iterations=0", "for 'iterations' (int >= 1, <= 10000)"),
     ("model.variant=fancy", "invalid value 'fancy' for 'variant'"),
     ("model.input_channels=3", "unknown parameter(s) 'input_channels'"),
 ])

@@ -36,7 +36,7 @@ def _annotation_text(a: Any) -> str:
         base, *meta = typing.get_args(a)
         bounds = [f"{sym} {getattr(m, k)}" for m in meta for k, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
                   if getattr(m, k, None) is not None]
-        return " ".join([_annotation_text(base)] + bounds)
+        return _annotation_text(base) + (" " + ", ".join(bounds) if bounds else "")  # "int >= 1, <= 10000"
     if typing.get_origin(a) is typing.Literal:
         return " | ".join(repr(v) for v in typing.get_args(a))
     return getattr(a, "__name__", None) or str(a).replace("typing.", "")

@@ -39,11 +39,14 @@ from .evaluate import atomic_write_json, read_metrics
 from .figures import delta_heatmap, stress_overview
 from .report import _CSS, _e, _num, data_uri, html_table, read_stress
 from .runs import baselines_note, read_baselines
+from .stress import stress_mismatch
 from .verdicts import MODEL, learned_of
 
 #: files larger than this are refused before reading (a run's tables are kilobytes)
 MAX_FILE_BYTES = 64 << 20
 COLUMNS = ("run", "shift", "level", "method", "metric", "mean", "std")
+#: what makes two runs the same task (numbers of different tasks cannot be compared)
+TASK_FIELDS = ("source", "size", "physics", "simulation", "source_params")
 TEST = "test"
 NOMINAL = "nominal"
 
@@ -58,6 +61,7 @@ class Run:
     stress_rows: list[dict] = field(default_factory=list)
     stress_meta: dict = field(default_factory=dict)
     baselines: dict = field(default_factory=dict)
+    task: dict | None = None
 
     def psnr(self, shift: str, level: str, method: str = MODEL) -> float:
         """Mean PSNR of `method` at (shift, level); the test set is shift ``test``, level ``nominal``."""
@@ -87,9 +91,15 @@ def read_run(path: str | Path, label: str) -> Run:
     if not files[0].exists() and not files[1].exists():
         raise ValueError(f"{d} has neither metrics.csv nor stress.csv: run `invmap evaluate {d}` and/or "
                          f"`invmap stress {d}` first")
+    if files[1].exists() != files[2].exists():
+        have, lack = ("stress.csv", "stress.json") if files[1].exists() else ("stress.json", "stress.csv")
+        raise ValueError(f"{d} has {have} but no {lack}: a stress study that was interrupted or is being written; "
+                         f"rerun `invmap stress {d}`")
     run = Run(label, d)
     if files[0].exists():
         run.metrics = read_metrics(files[0])
+        if not run.metrics:
+            raise ValueError(f"{files[0]}: no rows (interrupted or being written); rerun `invmap evaluate {d}`")
     try:
         run.stress_rows, run.stress_meta = read_stress(d)
         for r in run.stress_rows:
@@ -99,10 +109,62 @@ def read_run(path: str | Path, label: str) -> Run:
                                                    and isinstance(s.get("levels"), list) for s in shifts):
             raise ValueError("'shifts' is not a list of {name, levels}")
         run.baselines = read_baselines(d)
+        ref = run.stress_meta.get("reference")
+        if ref is not None and not isinstance(ref, dict):
+            raise ValueError("'reference' is not a condition")
     except (ValueError, KeyError, TypeError, AttributeError, csv.Error, UnicodeDecodeError) as e:
         raise ValueError(f"{d}: a stress study or baselines file that invmap did not write ({type(e).__name__}: "
                          f"{str(e)[:120]})") from None
+    if run.stress_meta:
+        check_stress_pair(run)
+    run.task = task_of(run)
     return run
+
+
+def task_of(run: Run) -> dict | None:
+    """The task a run's numbers are about (`TASK_FIELDS`): its stress study's reference
+    condition, else the test condition of its config.yaml; None when it has neither."""
+    ref = run.stress_meta.get("reference")
+    if ref is None and (run.path / "config.yaml").exists():
+        from ..config import load_config
+        from .task import condition_from_config
+
+        ref = condition_from_config(load_config(run.path / "config.yaml")).describe()
+    if ref is None:
+        return None
+    return {k: ref.get(k) for k in TASK_FIELDS}
+
+
+def check_stress_pair(run: Run) -> None:
+    """stress.csv and stress.json of one study: every shift and level of the one in the other
+    (a study interrupted between the two files, or being written, fails in one line)."""
+    odd = stress_mismatch(run.stress_rows, run.stress_meta)
+    if odd:
+        raise ValueError(f"{run.path}: stress.csv and stress.json disagree ({', '.join(odd[:3])}"
+                         f"{' …' if len(odd) > 3 else ''}): a study interrupted or being written; "
+                         f"rerun `invmap stress {run.path}`")
+
+
+def check_same_task(runs: Sequence[Run]) -> None:
+    """All runs on one task (`TASK_FIELDS`), else a one-line error naming the first difference."""
+    ref = runs[0]
+    for r in runs[1:]:
+        if ref.task is None or r.task is None:
+            continue
+        for k in TASK_FIELDS:
+            a, b = ref.task[k], r.task[k]
+            if _canonical(a) != _canonical(b):
+                raise ValueError(f"{r.label} and {ref.label} are runs of different tasks ({k}: "
+                                 f"{_short(b)} against {_short(a)}); compare runs of one task")
+
+
+def _canonical(v: object) -> str:
+    return json.dumps(json.loads(v) if isinstance(v, str) and v[:1] in "{[" else v, sort_keys=True, default=str)
+
+
+def _short(v: object, n: int = 80) -> str:
+    t = _canonical(v)
+    return t if len(t) <= n else t[:n] + "…"
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
@@ -322,6 +384,7 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path, margin: float = 0
     out_dir = Path(out)
     check_out(out_dir, ps)
     runs = [read_run(p, label) for p, label in zip(ps, _labels(ps))]
+    check_same_task(runs)
     ref = runs[0]
     diffs = {f"{r.label} − {ref.label}": differences(ref, r) for r in runs[1:]}
     verdicts = [v for r, ds in zip(runs[1:], diffs.values()) for v in pair_verdicts(ref, r, ds, margin)]
@@ -349,5 +412,5 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path, margin: float = 0
     return result
 
 
-__all__ = ["compare_runs", "read_run", "differences", "pair_verdicts", "baseline_gaps", "baseline_verdict", "Run",
+__all__ = ["compare_runs", "read_run", "task_of", "check_same_task", "check_stress_pair", "TASK_FIELDS", "differences", "pair_verdicts", "baseline_gaps", "baseline_verdict", "Run",
            "check_out", "MAX_FILE_BYTES"]

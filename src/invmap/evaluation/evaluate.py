@@ -238,8 +238,9 @@ def read_metrics(path: str | Path) -> list[dict]:
     try:
         with Path(path).open(newline="") as f:
             reader = csv.DictReader(f)
-            if "method" not in (reader.fieldnames or []):
-                raise ValueError("no 'method' column")
+            missing = [c for c in ("method", "n", "psnr_mean") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"no {', '.join(repr(c) for c in missing)} column")
             for r in reader:
                 row = {k: (v if k == "method" else int(v) if k == "n" else None if k in OPTIONAL and not v
                            else float(v)) for k, v in r.items() if k != "data_range"}

@@ -313,6 +313,19 @@ def read_stress_csv(path: str | Path) -> list[dict]:
         return [{**r, "mean": float(r["mean"]), "std": float(r["std"])} for r in csv.DictReader(f)]
 
 
+def stress_mismatch(rows: Sequence[Mapping], meta: Mapping) -> list[str]:
+    """What stress.csv (`rows`) and stress.json (`meta`) do not share: "shift level" of rows at
+    a level the metadata does not list, and shifts listed (not all skipped) without any row.
+    Empty for a study written whole; not for one interrupted between the two files."""
+    shifts = {s["name"]: s for s in meta.get("shifts", [])}
+    levels = {name: {str(lv) for lv in s["levels"]} for name, s in shifts.items()}
+    have = {(r["shift"], str(r["level"])) for r in rows}
+    odd = {f"{s} {lv}" for s, lv in have if lv not in levels.get(s, ())}
+    odd |= {name for name, s in shifts.items() if not any(h[0] == name for h in have)
+            and len(s.get("skipped") or {}) < len(s["levels"])}
+    return sorted(odd)
+
+
 def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
                    progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
     """Keep the shifts of an earlier study in `out_dir` that this one did not recompute.
@@ -329,7 +342,10 @@ def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
     try:
         old = json.loads(old_json.read_text())
         old_rows = read_stress_csv(old_csv)
-    except (OSError, ValueError, KeyError) as e:
+        odd = stress_mismatch(old_rows, old)
+        if odd:
+            raise ValueError(f"stress.csv and stress.json disagree at {', '.join(odd[:3])}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         if progress:
             progress(f"stress: earlier results unreadable ({e}); replacing them")
         return rows, meta
@@ -406,4 +422,4 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
 
 
 __all__ = ["Level", "Shift", "KINDS", "STRESS_COLUMNS", "NOISE_FACTORS",
-           "SHIFTS", "operator_shifts", "build_shifts", "parse_kinds", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "merge_previous", "comparable_photons"]
+           "SHIFTS", "operator_shifts", "build_shifts", "parse_kinds", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "stress_mismatch", "merge_previous", "comparable_photons"]
