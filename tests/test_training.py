@@ -108,6 +108,31 @@ def test_resume_equals_uninterrupted(reference, tmp_path):
            [{k: r[k] for k in ("epoch", "step", "lr", "train_loss", "val_psnr")} for r in rb]
 
 
+@pytest.mark.parametrize("before, after, note", [("off", "on", "trained in float32 with autocast bfloat16"),
+                                                 ("on", "off", "trained in autocast bfloat16 with float32")])
+def test_resume_across_a_precision_change_continues_with_a_note(tmp_path, caplog, before, after, note):
+    """``--resume --set training.amp=…`` (or `auto` on another kind of CPU) keeps the weights and
+    says that the numbers are no longer those of an uninterrupted run; the checkpoint records
+    the precision it was written with."""
+    import logging
+
+    out = tmp_path / "run"
+
+    def interrupt(info):
+        if info["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(f"training.amp={before}"), out, progress=False, hooks=[interrupt])
+    was = load_checkpoint(out)
+    with caplog.at_level(logging.WARNING):
+        res = train(tiny(f"training.amp={after}"), out, resume=True, progress=False)
+    assert res.epochs == 3 and note in caplog.text
+    now = load_checkpoint(out)
+    assert now["info"]["precision"] == ("float32" if after == "off" else "autocast bfloat16")
+    assert now["epoch"] == 3 and was["epoch"] == 1
+
+
 def test_refuses_to_overwrite_a_run(reference):
     with pytest.raises(FileExistsError, match="--resume"):
         train(tiny(), reference.run_dir, progress=False)

@@ -135,16 +135,23 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     if saved is not None:
         recon.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
-        if saved.get("scaler"):
+        if saved.get("scaler") and prec.scaler:  # float16 on CUDA; other precisions keep no scale
             scaler.load_state_dict(saved["scaler"])
         ckpt.set_rng_state(saved["rng"], gens)
         st.update({k: saved[k] for k in st}, stopped="")
-        before = saved.get("info", {}).get("processes", 1)
+        info = saved.get("info") or {}
+        before = info.get("processes", 1)
         if before != dist.world and dist.main:
             logging.getLogger(__name__).warning(
                 f"invmap train: note: resuming a run trained on {before} process(es) with {dist.world}; the global "
                 f"batch stays {tc.batch_size}, so the run continues the same optimisation up to float rounding "
                 "(it is not bit-identical to an uninterrupted run)")
+        was = info.get("precision", "float32")  # checkpoints written before it was recorded: float32 or unknown
+        if was != prec.describe() and dist.main:
+            logging.getLogger(__name__).warning(
+                f"invmap train: note: resuming a run trained in {str(was)[:40]} with {prec.describe()} (training.amp: "
+                f"{tc.amp} on {device.type}); the weights carry over, the numbers from here on are not "
+                "bit-identical to an uninterrupted run")
     log = CSVLog(run, keep_until_epoch=st["epoch"] if resume else None, enabled=dist.main)
     tb = TensorBoard(run, enabled=dist.main)
     meta = {"name": config.name, "physics": physics.spec(), "data": config.data.model_dump(mode="json"),
@@ -166,7 +173,8 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         ckpt.save_checkpoint(run, {"model": recon.state_dict(), "optimizer": opt.state_dict(),
                                    "scaler": scaler.state_dict() if prec.scaler else None,
                                    "rng": ckpt.rng_state(gens), **st, "info": {"config": config.name, "device": str(device),
-                                                                          "processes": dist.world}})
+                                                                          "processes": dist.world,
+                                                                          "precision": prec.describe()}})
 
     if not resume:  # epoch 0: the untrained network
         p0, s0 = validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range, dist)
