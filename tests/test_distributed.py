@@ -145,6 +145,81 @@ def test_bad_input_under_several_processes_is_one_line(config, tmp_path, monkeyp
     assert len(errors(err)) == 3 and "only 'invmap train' runs data-parallel" in err
 
 
+# Loaded by every rank through PYTHONPATH: rank 1 SIGKILLs itself at epoch INVMAP_TEST_DIE_AT (a node
+# that dies: no Python error, no message of its own).
+DYING_RANK = """
+import os
+if os.environ.get("RANK") == "1" and os.environ.get("INVMAP_TEST_DIE_AT"):
+    import signal
+    from invmap.training import setup
+    _epoch = setup.Pairs.epoch
+    def dying(self, batches, e):
+        if e == int(os.environ["INVMAP_TEST_DIE_AT"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _epoch(self, batches, e)
+    setup.Pairs.epoch = dying
+"""
+
+
+def test_a_dead_peer_is_one_line_and_the_run_resumes(two, config, tmp_path):
+    """A rank killed by SIGKILL mid-run: `invmap train --nproc 2` stops the others, says so in
+    one line (exit 2), keeps the last checkpoint, and `--resume` finishes bit-identically."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(DYING_RANK)
+    out = tmp_path / "dead"
+    env = {**ENV, "PYTHONPATH": str(hook), "INVMAP_TEST_DIE_AT": "2"}
+    r = subprocess.run([sys.executable, "-m", "invmap", "train", str(config), "--out", str(out), "--quiet",
+                        "--nproc", "2"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and errors(r.stderr) == [r.stderr.strip().splitlines()[-1]], r.stderr
+    assert "rank 1 of 2 ended with exit code -9" in r.stderr and "Traceback" not in r.stderr
+    assert load_checkpoint(out)["epoch"] == 1
+    r = invmap("train", "--resume", "--out", str(out), "--quiet", "--nproc", "2")
+    assert r.returncode == 0, r.stderr
+    a, b = tensors(two), tensors(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_wrong_world_size_fails_in_bounded_time(config, tmp_path):
+    """WORLD_SIZE=2 with only one rank started: the rank waits INVMAP_DIST_TIMEOUT seconds for the
+    other, then says so in one line; no run directory is left."""
+    import time
+
+    out, port = tmp_path / "alone", free_port()
+    env = {**ENV, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port), "INVMAP_DIST_TIMEOUT": "2"}
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "invmap", "train", str(config), "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert time.perf_counter() - t0 < 40
+    assert r.returncode == 2 and errors(r.stderr) == [r.stderr.strip()], r.stderr
+    assert "did not form within 2 s" in r.stderr and "1/2" in r.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' is not an integer"),
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE=0 is outside [1, 65536]"),
+    ({"WORLD_SIZE": str(10**12)}, "is outside [1, 65536]"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 is outside [0, 1]"),
+    ({"WORLD_SIZE": "2", "RANK": "x"}, "RANK='x' is not an integer"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "-1"}, "LOCAL_RANK=-1 is outside"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "INVMAP_DIST_TIMEOUT": "nan"}, "INVMAP_DIST_TIMEOUT='nan' must be"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "INVMAP_DIST_TIMEOUT": "-1"}, "INVMAP_DIST_TIMEOUT='-1' must be"),
+])
+def test_a_torchrun_environment_it_would_not_set_is_one_line(config, tmp_path, monkeypatch, capsys, env, message):
+    from invmap.cli import main
+
+    for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert errors(err) == [err.strip()] and message in err, err
+    assert not (tmp_path / "r").exists()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

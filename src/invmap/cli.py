@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        if not args._distributed and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        if not args._distributed and os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):
             if os.environ.get("RANK", "0") != "0":
                 return 2  # rank 0 says why
             raise UserError(f"invmap {args._name} runs in one process; under torchrun only 'invmap train' runs "

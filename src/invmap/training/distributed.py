@@ -26,7 +26,9 @@ same way.
 
 from __future__ import annotations
 
+import datetime
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -59,9 +61,10 @@ class Dist:
 
     @staticmethod
     def from_env() -> "Dist":
-        """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as set by torchrun (absent: one process)."""
-        env = os.environ
-        return Dist(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+        """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as set by torchrun (absent: one process);
+        values torchrun would not set (not integers, RANK ≥ WORLD_SIZE, …) are a one-line ValueError."""
+        world = env_int("WORLD_SIZE", 1, 1, MAX_WORLD)
+        return Dist(env_int("RANK", 0, 0, world - 1), world, env_int("LOCAL_RANK", 0, 0, world - 1))
 
     @property
     def main(self) -> bool:
@@ -79,7 +82,15 @@ class Dist:
             torch.cuda.set_device(device)
         self.device = device
         if self.world > 1 and not tdist.is_initialized():
-            tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            wait = timeout()
+            try:
+                tdist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                         timeout=datetime.timedelta(seconds=wait))
+            except (tdist.DistError, RuntimeError) as e:  # e.g. WORLD_SIZE says 4, 2 ranks started
+                why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+                raise ValueError(f"rank {self.rank} of {self.world}: the process group did not form within {wait:g} s "
+                                 f"({why}); check that all {self.world} ranks started (WORLD_SIZE, --nproc-per-node, "
+                                 f"--nnodes) or raise {TIMEOUT_ENV}") from None
         return device
 
     def stop(self) -> None:
@@ -130,9 +141,42 @@ class Dist:
         return float(t.item())
 
 
+#: the most ranks a job may declare (a typo such as WORLD_SIZE=10**9 is refused, not waited for)
+MAX_WORLD = 65536
+#: seconds a rank waits for the others: to form the process group, and at each collective
+TIMEOUT_ENV, DEFAULT_TIMEOUT = "INVMAP_DIST_TIMEOUT", 600.0
+
+
+def env_int(name: str, default: int, low: int, high: int) -> int:
+    """The integer environment variable `name` in [low, high] (absent: `default`), else a one-line ValueError."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        v = int(text)
+    except ValueError:
+        raise ValueError(f"torchrun: {name}={text[:40]!r} is not an integer") from None
+    if not low <= v <= high:
+        raise ValueError(f"torchrun: {name}={v} is outside [{low}, {high}]"
+                         + (" (RANK and LOCAL_RANK count from 0 to WORLD_SIZE − 1)" if name != "WORLD_SIZE" else ""))
+    return v
+
+
+def timeout() -> float:
+    """`TIMEOUT_ENV` seconds (default `DEFAULT_TIMEOUT`): a finite number > 0, else a one-line ValueError."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        t = float(text) if text.strip() else DEFAULT_TIMEOUT
+    except ValueError:
+        t = math.nan
+    if not (0 < t <= 7 * 86400):
+        raise ValueError(f"{TIMEOUT_ENV}={text[:40]!r} must be a number of seconds in (0, 604800]")
+    return t
+
+
 def under_torchrun() -> bool:
     """Whether this process was started by torchrun (as one rank of a job)."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", 1)) > 1
+    return "TORCHELASTIC_RUN_ID" in os.environ or env_int("WORLD_SIZE", 1, 1, MAX_WORLD) > 1
 
 
 def peer_failure(e: BaseException) -> bool:
@@ -168,4 +212,4 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     return 0
 
 
-__all__ = ["Dist", "launch", "under_torchrun", "peer_failure"]
+__all__ = ["Dist", "launch", "under_torchrun", "peer_failure", "env_int", "timeout", "MAX_WORLD", "TIMEOUT_ENV"]
