@@ -61,6 +61,27 @@ def test_choice_weights_set_the_proportions():
             dist.parse(bad)
 
 
+@pytest.mark.parametrize("weights", [[5e-324, 5e-324, 0.0], [1e-310, 1e-310, 0.0], [1e300, 1e300, 0.0]])
+def test_extreme_weights_draw_in_proportion_and_zero_never(weights):
+    """Subnormal or huge weights are proportions like any others (normalised exactly), and a
+    value of weight 0 is never drawn, whatever the uniform draw."""
+    d = dist.parse({"choice": [8, 16, 32], "weights": weights, "nominal": 8})
+    draws = [d.draw(torch.Generator().manual_seed(s)) for s in range(2000)]
+    assert 32 not in draws and abs(draws.count(8) / 2000 - 0.5) < 0.04
+
+
+def test_a_choice_list_and_the_drawn_operators_are_bounded():
+    with pytest.raises(ValueError, match=f"at most {dist.MAX_CHOICES} are allowed"):
+        dist.parse({"choice": list(range(dist.MAX_CHOICES + 1))})
+    angles = {"choice": list(range(8, 8 + 17))}
+    detectors = {"choice": list(range(24, 24 + 16))}  # 17 × 16 = 272 operators
+    with pytest.raises(ValueError, match=f"above the {dist.MAX_OPERATORS}"):
+        load_config(None, ["operator.name=tomography", f"operator.angles={json.dumps(angles)}",
+                           f"operator.detectors={json.dumps(detectors)}"]).physics_distribution()
+    assert load_config(None, ["operator.name=tomography", f"operator.angles={json.dumps(angles)}"]
+                       ).physics_distribution().random
+
+
 def test_nominal_rule_and_stated_nominal():
     assert dist.parse({"choice": [30, 45, 60, 90, 120]}).nominal == 60
     assert dist.parse({"choice": [15, 30, 60, 120]}).nominal == 30  # lower middle of an even count

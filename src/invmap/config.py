@@ -631,6 +631,17 @@ def default_text() -> str:
 _OPEN = {"operator": "name", "noise": "name", "model": "name"}
 
 
+def first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """(dotted key, a's value, b's value) of the first place two nested dicts differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+            if d:
+                return d
+        return None
+    return None if a == b else (path, a, b)
+
+
 def merge(base: dict, user: dict) -> dict:
     """`user` laid over `base` (nested dicts merged key by key).
 
@@ -673,6 +684,6 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     return validate_config(data)
 
 
-__all__ = ["Config", "DataConfig", "OperatorConfig", "NoiseConfig", "ModelConfig", "TrainingConfig",
+__all__ = ["first_difference", "Config", "DataConfig", "OperatorConfig", "NoiseConfig", "ModelConfig", "TrainingConfig",
            "EvaluationConfig", "load_config", "validate_config", "apply_overrides", "parse_override",
            "read_yaml", "default_text", "presets", "DEFAULT_PATH", "PRESETS_DIR"]

@@ -268,6 +268,22 @@ def trust_sidecar(output: str) -> str:
     return str(Path(output).with_suffix(".trust.json"))
 
 
+def check_same_operator(model: Any, other: Any, model_dir: str, other_dir: str) -> None:
+    """An ``--ensemble`` member must have been trained for the model's operator K (its nominal
+    one; the image size may differ): the disagreement of maps of other tasks says nothing."""
+    from ..config import first_difference
+
+    a, b = (getattr(m, "training_physics", None) for m in (model, other))
+    if a is None or b is None:
+        return
+    ka, kb = ({k: v for k, v in p.spec()["operator"].items() if k != "image_shape"} for p in (a, b))
+    diff = first_difference(ka, kb)
+    if diff:
+        key, was, now = diff
+        raise ValueError(f"--ensemble {other_dir} was trained for another operator than {model_dir} (operator.{key}: "
+                         f"{str(now)[:40]} against {str(was)[:40]}); an ensemble is of runs of one task")
+
+
 def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physics: Any, x_hat: Any
                 ) -> tuple[Any, dict]:
     """Diagnose the model's x̂ (print one verdict per image), refine it with ``--safe``, write
@@ -290,6 +306,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
     for run in args.ensemble:
         other, meta = load_model(run)
         check_compatible(meta, physics)
+        check_same_operator(model, other, args.model, run)
         others.append(on_device(other.to(device)))
     ref = reference_physics(model, tuple(x_hat.shape[-2:]))
     diag = diagnose(on_device(model), y, physics, x_hat=x_hat, baseline=baseline, others=others, reference=ref,

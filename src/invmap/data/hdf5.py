@@ -107,6 +107,11 @@ class HDF5(ImageSource):
         h5py = _h5py()
         try:
             with h5py.File(f, "r") as h:
+                if self.dataset in h and isinstance(h[self.dataset], h5py.Group):
+                    inside = ", ".join(sorted(h[self.dataset].keys())[:5]) or "nothing"
+                    raise ValueError(f"hdf5 file {f}: '{self.dataset}' is a group (holding: {inside}), not a "
+                                     f"dataset of images; set data.params.dataset to the path of one, e.g. "
+                                     f"'{self.dataset}/NAME'")
                 if self.dataset not in h or not isinstance(h[self.dataset], h5py.Dataset):
                     held = ", ".join(sorted(h.keys())) or "nothing"
                     raise ValueError(f"hdf5 file {f} has no dataset '{self.dataset}' (it holds: {held}); "
@@ -115,7 +120,9 @@ class HDF5(ImageSource):
                 shape, kind, dtype = tuple(d.shape), d.dtype.kind, str(d.dtype)
         except OSError as e:
             raise ValueError(f"hdf5 file {f} cannot be read ({_first_line(e)}); is it truncated or not HDF5?") from None
-        if len(shape) not in (2, 3) or min(shape, default=0) < 1 or kind not in "uif":
+        if len(shape) in (2, 3) and kind in "uif" and min(shape) == 0:
+            raise ValueError(f"hdf5 file {f}: dataset '{self.dataset}' is {list(shape)}: it holds no images")
+        if len(shape) not in (2, 3) or kind not in "uif":
             raise ValueError(f"hdf5 file {f}: dataset '{self.dataset}' is {list(shape)} of {dtype}, "
                              "expected images [N, H, W] of numbers")
         h, w = shape[-2:]

@@ -147,23 +147,21 @@ def check_stress_pair(run: Run) -> None:
 
 def check_same_task(runs: Sequence[Run]) -> None:
     """All runs on one task (`TASK_FIELDS`), else a one-line error naming the first difference."""
+    from ..config import first_difference
+
     ref = runs[0]
     for r in runs[1:]:
         if ref.task is None or r.task is None:
             continue
-        for k in TASK_FIELDS:
-            a, b = ref.task[k], r.task[k]
-            if _canonical(a) != _canonical(b):
-                raise ValueError(f"{r.label} and {ref.label} are runs of different tasks ({k}: "
-                                 f"{_short(b)} against {_short(a)}); compare runs of one task")
+        diff = first_difference(ref.task, r.task)
+        if diff:
+            key, was, now = diff
+            raise ValueError(f"{r.label} and {ref.label} are runs of different tasks ({key}: {_short(now)} against "
+                             f"{_short(was)}); compare runs of one task")
 
 
-def _canonical(v: object) -> str:
-    return json.dumps(json.loads(v) if isinstance(v, str) and v[:1] in "{[" else v, sort_keys=True, default=str)
-
-
-def _short(v: object, n: int = 80) -> str:
-    t = _canonical(v)
+def _short(v: object, n: int = 60) -> str:
+    t = json.dumps(v, sort_keys=True, default=str)
     return t if len(t) <= n else t[:n] + "…"
 
 

@@ -48,8 +48,16 @@ class LearnedPrimalDual(Reconstructor):
         #: log σ_k of the light variant's dual step (σ₀ = 1: the PDHG step for ‖K̃‖ = 1)
         self.log_sigma = nn.Parameter(torch.zeros(1 if shared else iterations), requires_grad=variant == "light")
 
+    def check_operator(self, op: Any) -> None:
+        """A one-line ValueError unless this network can run with K = `op` (2-D measurements for the
+        paper variant's dual convolutions)."""
+        if self.variant == "paper" and len(op.out_shape) != 2:
+            raise ValueError(f"lpd variant 'paper' convolves over 2-D measurements, but operator '{op.name}' "
+                             f"measures [{', '.join(map(str, op.out_shape))}]; use variant 'light'")
+
     def trained_blocks(self, physics: Any) -> list:
         op, m = operator_of(physics), 2 if self.complex_data else 1
+        self.check_operator(op)
         out = []
         for k in range(1 if self.checkpoint else self.iterations):
             i = 0 if self.shared else k
@@ -61,9 +69,7 @@ class LearnedPrimalDual(Reconstructor):
     def forward(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """x̂ = f⁽¹⁾ after `iterations` primal-dual steps (see the module docstring)."""
         p = Normalised(physics, y, "lpd")
-        if self.variant == "paper" and len(p.op.out_shape) != 2:
-            raise ValueError(f"lpd variant 'paper' convolves over 2-D measurements, but operator '{p.op.name}' "
-                             f"measures [{', '.join(map(str, p.op.out_shape))}]; use variant 'light'")
+        self.check_operator(p.op)
         if p.complex != self.complex_data:
             raise ValueError(f"lpd: built for {'complex' if self.complex_data else 'real'} measurements, "
                              f"operator '{p.op.name}' gives {'complex' if p.complex else 'real'} ones")

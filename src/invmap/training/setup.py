@@ -163,17 +163,6 @@ def keep_user_config(path: Path, text: str) -> None:
 RESUMABLE = ("training", "evaluation")
 
 
-def _first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
-    """(dotted key, a's value, b's value) of the first place two nested dicts differ, or None."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in list(a) + [k for k in b if k not in a]:
-            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
-            if d:
-                return d
-        return None
-    return None if a == b else (path, a, b)
-
-
 def check_resume(run_dir: str | Path, config: Config, recon: torch.nn.Module, device: torch.device) -> dict | None:
     """The checkpoint of `run_dir`, after checking that `config` may continue it; writes nothing
     (None without a checkpoint: `prepare_run_dir` then says why the run cannot resume).
@@ -183,7 +172,7 @@ def check_resume(run_dir: str | Path, config: Config, recon: torch.nn.Module, de
     from `config`. Any mismatch is a one-line ``ValueError`` raised before the run directory
     (config.yaml included) is touched.
     """
-    from ..config import load_config
+    from ..config import first_difference, load_config
     from .checkpoint import CHECKPOINT, load_checkpoint
 
     run = Path(run_dir)
@@ -193,7 +182,7 @@ def check_resume(run_dir: str | Path, config: Config, recon: torch.nn.Module, de
         saved = load_config(run / "config.yaml").to_dict()
         new = config.to_dict()
         fixed = {k: v for k, v in saved.items() if k not in RESUMABLE}
-        diff = _first_difference(fixed, {k: new.get(k) for k in fixed})
+        diff = first_difference(fixed, {k: new.get(k) for k in fixed})
         if diff:
             key, was, now = diff
             raise ValueError(f"cannot resume {run}: {key} would change from {was!r} to {now!r}; a resumed run "
