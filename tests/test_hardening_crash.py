@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,7 +188,6 @@ def _continue(cfg_path, run, cwd):
 
 @pytest.mark.slow
 def test_kill9_loop_in_the_start_window(tmp_path):
-    import shutil
 
     cfg_path, _ = _cfg(tmp_path)
     run = tmp_path / "run"
@@ -243,3 +243,145 @@ def test_evaluate_and_stress_clean_orphans_of_their_run(tmp_path):
         os.utime(p, (time.time() - 3600, time.time() - 3600))
     runs.resolve(run)  # how evaluate and stress open a run
     assert not any(p.exists() for p in old)
+
+
+# -- kill -9 in the newer long stages: drawn-physics training, compare, stress of a model-based kind --
+
+def _tensors(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / ckpt.CHECKPOINT))
+
+
+def test_kill9_during_drawn_physics_training_then_resume_is_bit_identical(tmp_path):
+    """Training over drawn geometries (each sample its own K, seeded by index) killed by SIGKILL
+    mid-epoch, twice: each `--resume` continues from the last checkpoint, and the finished run
+    holds the same weights, bit for bit, as one never interrupted."""
+    drawn = {**TINY, "operator": {"name": "tomography", "angles": {"choice": [8, 16], "weights": [1, 2]}},
+             "training": {**TINY["training"], "epochs": 5}}
+    cfg_path = tmp_path / "drawn.yaml"
+    cfg_path.write_text(yaml.safe_dump(drawn))
+    reference = train(load_config(cfg_path), tmp_path / "reference", progress=False)
+    run = tmp_path / "run"
+
+    def at_epoch(n):
+        def ready():
+            try:
+                return ckpt.load_checkpoint(run)["epoch"] >= n
+            except (OSError, ValueError, KeyError):
+                return False
+        return ready
+
+    _kill_when(_start(cfg_path, run, tmp_path), at_epoch(1), 0.002)
+    first = ckpt.load_checkpoint(run)["epoch"]
+    assert 1 <= first < 5
+    _kill_when(_start(cfg_path, run, tmp_path, resume=True), at_epoch(first + 1), 0.002)
+    done = subprocess.run(_invmap("train", "--out", str(run), "--resume", "--quiet"), cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a, b = _tensors(reference.run_dir), _tensors(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [int(r["epoch"]) for r in read_log(run / "train_log.csv")] == list(range(6))
+
+
+@pytest.fixture(scope="module")
+def lpd_run(tmp_path_factory) -> Path:
+    """A tiny learned primal-dual run, trained and evaluated, with a noise stress study."""
+    from invmap.cli import main
+
+    d = tmp_path_factory.mktemp("lpd") / "lpd"
+    sets = ["data.size=32", "data.train=8", "data.val=4", "data.test=4", "training.epochs=1", "training.batch_size=4",
+            "training.amp=off", "training.threads=1", "operator.name=tomography", "operator.angles=16",
+            "model.name=lpd", "model.iterations=2", "model.channels=4", "model.depth=2", "model.variant=light",
+            "evaluation.methods=[model,fbp,tv]"]
+    assert main(["train", "--out", str(d), "--quiet", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["evaluate", str(d), "--tune-seconds", "2", "--no-figure"]) == 0
+    assert main(["stress", str(d), "--shifts", "noise", "--n", "2", "--no-report"]) == 0
+    return d
+
+
+def test_a_stress_study_killed_between_its_two_files_is_refused_then_replaced(lpd_run, tmp_path, monkeypatch, capsys):
+    """The kill falls after stress.csv, before stress.json: `compare` refuses the pair in one line
+    and the next `invmap stress` replaces it instead of merging it."""
+    from invmap.cli import main
+    from invmap.evaluation import compare, stress
+
+    run = tmp_path / "lpd"
+    shutil.copytree(lpd_run, run)
+    real = stress.atomic_write_json
+
+    def die(path, obj):
+        if Path(path).name == "stress.json":
+            raise Killed
+        return real(path, obj)
+
+    monkeypatch.setattr(stress, "atomic_write_json", die)
+    with pytest.raises(Killed):
+        main(["stress", str(run), "--shifts", "geometry", "--n", "2", "--no-report"])
+    monkeypatch.setattr(stress, "atomic_write_json", real)
+    assert main(["compare", str(lpd_run), str(run), "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("invmap: error:") and "\n" not in err and "interrupted" in err, err
+    assert not (tmp_path / "cmp").exists()
+    assert main(["stress", str(run), "--shifts", "geometry", "--n", "2", "--no-report"]) == 0
+    said = capsys.readouterr()
+    assert "earlier results unreadable" in said.out + said.err
+    shifts = {s["name"] for s in compare.read_run(run, "lpd").stress_meta["shifts"]}
+    assert shifts == {"geometry"}  # the study that was half written is not merged in
+
+
+def test_kill9_during_stress_of_a_model_based_kind_then_rerun(lpd_run, tmp_path):
+    """SIGKILL at several moments of `invmap stress` on an LPD run: every time the run's stress
+    files are a whole study (the old or the new one) or refused as interrupted, and a rerun
+    finishes with both shifts."""
+    from invmap.evaluation import compare
+
+    run = tmp_path / "lpd"
+    shutil.copytree(lpd_run, run)
+    cmd = _invmap("stress", str(run), "--shifts", "noise,geometry", "--n", "2", "--no-report")
+    before = (run / "stress.csv").stat().st_mtime_ns
+    for delay in (0.5, 2.0):
+        p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _kill_when(p, lambda: True, delay)
+        try:
+            compare.read_run(run, "lpd")
+        except ValueError as e:
+            assert "interrupted" in str(e) or "disagree" in str(e), e
+    p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _kill_when(p, lambda: (run / "stress.csv").stat().st_mtime_ns != before, 0.0)  # right after the new table
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    got = compare.read_run(run, "lpd")
+    assert {s["name"] for s in got.stress_meta["shifts"]} == {"noise", "geometry"}
+    assert not [q for q in run.rglob("*") if is_temp(q.name) and time.time() - q.stat().st_mtime > 3600]
+
+
+def test_kill9_during_compare_leaves_out_as_it_was_then_rerun(lpd_run, tmp_path):
+    """`compare` builds its directory under a temporary name and renames it whole: killed at any
+    moment it leaves --out absent (a rerun into it works) and a hidden leftover that
+    `clean_orphans` removes."""
+    from invmap.atomic import clean_orphans
+
+    other = tmp_path / "lpd-copy"
+    shutil.copytree(lpd_run, other)
+    out = tmp_path / "compare" / "lpd"
+    cmd = _invmap("compare", str(lpd_run), str(other), "--out", str(out))
+
+    def building():
+        return out.parent.is_dir() and any(is_temp(q.name) and q.is_dir() for q in out.parent.iterdir())
+
+    killed = 0
+    for delay in (0.0, 0.05, 0.2):
+        p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _kill_when(p, building, delay)
+        killed += p.returncode == -signal.SIGKILL
+        assert not out.exists() or (out / "compare.html").is_file()  # nothing half made under --out
+        if out.exists():  # it finished before the kill: start again from nothing
+            shutil.rmtree(out)
+    assert killed >= 1
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert {"compare.csv", "compare.json", "compare.html"} <= {q.name for q in out.iterdir()}
+    json.loads((out / "compare.json").read_text())
+    left = [q for q in out.parent.iterdir() if is_temp(q.name)]
+    assert clean_orphans(out.parent, min_age_s=0) == left and not any(is_temp(q.name) for q in out.parent.iterdir())

@@ -14,14 +14,16 @@ stress tables, figures, reports).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 #: the temporary names `atomic_write` uses: ``.<name>.<8 random chars>.tmp<suffix>``
 _TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
@@ -83,13 +85,36 @@ def atomic_write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iter
     return atomic_write(path, buf.getvalue())
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory under a temporary name beside `path` (``.<name>.<random>.tmp``) and rename
+    it to `path` when the block ends without error; `path` must be absent or an empty directory.
+
+    A kill -9 inside the block leaves `path` as it was and the temporary directory, which
+    `clean_orphans` removes later; an error removes it at once.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        mode = _umask_mode()
+        os.chmod(tmp, mode | (mode & 0o444) >> 2)  # a directory's usual permissions (x where r), not mkdtemp's 0o700
+        yield tmp
+        os.replace(tmp, target)  # POSIX: replaces an empty directory, never a non-empty one
+        _fsync_path(target.parent, directory=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def is_temp(name: str) -> bool:
     """Whether `name` is a temporary file name of `atomic_write`."""
     return bool(_TEMP.match(name))
 
 
 def clean_orphans(folder: str | os.PathLike, min_age_s: float = 60.0) -> list[Path]:
-    """Remove temporary files of `atomic_write` that a killed process left in `folder`.
+    """Remove temporary files of `atomic_write` (and directories of `atomic_dir`) that a killed
+    process left in `folder`.
 
     Only files older than `min_age_s` seconds are removed, so a write in progress in
     another process (e.g. ``invmap stress`` beside ``invmap evaluate``) is left alone.
@@ -100,13 +125,16 @@ def clean_orphans(folder: str | os.PathLike, min_age_s: float = 60.0) -> list[Pa
         return []
     now, removed = time.time(), []
     for p in folder.iterdir():
-        if is_temp(p.name) and p.is_file() and not p.is_symlink() and now - p.stat().st_mtime >= min_age_s:
+        if is_temp(p.name) and not p.is_symlink() and now - p.stat().st_mtime >= min_age_s:
             try:
-                p.unlink()
+                if p.is_dir():  # a directory `atomic_dir` was building
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
             except OSError:  # a read-only folder: the leftover is harmless, reading goes on
                 continue
             removed.append(p)
     return removed
 
 
-__all__ = ["atomic_write", "atomic_write_csv", "clean_orphans", "is_temp"]
+__all__ = ["atomic_write", "atomic_write_csv", "atomic_dir", "clean_orphans", "is_temp"]

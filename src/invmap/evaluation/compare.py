@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..atomic import atomic_write
+from ..atomic import atomic_dir, atomic_write, clean_orphans
 from .evaluate import atomic_write_json, read_metrics
 from .figures import delta_heatmap, stress_overview
 from .report import _CSS, _e, _num, data_uri, html_table, read_stress
 from .runs import baselines_note, read_baselines
-from .stress import stress_mismatch
+from .stress import csv_digest, stress_mismatch
 from .verdicts import MODEL, learned_of
 
 #: files larger than this are refused before reading (a run's tables are kilobytes)
@@ -138,7 +138,7 @@ def task_of(run: Run) -> dict | None:
 def check_stress_pair(run: Run) -> None:
     """stress.csv and stress.json of one study: every shift and level of the one in the other
     (a study interrupted between the two files, or being written, fails in one line)."""
-    odd = stress_mismatch(run.stress_rows, run.stress_meta)
+    odd = stress_mismatch(run.stress_rows, run.stress_meta, csv_digest(run.path / "stress.csv"))
     if odd:
         raise ValueError(f"{run.path}: stress.csv and stress.json disagree ({', '.join(odd[:3])}"
                          f"{' …' if len(odd) > 3 else ''}): a study interrupted or being written; "
@@ -383,6 +383,12 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path, margin: float = 0
     check_out(out_dir, ps)
     runs = [read_run(p, label) for p, label in zip(ps, _labels(ps))]
     check_same_task(runs)
+    clean_orphans(out_dir.parent)  # what a killed comparison left beside it
+    with atomic_dir(out_dir) as building:  # a kill leaves --out as it was: the comparison can simply be rerun
+        return _write_compare(runs, building, margin)
+
+
+def _write_compare(runs: Sequence[Run], out_dir: Path, margin: float) -> dict:
     ref = runs[0]
     diffs = {f"{r.label} − {ref.label}": differences(ref, r) for r in runs[1:]}
     verdicts = [v for r, ds in zip(runs[1:], diffs.values()) for v in pair_verdicts(ref, r, ds, margin)]
@@ -403,7 +409,6 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path, margin: float = 0
               "differences": diffs, "baseline_gaps": {r.label: baseline_gaps(r) for r in runs}, "verdicts": verdicts,
               "figures": {"heatmaps": [str(p.relative_to(out_dir)) for _, p in heatmaps if p is not None],
                           "differences": [str(p.relative_to(out_dir)) for _, p in diff_maps if p is not None]}}
-    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "compare.csv", _csv_text(_tidy(runs, diffs)))
     atomic_write_json(out_dir / "compare.json", result)
     atomic_write(out_dir / "compare.html", render_compare(runs, verdicts, heatmaps, diff_maps, margin))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 import math
 import time
@@ -233,7 +234,6 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
     learned methods' trust score (`evaluation.trust`), and each shift keeps the model's
     per-image (trust, worse than the best baseline?) pairs in ``trust_images``.
     """
-    import hashlib
 
     from .task import make_pairs
     from .trust import add_trust_scores, level_records
@@ -313,10 +313,18 @@ def read_stress_csv(path: str | Path) -> list[dict]:
         return [{**r, "mean": float(r["mean"]), "std": float(r["std"])} for r in csv.DictReader(f)]
 
 
-def stress_mismatch(rows: Sequence[Mapping], meta: Mapping) -> list[str]:
-    """What stress.csv (`rows`) and stress.json (`meta`) do not share: "shift level" of rows at
-    a level the metadata does not list, and shifts listed (not all skipped) without any row.
-    Empty for a study written whole; not for one interrupted between the two files."""
+def csv_digest(path: str | Path) -> str:
+    """SHA-256 of a stress.csv as written: stress.json records it (``stress_csv_sha256``)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def stress_mismatch(rows: Sequence[Mapping], meta: Mapping, digest: str | None = None) -> list[str]:
+    """What stress.csv (`rows`, its `digest`) and stress.json (`meta`) do not share: a digest
+    other than the one stress.json recorded, "shift level" of rows at a level the metadata does
+    not list, and shifts listed (not all skipped) without any row. Empty for a study written
+    whole; not for one interrupted between the two files (stress.csv is written first)."""
+    if digest is not None and meta.get("stress_csv_sha256") not in (None, digest):
+        return ["stress.csv is not the table stress.json was written with"]
     shifts = {s["name"]: s for s in meta.get("shifts", [])}
     levels = {name: {str(lv) for lv in s["levels"]} for name, s in shifts.items()}
     have = {(r["shift"], str(r["level"])) for r in rows}
@@ -342,7 +350,7 @@ def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
     try:
         old = json.loads(old_json.read_text())
         old_rows = read_stress_csv(old_csv)
-        odd = stress_mismatch(old_rows, old)
+        odd = stress_mismatch(old_rows, old, csv_digest(old_csv))
         if odd:
             raise ValueError(f"stress.csv and stress.json disagree at {', '.join(odd[:3])}")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -413,7 +421,7 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
         del meta["trust"]
     else:
         trust_roc(meta["trust"], out / "figures" / "trust_roc.png")
-    write_stress_csv(rows, out / "stress.csv")
+    meta["stress_csv_sha256"] = csv_digest(write_stress_csv(rows, out / "stress.csv"))  # the pair, checked on reading
     atomic_write_json(out / "stress.json", meta)
     for m in meta["shifts"]:
         stress_plot(m, rows, out / "figures" / f"stress_{m['name']}.png")
@@ -422,4 +430,4 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
 
 
 __all__ = ["Level", "Shift", "KINDS", "STRESS_COLUMNS", "NOISE_FACTORS",
-           "SHIFTS", "operator_shifts", "build_shifts", "parse_kinds", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "stress_mismatch", "merge_previous", "comparable_photons"]
+           "SHIFTS", "operator_shifts", "build_shifts", "parse_kinds", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "stress_mismatch", "csv_digest", "merge_previous", "comparable_photons"]
