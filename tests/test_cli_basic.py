@@ -68,3 +68,16 @@ def test_listing_commands_cover_their_registry(command, registries, capsys):
     assert [ln.split("(")[0] for ln in lines] == names
     assert main([command, "no-such-entry"]) == 2
     assert "no-such-entry" in capsys.readouterr().err
+
+
+def test_input_nested_too_deeply_is_one_line(monkeypatch, capsys):
+    """A RecursionError (a RuntimeError subclass) anywhere below a command is one line, exit 2."""
+    from invmap.commands import config as config_cmd
+
+    def deep(args):
+        import json
+        return json.loads("[" * 200_000 + "]" * 200_000)
+
+    monkeypatch.setattr(config_cmd, "run", deep)
+    assert cli.main(["config"]) == 2
+    assert capsys.readouterr().err.strip() == "invmap: error: input nested too deeply"

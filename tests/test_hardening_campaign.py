@@ -221,6 +221,30 @@ def _build(base: Path) -> tuple[list, list, dict]:
     (other_task / "config.yaml").write_text(yaml.safe_dump(cfg))
     _edit_json(other_task / "stress.json",
                lambda m: m["reference"]["physics"]["operator"]["params"].__setitem__("angles", 32))
+    def stress_json(name: str, text: str) -> Path:
+        d = _copy(ct, f"ct-stress-json-{name}")
+        (d / "stress.json").write_text(text)
+        return d
+
+    meta = json.loads((ct / "stress.json").read_text())
+    for name, text, message in [
+        ("deeply-nested", "[" * 200_000 + "]" * 200_000, "RecursionError"),
+        ("reference-text", json.dumps({**meta, "reference": "tomography"}), "not a condition"),
+        ("levels-not-a-list", json.dumps({**meta, "shifts": [{**meta["shifts"][0], "levels": 7}]}), "shifts"),
+        ("not-an-object", "[1, 2, 3]", "stress study"),
+        ("binary", "\x00\xff" * 64, "stress study"),
+    ]:
+        case(f"compare-stress-json-{name}", ["compare", str(ct), str(stress_json(name, text)), "--out", cmp_out],
+             message)
+    huge = _copy(ct, "ct-huge-metrics")
+    with (huge / "metrics.csv").open("r+b") as f:  # sparse: 65 MiB declared, nothing written
+        f.truncate(65 << 20)
+    case("compare-huge-metrics", ["compare", str(ct), str(huge), "--out", cmp_out], "larger than 64 MiB")
+    being_written = base / "runs" / "being-written"  # a training start: config.yaml only, so far
+    being_written.mkdir()
+    shutil.copy(ct / "config.yaml", being_written / "config.yaml")
+    case("compare-a-run-being-trained", ["compare", str(ct), str(being_written), "--out", cmp_out],
+         "neither metrics.csv nor stress.csv")
     case("compare-different-tasks", ["compare", str(ct), str(blur), "--out", cmp_out], "different tasks")
     case("compare-different-geometry", ["compare", str(ct), str(other_task), "--out", cmp_out], "different tasks")
     case("compare-no-stress-json", ["compare", str(ct), str(no_json), "--out", cmp_out], "no stress.json")

@@ -79,14 +79,14 @@ def main(argv: list[str] | None = None) -> int:
             msg = f"missing key {msg}"
         print(f"invmap: error: {msg}", file=sys.stderr)
         return 2
+    except RecursionError:  # before RuntimeError, of which it is a subclass (e.g. json.loads of "[[[[…")
+        print("invmap: error: input nested too deeply", file=sys.stderr)
+        return 2
     except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
         if not isinstance(e, MemoryError) and not _out_of_memory(e):
             raise
         print("invmap: error: out of memory; use smaller settings (data.size, counts, batch_size, the model)",
               file=sys.stderr)
-        return 2
-    except RecursionError:
-        print("invmap: error: input nested too deeply", file=sys.stderr)
         return 2
     except OSError as e:  # the file system refused: read-only, full, quota, I/O error
         if e.errno is None:

@@ -112,7 +112,7 @@ def read_run(path: str | Path, label: str) -> Run:
         ref = run.stress_meta.get("reference")
         if ref is not None and not isinstance(ref, dict):
             raise ValueError("'reference' is not a condition")
-    except (ValueError, KeyError, TypeError, AttributeError, csv.Error, UnicodeDecodeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, csv.Error, UnicodeDecodeError, RecursionError) as e:
         raise ValueError(f"{d}: a stress study or baselines file that invmap did not write ({type(e).__name__}: "
                          f"{str(e)[:120]})") from None
     if run.stress_meta:
