@@ -168,12 +168,14 @@ def test_a_dead_peer_is_one_line_and_the_run_resumes(two, config, tmp_path):
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(DYING_RANK)
     out = tmp_path / "dead"
-    env = {**ENV, "PYTHONPATH": str(hook), "INVMAP_TEST_DIE_AT": "2"}
+    env = {**ENV, "PYTHONPATH": str(hook), "INVMAP_TEST_DIE_AT": "3"}
     r = subprocess.run([sys.executable, "-m", "invmap", "train", str(config), "--out", str(out), "--quiet",
                         "--nproc", "2"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and errors(r.stderr) == [r.stderr.strip().splitlines()[-1]], r.stderr
     assert "rank 1 of 2 ended with exit code -9" in r.stderr and "Traceback" not in r.stderr
-    assert load_checkpoint(out)["epoch"] == 1
+    # rank 1 reached epoch 3, so rank 0 had written epoch 1's checkpoint (it joins epoch 2's all-reduces
+    # only after); epoch 2's may or may not have been written before torchrun stopped rank 0
+    assert load_checkpoint(out)["epoch"] in (1, 2)
     r = invmap("train", "--resume", "--out", str(out), "--quiet", "--nproc", "2")
     assert r.returncode == 0, r.stderr
     a, b = tensors(two), tensors(out)

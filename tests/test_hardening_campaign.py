@@ -45,7 +45,8 @@ CASES = [
     "hdf5-compound", "hdf5-strings", "hdf5-group", "hdf5-one-dimensional", "hdf5-five-dimensional",
     "baselines-lam-nan", "baselines-lam-negative", "baselines-lam-text", "baselines-iters-huge",
     "baselines-params-list", "baselines-unknown-param", "baselines-binary", "model-json-huge-views",
-    "sidecar-is-a-directory", "residual-map-is-a-directory", "ensemble-of-another-task",
+    "sidecar-is-a-directory", "sidecar-is-a-dangling-symlink", "residual-map-is-a-directory",
+    "ensemble-of-another-task",
     "lpd-of-real-data-on-complex-data", "lpd-paper-on-vector-measurements", "pnp-with-a-denoiser-that-is-not-one",
     "lpd-with-zero-iterations", "lpd-with-huge-iterations",
 ]
@@ -311,6 +312,9 @@ def _build(base: Path) -> tuple[list, list, dict]:
     (base / "a-directory.trust.json").mkdir()
     case("sidecar-is-a-directory", ["reconstruct", "--model", str(ct), "--simulate", "--input", str(x), "--output",
                                     str(base / "a-directory.npy")], "is a directory")
+    os.symlink(scratch / "elsewhere.trust.json", base / "dangling.trust.json")  # points outside, at nothing yet
+    case("sidecar-is-a-dangling-symlink", ["reconstruct", "--model", str(ct), "--simulate", "--input", str(x),
+                                           "--output", str(base / "dangling.npy")], "output exists")
     (base / "residual-dir.png").mkdir()
     reconstruct("residual-map-is-a-directory", ct, "is a directory", "--residual-map", str(base / "residual-dir.png"))
     reconstruct("ensemble-of-another-task", ct, "trained for another operator", "--ensemble", str(blur))
@@ -344,6 +348,7 @@ def campaign(tmp_path_factory) -> dict:
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.strip().splitlines()[-1])
     done = {r["name"]: r for r in res}
+    assert not (base.parent / f"{base.name}-scratch" / "elsewhere.trust.json").exists()  # no write through a link
     for name, _ in normal:
         assert done[name]["rc"] == 0, (name, done[name]["stderr"][-2000:])
     return {"normal": [done[n] for n, _ in normal], "cases": done, "expect": expect,

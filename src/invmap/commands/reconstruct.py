@@ -29,6 +29,7 @@ image file (values clipped to [0, 1]). An existing output is never replaced with
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,7 @@ def write_output(path: str, x: np.ndarray, overwrite: bool) -> None:
         raise ValueError(f"unsupported output type '{suf}' ({path}); use .npy or .png")
     if suf in IMAGE_SUFFIXES and x.shape[0] != 1:
         raise ValueError(f"{x.shape[0]} images cannot go into one {suf} file; use .npy")
-    if p.exists() and not overwrite:
+    if os.path.lexists(p) and not overwrite:  # a symlink, even a dangling one, is an existing output
         raise FileExistsError(f"output exists: {path} (use --overwrite to replace it)")
     if not p.parent.exists():
         raise FileNotFoundError(f"output directory does not exist: {p.parent}")
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.input or not args.output:
         raise ValueError("reconstruct needs --input and --output")
-    if Path(args.output).exists() and not args.overwrite:
+    if os.path.lexists(args.output) and not args.overwrite:
         raise FileExistsError(f"output exists: {args.output} (use --overwrite to replace it)")
     if args.model is None and (args.safe or args.residual_map or args.ensemble):
         raise ValueError("--safe, --residual-map and --ensemble need --model")
@@ -189,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     for extra in (sidecar, args.residual_map):
         if extra is None:
             continue
-        if Path(extra).exists() and not args.overwrite:
+        if os.path.lexists(extra) and not args.overwrite:
             raise FileExistsError(f"output exists: {extra} (use --overwrite to replace it)")
         suffix = Path(extra).suffix.lower()
         if extra == args.residual_map and suffix != ".npy" and suffix not in IMAGE_SUFFIXES:
