@@ -39,7 +39,8 @@ CASES = [
     "dist-nominal-outside", "dist-recursive-weights", "dist-alias-bomb-weights",
     "compare-stress-json-deeply-nested", "compare-stress-json-reference-text",
     "compare-stress-json-levels-not-a-list", "compare-stress-json-not-an-object", "compare-stress-json-binary",
-    "compare-huge-metrics", "compare-a-run-being-trained", "compare-different-tasks", "compare-different-geometry",
+    "compare-huge-metrics", "compare-a-run-being-trained", "compare-other-psnr-convention",
+    "compare-mixed-psnr-conventions", "compare-different-tasks", "compare-different-geometry",
     "compare-no-stress-json", "compare-no-stress-csv", "compare-header-only-metrics", "compare-truncated-metrics",
     "compare-half-written-stress", "hdf5-no-frames", "hdf5-huge-declared", "hdf5-complex", "hdf5-bool",
     "hdf5-compound", "hdf5-strings", "hdf5-group", "hdf5-one-dimensional", "hdf5-five-dimensional",
@@ -264,8 +265,15 @@ def _build(base: Path) -> tuple[list, list, dict]:
     shutil.copy(ct / "config.yaml", being_written / "config.yaml")
     case("compare-a-run-being-trained", ["compare", str(ct), str(being_written), "--out", cmp_out],
          "neither metrics.csv nor stress.csv")
-    case("compare-different-tasks", ["compare", str(ct), str(blur), "--out", cmp_out], "different tasks")
-    case("compare-different-geometry", ["compare", str(ct), str(other_task), "--out", cmp_out], "different tasks")
+    max_min = _copy(ct, "ct-max-min")  # the same task scored with L = max − min instead of L = 1
+    (max_min / "metrics.csv").write_text((ct / "metrics.csv").read_text().replace(",1.0,", ",max-min,"))
+    _edit_json(max_min / "stress.json", lambda m: m.__setitem__("data_range", "max-min"))
+    case("compare-other-psnr-convention", ["compare", str(ct), str(max_min), "--out", cmp_out], "PSNR data range")
+    mixed = _copy(ct, "ct-mixed-ranges")
+    _edit_json(mixed / "stress.json", lambda m: m.__setitem__("data_range", "max-min"))
+    case("compare-mixed-psnr-conventions", ["compare", str(ct), str(mixed), "--out", cmp_out], "different PSNR")
+    case("compare-different-tasks", ["compare", str(ct), str(blur), "--out", cmp_out], "cannot be compared")
+    case("compare-different-geometry", ["compare", str(ct), str(other_task), "--out", cmp_out], "cannot be compared")
     case("compare-no-stress-json", ["compare", str(ct), str(no_json), "--out", cmp_out], "no stress.json")
     case("compare-no-stress-csv", ["compare", str(ct), str(no_csv), "--out", cmp_out], "no stress.csv")
     case("compare-header-only-metrics", ["compare", str(ct), str(header_only), "--out", cmp_out], "no rows")

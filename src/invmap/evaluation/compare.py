@@ -123,7 +123,8 @@ def read_run(path: str | Path, label: str) -> Run:
 
 def task_of(run: Run) -> dict | None:
     """The task a run's numbers are about (`TASK_FIELDS`): its stress study's reference
-    condition, else the test condition of its config.yaml; None when it has neither."""
+    condition, else the test condition of its config.yaml (None when it has neither), and the
+    PSNR data range its tables use."""
     ref = run.stress_meta.get("reference")
     if ref is None and (run.path / "config.yaml").exists():
         from ..config import load_config
@@ -132,7 +133,15 @@ def task_of(run: Run) -> dict | None:
         ref = condition_from_config(load_config(run.path / "config.yaml")).describe()
     if ref is None:
         return None
-    return {k: ref.get(k) for k in TASK_FIELDS}
+    task = {k: ref.get(k) for k in TASK_FIELDS}
+    ranges = {str(r.get("data_range", 1.0)) for r in run.metrics}
+    if run.stress_meta:
+        ranges.add(str(run.stress_meta.get("data_range", 1.0)))
+    if len(ranges) > 1:
+        raise ValueError(f"{run.path}: its tables use different PSNR data ranges ({', '.join(sorted(ranges))}); "
+                         f"evaluate and stress it again with one evaluation.data_range")
+    task["PSNR data range"] = ranges.pop() if ranges else None  # dB of different conventions do not compare
+    return task
 
 
 def check_stress_pair(run: Run) -> None:
@@ -146,7 +155,8 @@ def check_stress_pair(run: Run) -> None:
 
 
 def check_same_task(runs: Sequence[Run]) -> None:
-    """All runs on one task (`TASK_FIELDS`), else a one-line error naming the first difference."""
+    """All runs on one task (`TASK_FIELDS`) with one PSNR convention, else a one-line error naming
+    the first difference."""
     from ..config import first_difference
 
     ref = runs[0]
@@ -156,8 +166,8 @@ def check_same_task(runs: Sequence[Run]) -> None:
         diff = first_difference(ref.task, r.task)
         if diff:
             key, was, now = diff
-            raise ValueError(f"{r.label} and {ref.label} are runs of different tasks ({key}: {_short(now)} against "
-                             f"{_short(was)}); compare runs of one task")
+            raise ValueError(f"{r.label} and {ref.label} cannot be compared ({key}: {_short(now)} against "
+                             f"{_short(was)}): compare runs of one task, scored with one PSNR convention")
 
 
 def _short(v: object, n: int = 60) -> str:
