@@ -16,6 +16,12 @@ inside a run, never over existing files):
 - ``compare.html``: one self-contained page with the tables, the heatmaps side by side and
   the verdicts.
 
+The runs must be of one task — image source, size, nominal physics (K and noise), test
+simulation — scored with one PSNR data range (`check_same_task`), and each run's files must
+be whole: a stress.csv / stress.json pair that does not match (a study killed between the
+two, or being written) or a metrics table without rows is a one-line error. The directory
+is built under a temporary name and renamed at the end (`invmap.atomic.atomic_dir`).
+
 Verdicts are computed from those numbers only. Per further run j and shift s: the largest
 gain max_ℓ d_j, the largest loss min_ℓ d_j, and d_j at the training (nominal) level, e.g.
 "ct-robust vs ct-default, Acquisition geometry: +6.1 dB at 15 views, −0.3 dB at the
