@@ -172,6 +172,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.input or not args.output:
         raise ValueError("reconstruct needs --input and --output")
+    from .. import zoo
+
+    if args.model is not None:  # pretrained:NAME → the zoo entry's (verified) directory, only read
+        args.model = str(zoo.run_dir(args.model))
+    args.ensemble = [str(zoo.run_dir(r)) for r in args.ensemble]
     if os.path.lexists(args.output) and not args.overwrite:
         raise FileExistsError(f"output exists: {args.output} (use --overwrite to replace it)")
     if args.model is None and (args.safe or args.residual_map or args.ensemble):

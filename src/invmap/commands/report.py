@@ -18,7 +18,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluation import figures, report
 
-    d = Path(args.run_dir)
+    from .. import zoo
+
+    if zoo.is_pretrained(args.run_dir):  # a report is written into the run: a copy of the zoo entry
+        from ..evaluation.runs import resolve
+        d = resolve(args.run_dir)[1]
+    else:
+        d = Path(args.run_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"run directory not found: {d}")
     log = d / "train_log.csv"

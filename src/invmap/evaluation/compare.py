@@ -386,7 +386,9 @@ def render_compare(runs: Sequence[Run], verdicts: Sequence[str], heatmaps: Seque
 def compare_runs(paths: Sequence[str | Path], out: str | Path, margin: float = 0.5) -> dict:
     """Compare two or more runs (the first is the reference) into the directory `out`; returns
     compare.json's content (see the module docstring)."""
-    ps = [Path(p) for p in paths]
+    from .. import zoo
+
+    ps = [zoo.run_dir(p) for p in paths]  # pretrained:NAME: the zoo entry (its test metrics; only read)
     if len(ps) < 2:
         raise ValueError(f"compare needs two or more runs, got {len(ps)}")
     if not (margin >= 0 and math.isfinite(margin)):

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -37,6 +38,14 @@ def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[A
 
     if target is None:
         return load_config(None, overrides), None
+    from .. import zoo
+
+    if zoo.is_pretrained(target):  # commands that write into a run work on a copy of the entry
+        name = str(target)[len(zoo.PREFIX):]
+        p = zoo.materialise(name, Path("runs") / f"pretrained-{name}")
+        print(f"invmap: {target} is run directory {p} (a copy of the zoo entry; results are written there)",
+              file=sys.stderr)
+        return load_config(p / "config.yaml", overrides), p
     p = Path(target)
     if p.is_dir():
         if not (p / "config.yaml").exists():

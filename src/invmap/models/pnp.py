@@ -116,13 +116,15 @@ def load_denoiser(path: str) -> LearnedReconstructor:
     """The post-processing model of a denoising run: trained on an operator with K x = x."""
     from pathlib import Path
 
+    from .. import zoo
     from .io import load_model
 
-    if not Path(path).is_dir():
+    where = zoo.run_dir(path)  # a run directory, or pretrained:NAME (a zoo entry)
+    if not where.is_dir():
         raise FileNotFoundError(f"pnp: denoiser run directory not found: {path} (train one: invmap train denoiser "
                                 f"--out {path})")
     with torch.device("cpu"):  # also when a config check describes the run on the meta device
-        recon, meta = load_model(path)
+        recon, meta = load_model(where)
         return _checked_denoiser(recon, meta, path)
 
 

@@ -212,10 +212,12 @@ def load_init(config: Config, recon: torch.nn.Module, physics) -> tuple[dict, di
     and that can reconstruct this task (`invmap.models.check_compatible`, as ``invmap
     reconstruct --model`` checks) — each mismatch a one-line ``ValueError``.
     """
+    from .. import zoo
     from ..evaluation.runs import check_model_matches
     from ..models import check_compatible, load_model
 
-    run = Path(str(config.training.init)).expanduser()
+    init = str(config.training.init)
+    run = zoo.run_dir(init) if zoo.is_pretrained(init) else Path(init).expanduser()  # or pretrained:NAME
     if not run.is_dir():
         raise FileNotFoundError(f"training.init: trained run directory not found: {run}")
     model, meta = load_model(run)
@@ -223,7 +225,7 @@ def load_init(config: Config, recon: torch.nn.Module, physics) -> tuple[dict, di
     check_model_matches(config, meta, where=f"training.init {run}")
     state = model.state_dict()
     check_weights(recon, state, f"training.init {run}: its")
-    record = {"run": str(run.resolve()), "name": meta.get("name"), "weights_sha256": meta.get("weights_sha256"),
+    record = {"run": init if zoo.is_pretrained(init) else str(run.resolve()), "name": meta.get("name"), "weights_sha256": meta.get("weights_sha256"),
               "best_epoch": meta.get("best_epoch"), "val_psnr": meta.get("val_psnr"),
               "image_shape": meta.get("image_shape"), "data_source": (meta.get("data") or {}).get("source")}
     return state, record

@@ -1,0 +1,34 @@
+"""Make a zoo entry (src/invmap/zoo/NAME/) from a trained and evaluated run directory
+(`invmap.zoo.build.make_entry`):
+
+    .venv/bin/python scripts/zoo_entry.py RUN NAME --config configs/zoo/NAME.yaml \\
+        --command "invmap train configs/zoo/NAME.yaml --out RUN" --summary "…" --task "…"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from invmap import zoo
+from invmap.zoo.build import make_entry
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("name")
+    ap.add_argument("--config", required=True, help="the config file the run was trained from (configs/zoo/…)")
+    ap.add_argument("--command", required=True, help="the exact training command")
+    ap.add_argument("--summary", required=True, help="one line: what the entry is for")
+    ap.add_argument("--task", required=True, help="one line: the task (source, size, operator, noise)")
+    a = ap.parse_args()
+    card = make_entry(a.run, a.name, zoo.ROOT, config=a.config, command=a.command, summary=a.summary, task=a.task)
+    print(json.dumps(card, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

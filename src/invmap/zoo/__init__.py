@@ -1,0 +1,144 @@
+"""Reference models shipped inside the package: ``pretrained:NAME`` wherever a run directory is.
+
+Each entry is a directory ``invmap/zoo/NAME/`` holding what a trained run holds —
+``model.safetensors`` + ``model.json`` (the weights, float16 storage where the test PSNR
+moves < 0.05 dB; loaded into float32), ``config.yaml`` (the task and the training
+settings), ``baselines.json`` (the classical baselines tuned for its task), ``metrics.csv``
+(its test-set evaluation) — and ``card.json``: how it was made (config, command, commit,
+CPU, minutes, steps, seeds, precision), its test PSNR beside FBP and tuned TV, the check a
+test repeats (PSNR on a fixed small test set) and the SHA-256 of every file, verified
+each time the entry is opened. Nothing is downloaded: the weights are installed with invmap.
+
+- `names()`, `card(NAME)`: the entries and their cards (``invmap zoo``, ``invmap zoo show NAME``);
+- `run_dir(target)`: ``pretrained:NAME`` → the verified entry directory (read-only use:
+  ``reconstruct --model``, ``--ensemble``, ``compare``, ``model.denoiser``, ``training.init``);
+  any other text → that path;
+- `materialise(NAME, out)`: a copy of the entry as a run directory of its own, for the
+  commands that write into a run (``evaluate``, ``stress``, ``report``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+#: how a zoo entry is named where a run directory is expected
+PREFIX = "pretrained:"
+#: the files of an entry besides its card (each one's SHA-256 is in the card)
+FILES = ("model.safetensors", "model.json", "config.yaml", "baselines.json", "metrics.csv")
+CARD = "card.json"
+#: all entries together stay below this (the wheel carries them)
+MAX_TOTAL_BYTES = 25 << 20
+#: where the entries live (tests point it elsewhere)
+ROOT = Path(__file__).resolve().parent
+
+
+def is_pretrained(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(PREFIX)
+
+
+def names() -> list[str]:
+    """The entries' names (directories of `ROOT` holding a card), sorted."""
+    return sorted(p.name for p in ROOT.iterdir() if p.is_dir() and (p / CARD).is_file())
+
+
+def _entry(name: str) -> Path:
+    if not name or "/" in name or name.startswith(".") or name not in names():
+        have = ", ".join(names()) or "none installed"
+        raise ValueError(f"no zoo entry '{name}' (entries: {have}; see `invmap zoo`)")
+    return ROOT / name
+
+
+def card(name: str) -> dict[str, Any]:
+    """The card of entry `name` (a one-line ValueError for an unknown name or a damaged card)."""
+    path = _entry(name) / CARD
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise ValueError(f"zoo entry '{name}': {CARD} is not readable ({type(e).__name__}); reinstall invmap") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
+        raise ValueError(f"zoo entry '{name}': {CARD} lacks its file digests; reinstall invmap")
+    return doc
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(name: str) -> Path:
+    """The directory of entry `name` after checking every file against its card's SHA-256."""
+    d, files = _entry(name), card(name)["files"]
+    for f in FILES:
+        if f not in files:
+            raise ValueError(f"zoo entry '{name}': its card has no SHA-256 for {f}; reinstall invmap")
+        p = d / f
+        if not p.is_file():
+            raise FileNotFoundError(f"zoo entry '{name}': {f} is missing; reinstall invmap")
+        if sha256(p) != files[f]:
+            raise ValueError(f"zoo entry '{name}': {f} does not match the SHA-256 in its card (changed or damaged); "
+                             "refusing to use it; reinstall invmap")
+    return d
+
+
+def run_dir(target: str | os.PathLike) -> Path:
+    """``pretrained:NAME`` → the verified entry directory (to be read, never written); else `target` as a path."""
+    if is_pretrained(target):
+        return verify(str(target)[len(PREFIX):])
+    return Path(target)
+
+
+def materialise(name: str, out: str | os.PathLike) -> Path:
+    """A run directory `out` holding a verified copy of entry `name` (its card included), for the
+    commands that write into a run. An `out` that already holds that entry (same weights) is
+    reused; any other existing `out` is refused (nothing is overwritten)."""
+    src, dst = verify(name), Path(out)
+    if dst.exists():
+        mine = dst / CARD
+        same = mine.is_file() and (dst / "model.safetensors").is_file() and \
+            sha256(dst / "model.safetensors") == card(name)["files"]["model.safetensors"]
+        if not same:
+            raise FileExistsError(f"{dst} exists and is not a copy of pretrained:{name}; give another --out")
+        return dst
+    tmp = dst.parent / f".{dst.name}.zoo-copy"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in (*FILES, CARD):
+        shutil.copyfile(src / f, tmp / f)
+    os.replace(tmp, dst)
+    return dst
+
+
+#: the check a card records and the test repeats: PSNR on the first CHECK_N test images of the task
+CHECK_N = 16
+
+
+def check_psnr(run: str | os.PathLike, n: int = CHECK_N) -> float:
+    """Mean test PSNR (dB, float32, the run's evaluation.data_range) of the model of `run` (a run
+    or entry directory) on the first `n` test pairs of its own task (config.yaml)."""
+    from ..config import load_config
+    from ..evaluation.evaluate import evaluate_methods
+    from ..evaluation.task import condition_from_config, make_pairs
+    from ..models import load_model
+
+    d = Path(run)
+    config = load_config(d / "config.yaml")
+    model, _ = load_model(d)
+    y, x, physics = make_pairs(condition_from_config(config, n=n))
+    res, _ = evaluate_methods({"model": model}, y, x, physics, data_range=config.evaluation.data_range, strict=True)
+    return float(res["model"].scores["psnr"].mean())
+
+
+def total_bytes() -> int:
+    return sum(p.stat().st_size for n in names() for p in (ROOT / n).iterdir() if p.is_file())
+
+
+__all__ = ["PREFIX", "FILES", "CARD", "MAX_TOTAL_BYTES", "is_pretrained", "names", "card", "verify", "run_dir",
+           "materialise", "sha256", "total_bytes", "check_psnr", "CHECK_N"]

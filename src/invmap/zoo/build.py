@@ -1,0 +1,111 @@
+"""Build a zoo entry (`invmap.zoo`) from a trained and evaluated run directory.
+
+`make_entry(RUN, NAME, …)` writes ``ROOT/NAME/``: the run's model (floating tensors stored in
+float16 when that moves the PSNR on the card's check set — `CHECK_N` test images of its own
+task — by less than 0.05 dB, else float32), its config.yaml, baselines.json and metrics.csv,
+and card.json. The card records what the run itself recorded (steps, seconds, precision,
+seeds, test metrics), the checkout's commit and the CPU; only the summary, task line and
+command are given by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from ..models.io import HEADER_KEY, MODEL_JSON, MODEL_WEIGHTS, weights_digest
+from . import CARD, CHECK_N, FILES, check_psnr, sha256
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_weights(run: Path, out: Path, dtype: torch.dtype) -> None:
+    """RUN's model with its floating tensors stored as `dtype` (model.json updated to match)."""
+    doc = json.loads((run / MODEL_JSON).read_text())
+    state = safetensors.torch.load_file(str(run / MODEL_WEIGHTS))
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    doc.update(weights_sha256=weights_digest(state), commit=secrets.token_hex(8), storage=str(dtype).split(".")[-1])
+    text = json.dumps(doc, indent=2, allow_nan=False)
+    (out / MODEL_WEIGHTS).write_bytes(safetensors.torch.save(state, metadata={HEADER_KEY: text}))
+    (out / MODEL_JSON).write_text(text + "\n")
+
+
+def metrics(run: Path) -> dict:
+    with (run / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    pick = lambda col: {r["method"]: round(float(r[col]), 4) for r in rows if r.get(col)}  # noqa: E731
+    return {"n": int(rows[0]["n"]), "data_range": rows[0].get("data_range") or "1.0", "psnr": pick("psnr_mean"),
+            "psnr_std": pick("psnr_std"), "ssim": pick("ssim_mean")}
+
+
+def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, command: str, summary: str,
+               task: str) -> dict:
+    """Write the entry ``root/name/`` from `run` (see the module docstring); returns its card."""
+    from ..config import load_config
+
+    run, dest = Path(run), Path(root) / name
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists; remove it first")
+    need = [f for f in (*FILES, "checkpoint.json", "train_log.csv") if not (run / f).is_file()]
+    if need:
+        raise FileNotFoundError(f"{run} lacks {', '.join(need)} (train it, then `invmap evaluate {run}`)")
+    ckpt = json.loads((run / "checkpoint.json").read_text())
+    model_doc = json.loads((run / MODEL_JSON).read_text())
+    cfg = load_config(run / "config.yaml")
+    psnr32 = check_psnr(run)
+    with tempfile.TemporaryDirectory() as tmp:  # not under root: a killed build leaves no half entry there
+        t = Path(tmp)
+        for f in ("config.yaml", "baselines.json", "metrics.csv"):
+            shutil.copyfile(run / f, t / f)
+        write_weights(run, t, torch.float16)
+        psnr16 = check_psnr(t)
+        storage = torch.float16 if abs(psnr16 - psnr32) < 0.05 else torch.float32
+        if storage is torch.float32:
+            write_weights(run, t, torch.float32)
+        check = psnr16 if storage is torch.float16 else psnr32
+        card = {
+            "name": name, "summary": summary, "task": {"summary": task},
+            "kind": (model_doc.get("kind") or {}).get("name") or model_doc["architecture"]["name"],
+            "parameters": model_doc.get("parameter_count"),
+            "size_bytes": sum((t / f).stat().st_size for f in FILES), "storage": str(storage).split(".")[-1],
+            "training": {"config": config, "command": command, "commit": commit(), "cpu": cpu_model(),
+                         "threads": cfg.training.threads, "precision": (ckpt.get("info") or {}).get("precision"),
+                         "minutes": round(ckpt["seconds"] / 60, 1), "steps": ckpt["step"], "epochs": ckpt["epoch"],
+                         "stopped": ckpt.get("stopped"), "best_epoch": model_doc.get("best_epoch"),
+                         "val_psnr": model_doc.get("val_psnr"), "seed": int(cfg.seed)},
+            "test": metrics(run),
+            "check": {"n": CHECK_N, "psnr": round(check, 4), "psnr_float32_weights": round(psnr32, 4),
+                      "precision": "float32", "tolerance_db": 0.1},
+            "files": {f: sha256(t / f) for f in FILES},
+        }
+        (t / CARD).write_text(json.dumps(card, indent=2) + "\n")
+        shutil.copytree(t, dest)
+    dest.chmod(0o755)
+    return card
+
+
+__all__ = ["make_entry", "write_weights"]

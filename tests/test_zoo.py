@@ -1,0 +1,142 @@
+"""The zoo (`invmap.zoo`): every shipped entry reproduces its card; ``pretrained:NAME`` works
+wherever a run directory does; a tampered or unknown entry is one line, exit 2.
+
+The machinery is tested on a tiny entry made here from a 1-epoch run (`make_entry` into a
+temporary zoo root); the shipped entries are re-evaluated on their cards' check sets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from invmap import zoo
+from invmap.cli import main
+from invmap.zoo.build import make_entry
+
+SHIPPED = zoo.names()
+TINY = ["data.size=32", "data.train=8", "data.val=4", "data.test=4", "training.epochs=1", "training.batch_size=4",
+        "training.max_minutes=0", "training.threads=1", "training.amp=off", "operator.angles=16",
+        "model.name=unet", "model.depth=2", "model.base_channels=4", "evaluation.methods=[fbp,tv,model]"]
+
+
+def _sets(opts):
+    return [a for o in opts for a in ("--set", o)]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_entry_reproduces_its_card(name):
+    card = zoo.card(name)
+    d = zoo.verify(name)  # every file against its SHA-256
+    assert zoo.check_psnr(d, card["check"]["n"]) == pytest.approx(card["check"]["psnr"], abs=card["check"]["tolerance_db"])
+    t = card["training"]
+    assert t["steps"] > 0 and t["minutes"] > 0 and t["commit"] and t["cpu"] and Path(t["config"]).name
+    assert {"fbp", "tv", "model"} <= set(card["test"]["psnr"])
+
+
+def test_the_shipped_entries_fit_the_size_limit():
+    assert zoo.total_bytes() <= zoo.MAX_TOTAL_BYTES
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(a tiny trained + evaluated run, a zoo root holding it as entry 'tiny')."""
+    base = tmp_path_factory.mktemp("zoo")
+    run, root = base / "run", base / "root"
+    root.mkdir()
+    assert main(["train", "--out", str(run), "--quiet", *_sets(TINY)]) == 0
+    assert main(["evaluate", str(run), "--tune-seconds", "2", "--no-figure"]) == 0
+    make_entry(run, "tiny", root, config="(test)", command="invmap train …", summary="a test entry",
+               task="ellipses 32², 16-view CT")
+    return run, root
+
+
+@pytest.fixture
+def tiny_zoo(tiny, monkeypatch, tmp_path):
+    monkeypatch.setattr(zoo, "ROOT", tiny[1])
+    monkeypatch.chdir(tmp_path)
+    return tiny[0]
+
+
+def test_an_entry_records_its_run_and_loads_within_the_storage_rule(tiny_zoo):
+    card = zoo.card("tiny")
+    ckpt = json.loads((tiny_zoo / "checkpoint.json").read_text())
+    assert card["training"]["steps"] == ckpt["step"] == 2 and card["training"]["precision"] == "float32"
+    assert card["parameters"] > 0 and card["storage"] in ("float16", "float32")
+    full = zoo.check_psnr(tiny_zoo)
+    assert card["check"]["psnr_float32_weights"] == pytest.approx(full, abs=1e-3)
+    if card["storage"] == "float16":
+        assert abs(card["check"]["psnr"] - full) < 0.05
+    assert zoo.check_psnr(zoo.verify("tiny")) == pytest.approx(card["check"]["psnr"], abs=1e-3)
+    rows = {r.split(",")[0]: r for r in (zoo.verify("tiny") / "metrics.csv").read_text().splitlines()[1:]}
+    assert set(rows) == set(card["test"]["psnr"]) == {"fbp", "tv", "model"}
+
+
+def test_pretrained_works_wherever_a_run_does(tiny_zoo, tmp_path, capsys):
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.full((32, 32), 0.5, np.float32))
+    assert main(["reconstruct", "--model", "pretrained:tiny", "--simulate", "--input", "x.npy", "--output",
+                 "xh.npy"]) == 0
+    assert (tmp_path / "xh.npy").is_file() and (tmp_path / "xh.trust.json").is_file()
+    assert main(["compare", "pretrained:tiny", str(tiny_zoo), "--out", "cmp"]) == 0
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"][0]["label"] == "tiny"
+    before = {p.name: zoo.sha256(p) for p in zoo.verify("tiny").iterdir()}
+    assert main(["evaluate", "pretrained:tiny", "--no-figure", "--methods", "fbp,model"]) == 0
+    assert main(["stress", "pretrained:tiny", "--shifts", "noise", "--n", "2", "--no-report"]) == 0
+    copy = tmp_path / "runs" / "pretrained-tiny"
+    assert (copy / "stress.json").is_file() and (copy / "metrics.csv").is_file()
+    assert {p.name: zoo.sha256(p) for p in zoo.verify("tiny").iterdir()} == before  # the entry is only read
+    out = tmp_path / "tuned"
+    assert main(["train", "--out", str(out), "--quiet", *_sets(TINY + ["training.init=pretrained:tiny"])]) == 0
+    assert json.loads((out / "model.json").read_text())["init"]["run"] == "pretrained:tiny"
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--out", "bad", "--quiet", *_sets(TINY[:-2] + ["model.base_channels=8", "training.init=pretrained:tiny"])],
+     "base_channels"),
+    (["train", "--out", "bad", "--quiet", *_sets(TINY[:9] + ["model.name=pnp", "model.denoiser=pretrained:tiny"])],
+     "not the identity"),
+    (["reconstruct", "--model", "pretrained:nothing", "--input", "x.npy", "--output", "y.npy"],
+     "no zoo entry 'nothing' (entries: tiny"),
+    (["evaluate", "pretrained:../tiny"], "no zoo entry '../tiny'"),
+    (["zoo", "show"], "give an entry's name"),
+    (["zoo", "show", "nothing"], "no zoo entry 'nothing'"),
+])
+def test_bad_uses_are_one_line(tiny_zoo, tmp_path, capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("invmap: error:") and "\n" not in err and message in err, err
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("damage", ["weights", "config", "missing", "card"])
+def test_a_tampered_entry_is_refused(tiny, monkeypatch, tmp_path, capsys, damage):
+    root = tmp_path / "root"
+    shutil.copytree(tiny[1], root)
+    monkeypatch.setattr(zoo, "ROOT", root)
+    d = root / "tiny"
+    if damage == "weights":
+        data = bytearray((d / "model.safetensors").read_bytes())
+        data[-1] ^= 0xFF
+        (d / "model.safetensors").write_bytes(bytes(data))
+    elif damage == "config":
+        (d / "config.yaml").write_text((d / "config.yaml").read_text().replace("angles: 16", "angles: 17"))
+    elif damage == "missing":
+        (d / "baselines.json").unlink()
+    else:
+        (d / "card.json").write_text("{")
+    assert main(["zoo", "show", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("invmap: error: zoo entry 'tiny'") and "\n" not in err and "reinstall" in err, err
+
+
+def test_zoo_lists_its_entries(tiny_zoo, capsys):
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny" in out and "ellipses 32², 16-view CT" in out and "pretrained:tiny" in out
+    assert main(["zoo", "show", "tiny"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "tiny"
