@@ -258,7 +258,7 @@ def test_kill9_during_drawn_physics_training_then_resume_is_bit_identical(tmp_pa
     mid-epoch, twice: each `--resume` continues from the last checkpoint, and the finished run
     holds the same weights, bit for bit, as one never interrupted."""
     drawn = {**TINY, "operator": {"name": "tomography", "angles": {"choice": [8, 16], "weights": [1, 2]}},
-             "training": {**TINY["training"], "epochs": 8}}
+             "training": {**TINY["training"], "epochs": 8, "max_minutes": 0}}  # no time budget: lr by step only
     cfg_path = tmp_path / "drawn.yaml"
     cfg_path.write_text(yaml.safe_dump(drawn))
     reference = train(load_config(cfg_path), tmp_path / "reference", progress=False)
