@@ -140,3 +140,22 @@ def test_hostile_input_is_one_line_and_writes_nothing(runs, tmp_path, case):
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("invmap: error: "), r.stderr
     assert {x: _tree(x) for x in (a, b)} == before  # the runs are only read
     assert not out.exists() or _tree(out) == ({"notes.txt": b"mine"} if case == "out-not-empty" else {})
+
+
+def test_a_run_over_drawn_physics_and_one_at_the_nominal_physics_are_one_task():
+    """ct-robust (K drawn, nominal 60 views, arc and offsets stated) and the default (angles: 60
+    alone) describe one nominal task: compare accepts them; another view count it refuses."""
+    from invmap.config import load_config, presets
+    from invmap.evaluation.compare import Run, check_same_task, task_of
+    from invmap.evaluation.task import condition_from_config
+
+    def run(cfg, label):
+        r = Run(label, Path("."))
+        r.stress_meta = {"reference": condition_from_config(cfg).describe()}
+        r.task = task_of(r)
+        return r
+
+    default, robust = load_config(None), load_config(presets()["ct-robust"])
+    check_same_task([run(default, "default"), run(robust, "robust")])
+    with pytest.raises(ValueError, match="physics.operator.params.angles: 30 against 60"):
+        check_same_task([run(default, "default"), run(load_config(None, ["operator.angles=30"]), "thirty")])

@@ -140,6 +140,7 @@ def task_of(run: Run) -> dict | None:
     if ref is None:
         return None
     task = {k: ref.get(k) for k in TASK_FIELDS}
+    task["physics"] = _canonical_physics(task["physics"], task["size"])
     ranges = {str(r.get("data_range", 1.0)) for r in run.metrics}
     if run.stress_meta:
         ranges.add(str(run.stress_meta.get("data_range", 1.0)))
@@ -150,9 +151,22 @@ def task_of(run: Run) -> dict | None:
     return task
 
 
+def _canonical_physics(spec: object, size: object) -> object:
+    """The physics spec as the built operator and noise state it (every parameter, defaults
+    included), so ``{angles: 60}`` and ``{angles: 60, arc: 180}`` are one task; as written when
+    it cannot be built."""
+    from ..physics import Physics
+
+    try:
+        return Physics.from_spec(spec, (int(size), int(size))).spec()  # type: ignore[arg-type]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return spec
+
+
 def check_stress_pair(run: Run) -> None:
-    """stress.csv and stress.json of one study: every shift and level of the one in the other
-    (a study interrupted between the two files, or being written, fails in one line)."""
+    """stress.csv and stress.json written by one study (`stress_mismatch`: the digest stress.json
+    recorded, the shifts and levels); a study interrupted between the two files, or being
+    written, fails in one line."""
     odd = stress_mismatch(run.stress_rows, run.stress_meta, csv_digest(run.path / "stress.csv"))
     if odd:
         raise ValueError(f"{run.path}: stress.csv and stress.json disagree ({', '.join(odd[:3])}"
