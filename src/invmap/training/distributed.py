@@ -88,7 +88,7 @@ class Dist:
                                          timeout=datetime.timedelta(seconds=wait))
             except (tdist.DistError, RuntimeError) as e:  # e.g. WORLD_SIZE says 4, 2 ranks started
                 why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-                raise ValueError(f"rank {self.rank} of {self.world}: the process group did not form within {wait:g} s "
+                raise ValueError(f"the process group of {self.world} ranks did not form within {wait:g} s "
                                  f"({why}); check that all {self.world} ranks started (WORLD_SIZE, --nproc-per-node, "
                                  f"--nnodes) or raise {TIMEOUT_ENV}") from None
         return device
