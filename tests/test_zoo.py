@@ -65,6 +65,7 @@ def test_an_entry_records_its_run_and_loads_within_the_storage_rule(tiny_zoo):
     ckpt = json.loads((tiny_zoo / "checkpoint.json").read_text())
     assert card["training"]["steps"] == ckpt["step"] == 2 and card["training"]["precision"] == "float32"
     assert card["parameters"] > 0 and card["storage"] in ("float16", "float32")
+    assert [m for m, _ in card["training"]["curve"]][0] == 0 and len(card["training"]["curve"]) == 2  # epochs 0, 1
     full = zoo.check_psnr(tiny_zoo)
     assert card["check"]["psnr_float32_weights"] == pytest.approx(full, abs=1e-3)
     if card["storage"] == "float16":

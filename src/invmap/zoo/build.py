@@ -62,6 +62,12 @@ def metrics(run: Path) -> dict:
             "psnr_std": pick("psnr_std"), "ssim": pick("ssim_mean")}
 
 
+def curve(run: Path) -> list[list[float]]:
+    """[minutes of training, validation PSNR] after each epoch (train_log.csv): the learning curve."""
+    with (run / "train_log.csv").open(newline="") as f:
+        return [[round(float(r["seconds"]) / 60, 2), round(float(r["val_psnr"]), 3)] for r in csv.DictReader(f)]
+
+
 def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, command: str, summary: str,
                task: str) -> dict:
     """Write the entry ``root/name/`` from `run` (see the module docstring); returns its card."""
@@ -96,7 +102,8 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
                          "threads": cfg.training.threads, "precision": (ckpt.get("info") or {}).get("precision"),
                          "minutes": round(ckpt["seconds"] / 60, 1), "steps": ckpt["step"], "epochs": ckpt["epoch"],
                          "stopped": ckpt.get("stopped"), "best_epoch": model_doc.get("best_epoch"),
-                         "val_psnr": model_doc.get("val_psnr"), "seed": int(cfg.seed)},
+                         "val_psnr": model_doc.get("val_psnr"), "seed": int(cfg.seed),
+                         "curve": curve(run)},
             "test": metrics(run),
             "check": {"n": CHECK_N, "psnr": round(check, 4), "psnr_float32_weights": round(psnr32, 4),
                       "precision": "float32", "tolerance_db": 0.1},
