@@ -24,8 +24,10 @@ def main() -> int:
     ap.add_argument("--command", required=True, help="the exact training command")
     ap.add_argument("--summary", required=True, help="one line: what the entry is for")
     ap.add_argument("--task", required=True, help="one line: the task (source, size, operator, noise)")
+    ap.add_argument("--commit", help="the commit the training ran at (default: this checkout's HEAD)")
     a = ap.parse_args()
-    card = make_entry(a.run, a.name, zoo.ROOT, config=a.config, command=a.command, summary=a.summary, task=a.task)
+    card = make_entry(a.run, a.name, zoo.ROOT, config=a.config, command=a.command, summary=a.summary, task=a.task,
+                      trained_at=a.commit)
     print(json.dumps(card, indent=2))
     return 0
 

@@ -69,8 +69,9 @@ def curve(run: Path) -> list[list[float]]:
 
 
 def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, command: str, summary: str,
-               task: str) -> dict:
-    """Write the entry ``root/name/`` from `run` (see the module docstring); returns its card."""
+               task: str, trained_at: str | None = None) -> dict:
+    """Write the entry ``root/name/`` from `run` (see the module docstring); returns its card.
+    `trained_at`: the commit the training ran at (default: this checkout's)."""
     from ..config import load_config
 
     run, dest = Path(run), Path(root) / name
@@ -98,7 +99,8 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
             "kind": (model_doc.get("kind") or {}).get("name") or model_doc["architecture"]["name"],
             "parameters": model_doc.get("parameter_count"),
             "size_bytes": sum((t / f).stat().st_size for f in FILES), "storage": str(storage).split(".")[-1],
-            "training": {"config": config, "command": command, "commit": commit(), "cpu": cpu_model(),
+            "training": {"config": config, "command": command, "commit": trained_at or commit(),
+                         "entry_made_at": commit(), "cpu": cpu_model(),
                          "threads": cfg.training.threads, "precision": (ckpt.get("info") or {}).get("precision"),
                          "minutes": round(ckpt["seconds"] / 60, 1), "steps": ckpt["step"], "epochs": ckpt["epoch"],
                          "stopped": ckpt.get("stopped"), "best_epoch": model_doc.get("best_epoch"),
