@@ -62,6 +62,16 @@ def metrics(run: Path) -> dict:
             "psnr_std": pick("psnr_std"), "ssim": pick("ssim_mean")}
 
 
+def kind_of(doc: dict) -> str:
+    """``lpd``, or ``unet on fbp`` for a post-processing network (its architecture and input)."""
+    kind = (doc.get("kind") or {}).get("name") or "post-processing"
+    if kind != "post-processing":
+        return kind
+    arch = (doc.get("architecture") or {}).get("name", "?")
+    inp = doc.get("input") or {}
+    return f"{arch} on {inp.get('input', '?') if isinstance(inp, dict) else inp}"
+
+
 def curve(run: Path) -> list[list[float]]:
     """[minutes of training, validation PSNR] after each epoch (train_log.csv): the learning curve."""
     with (run / "train_log.csv").open(newline="") as f:
@@ -96,7 +106,7 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
         check = psnr16 if storage is torch.float16 else psnr32
         card = {
             "name": name, "summary": summary, "task": {"summary": task},
-            "kind": (model_doc.get("kind") or {}).get("name") or model_doc["architecture"]["name"],
+            "kind": kind_of(model_doc),
             "parameters": model_doc.get("parameter_count"),
             "size_bytes": sum((t / f).stat().st_size for f in FILES), "storage": str(storage).split(".")[-1],
             "training": {"config": config, "command": command, "commit": trained_at or commit(),
