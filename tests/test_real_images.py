@@ -223,6 +223,7 @@ def test_fine_tuning_from_a_missing_or_damaged_run(base_run, tmp_path, capsys):
 def save_tiny(run: Path, name: str, **params) -> None:
     from invmap import models
 
+    torch.manual_seed(0)  # the weights and images do not depend on what ran before in this worker
     physics = load_config(None, TINY).physics()
     net = models.build_for(name, (32, 32), (32, 32), **params)
     recon = models.LearnedReconstructor(net, input="fbp")
