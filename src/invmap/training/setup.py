@@ -225,9 +225,9 @@ def load_init(config: Config, recon: torch.nn.Module, physics) -> tuple[dict, di
     check_model_matches(config, meta, where=f"training.init {run}")
     state = model.state_dict()
     check_weights(recon, state, f"training.init {run}: its")
-    record = {"run": init if zoo.is_pretrained(init) else str(run.resolve()), "name": meta.get("name"), "weights_sha256": meta.get("weights_sha256"),
-              "best_epoch": meta.get("best_epoch"), "val_psnr": meta.get("val_psnr"),
-              "image_shape": meta.get("image_shape"), "data_source": (meta.get("data") or {}).get("source")}
+    record = {"run": init if zoo.is_pretrained(init) else str(run.resolve()), "name": meta.get("name"),
+              "weights_sha256": meta.get("weights_sha256"), "best_epoch": meta.get("best_epoch"),
+              "val_psnr": meta.get("val_psnr"), "image_shape": meta.get("image_shape"), "data_source": (meta.get("data") or {}).get("source")}
     return state, record
 
 

@@ -26,6 +26,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_dir
+
 #: how a zoo entry is named where a run directory is expected
 PREFIX = "pretrained:"
 #: the files of an entry besides its card (each one's SHA-256 is in the card)
@@ -42,8 +44,10 @@ def is_pretrained(target: object) -> bool:
 
 
 def names() -> list[str]:
-    """The entries' names (directories of `ROOT` holding a card), sorted."""
-    return sorted(p.name for p in ROOT.iterdir() if p.is_dir() and (p / CARD).is_file())
+    """The entries' names (directories of `ROOT` holding a card; not hidden ones, such as an entry
+    being built), sorted."""
+    return sorted(p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / CARD).is_file())
 
 
 def _entry(name: str) -> Path:
@@ -107,12 +111,9 @@ def materialise(name: str, out: str | os.PathLike) -> Path:
         if not same:
             raise FileExistsError(f"{dst} exists and is not a copy of pretrained:{name}; give another --out")
         return dst
-    tmp = dst.parent / f".{dst.name}.zoo-copy"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in (*FILES, CARD):
-        shutil.copyfile(src / f, tmp / f)
-    os.replace(tmp, dst)
+    with atomic_dir(dst) as tmp:  # a kill leaves no half copy under `out`
+        for f in (*FILES, CARD):
+            shutil.copyfile(src / f, tmp / f)
     return dst
 
 

@@ -10,19 +10,20 @@ command are given by hand.
 
 from __future__ import annotations
 
-import csv
 import json
 import platform
 import secrets
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import safetensors.torch
 import torch
 
+from ..atomic import atomic_dir
+from ..evaluation.evaluate import read_metrics
 from ..models.io import HEADER_KEY, MODEL_JSON, MODEL_WEIGHTS, weights_digest
+from ..training.log import read_log
 from . import CARD, CHECK_N, FILES, check_psnr, sha256
 
 
@@ -55,10 +56,10 @@ def write_weights(run: Path, out: Path, dtype: torch.dtype) -> None:
 
 
 def metrics(run: Path) -> dict:
-    with (run / "metrics.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    pick = lambda col: {r["method"]: round(float(r[col]), 4) for r in rows if r.get(col)}  # noqa: E731
-    return {"n": int(rows[0]["n"]), "data_range": rows[0].get("data_range") or "1.0", "psnr": pick("psnr_mean"),
+    """The test metrics of `run`'s metrics.csv (`read_metrics`) as the card records them."""
+    rows = read_metrics(run / "metrics.csv")
+    pick = lambda col: {r["method"]: round(r[col], 4) for r in rows if r.get(col) is not None}  # noqa: E731
+    return {"n": rows[0]["n"], "data_range": str(rows[0]["data_range"]), "psnr": pick("psnr_mean"),
             "psnr_std": pick("psnr_std"), "ssim": pick("ssim_mean")}
 
 
@@ -74,8 +75,7 @@ def kind_of(doc: dict) -> str:
 
 def curve(run: Path) -> list[list[float]]:
     """[minutes of training, validation PSNR] after each epoch (train_log.csv): the learning curve."""
-    with (run / "train_log.csv").open(newline="") as f:
-        return [[round(float(r["seconds"]) / 60, 2), round(float(r["val_psnr"]), 3)] for r in csv.DictReader(f)]
+    return [[round(float(r["seconds"]) / 60, 2), round(float(r["val_psnr"]), 3)] for r in read_log(run / "train_log.csv")]
 
 
 def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, command: str, summary: str,
@@ -94,8 +94,7 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
     model_doc = json.loads((run / MODEL_JSON).read_text())
     cfg = load_config(run / "config.yaml")
     psnr32 = check_psnr(run)
-    with tempfile.TemporaryDirectory() as tmp:  # not under root: a killed build leaves no half entry there
-        t = Path(tmp)
+    with atomic_dir(dest) as t:  # a hidden temporary directory: a killed build leaves no entry behind
         for f in ("config.yaml", "baselines.json", "metrics.csv"):
             shutil.copyfile(run / f, t / f)
         write_weights(run, t, torch.float16)
@@ -122,8 +121,6 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
             "files": {f: sha256(t / f) for f in FILES},
         }
         (t / CARD).write_text(json.dumps(card, indent=2) + "\n")
-        shutil.copytree(t, dest)
-    dest.chmod(0o755)
     return card
 
 
