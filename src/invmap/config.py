@@ -385,6 +385,16 @@ class TrainingConfig(_Section):
     stream: bool = False  # read + simulate each minibatch when needed (data larger than memory)
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default
     init: str | None = None  # fine-tuning: start from the weights of this trained run directory
+    snapshots: list[float] = Field(default_factory=list, max_length=32)  # minutes: weights saved for a learning curve
+
+    @pydantic.field_validator("snapshots")
+    @classmethod
+    def _snapshot_minutes(cls, v: list[float]) -> list[float]:
+        """Training-clock minutes, each finite and > 0, at most 10⁵; kept sorted, without repeats."""
+        bad = [m for m in v if not (0 < m <= 1e5)]  # NaN fails the comparison too
+        if bad:
+            raise ValueError(f"each snapshot is a number of minutes in (0, 100000], got {bad[0]!r}")
+        return sorted(set(v))
 
     @pydantic.field_validator("amp", mode="before")
     @classmethod

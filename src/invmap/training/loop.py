@@ -8,6 +8,8 @@ end to end, K and Kᵀ inside for the model-based kinds. The call is split as
 ``recon.prepare(train, val, data_range=)`` fits what gradients do not (input scale, PnP's strength).
 Every epoch: validation PSNR/SSIM on fixed pairs, the best model saved (``model.safetensors`` + ``model.json``), a row of ``train_log.csv``, a checkpoint.
 ``training.init: RUN`` starts from RUN's trained weights (fine-tuning, recorded as ``init`` in model.json).
+``training.snapshots: [1, 3, 10, …]`` keeps the weights at those training-clock minutes in
+``snapshots/<m>min/`` (each a loadable model, for a learning curve; a resumed run skips the ones on disk).
 Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
 error, keeping the last good checkpoint and best model — on a non-finite loss.
 """
@@ -176,6 +178,19 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                                                                           "processes": dist.world,
                                                                           "precision": prec.describe()}})
 
+    def take_snapshots(seconds: float) -> None:
+        """The weights at each `training.snapshots` minute passed (rank 0; written whole or not at all)."""
+        if not dist.main:
+            return
+        from ..atomic import atomic_dir
+        from ..models import save_model
+        for m in tc.snapshots:
+            where = run / "snapshots" / f"{m:g}min"
+            if seconds >= m * 60 and not where.exists():
+                with atomic_dir(where) as tmp:
+                    save_model(tmp, recon, {**meta, "snapshot_minutes": m, "seconds": seconds, "step": st["step"]},
+                               physics=physics)
+
     if not resume:  # epoch 0: the untrained network
         p0, s0 = validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range, dist)
         st["initial_psnr"] = p0
@@ -219,6 +234,8 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                 st["step"] += 1
                 total, count = total + lv * b, count + b
                 bar.step(st["step"], time.perf_counter() - t0)  # rank 0's bar, its own clock
+                if tc.snapshots:
+                    take_snapshots(clock())
                 bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val_psnr=shown, refresh=False)
                 if tc.max_minutes and clock() >= tc.max_minutes * 60:
                     st["stopped"] = "time"
