@@ -87,8 +87,8 @@ class Normalised:
                              "has none (use init 'zero' or 'adjoint')")
         from ..variational.fbp import fbp
 
-        with torch.no_grad():
-            return fbp(self.y / self.c, self.op).float()
+        with torch.no_grad(), torch.autocast(like.device.type, enabled=False):  # K's matrices are float32
+            return fbp(self.y.float() / self.c, self.op).float()
 
 
 def as_channels(t: torch.Tensor) -> torch.Tensor:
