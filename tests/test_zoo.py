@@ -96,6 +96,30 @@ def test_pretrained_works_wherever_a_run_does(tiny_zoo, tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_run_sets_the_entry_of_its_task_beside_the_model(tiny_zoo, tmp_path, capsys):
+    from invmap.evaluation.evaluate import read_metrics
+
+    quick = ["--quiet", "--shifts", "noise", "--stress-n", "2", "--tune-seconds", "2"]
+    assert main(["run", "--out", "beside", *quick, *_sets(TINY)]) == 0
+    run = next((tmp_path / "beside").iterdir())
+    assert {r["method"] for r in read_metrics(run / "metrics.csv")} == {"fbp", "tv", "model", "pretrained:tiny"}
+    study = json.loads((run / "stress.json").read_text())
+    assert "pretrained:tiny" in study["methods"] and "pretrained:tiny" in study["shifts"][0]["learned"]
+    assert "pretrained:tiny" in (run / "report.html").read_text()
+    assert main(["run", "--out", "alone", *quick, *_sets(TINY + ["evaluation.zoo=false"])]) == 0
+    run = next((tmp_path / "alone").iterdir())
+    assert {r["method"] for r in read_metrics(run / "metrics.csv")} == {"fbp", "tv", "model"}
+    assert main(["run", "--out", "other", *quick, *_sets(TINY + ["operator.angles=8"])]) == 0  # no entry of that task
+    assert {r["method"] for r in read_metrics(next((tmp_path / "other").iterdir()) / "metrics.csv")} == \
+        {"fbp", "tv", "model"}
+    (tmp_path / "48.yaml").write_text("data: {size: 48}\n")
+    capsys.readouterr()
+    assert main(["evaluate", "48.yaml", "--out", "bad", "--methods", "fbp,pretrained:tiny", "--n", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a zoo entry of another task than this run's (size: 32 against 48)" in err and "\n" not in err, err
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--out", "bad", "--quiet", *_sets(TINY[:-2] + ["model.base_channels=8", "training.init=pretrained:tiny"])],
      "base_channels"),
@@ -105,6 +129,10 @@ def test_pretrained_works_wherever_a_run_does(tiny_zoo, tmp_path, capsys):
      "no zoo entry 'nothing' (entries: tiny"),
     (["evaluate", "pretrained:../tiny"], "no zoo entry '../tiny'"),
     (["zoo", "show"], "give an entry's name"),
+    (["run", "--out", "bad", "--quiet", *_sets(TINY + ["evaluation.zoo=[nothing]"])], "no zoo entry 'nothing' (entries: tiny"),
+    (["run", "--out", "bad", "--quiet", *_sets(TINY + ["operator.angles=8", "evaluation.zoo=[tiny]"])],
+     "entry 'tiny' is of another task (physics.operator.params.angles: 16 against 8)"),
+
     (["zoo", "show", "nothing"], "no zoo entry 'nothing'"),
 ])
 def test_bad_uses_are_one_line(tiny_zoo, tmp_path, capsys, argv, message):

@@ -418,6 +418,15 @@ class EvaluationConfig(_Section):
     tune_grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
     batch_size: int = Field(16, ge=1)
     data_range: float | str = 1.0
+    zoo: bool | list[str] = True  # invmap run: the zoo entry of this task beside the model (list: those; false: none)
+
+    @pydantic.field_validator("zoo")
+    @classmethod
+    def _zoo_names(cls, v: Any) -> Any:
+        """true, false, or at most 16 entry names (``NAME`` or ``pretrained:NAME``)."""
+        if isinstance(v, list) and (len(v) > 16 or any(not n or len(n) > 200 for n in v)):
+            raise ValueError("must be true, false or a list of at most 16 zoo entry names")
+        return v
 
     @pydantic.field_validator("data_range", mode="before")
     @classmethod

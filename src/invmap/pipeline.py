@@ -8,7 +8,8 @@
    argmin ½‖Kx − y‖² + λ TV(x)) on the validation pairs, within a time budget
    (``baselines.json``);
 3. train: the learned map f_Θ (`invmap.training.train`: model.safetensors, train_log.csv);
-4. evaluate: every method on the test set (metrics.csv, metrics.md, reconstruction figure);
+4. evaluate: every method on the test set (metrics.csv, metrics.md, reconstruction figure), and
+   beside them the zoo entry of the same task (``evaluation.zoo``: what long training buys);
 5. stress: one factor at a time away from the training conditions (stress.csv, stress.json,
    figures/stress_*.png, verdicts);
 6. report: report.html, one self-contained page.
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import zoo
 from .evaluation import evaluate as ev
 from .evaluation import figures, report, runs, stress
 from .evaluation.task import condition_from_config
@@ -79,16 +81,17 @@ def _methods(config: Any, names: Sequence[str], run_dir: Path | None, tune_dir: 
              say: Callable[[str], None], overrides: dict | None = None) -> tuple[dict, dict[str, dict]]:
     """(name → reconstructor in the order of `names`, the baselines' ``baselines.json`` entries).
 
-    The trained model is loaded and checked against `config` first, so a run whose config
-    does not describe its model fails before anything is tuned or written; baselines the run
+    The trained model (and any ``pretrained:NAME`` entry) is loaded and checked against `config`
+    first, so a run whose config does not describe its model fails before anything is tuned or written; baselines the run
     has not tuned are tuned now (announced on stderr) and recorded in `tune_dir`.
     """
-    model = runs.build_methods(["model"] if {"model", "safe"} & set(names) else [], run_dir, config=config)
+    learned = (["model"] if {"model", "safe"} & set(names) else []) + [n for n in names if zoo.is_pretrained(n)]
+    model = runs.build_methods(learned, run_dir, config=config)
     baselines = runs.ensure_baselines(config, names, tune_dir, time_budget=tune_seconds, announce=_say(True),
                                       progress=say)
-    rest = runs.build_methods([n for n in names if n != "model"],
+    rest = runs.build_methods([n for n in names if n not in model],
                               baselines={k: v["params"] for k, v in baselines.items()}, overrides=overrides,
-                              model=model.get("model"))
+                              model=model.get("model"), config=config)
     return {n: model.get(n) or rest[n] for n in names}, baselines
 
 
@@ -170,6 +173,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     say = _say(o.progress)
     t_start = time.perf_counter()
     check_config(config)  # a bad value fails here, before the run directory exists
+    zoo.beside(config)  # and so does an evaluation.zoo entry that is unknown or of another task
     run_dir = new_run_dir(o.out, config.name)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     say(f"invmap run: {config.name} → {run_dir}")
@@ -191,8 +195,11 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
-    say("[4/6] evaluate on the test set")
-    rows = evaluate_run(config, run_dir, run_dir, test_n=o.test_n, say=say)
+    methods = list(config.evaluation.methods) + zoo.beside(config)  # what long training buys, beside the model
+    extra = [m for m in methods if zoo.is_pretrained(m)]
+    say("[4/6] evaluate on the test set" + (f" (beside the model: {', '.join(extra)}, see `invmap zoo`)"
+                                              if extra else ""))
+    rows = evaluate_run(config, run_dir, run_dir, methods=methods, test_n=o.test_n, say=say)
     if o.progress:
         print(ev.text_table(rows), file=sys.stderr)
     log = run_dir / "train_log.csv"
@@ -204,7 +211,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
         t0 = time.perf_counter()
         tv_it = f"TV {o.stress.tv_iters} iterations" if o.stress.tv_iters else "TV as tuned"
         say(f"[5/6] stress study ({o.stress.n_per_level} images per level, {tv_it})")
-        _rows, meta = stress_run(config, run_dir, o.stress, say=say)
+        _rows, meta = stress_run(config, run_dir, o.stress, methods=methods, say=say)
         for v in meta["verdicts"]:
             say(f"  • {v['text']}")
         say(f"      done in {time.perf_counter() - t0:.0f} s")

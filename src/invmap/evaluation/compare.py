@@ -38,7 +38,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..atomic import atomic_dir, atomic_write, clean_orphans
 from .evaluate import atomic_write_json, read_metrics
@@ -148,6 +148,18 @@ def task_of(run: Run) -> dict | None:
         raise ValueError(f"{run.path}: its tables use different PSNR data ranges ({', '.join(sorted(ranges))}); "
                          f"evaluate and stress it again with one evaluation.data_range")
     task["PSNR data range"] = ranges.pop() if ranges else None  # dB of different conventions do not compare
+    return task
+
+
+def config_task(config: Any) -> dict:
+    """The task of a config (`TASK_FIELDS` of its test condition, the physics as built, and its
+    PSNR data range), as `task_of` states a run's: equal dicts mean one task."""
+    from .task import condition_from_config
+
+    ref = condition_from_config(config).describe()
+    task = {k: ref.get(k) for k in TASK_FIELDS}
+    task["physics"] = _canonical_physics(task["physics"], task["size"])
+    task["PSNR data range"] = str(config.evaluation.data_range)
     return task
 
 
@@ -447,5 +459,5 @@ def _write_compare(runs: Sequence[Run], out_dir: Path, margin: float) -> dict:
     return result
 
 
-__all__ = ["compare_runs", "read_run", "task_of", "check_same_task", "check_stress_pair", "TASK_FIELDS", "differences", "pair_verdicts", "baseline_gaps", "baseline_verdict", "Run",
+__all__ = ["compare_runs", "read_run", "task_of", "config_task", "check_same_task", "check_stress_pair", "TASK_FIELDS", "differences", "pair_verdicts", "baseline_gaps", "baseline_verdict", "Run",
            "check_out", "MAX_FILE_BYTES"]

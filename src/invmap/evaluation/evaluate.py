@@ -201,11 +201,12 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
 
 def text_table(rows: Sequence[Mapping]) -> str:
     """A fixed-width table for the terminal (its last line states the PSNR/SSIM data range)."""
-    head = (f"{'method':<14} {'PSNR (dB)':>15} {'SSIM':>15} {'rel. error':>15} {'ms/image':>10} {'n':>5} "
+    w = max([14] + [len(str(r["method"])) for r in rows])
+    head = (f"{'method':<{w}} {'PSNR (dB)':>15} {'SSIM':>15} {'rel. error':>15} {'ms/image':>10} {'n':>5} "
             f"{'rho':>13} {'trust':>13}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['method']:<14} {r['psnr_mean']:>8.2f} ± {r['psnr_std']:<4.2f} "
+        lines.append(f"{r['method']:<{w}} {r['psnr_mean']:>8.2f} ± {r['psnr_std']:<4.2f} "
                      f"{r['ssim_mean']:>8.3f} ± {r['ssim_std']:<4.3f} "
                      f"{r['relative_error_mean']:>8.3f} ± {r['relative_error_std']:<4.3f} "
                      f"{1e3 * r['seconds_per_image']:>10.1f} {r['n']:>5} {_pm(r, 'rho'):>13} {_pm(r, 'trust'):>13}")

@@ -5,6 +5,7 @@
   run's trained network (`invmap.models.load_model`), any other name a variational method
   (`invmap.variational.build`) with the parameters the run tuned (``baselines.json``);
   ``safe`` the model wrapped by `invmap.trust.SafeReconstructor` around the tuned ``tv``;
+  ``pretrained:NAME`` a zoo entry of the run's task (`load_pretrained`);
 - `tune_baselines`: tune each classical method's parameter on the validation pairs
   (`invmap.variational.tune`) and record the result in ``baselines.json``;
 - `ensure_baselines`: the run's recorded baselines, tuning (and recording) those missing, so
@@ -106,8 +107,11 @@ def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, tim
     directory next to the entries it already held (which are kept as they are). Entries left
     untuned because ``evaluation.tune`` was off are tuned once it is on.
     """
+    from ..zoo import is_pretrained
+
     have = read_baselines(run_dir)
-    names = [n for n in names if n not in LEARNED] + (["tv"] if "safe" in names and "tv" not in names else [])
+    names = [n for n in names if n not in LEARNED and not is_pretrained(n)] + (
+        ["tv"] if "safe" in names and "tv" not in names else [])
     missing = [n for n in names
                if n not in have or (config.evaluation.tune and have[n].get("tune_off"))]
     if missing:
@@ -167,6 +171,7 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
     With `config`, the trained model must be the one it describes (`check_model_matches`);
     ``safe`` wraps `model` (default: the run's, loaded here)."""
     from .. import variational
+    from ..zoo import is_pretrained
 
     tuned = dict(load_baselines(run_dir)) if baselines is None else {k: dict(v) for k, v in baselines.items()}
     methods: dict[str, Reconstructor] = {}
@@ -192,11 +197,34 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
                 recon.eval()
             methods[n] = recon
             continue
+        if is_pretrained(n):  # a zoo entry of this task, beside the run's own model
+            methods[n] = load_pretrained(n, config)
+            continue
         if n not in variational.names():
-            raise ValueError(f"unknown method '{n}'; available: model, safe, {', '.join(variational.names())}")
+            raise ValueError(f"unknown method '{n}'; available: model, safe, pretrained:NAME (`invmap zoo`), "
+                             f"{', '.join(variational.names())}")
         params = {**tuned.get(n, {}), **dict((overrides or {}).get(n, {}))}
         methods[n] = variational.build(n, **params)
     return methods
+
+
+def load_pretrained(target: str, config: Any = None) -> Reconstructor:
+    """The model of zoo entry `target` (``pretrained:NAME``, verified against its card), in eval mode;
+    with `config`, only when the entry is of its task (`invmap.zoo.task_difference`): its scores
+    then stand in the same tables as the run's methods."""
+    from .. import zoo
+    from ..models import load_model
+
+    name = target[len(zoo.PREFIX):]
+    if config is not None:
+        why = zoo.task_difference(name, config)
+        if why is not None:
+            raise ValueError(f"method '{target}' is a zoo entry of another task than this run's ({why}); "
+                             f"use `invmap evaluate {target}` for its own task")
+    recon, _ = load_model(zoo.run_dir(target))
+    if hasattr(recon, "eval"):
+        recon.eval()
+    return recon
 
 
 def val_pairs(config: Any, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
@@ -225,8 +253,10 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
     from .. import variational
 
     y, x, phys = val_pairs(config, n=min(n_val, config.data.val))
+    from ..zoo import is_pretrained
+
     out: dict[str, dict] = {}
-    names = [n for n in names if n != "model"]
+    names = [n for n in names if n not in LEARNED and not is_pretrained(n)]
     tunable = [n for n in names if variational.build(n).default_grid(phys, y)
                or n in config.evaluation.tune_grid]
     for n in names:
