@@ -78,6 +78,12 @@ def test_override_values_are_yaml():
     (["evaluation.data_range=0"], "evaluation.data_range: must be a number > 0 or max-min"),
     (["evaluation.data_range=.inf"], "evaluation.data_range: must be a number > 0 or max-min"),
     (["operator.rotation_center=[1, 2, 3]"], "invalid value [1, 2, 3] for 'rotation_center'"),
+    (["training.snapshots=[1, -3]"], "training.snapshots: each snapshot is a number of minutes in (0, 100000], got -3.0"),
+    (["training.snapshots=[.nan]"], "training.snapshots.0: Input should be a finite number"),
+    (["training.snapshots=[1e9]"], "each snapshot is a number of minutes in (0, 100000]"),
+    ([f"training.snapshots=[{', '.join(['1'] * 33)}]"], "training.snapshots: List should have at most 32 items"),
+    (["evaluation.zoo=[" + ", ".join(["a"] * 17) + "]"], "must be true, false or a list of at most 16 zoo entry names"),
+    (["evaluation.zoo=maybe"], "evaluation.zoo:"),
 ])
 def test_errors_name_the_key_and_allowed_values(overrides, expected):
     with pytest.raises(ValueError) as e:

@@ -108,6 +108,28 @@ def test_resume_equals_uninterrupted(reference, tmp_path):
            [{k: r[k] for k in ("epoch", "step", "lr", "train_loss", "val_psnr")} for r in rb]
 
 
+def test_snapshots_keep_the_weights_at_their_minutes_and_survive_a_resume(tmp_path, monkeypatch):
+    """``training.snapshots``: the weights when the training clock passes each minute, a loadable
+    model per minute (snapshots/<m>min/); a resumed run keeps the ones taken and adds the rest."""
+    out, clock = tmp_path / "snap", iter(range(10**6))
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(clock)))  # each call 1 s later
+
+    def interrupt(info):
+        if info["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny("training.snapshots=[0.02, 0.4, 100000]", "training.amp=off"), out, progress=False, hooks=[interrupt])
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["0.02min"]  # epoch 1 ends at ~13 s of this clock
+    first = weights(out / "snapshots" / "0.02min" / "model.safetensors")
+    train(tiny("training.snapshots=[0.02, 0.4, 100000]", "training.amp=off"), out, resume=True, progress=False)
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["0.02min", "0.4min"]  # 3 epochs: ~40 s
+    again = weights(out / "snapshots" / "0.02min" / "model.safetensors")
+    assert all(torch.equal(first[k], again[k]) for k in first)  # taken once, never overwritten
+    recon, meta = load_model(out / "snapshots" / "0.4min")
+    assert meta["snapshot_minutes"] == 0.4 and 24 <= meta["seconds"] and 4 < meta["step"] <= 12
+
+
 @pytest.mark.parametrize("before, after, note", [("off", "on", "trained in float32 with autocast bfloat16"),
                                                  ("on", "off", "trained in autocast bfloat16 with float32")])
 def test_resume_across_a_precision_change_continues_with_a_note(tmp_path, caplog, before, after, note):

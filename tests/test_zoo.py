@@ -7,6 +7,7 @@ temporary zoo root); the shipped entries are re-evaluated on their cards' check 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from invmap import zoo
 from invmap.cli import main
-from invmap.zoo.build import make_entry
+from invmap.zoo.build import learning_curve, make_entry
 
 SHIPPED = zoo.names()
 TINY = ["data.size=32", "data.train=8", "data.val=4", "data.test=4", "training.epochs=1", "training.batch_size=4",
@@ -46,8 +47,9 @@ def tiny(tmp_path_factory):
     base = tmp_path_factory.mktemp("zoo")
     run, root = base / "run", base / "root"
     root.mkdir()
-    assert main(["train", "--out", str(run), "--quiet", *_sets(TINY)]) == 0
+    assert main(["train", "--out", str(run), "--quiet", *_sets(TINY + ["training.snapshots=[0.00001]"])]) == 0
     assert main(["evaluate", str(run), "--tune-seconds", "2", "--no-figure"]) == 0
+    learning_curve(run, n=4)
     make_entry(run, "tiny", root, config="(test)", command="invmap train …", summary="a test entry",
                task="ellipses 32², 16-view CT")
     return run, root
@@ -66,6 +68,8 @@ def test_an_entry_records_its_run_and_loads_within_the_storage_rule(tiny_zoo):
     assert card["training"]["steps"] == ckpt["step"] == 2 and card["training"]["precision"] == "float32"
     assert card["parameters"] > 0 and card["storage"] in ("float16", "float32")
     assert [m for m, _ in card["training"]["curve"]][0] == 0 and len(card["training"]["curve"]) == 2  # epochs 0, 1
+    (snap,) = card["training"]["test_curve"]  # the weights after the first step
+    assert snap["minutes"] == 0.00001 and snap["step"] == 1 and snap["n"] == 4 and math.isfinite(snap["psnr"])
     full = zoo.check_psnr(tiny_zoo)
     assert card["check"]["psnr_float32_weights"] == pytest.approx(full, abs=1e-3)
     if card["storage"] == "float16":

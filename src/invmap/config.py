@@ -420,12 +420,13 @@ class EvaluationConfig(_Section):
     data_range: float | str = 1.0
     zoo: bool | list[str] = True  # invmap run: the zoo entry of this task beside the model (list: those; false: none)
 
-    @pydantic.field_validator("zoo")
+    @pydantic.field_validator("zoo", mode="before")
     @classmethod
     def _zoo_names(cls, v: Any) -> Any:
         """true, false, or at most 16 entry names (``NAME`` or ``pretrained:NAME``)."""
-        if isinstance(v, list) and (len(v) > 16 or any(not n or len(n) > 200 for n in v)):
-            raise ValueError("must be true, false or a list of at most 16 zoo entry names")
+        names = isinstance(v, list) and len(v) <= 16 and all(isinstance(n, str) and 0 < len(n) <= 200 for n in v)
+        if not (isinstance(v, bool) or names):
+            raise ValueError(f"must be true, false or a list of at most 16 zoo entry names, got {str(v)[:60]!r}")
         return v
 
     @pydantic.field_validator("data_range", mode="before")

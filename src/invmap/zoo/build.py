@@ -5,7 +5,8 @@ float16 when that moves the PSNR on the card's check set — `CHECK_N` test imag
 task — by less than 0.05 dB, else float32), its config.yaml, baselines.json and metrics.csv,
 and card.json. The card records what the run itself recorded (steps, seconds, precision,
 seeds, test metrics), the checkout's commit and the CPU; only the summary, task line and
-command are given by hand.
+command are given by hand. A run trained with ``training.snapshots`` gets its test-PSNR
+learning curve first (`learning_curve`, ``scripts/learning_curve.py RUN``); the card carries it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,55 @@ def curve(run: Path) -> list[list[float]]:
     return [[round(float(r["seconds"]) / 60, 2), round(float(r["val_psnr"]), 3)] for r in read_log(run / "train_log.csv")]
 
 
+#: the test-PSNR learning curve of a run trained with ``training.snapshots`` (`learning_curve`)
+CURVE_CSV = "learning_curve.csv"
+CURVE_COLUMNS = ("minutes", "seconds", "step", "n", "data_range", "psnr_mean", "psnr_std", "ssim_mean")
+
+
+def learning_curve(run: str | Path, n: int | None = None) -> list[dict]:
+    """Test PSNR against training minutes: each snapshot in ``run/snapshots/`` (the weights at
+    ``training.snapshots`` minutes of the training clock) evaluated in float32 on the first `n`
+    test pairs of the run's task (default: ``data.test``); written to ``run/learning_curve.csv``
+    and returned, earliest first."""
+    from ..atomic import atomic_write_csv
+    from ..config import load_config
+    from ..evaluation.evaluate import evaluate_methods
+    from ..evaluation.task import condition_from_config, make_pairs
+    from ..models import load_model
+
+    run = Path(run)
+    config = load_config(run / "config.yaml")
+    snaps = sorted((p for p in (run / "snapshots").glob("*min") if (p / MODEL_WEIGHTS).is_file()),
+                   key=lambda p: float(p.name[:-3]))
+    if not snaps:
+        raise FileNotFoundError(f"{run} has no snapshots (train with training.snapshots: [1, 3, 10, …])")
+    y, x, physics = make_pairs(condition_from_config(config, n=n))
+    rows = []
+    for p in snaps:
+        model, doc = load_model(p)
+        res, _ = evaluate_methods({"model": model}, y, x, physics, data_range=config.evaluation.data_range,
+                                  strict=True)
+        sc = res["model"].scores
+        rows.append({"minutes": float(p.name[:-3]), "seconds": round(float(doc["seconds"]), 1), "step": doc["step"],
+                     "n": int(x.shape[0]), "data_range": config.evaluation.data_range,
+                     "psnr_mean": round(float(sc["psnr"].mean()), 4), "psnr_std": round(float(sc["psnr"].std()), 4),
+                     "ssim_mean": round(float(sc["ssim"].mean()), 4)})
+    atomic_write_csv(run / CURVE_CSV, CURVE_COLUMNS, rows)
+    return rows
+
+
+def read_curve(run: Path) -> list[dict] | None:
+    """The rows of ``run/learning_curve.csv`` as the card records them, or None without one."""
+    import csv
+
+    path = Path(run) / CURVE_CSV
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        return [{"minutes": float(r["minutes"]), "step": int(r["step"]), "n": int(r["n"]),
+                 "psnr": float(r["psnr_mean"])} for r in csv.DictReader(f)]
+
+
 def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, command: str, summary: str,
                task: str, trained_at: str | None = None) -> dict:
     """Write the entry ``root/name/`` from `run` (see the module docstring); returns its card.
@@ -114,7 +164,8 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
                          "minutes": round(ckpt["seconds"] / 60, 1), "steps": ckpt["step"], "epochs": ckpt["epoch"],
                          "stopped": ckpt.get("stopped"), "best_epoch": model_doc.get("best_epoch"),
                          "val_psnr": model_doc.get("val_psnr"), "seed": int(cfg.seed),
-                         "curve": curve(run)},
+                         "curve": curve(run),
+                         **({"test_curve": read_curve(run)} if read_curve(run) else {})},
             "test": metrics(run),
             "check": {"n": CHECK_N, "psnr": round(check, 4), "psnr_float32_weights": round(psnr32, 4),
                       "precision": "float32", "tolerance_db": 0.1},
@@ -124,4 +175,4 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
     return card
 
 
-__all__ = ["make_entry", "write_weights"]
+__all__ = ["make_entry", "write_weights", "learning_curve", "read_curve", "CURVE_CSV"]

@@ -1,0 +1,31 @@
+"""Test PSNR of a run's snapshots against training minutes (`invmap.zoo.build.learning_curve`):
+
+    .venv/bin/python scripts/learning_curve.py RUN [--n 128]
+
+RUN was trained with ``training.snapshots: [1, 3, 10, 30, 100]``; writes RUN/learning_curve.csv
+and prints it as a Markdown table (minutes, steps, test PSNR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from invmap.zoo.build import learning_curve
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--n", type=int, help="test images (default: the run's data.test)")
+    a = ap.parse_args()
+    rows = learning_curve(a.run, a.n)
+    print("| minutes | steps | test PSNR (dB) |\n|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['minutes']:g} | {r['step']} | {r['psnr_mean']:.2f} ± {r['psnr_std']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
