@@ -92,6 +92,21 @@ def test_kind_shape_gradient_and_uses_K(case, opname, monkeypatch):
         assert not torch.allclose(recon(y, Physics(other)), recon(y, Physics(op)), atol=1e-6)
 
 
+@pytest.mark.parametrize("case", TRAINED_KINDS + ["lgd-fbp", "lgd-adjoint"])
+def test_kind_trains_under_bfloat16_autocast(case):
+    """``training.amp`` on a CPU with native bfloat16: every kind's step runs under bf16 autocast
+    while K, Kᵀ and FBP (CSR matrices, no bf16 kernel) stay in float32."""
+    op = operator("tomography")
+    kind, init = kind_of(case), case.split("-")[1] if case.startswith("lgd-") else None
+    recon = models.build_kind(kind, **TINY[kind], **({"init": init} if init else {})) if init else build(case, op)
+    _, y = measure(op)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = recon(y, Physics(op))
+    assert out.shape == (2, 1, SIZE, SIZE) and torch.isfinite(out).all()
+    out.float().pow(2).mean().backward()
+    assert all(p.grad is not None for p in recon.parameters() if p.requires_grad)
+
+
 @pytest.mark.parametrize("case", TRAINED_KINDS)
 def test_save_load_round_trip(case, tmp_path):
     op = operator("tomography")
