@@ -27,10 +27,22 @@ def _sets(opts):
     return [a for o in opts for a in ("--set", o)]
 
 
+def _images_absent(entry: Path) -> str | None:
+    """Why an entry's test images are not here (an entry of a user's folder, such as the shared real
+    CT slices, which a fresh clone lacks), or None."""
+    from invmap.config import load_config
+
+    src = load_config(entry / "config.yaml").data.source
+    folder = src[len("folder:"):] if src.startswith("folder:") else None
+    return None if folder is None or Path(folder).is_dir() else f"its test images ({folder}) are not here"
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_a_shipped_entry_reproduces_its_card(name):
     card = zoo.card(name)
     d = zoo.verify(name)  # every file against its SHA-256
+    if _images_absent(d):
+        pytest.skip(f"{name}: {_images_absent(d)}")
     assert zoo.check_psnr(d, card["check"]["n"]) == pytest.approx(card["check"]["psnr"], abs=card["check"]["tolerance_db"])
     t = card["training"]
     assert t["steps"] > 0 and t["minutes"] > 0 and t["commit"] and t["cpu"] and Path(t["config"]).name
