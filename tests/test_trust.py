@@ -521,3 +521,33 @@ def test_trust_summary_adds_the_large_failure_auroc_and_reads_older_records():
     assert s["auroc_large"] == 1.0 and s["per_shift"]["geometry"]["auroc_large"] == 1.0
     old = trust_summary([{"name": "geometry", "trust_images": {"15 views": [x[:2] for x in recs]}}])
     assert old["auroc"] == s["auroc"] and "auroc_large" not in old
+
+
+def test_trust_is_scored_apart_on_the_levels_y_and_k_can_reveal():
+    """A shift's ``unidentifiable`` levels (a global angle offset; inverse crime) stay in the overall
+    AUROC but not in ``identifiable``, which names them; the report greys them with the reason and
+    still shows their numbers; the study declares them for the CT task."""
+    from invmap.evaluation.report import stress_table_html
+    from invmap.evaluation.stress import CRIME_NOT_DEPLOYED, build_shifts
+    from invmap.evaluation.task import Condition
+    from invmap.evaluation.trust import trust_summary
+
+    seen = [[0.9, 0.0, 1.0], [0.2, 1.0, -3.0], [0.8, 0.0, 0.5], [0.3, 1.0, -2.0]]  # the score sees these failures
+    hidden = [[0.9, 1.0, -4.0], [0.95, 1.0, -5.0]]  # a rotated object: trusted, and wrong
+    shifts = [{"name": "calibration-angle", "levels": ["+0°", "+2°"], "training_level": "+0°",
+               "unidentifiable": {"+2°": "the data of the rotated object"},
+               "trust_images": {"+0°": seen, "+2°": hidden}}]
+    s = trust_summary(shifts)
+    assert s["identifiable"]["auroc_large"] == 1.0 and s["identifiable"]["images"] == 4
+    assert s["identifiable"]["left_out"] == ["calibration-angle +2°"] and s["auroc_large"] < 0.6  # 9 of 16 pairs
+    rows = [{"shift": "calibration-angle", "level": lv, "method": m, "metric": "psnr", "mean": v, "std": 0.0}
+            for lv, m, v in [("+0°", "model", 35.0), ("+0°", "tv", 34.0), ("+2°", "model", 30.0), ("+2°", "tv", 31.0)]]
+    html = stress_table_html(shifts[0], rows)
+    assert '<tr class="unidentifiable"><td>+2° (not identifiable)</td>' in html and "30.00" in html
+    assert "the data of the rotated object" in html
+    ref = Condition.of("ellipses", 32, {"operator": {"name": "tomography", "params": {"angles": 16}},
+                                        "noise": {"name": "gaussian", "params": {"relative": 0.01}}},
+                       simulation="fine")
+    declared = {s.name: s.unidentifiable for s in build_shifts(ref, ["calibration", "discretisation"])}
+    assert set(declared["calibration-angle"]) == {"+0.5°", "+1°", "+2°"} and declared["calibration-detector"] == {}
+    assert declared["discretisation"] == {"crime": CRIME_NOT_DEPLOYED}

@@ -216,27 +216,29 @@ def stress_overview(shifts: Sequence[Mapping], rows: Sequence[Mapping], path: st
     found: list[tuple[str, str, list[tuple[str, float, bool]]]] = []  # (shift label, method, cells)
     for sh in shifts:
         rs = [r for r in rows if r["shift"] == sh["name"] and r["metric"] == metric]
-        learned = learned_of(sh)
+        learned, hidden = learned_of(sh), sh.get("unidentifiable") or {}
         for model in learned:
             cells = []
             for lv in map(str, sh["levels"]):
                 vals = {r["method"]: float(r["mean"]) for r in rs if str(r["level"]) == lv}
                 base = [v for m, v in vals.items() if m not in learned and math.isfinite(v)]
                 if model in vals and base and math.isfinite(vals[model]):
-                    cells.append((lv, vals[model] - max(base), lv == str(sh.get("training_level"))))
+                    cells.append((lv, vals[model] - max(base), lv == str(sh.get("training_level")), lv in hidden))
             if cells:
                 found.append((sh.get("label") or sh["name"], model, cells))
     named = len({m for _, m, _ in found}) > 1  # several learned methods: each row says whose it is
     grid = [(f"{label} · {m}" if named else label, cells) for label, m, cells in found]
+    greyed = any(c[3] for _, cells in grid for c in cells)
     return delta_heatmap(grid, path, "learned method's PSNR − best baseline PSNR (dB) per shift and level; "
-                                     "framed: training conditions")
+                                     "framed: training conditions" + ("; hatched: not identifiable from (y, K)"
+                                                                      if greyed else ""))
 
 
 def delta_heatmap(grid: Sequence[tuple[str, Sequence[tuple[str, float, bool]]]], path: str | Path,
                   title: str) -> Path | None:
     """A heatmap of PSNR differences in dB: one row per shift, one cell per level
-    ``(level, difference, framed)`` (blue: positive, red: negative; symmetric colour scale up
-    to ±10 dB). None when `grid` is empty."""
+    ``(level, difference, framed[, hatched])`` (blue: positive, red: negative; symmetric colour
+    scale up to ±10 dB; hatched in grey: a level trust is not scored on). None when `grid` is empty."""
     plt = _plt()
     from matplotlib.patches import Rectangle
 
@@ -245,16 +247,18 @@ def delta_heatmap(grid: Sequence[tuple[str, Sequence[tuple[str, float, bool]]]],
     ncol = max(len(c) for _, c in grid)
     delta = np.full((len(grid), ncol), np.nan)
     for i, (_, cells) in enumerate(grid):
-        delta[i, :len(cells)] = [d for _, d, _ in cells]
+        delta[i, :len(cells)] = [c[1] for c in cells]
     lim = float(min(10.0, max(1.0, np.nanmax(np.abs(delta)))))
     fig, ax = plt.subplots(figsize=(1.25 * ncol + 3.2, 0.52 * len(grid) + 1.3))
     im = ax.imshow(np.ma.masked_invalid(delta), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     for i, (_, cells) in enumerate(grid):
-        for j, (lv, d, train) in enumerate(cells):
+        for j, (lv, d, train, *hatched) in enumerate(cells):
             ax.text(j, i, f"{_cell_label(lv)}\n{d:+.1f}", ha="center", va="center", fontsize=7,
                     color="white" if abs(d) > 0.6 * lim else "black")
             if train:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, ec="black"))
+            if hatched and hatched[0]:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=0, hatch="///", ec="0.55"))
     ax.set_yticks(range(len(grid)))
     ax.set_yticklabels([g for g, _ in grid], fontsize=8)
     ax.set_xticks([])

@@ -30,6 +30,7 @@ tr.model td{font-weight:600} pre{background:#f6f6f6;padding:.8em;overflow:auto;f
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.85em;color:#555}
 .verdict{background:#f4f8ff;border-left:4px solid #3b6fd8;padding:.4em .8em;margin:.5em 0}
 .muted{color:#777;font-size:.9em}
+tr.unidentifiable td{color:#888;background:repeating-linear-gradient(45deg,#f4f4f4,#f4f4f4 4px,#fff 4px,#fff 8px)}
 """
 
 
@@ -89,9 +90,16 @@ def stress_table_html(shift: Mapping, rows: Sequence[Mapping], metric: str = "ps
     methods = list(dict.fromkeys(r["method"] for r in rs))
     val = {(str(r["level"]), r["method"]): float(r["mean"]) for r in rs}
     train = str(shift.get("training_level")) if shift.get("training_level") is not None else None
-    body = [[lv + (" (training)" if lv == train and "(training)" not in lv else "")]
+    hidden = shift.get("unidentifiable") or {}
+    body = [[lv + (" (training)" if lv == train and "(training)" not in lv else "")
+             + (" (not identifiable)" if lv in hidden else "")]
             + [_num(val.get((lv, m), math.nan)) for m in methods] for lv in levels]
-    return html_table([shift.get("axis") or "level"] + [f"{m} PSNR (dB)" for m in methods], body)
+    table = html_table([shift.get("axis") or "level"] + [f"{m} PSNR (dB)" for m in methods], body,
+                       ["unidentifiable" if lv in hidden else "" for lv in levels])
+    why = dict.fromkeys(hidden[lv] for lv in levels if lv in hidden)  # one line per reason
+    return table + "".join(f"\n<p class=\"muted\">Greyed ({_e(', '.join(lv for lv in levels if hidden.get(lv) == w))}): "
+                           f"{_e(w)}. The numbers stand; trust's identifiable AUROC leaves these levels out.</p>"
+                           for w in why)
 
 
 def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mapping], roc_png: str | Path | None) -> str:
@@ -105,6 +113,14 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
              + (f" For the failures that matter, the model more than {summary['large_failure_db']:g} dB below the "
                 f"best baseline ({summary.get('large_failures')} images): AUROC <b>{_num(summary['auroc_large'], 3)}</b>."
                 if summary.get("auroc_large") is not None else "") + "</p>"]
+    known = summary.get("identifiable")
+    if known:
+        out = known.get("left_out") or []
+        parts.append(f"<p>On the levels whose shift (y, K) can reveal{' (left out: ' + _e(', '.join(out)) + ')' if out else ''}: "
+                     f"AUROC <b>{_num(known.get('auroc'), 3)}</b> over {known.get('images')} images"
+                     + (f"; for the model more than {summary.get('large_failure_db', 1):g} dB below the best baseline "
+                        f"({known.get('large_failures')} images): AUROC <b>{_num(known.get('auroc_large'), 3)}</b>"
+                        if known.get("auroc_large") is not None else "") + ".</p>")
     per = summary.get("per_shift") or {}
     big = any("auroc_large" in v for v in per.values())
     parts.append(html_table(["shift", "AUROC", "images", "model worse"]

@@ -28,7 +28,10 @@ table of operator names lives here:
 - ``object``: other image sources (ellipses, shepp-logan, scikit-image samples, a folder).
 
 A level the operator cannot offer is left out and listed in ``skipped`` with the reason,
-so the study never silently pretends.
+so the study never silently pretends. A level whose shift (y, K) cannot reveal, or that no
+scanner produces, is listed in ``unidentifiable`` with the reason (a global CT angle offset:
+the data of the rotated object; inverse-crime data): its numbers are kept and shown, greyed,
+and trust's identifiable AUROC leaves it out.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class Shift:
     description: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
     kind: str = ""  # the entry of KINDS it came from (set by build_shifts)
+    unidentifiable: dict[str, str] = field(default_factory=dict)  # level → why (y, K) cannot reveal it
     trust_images: dict[str, list] = field(default_factory=dict)  # level → [[trust, model worse?, margin dB], …]
     conditions: dict[str, str] = field(default_factory=dict)  # level → short hash of its test condition
 
@@ -87,6 +91,7 @@ class Shift:
         return {"name": self.name, "label": self.label, "axis": self.axis, "ordered": self.ordered,
                 "levels": [lv.label for lv in self.levels], "training_level": self.training_level,
                 "description": self.description, "skipped": dict(self.skipped),
+                **({"unidentifiable": dict(self.unidentifiable)} if self.unidentifiable else {}),
                 **({"trust_images": self.trust_images, "conditions": self.conditions} if self.trust_images else {})}
 
 
@@ -167,7 +172,9 @@ def operator_shifts(ref: Condition, folder: str | None = None, *, kind: str) -> 
         field_ = "sim_operator" if a.sim_only else "operator"
         levels = [Level(lv.label, {} if lv.params is None else {field_: {"name": K.name, "params": lv.params}},
                         training=lv.params is None) for lv in a.levels]
-        out.append(Shift(a.name, a.label, a.axis, a.ordered, levels, a.description, dict(a.skipped)))
+        hidden = {lv.label: a.unidentifiable for lv in levels if not lv.training} if a.unidentifiable else {}
+        out.append(Shift(a.name, a.label, a.axis, a.ordered, levels, a.description, dict(a.skipped),
+                         unidentifiable=hidden))
     return out
 
 
@@ -175,13 +182,21 @@ for _kind in AXIS_KINDS:  # the operator-owned kinds: K says which it offers
     SHIFTS.register(_kind)(functools.partial(operator_shifts, kind=_kind))
 
 
+#: why inverse-crime levels are left out of trust's score: no scanner measures them
+CRIME_NOT_DEPLOYED = ("y simulated on the reconstruction grid itself (inverse crime) is a simulation artifact, not "
+                      "data a scanner produces: no deployment meets it, so trust is not scored on it")
+
+
 @SHIFTS.register("discretisation")
 def discretisation_shift(ref: Condition, folder: str | None = None) -> list[Shift]:
     train = ref.simulation
     levels = [Level("crime" + (" (training)" if train == "crime" else ""), {"simulation": "crime"}, train == "crime"),
               Level("fine grid" + (" (training)" if train == "fine" else ""), {"simulation": "fine"}, train == "fine")]
+    hidden = {} if train == "crime" else {levels[0].label: CRIME_NOT_DEPLOYED}
     return [Shift("discretisation", "Discretisation (inverse crime)", "simulation grid", False, levels,
-                  "'crime': y simulated on the reconstruction grid; 'fine grid': y simulated on a finer grid.")]
+                  "'crime': y simulated on the reconstruction grid; 'fine grid': y simulated on a finer grid.",
+                  unidentifiable=hidden)]
+
 
 
 @SHIFTS.register("resolution")
@@ -430,4 +445,4 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
 
 
 __all__ = ["Level", "Shift", "KINDS", "STRESS_COLUMNS", "NOISE_FACTORS",
-           "SHIFTS", "operator_shifts", "build_shifts", "parse_kinds", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "stress_mismatch", "csv_digest", "merge_previous", "comparable_photons"]
+           "SHIFTS", "operator_shifts", "CRIME_NOT_DEPLOYED", "build_shifts", "parse_kinds", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "stress_mismatch", "csv_digest", "merge_previous", "comparable_photons"]

@@ -137,15 +137,17 @@ def level_records(results: Mapping[str, Any], model: str = MODEL, learned: Colle
 
 def trust_summary(shifts: Sequence[Mapping]) -> dict | None:
     """AUROC of the suspicion 1 − trust for "model worse than the best baseline", per shift
-    and overall (each distinct test condition once), and the overall ROC curve; None when no
-    shift recorded trust scores. Shift metas carry ``trust_images`` {level: [[trust, event], …]}
+    and overall (each distinct test condition once), the same over the identifiable levels only
+    (``identifiable``: without the levels a shift lists as ``unidentifiable`` — a failure no
+    signal in (y, K) can show, or data no scanner produces — which it names in ``left_out``),
+    and the overall ROC curve; None when no shift recorded trust scores. Shift metas carry ``trust_images`` {level: [[trust, event], …]}
     and ``conditions`` {level: condition key}."""
     from ..trust import auroc, roc_curve
 
     def large(rec: Sequence[float]) -> bool | None:  # records of older runs carry no margin
         return rec[2] < -LARGE_FAILURE_DB if len(rec) > 2 else None
 
-    per_shift, seen, scores, events, larges = {}, set(), [], [], []
+    per_shift, seen, scores, events, larges, known, left_out = {}, set(), [], [], [], [], []
     for sh in shifts:
         imgs = sh.get("trust_images") or {}
         if not imgs:
@@ -162,13 +164,21 @@ def trust_summary(shifts: Sequence[Mapping]) -> dict | None:
             scores += [1.0 - r[0] for r in recs]
             events += [bool(r[1]) for r in recs]
             larges += [large(r) for r in recs]
+            if lv in (sh.get("unidentifiable") or {}):
+                left_out.append(f"{sh['name']} {lv}")
+            else:
+                known += range(len(scores) - len(recs), len(scores))
     if not per_shift:
         return None
     fpr, tpr = roc_curve(scores, events)
+    pick = lambda v: [v[i] for i in known]  # noqa: E731
+    identifiable = {"auroc": _num(auroc(pick(scores), pick(events))), "images": len(known),
+                    "worse": int(sum(pick(events))), **_large_failures(pick(scores), pick(larges)),
+                    "left_out": left_out}
     return {"event": "model PSNR below the best classical baseline's on the image",
             "score": "suspicion 1 − trust", "auroc": _num(auroc(scores, events)), "images": len(scores),
             "worse": int(sum(events)), **_large_failures(scores, larges), "per_shift": per_shift,
-            "roc": {"fpr": fpr, "tpr": tpr}}
+            "identifiable": identifiable, "roc": {"fpr": fpr, "tpr": tpr}}
 
 
 def _large_failures(scores: Sequence[float], large: Sequence[bool | None]) -> dict:

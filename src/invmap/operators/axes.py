@@ -13,6 +13,10 @@ level, which is K itself), and whether only the simulating operator moves:
 
 An axis the operator cannot vary here (a user-given PSF has no width) is returned with
 no levels and the reason in ``skipped``, so the study never silently pretends.
+
+An axis whose shift leaves no trace in (y, K) says why in ``unidentifiable`` (e.g. a global
+angle offset of every CT view: R_{θ+δ} x = R_θ(rot_δ x), the data of the rotated object), so
+trust at inference is scored only on failures a ground-truth-free signal could see.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class StressAxis:
     ordered: bool = True
     sim_only: bool = False
     skipped: dict[str, str] = field(default_factory=dict)
+    unidentifiable: str = ""  # why its moved levels cannot be told from the nominal ones in (y, K); "": they can
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

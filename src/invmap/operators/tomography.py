@@ -108,7 +108,10 @@ class _RayTransform(LinearOperator):
         out.append(axes.StressAxis("calibration", "calibration-angle", "Calibration: angle offset",
                                    "angle offset of the simulated views (degrees)", shifted_views,
                                    "y simulated with every view angle shifted by the offset; every method "
-                                   "reconstructs with the nominal K.", sim_only=True))
+                                   "reconstructs with the nominal K.", sim_only=True,
+                                   unidentifiable="every view shifted by δ gives the data of the object rotated by "
+                                                  "δ (R_{θ+δ} x = R_θ(rot_δ x)): y is consistent with K, so no "
+                                                  "signal in (y, K) can see the offset"))
         out.append(axes.StressAxis("calibration", "calibration-detector", "Calibration: detector shift / centre of rotation",
                                    "detector shift (pixels)",
                                    tuple(axes.shifted(self, "detector_offset", (0.0, 0.25, 0.5, 1.0), "{v:+g} px")),
