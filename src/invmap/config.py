@@ -419,6 +419,7 @@ class EvaluationConfig(_Section):
     batch_size: int = Field(16, ge=1)
     data_range: float | str = 1.0
     zoo: bool | list[str] = True  # invmap run: the zoo entry of this task beside the model (list: those; false: none)
+    bound: float = Field(0.9, ge=0, lt=1)  # per-image PSNR lower bound at this probability (trust); 0 = none
 
     @pydantic.field_validator("zoo", mode="before")
     @classmethod

@@ -114,7 +114,7 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
     metrics_csv = Path(out_dir) / "metrics.csv"
     earlier = ev.read_metrics(metrics_csv) if metrics_csv.exists() else []  # a damaged table fails before any work
     recon, _ = _methods(config, names, run_dir, Path(run_dir if run_dir is not None else out_dir), tune_seconds, say)
-    calibrate(recon, config)
+    calibrate(recon, config, say=say)
     y, x, phys = runs.test_pairs(config, n=test_n)
     say(f"evaluating {', '.join(names)} on {x.shape[0]} test images ({config.data.test_simulation} simulation)")
     dr = config.evaluation.data_range
@@ -154,7 +154,7 @@ def stress_run(config: Any, run_dir: Path, settings: StressSettings, methods: Se
         say(f"note: {n}")
     overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
     recon, baselines = _methods(config, names, Path(run_dir), Path(run_dir), tune_seconds, say, overrides)
-    calibrate(recon, config)
+    calibrate(recon, config, say=say)
     ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.nominal_simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
                                batch_size=settings.batch_size, data_range=config.evaluation.data_range,

@@ -66,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ensemble", action="append", default=[], metavar="RUN_DIR",
                    help="with --model: another trained run of the same task; their disagreement joins the trust "
                         "score (repeatable)")
+    p.add_argument("--bound", type=float, metavar="P", help="with --model: per-image PSNR lower bound at probability "
+                   "P (0 < P < 1; default the run's evaluation.bound, 0.9), split conformal on its validation pairs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...); default cpu")
 
@@ -300,6 +302,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
     from ..evaluation.trust import calibrate
     from ..models import check_compatible, load_model
     from ..trust import SafeReconstructor, diagnose, reference_physics
+    from ..trust.conformal import agreement
 
     def on_device(m: Any) -> Any:
         return lambda yy, p: m(yy.to(device), p).detach().cpu()
@@ -307,7 +310,15 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
     tuned = load_baselines(args.model)
     baseline = build_methods(["tv"], args.model)["tv"] if "tv" in tuned else None
     if (Path(args.model) / "config.yaml").exists():  # the score's spreads at its training conditions
-        calibrate({"model": model}, resolve(args.model)[0], baseline=baseline)
+        config = resolve(args.model)[0]
+        if args.bound is not None:
+            if not 0 < args.bound < 1:
+                raise ValueError(f"--bound is a probability in (0, 1), got {args.bound:g}")
+            config.evaluation.bound = args.bound
+        calibrate({"model": model}, config, baseline=baseline, say=print, strict=args.bound is not None)
+    elif args.bound is not None:
+        raise ValueError(f"--bound needs the model's run directory with its config.yaml (calibration pairs); "
+                         f"{args.model} has none")
     others = []
     for run in args.ensemble:
         other, meta = load_model(run)
@@ -315,16 +326,27 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         check_same_operator(model, other, args.model, run)
         others.append(on_device(other.to(device)))
     ref = reference_physics(model, tuple(x_hat.shape[-2:]))
-    diag = diagnose(on_device(model), y, physics, x_hat=x_hat, baseline=baseline, others=others, reference=ref,
+    with torch.no_grad():
+        x_b = None if baseline is None else baseline(y, physics)
+    diag = diagnose(on_device(model), y, physics, x_hat=x_hat, x_baseline=x_b, others=others, reference=ref,
                     calibration=getattr(model, "trust_calibration", None))
     if baseline is None:
         diag.notes.append(f"no tuned tv in {args.model}/baselines.json: misfit against the noise level only")
+    bound = getattr(model, "psnr_bound", None)
+    lows = None if bound is None or x_b is None else bound(agreement(x_hat, x_b, bound.data_range), diag.trust)
     many = x_hat.shape[0] > 1
+    records = [diag.record(i) for i in range(x_hat.shape[0])]
     for i in range(x_hat.shape[0]):
         print(f"{f'image {i}: ' if many else ''}{diag.verdict(i)}")
+        if lows is not None:  # never without its probability
+            print(f"{f'image {i}: ' if many else ''}the model's x̂: PSNR ≥ {float(lows[i]):.2f} dB with probability "
+                  f"{bound.level:g} (split conformal at its training conditions, scaled by trust; "
+                  f"{'an assumption away from them' if bool(diag.suspect[i]) else 'valid where the data look like them'})")
+            records[i]["psnr_bound"] = {"db": round(float(lows[i]), 3), "probability": bound.level, "of": "model",
+                                        "how": bound.describe()}
     doc: dict = {"model": str(args.model), "input": str(args.input), "output": str(args.output),
                  "physics": physics.spec(), "baseline": baseline.record() if baseline is not None else None,
-                 "ensemble": [str(r) for r in args.ensemble], "images": [diag.record(i) for i in range(x_hat.shape[0])]}
+                 "ensemble": [str(r) for r in args.ensemble], "images": records}
     out = x_hat
     if args.safe:
         if baseline is None:

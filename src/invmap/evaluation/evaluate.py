@@ -35,12 +35,14 @@ Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
 #: Metrics scored per image: name → (function name in `invmap.metrics`, higher is better).
 METRICS: dict[str, bool] = {"psnr": True, "ssim": True, "relative_error": False}
 
-#: Ground-truth-free scores some evaluations add (`evaluation.trust`): data consistency ρ, trust T.
-TRUST_SCORES = ("rho", "trust")
+#: Scores some evaluations add (`evaluation.trust`): data consistency ρ, trust T (ground-truth free),
+#: the per-image PSNR bound b and whether it held (``covered``: its mean is the bound's coverage).
+TRUST_SCORES = ("rho", "trust", "psnr_bound", "covered", "bound_level")
 
 COLUMNS = ["method", "n", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std",
            "relative_error_mean", "relative_error_std", "seconds_per_image", "data_range",
-           "rho_mean", "rho_std", "trust_mean", "trust_std"]
+           "rho_mean", "rho_std", "trust_mean", "trust_std", "psnr_bound_mean", "psnr_bound_std",
+           "covered_mean", "covered_std", "bound_level_mean", "bound_level_std"]
 #: columns that may be empty (not computed for a method, or a table written before they existed)
 OPTIONAL = tuple(f"{m}_{s}" for m in TRUST_SCORES for s in ("mean", "std"))
 
@@ -196,7 +198,18 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
                      f"{r['ssim_mean']:.3f} ± {r['ssim_std']:.3f} | "
                      f"{r['relative_error_mean']:.3f} ± {r['relative_error_std']:.3f} | "
                      f"{1e3 * r['seconds_per_image']:.1f} | {r['n']} | {_pm(r, 'rho')} | {_pm(r, 'trust')} |")
-    return "\n".join(lines) + "\n"
+    bounds = [bound_line(r) for r in rows if bound_line(r)]
+    return "\n".join(lines + ([""] + bounds if bounds else [])) + "\n"
+
+
+def bound_line(r: Mapping) -> str:
+    """One sentence on a row's per-image PSNR bound (`invmap.trust.conformal`), with its level; "" without one."""
+    b, cov, level = r.get("psnr_bound_mean"), r.get("covered_mean"), r.get("bound_level_mean")
+    if b is None or level is None or not math.isfinite(b):
+        return ""
+    held = f"; it held on {100 * cov:.0f}% of these images" if cov is not None and math.isfinite(cov) else ""
+    return (f"{r['method']}: PSNR ≥ b per image with probability {level:g} (split conformal, trust-scaled), "
+            f"mean b = {b:.2f} dB{held}")
 
 
 def text_table(rows: Sequence[Mapping]) -> str:
@@ -212,6 +225,7 @@ def text_table(rows: Sequence[Mapping]) -> str:
                      f"{1e3 * r['seconds_per_image']:>10.1f} {r['n']:>5} {_pm(r, 'rho'):>13} {_pm(r, 'trust'):>13}")
     if rows:
         lines.append(psnr_heading(rows))
+    lines += [bound_line(r) for r in rows if bound_line(r)]
     return "\n".join(lines)
 
 

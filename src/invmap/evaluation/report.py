@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .evaluate import atomic_write_text, psnr_heading, read_metrics
+from .evaluate import atomic_write_text, bound_line, psnr_heading, read_metrics
 from .runs import baselines_note, read_baselines
 from .stress import read_stress_csv
 
@@ -80,7 +80,8 @@ def metrics_html(rows: Sequence[Mapping]) -> str:
              f"{_num(r['relative_error_mean'], 3)} ± {_num(r['relative_error_std'], 3)}",
              _num(1e3 * float(r["seconds_per_image"]), 1), r["n"],
              _num(_or_nan(r.get("rho_mean"))), _num(_or_nan(r.get("trust_mean")))] for r in rows]
-    return html_table(header, body, ["model" if r["method"] == "model" else "" for r in rows])
+    table = html_table(header, body, ["model" if r["method"] == "model" else "" for r in rows])
+    return table + "".join(f"\n<p>{_e(bound_line(r))}.</p>" for r in rows if bound_line(r))
 
 
 def stress_table_html(shift: Mapping, rows: Sequence[Mapping], metric: str = "psnr") -> str:
@@ -121,6 +122,14 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
                      + (f"; for the model more than {summary.get('large_failure_db', 1):g} dB below the best baseline "
                         f"({known.get('large_failures')} images): AUROC <b>{_num(known.get('auroc_large'), 3)}</b>"
                         if known.get("auroc_large") is not None else "") + ".</p>")
+    b = summary.get("bound")
+    if b:
+        low = (f"; lowest over the {b['identifiable_levels']} identifiable levels: <b>{_num(b.get('identifiable_min'), 3)}</b> "
+               f"({_e(b.get('identifiable_min_at'))})" if b.get("identifiable_min") is not None else "")
+        parts.append(f"<p>Per-image PSNR bound of {_e(b['method'])}: PSNR ≥ b with probability {b['level']:g} at the "
+                     f"training conditions (split conformal on held-out validation pairs, scaled by the trust score). "
+                     f"Fraction of images where it held: <b>{_num(b.get('training'), 3)}</b> at the training conditions"
+                     f"{low}.</p>")
     per = summary.get("per_shift") or {}
     big = any("auroc_large" in v for v in per.values())
     parts.append(html_table(["shift", "AUROC", "images", "model worse"]
@@ -145,7 +154,8 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
 
 
 #: the per-level trust columns of the report: stress metric → heading after the method's name
-PER_LEVEL = {"trust": "trust", "rho": "ρ", "recalibrated": "K recalibrated (fraction of images)"}
+PER_LEVEL = {"trust": "trust", "rho": "ρ", "recalibrated": "K recalibrated (fraction of images)",
+             "psnr_bound": "PSNR bound b (dB, mean)", "covered": "PSNR ≥ b (fraction of images)"}
 
 
 def read_stress(run_dir: str | Path) -> tuple[list[dict], dict]:

@@ -412,7 +412,7 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     PSNR/SSIM use the data range convention `data_range`, recorded in stress.json
     (``data_range`` and the ``PSNR data range`` setting)."""
     from .figures import stress_overview, stress_plot, trust_roc
-    from .trust import trust_summary
+    from .trust import bound_summary, trust_summary
     from .verdicts import learned_names, verdicts_from_rows
 
     out = Path(out_dir)
@@ -436,6 +436,7 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
         del meta["trust"]
     else:
         trust_roc(meta["trust"], out / "figures" / "trust_roc.png")
+        meta["trust"]["bound"] = bound_summary(rows, meta["shifts"])
     meta["stress_csv_sha256"] = csv_digest(write_stress_csv(rows, out / "stress.csv"))  # the pair, checked on reading
     atomic_write_json(out / "stress.json", meta)
     for m in meta["shifts"]:

@@ -36,13 +36,21 @@ def _finite_or_nan(t: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(t), t, torch.full_like(t, math.nan))
 
 
-def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: Any | None = None) -> dict[str, dict]:
+def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: Any | None = None,
+              say: Any = None, strict: bool = False) -> dict[str, dict]:
     """Calibrate each learned method at its training conditions (`invmap.trust.calibration`: the
     residual floor f and the spreads of its score) on `n` validation measurements simulated
     like the training pairs — their ground truth is not used — and record it as the method's
     ``trust_calibration``; returns {name: calibration}. The misfit is measured against
     `baseline` (default: the ``tv`` of `methods`, or the one a ``safe`` wraps). A wrapper
-    (e.g. ``safe``) is calibrated through the ``model`` it wraps."""
+    (e.g. ``safe``) is calibrated through the ``model`` it wraps.
+
+    With a baseline and ``evaluation.bound`` = 1 − α > 0, the score is calibrated on the first half
+    of at most 2n validation pairs (at most n) and the other half (their truth used) fits the
+    method's per-image PSNR bound
+    (`invmap.trust.conformal`), recorded as its ``psnr_bound``; with too few pairs
+    (half of ``data.val`` < ⌈1/α − 1⌉) there is none and `say` is told why (`strict`: a one-line
+    ValueError naming the minimum instead)."""
     from ..trust import calibration
     from .evaluate import reconstruct
     from .runs import val_pairs
@@ -58,12 +66,47 @@ def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: An
             continue
         if getattr(target, "trust_calibration", None) is None:
             if pairs is None:
-                pairs = val_pairs(config, n=min(n, int(config.data.val)))
-            y, _x, phys = pairs
-            target.trust_calibration = calibration(reconstruct(target, y, phys)[0], y, phys,
-                                                   None if base is None else reconstruct(base, y, phys)[0])
+                pairs = val_pairs(config, n=min(2 * n, int(config.data.val)))
+            y, x, phys = pairs
+            x_m = reconstruct(target, y, phys)[0]
+            x_b = None if base is None else reconstruct(base, y, phys)[0]
+            k = min(n, y.shape[0] - y.shape[0] // 2)  # the first half (at most n) for the score, the rest for the bound
+            bounded = x_b is not None and _enough_for_bound(y.shape[0] - k, config, say, strict)
+            k = k if bounded else min(n, y.shape[0])  # no bound: the score keeps every pair it can use
+            target.trust_calibration = calibration(x_m[:k], y[:k], phys, None if x_b is None else x_b[:k])
+            target.psnr_bound = _fit_bound(target, y[k:], x[k:], phys, x_m[k:], x_b[k:], config) if bounded else None
         out[name] = dict(target.trust_calibration)
     return out
+
+
+def _enough_for_bound(m: int, config: Any, say: Any, strict: bool) -> bool:
+    """Whether `m` calibration pairs can fit a bound at ``evaluation.bound`` (0: no bound asked for);
+    too few: a note to `say`, or (`strict`) a one-line ValueError naming the minimum."""
+    from ..trust.conformal import min_pairs
+
+    level = float(config.evaluation.bound)
+    if level <= 0 or m >= min_pairs(level):
+        return level > 0
+    msg = (f"a PSNR bound at probability {level:g} needs at least {min_pairs(level)} calibration pairs (n ≥ 1/α − 1) "
+           f"besides those of the trust score; the run's data.val = {config.data.val} leaves {m}")
+    if strict:
+        raise ValueError(msg + "; ask for a lower probability")
+    if say is not None:
+        say(f"note: no PSNR bound: {msg}")
+    return False
+
+
+def _fit_bound(method: Any, y: torch.Tensor, x: torch.Tensor, physics: Any, x_hat: torch.Tensor,
+               x_base: torch.Tensor, config: Any) -> Any:
+    """The method's `PsnrBound` (``evaluation.bound``) from held-out calibration pairs (y, x), its x̂ and
+    the baseline's x̂_b on them, its trust score calibrated on other pairs."""
+    from .. import metrics
+    from ..trust import diagnose
+    from ..trust.conformal import agreement, fit
+
+    dr = config.evaluation.data_range
+    trust = diagnose(method, y, physics, x_hat=x_hat, x_baseline=x_base, draws=0).trust
+    return fit(metrics.psnr(x_hat, x, dr), agreement(x_hat, x_base, dr), trust, float(config.evaluation.bound), dr)
 
 
 def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, results: Mapping[str, Any],
@@ -90,6 +133,15 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
                          x_baseline=None if base is None else base[sl], draws=draws)
             trust.append(d.trust)
         r.scores["trust"] = torch.cat(trust)
+        bound = getattr(method, "psnr_bound", None)
+        if bound is not None and base is not None:  # "PSNR ≥ b with probability 1 − α", and was it?
+            from ..trust.conformal import agreement
+
+            b = bound(agreement(x_hat, base, bound.data_range), r.scores["trust"])
+            r.scores["psnr_bound"] = b
+            r.scores["bound_level"] = torch.full_like(b, bound.level)
+            if "psnr" in r.scores:
+                r.scores["covered"] = (r.scores["psnr"].double().cpu() >= b).double()
 
 
 def recalibrated_images(y: torch.Tensor, physics: Any) -> torch.Tensor:
@@ -181,6 +233,25 @@ def trust_summary(shifts: Sequence[Mapping]) -> dict | None:
             "identifiable": identifiable, "roc": {"fpr": fpr, "tpr": tpr}}
 
 
+def bound_summary(rows: Sequence[Mapping], shifts: Sequence[Mapping], model: str = MODEL) -> dict | None:
+    """The coverage of `model`'s per-image PSNR bound in the stress study: the fraction of images
+    with PSNR ≥ b per level (stress metric ``covered``), at the training conditions, and the
+    lowest over the identifiable levels (not a shift's ``unidentifiable`` ones); None without bounds."""
+    cov = {(r["shift"], str(r["level"])): float(r["mean"]) for r in rows
+           if r["method"] == model and r["metric"] == "covered"}
+    level = next((float(r["mean"]) for r in rows if r["method"] == model and r["metric"] == "bound_level"), None)
+    if not cov or level is None:
+        return None
+    train = [cov[(sh["name"], str(sh.get("training_level")))] for sh in shifts
+             if (sh["name"], str(sh.get("training_level"))) in cov]
+    known = {f"{sh['name']} {lv}": cov[(sh["name"], str(lv))] for sh in shifts for lv in map(str, sh["levels"])
+             if (sh["name"], lv) in cov and lv not in (sh.get("unidentifiable") or {})}
+    low = min(known, key=known.get) if known else None
+    return {"method": model, "level": level, "training": _num(train[0]) if train else None,
+            "identifiable_min": _num(known[low]) if low else None, "identifiable_min_at": low,
+            "identifiable_levels": len(known)}
+
+
 def _large_failures(scores: Sequence[float], large: Sequence[bool | None]) -> dict:
     """AUROC for the second event, "more than LARGE_FAILURE_DB below the best baseline" (the
     failures that matter; near-ties within a fraction of a dB are a coin toss for any score)."""
@@ -196,5 +267,5 @@ def _num(v: float) -> float | None:
     return None if not math.isfinite(v) else round(float(v), 4)
 
 
-__all__ = ["calibrate", "add_trust_scores", "margin_to_baselines", "worse_than_baselines", "level_records",
+__all__ = ["calibrate", "add_trust_scores", "bound_summary", "margin_to_baselines", "worse_than_baselines", "level_records",
            "trust_summary", "BASELINE", "LARGE_FAILURE_DB"]
