@@ -120,7 +120,7 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
     dr = config.evaluation.data_range
     results, recons = ev.evaluate_methods(recon, y, x, phys, batch_size=config.evaluation.batch_size,
                                           keep=y.shape[0], data_range=dr)
-    add_trust_scores(recon, y, phys, results, recons, batch_size=config.evaluation.batch_size)
+    add_trust_scores(recon, y, phys, results, recons, batch_size=config.evaluation.batch_size, x=x)
     recons = {k: v[:3] for k, v in recons.items()}
     for name, r in results.items():
         if r.error:

@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "score (repeatable)")
     p.add_argument("--bound", type=float, metavar="P", help="with --model: per-image PSNR lower bound at probability "
                    "P (0 < P < 1; default the run's evaluation.bound, 0.9), split conformal on its validation pairs")
+    p.add_argument("--intervals", action="store_true", help="with --model: also write OUTPUT.lower / OUTPUT.upper, "
+                   "per-pixel intervals missing at most evaluation.pixel_risk (0.1) of the pixels with probability "
+                   "1 − evaluation.pixel_delta (0.9), risk-controlled on the run's validation pairs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...); default cpu")
 
@@ -181,20 +184,22 @@ def run(args: argparse.Namespace) -> int:
     args.ensemble = [str(zoo.run_dir(r)) for r in args.ensemble]
     if os.path.lexists(args.output) and not args.overwrite:
         raise FileExistsError(f"output exists: {args.output} (use --overwrite to replace it)")
-    if args.model is None and (args.safe or args.residual_map or args.ensemble):
-        raise ValueError("--safe, --residual-map and --ensemble need --model")
+    if args.model is None and (args.safe or args.residual_map or args.ensemble or args.intervals
+                               or args.bound is not None):
+        raise ValueError("--safe, --residual-map, --ensemble, --bound and --intervals need --model")
     if args.size is not None and (args.model is None or args.task is not None):
         raise ValueError("--size applies to --model without --task (with --task, set data.size)")
     if args.size is not None and not 8 <= args.size <= 4096:
         raise ValueError(f"--size must lie in [8, 4096], got {args.size}")
     sidecar = trust_sidecar(args.output) if args.model is not None else None
-    for path in (args.output, sidecar, args.residual_map):
+    bands = interval_paths(args.output) if args.intervals else ()
+    for path in (args.output, sidecar, args.residual_map, *bands):
         if path is not None and Path(path).is_dir():  # --overwrite replaces files, never a directory
             raise IsADirectoryError(f"output is a directory: {path}; give a file name")
     for run in args.ensemble:
         if not Path(run).is_dir():
             raise FileNotFoundError(f"--ensemble: model run directory not found: {run}")
-    for extra in (sidecar, args.residual_map):
+    for extra in (sidecar, args.residual_map, *bands):
         if extra is None:
             continue
         if os.path.lexists(extra) and not args.overwrite:
@@ -276,6 +281,12 @@ def trust_sidecar(output: str) -> str:
     return str(Path(output).with_suffix(".trust.json"))
 
 
+def interval_paths(output: str) -> tuple[str, str]:
+    """``x.png`` → (``x.lower.png``, ``x.upper.png``): the per-pixel interval images (``--intervals``)."""
+    p = Path(output)
+    return str(p.with_suffix(".lower" + p.suffix)), str(p.with_suffix(".upper" + p.suffix))
+
+
 def check_same_operator(model: Any, other: Any, model_dir: str, other_dir: str) -> None:
     """An ``--ensemble`` member must have been trained for the model's operator K (its nominal
     one; the image size may differ): the disagreement of maps of other tasks says nothing."""
@@ -315,10 +326,16 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
             if not 0 < args.bound < 1:
                 raise ValueError(f"--bound is a probability in (0, 1), got {args.bound:g}")
             config.evaluation.bound = args.bound
-        calibrate({"model": model}, config, baseline=baseline, say=print, strict=args.bound is not None)
-    elif args.bound is not None:
-        raise ValueError(f"--bound needs the model's run directory with its config.yaml (calibration pairs); "
-                         f"{args.model} has none")
+        if args.intervals and config.evaluation.pixel_risk <= 0:
+            config.evaluation.pixel_risk = 0.1  # the run turned them off for its evaluations; asked for here
+        strict = (["bound"] if args.bound is not None else []) + (["intervals"] if args.intervals else [])
+        calibrate({"model": model}, config, baseline=baseline, say=print, strict=strict)
+    elif args.bound is not None or args.intervals:
+        raise ValueError(f"--bound and --intervals need the model's run directory with its config.yaml "
+                         f"(calibration pairs); {args.model} has none")
+    if (args.bound is not None or args.intervals) and baseline is None:
+        raise ValueError(f"--bound and --intervals need the tuned tv baseline in {args.model}/baselines.json "
+                         "(run `invmap evaluate RUN` first)")
     others = []
     for run in args.ensemble:
         other, meta = load_model(run)
@@ -365,6 +382,15 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
                       f"the model and TV re-run with it: {after}")
         print(f"safe: TV solve anchored at x̂ with μ/‖K‖² = {', '.join(f'{m:.2g}' for m in mu)} "
               f"({safe.mu0:g} within {safe.free:g} spreads of the training conditions)")
+    pixels = getattr(model, "pixel_intervals", None)
+    if args.intervals and pixels is not None and x_b is not None:
+        lo, hi = pixels(x_hat, x_b)
+        shape = (-1,) + tuple(x_hat.shape[-2:])
+        for path, band in zip(interval_paths(args.output), (lo, hi)):
+            write_output(path, band.double().numpy().reshape(shape), args.overwrite)
+        doc["intervals"] = {"lower": interval_paths(args.output)[0], "upper": interval_paths(args.output)[1],
+                            "of": "model", **pixels.to_dict(), "how": pixels.describe()}
+        print(f"wrote {' and '.join(interval_paths(args.output))}: {pixels.describe()}")
     if args.residual_map:
         with torch.no_grad():
             r = physics.operator.adjoint(physics.operator(out) - y)

@@ -37,12 +37,14 @@ METRICS: dict[str, bool] = {"psnr": True, "ssim": True, "relative_error": False}
 
 #: Scores some evaluations add (`evaluation.trust`): data consistency ρ, trust T (ground-truth free),
 #: the per-image PSNR bound b and whether it held (``covered``: its mean is the bound's coverage).
-TRUST_SCORES = ("rho", "trust", "psnr_bound", "covered", "bound_level")
+TRUST_SCORES = ("rho", "trust", "psnr_bound", "covered", "bound_level", "pixel_risk", "pixel_alpha",
+                "pixel_confidence")
 
 COLUMNS = ["method", "n", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std",
            "relative_error_mean", "relative_error_std", "seconds_per_image", "data_range",
            "rho_mean", "rho_std", "trust_mean", "trust_std", "psnr_bound_mean", "psnr_bound_std",
-           "covered_mean", "covered_std", "bound_level_mean", "bound_level_std"]
+           "covered_mean", "covered_std", "bound_level_mean", "bound_level_std", "pixel_risk_mean", "pixel_risk_std",
+           "pixel_alpha_mean", "pixel_alpha_std", "pixel_confidence_mean", "pixel_confidence_std"]
 #: columns that may be empty (not computed for a method, or a table written before they existed)
 OPTIONAL = tuple(f"{m}_{s}" for m in TRUST_SCORES for s in ("mean", "std"))
 
@@ -208,8 +210,11 @@ def bound_line(r: Mapping) -> str:
     if b is None or level is None or not math.isfinite(b):
         return ""
     held = f"; it held on {100 * cov:.0f}% of these images" if cov is not None and math.isfinite(cov) else ""
+    risk, alpha, conf = r.get("pixel_risk_mean"), r.get("pixel_alpha_mean"), r.get("pixel_confidence_mean")
+    px = (f"; its pixel intervals (at most {alpha:g} of the pixels outside with probability {conf:g}) missed "
+          f"{risk:.3f}" if risk is not None and alpha is not None and conf is not None and math.isfinite(risk) else "")
     return (f"{r['method']}: PSNR ≥ b per image with probability {level:g} (split conformal, trust-scaled), "
-            f"mean b = {b:.2f} dB{held}")
+            f"mean b = {b:.2f} dB{held}{px}")
 
 
 def text_table(rows: Sequence[Mapping]) -> str:

@@ -130,6 +130,13 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
                      f"training conditions (split conformal on held-out validation pairs, scaled by the trust score). "
                      f"Fraction of images where it held: <b>{_num(b.get('training'), 3)}</b> at the training conditions"
                      f"{low}.</p>")
+        px = b.get("pixels")
+        if px:
+            parts.append(f"<p>Its per-pixel intervals x̂ ± λ̂u (risk-controlled: at most {px['alpha']:g} of the pixels "
+                         f"outside, with probability {_num(px.get('confidence'), 3)} over the calibration pairs, at the training conditions) missed "
+                         f"<b>{_num(px.get('training'), 3)}</b> of the pixels at the training conditions; the most over "
+                         f"the identifiable levels: <b>{_num(px.get('identifiable_max'), 3)}</b> "
+                         f"({_e(px.get('identifiable_max_at'))}).</p>")
     per = summary.get("per_shift") or {}
     big = any("auroc_large" in v for v in per.values())
     parts.append(html_table(["shift", "AUROC", "images", "model worse"]
@@ -155,7 +162,8 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
 
 #: the per-level trust columns of the report: stress metric → heading after the method's name
 PER_LEVEL = {"trust": "trust", "rho": "ρ", "recalibrated": "K recalibrated (fraction of images)",
-             "psnr_bound": "PSNR bound b (dB, mean)", "covered": "PSNR ≥ b (fraction of images)"}
+             "psnr_bound": "PSNR bound b (dB, mean)", "covered": "PSNR ≥ b (fraction of images)",
+             "pixel_risk": "pixels outside their interval (risk)"}
 
 
 def read_stress(run_dir: str | Path) -> tuple[list[dict], dict]:

@@ -271,7 +271,7 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
                     res, recons = evaluate_methods(methods, y, x, phys, batch_size, keep=y.shape[0] if trust else 0,
                                                    data_range=data_range)
                     if trust:
-                        add_trust_scores(methods, y, phys, res, recons, batch_size)
+                        add_trust_scores(methods, y, phys, res, recons, batch_size, x=x)
                     cache[key] = res
                 except Exception as e:  # noqa: BLE001 - a level that cannot be simulated is reported
                     cache[key] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"

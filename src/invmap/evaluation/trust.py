@@ -37,7 +37,7 @@ def _finite_or_nan(t: torch.Tensor) -> torch.Tensor:
 
 
 def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: Any | None = None,
-              say: Any = None, strict: bool = False) -> dict[str, dict]:
+              say: Any = None, strict: Collection[str] = ()) -> dict[str, dict]:
     """Calibrate each learned method at its training conditions (`invmap.trust.calibration`: the
     residual floor f and the spreads of its score) on `n` validation measurements simulated
     like the training pairs — their ground truth is not used — and record it as the method's
@@ -49,9 +49,12 @@ def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: An
     of at most 2n validation pairs (at most n) and the other half (their truth used) fits the
     method's per-image PSNR bound
     (`invmap.trust.conformal`), recorded as its ``psnr_bound``; with too few pairs
-    (half of ``data.val`` < ⌈1/α − 1⌉) there is none and `say` is told why (`strict`: a one-line
-    ValueError naming the minimum instead)."""
+    (half of ``data.val`` < ⌈1/α − 1⌉) there is none and `say` is told why (for those named in
+    `strict`, ``bound`` / ``intervals``: a one-line ValueError naming the minimum instead). Likewise the
+    per-pixel intervals (`invmap.trust.intervals`, ``evaluation.pixel_risk`` > 0), recorded as
+    ``pixel_intervals``."""
     from ..trust import calibration
+    from ..trust.intervals import fit as fit_intervals
     from .evaluate import reconstruct
     from .runs import val_pairs
 
@@ -71,28 +74,40 @@ def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: An
             x_m = reconstruct(target, y, phys)[0]
             x_b = None if base is None else reconstruct(base, y, phys)[0]
             k = min(n, y.shape[0] - y.shape[0] // 2)  # the first half (at most n) for the score, the rest for the bound
-            bounded = x_b is not None and _enough_for_bound(y.shape[0] - k, config, say, strict)
-            k = k if bounded else min(n, y.shape[0])  # no bound: the score keeps every pair it can use
+            bounded, intervals = (x_b is not None and _enough(what, y.shape[0] - k, config, say, what in strict)
+                                  for what in ("bound", "intervals"))
+            k = k if bounded or intervals else min(n, y.shape[0])  # neither: the score keeps every pair it can use
             target.trust_calibration = calibration(x_m[:k], y[:k], phys, None if x_b is None else x_b[:k])
             target.psnr_bound = _fit_bound(target, y[k:], x[k:], phys, x_m[k:], x_b[k:], config) if bounded else None
+            ev = config.evaluation
+            target.pixel_intervals = (fit_intervals(x[k:], x_m[k:], x_b[k:], ev.pixel_risk, ev.pixel_delta)
+                                      if intervals else None)
         out[name] = dict(target.trust_calibration)
     return out
 
 
-def _enough_for_bound(m: int, config: Any, say: Any, strict: bool) -> bool:
-    """Whether `m` calibration pairs can fit a bound at ``evaluation.bound`` (0: no bound asked for);
+def _enough(what: str, m: int, config: Any, say: Any, strict: bool) -> bool:
+    """Whether `m` held-out calibration pairs can fit the PSNR ``bound`` (at ``evaluation.bound``) or the
+    pixel ``intervals`` (``evaluation.pixel_risk`` α, ``pixel_delta`` δ); False when not asked for (0);
     too few: a note to `say`, or (`strict`) a one-line ValueError naming the minimum."""
-    from ..trust.conformal import min_pairs
+    from ..trust import conformal, intervals
 
-    level = float(config.evaluation.bound)
-    if level <= 0 or m >= min_pairs(level):
-        return level > 0
-    msg = (f"a PSNR bound at probability {level:g} needs at least {min_pairs(level)} calibration pairs (n ≥ 1/α − 1) "
-           f"besides those of the trust score; the run's data.val = {config.data.val} leaves {m}")
+    ev = config.evaluation
+    if what == "bound":
+        asked, need = ev.bound > 0, conformal.min_pairs(ev.bound) if ev.bound > 0 else 0
+        msg = f"a PSNR bound at probability {ev.bound:g} needs at least {need} calibration pairs (n ≥ 1/α − 1)"
+    else:
+        asked = ev.pixel_risk > 0
+        need = intervals.min_pairs(ev.pixel_risk, ev.pixel_delta) if asked else 0
+        msg = (f"pixel intervals with risk ≤ {ev.pixel_risk:g} at confidence {1 - ev.pixel_delta:g} need at least "
+               f"{need} calibration pairs (n ≥ log δ / log(1 − α))")
+    if not asked or m >= need:
+        return asked
+    msg += f" besides those of the trust score; the run's data.val = {config.data.val} leaves {m}"
     if strict:
-        raise ValueError(msg + "; ask for a lower probability")
+        raise ValueError(msg + "; ask for a lower confidence")
     if say is not None:
-        say(f"note: no PSNR bound: {msg}")
+        say(f"note: no {'PSNR bound' if what == 'bound' else 'pixel intervals'}: {msg}")
     return False
 
 
@@ -110,9 +125,13 @@ def _fit_bound(method: Any, y: torch.Tensor, x: torch.Tensor, physics: Any, x_ha
 
 
 def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, results: Mapping[str, Any],
-                     recons: Mapping[str, torch.Tensor], batch_size: int = 16, draws: int = 0) -> None:
+                     recons: Mapping[str, torch.Tensor], batch_size: int = 16, draws: int = 0,
+                     x: torch.Tensor | None = None) -> None:
     """Add the scores ``rho`` (every method) and ``trust`` (learned methods) to `results`
-    (`MethodScores`), using the reconstructions `recons` (all images, in order)."""
+    (`MethodScores`), using the reconstructions `recons` (all images, in order); for a learned
+    method with a PSNR bound also ``psnr_bound``, ``covered``, ``bound_level``, and with pixel
+    intervals and the truth `x`, ``pixel_risk`` (the fraction of pixels outside, per image) and
+    ``pixel_alpha``, ``pixel_confidence`` (1 − δ)."""
     from ..trust import consistency, diagnose
 
     base = recons.get(BASELINE)
@@ -142,6 +161,13 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
             r.scores["bound_level"] = torch.full_like(b, bound.level)
             if "psnr" in r.scores:
                 r.scores["covered"] = (r.scores["psnr"].double().cpu() >= b).double()
+        pixels = getattr(method, "pixel_intervals", None)
+        if pixels is not None and base is not None and x is not None:
+            from ..trust.intervals import outside, width_map
+
+            r.scores["pixel_risk"] = outside(x, x_hat, width_map(x_hat, base), pixels.lam)
+            r.scores["pixel_alpha"] = torch.full_like(r.scores["pixel_risk"], pixels.alpha)
+            r.scores["pixel_confidence"] = torch.full_like(r.scores["pixel_risk"], 1 - pixels.delta)
 
 
 def recalibrated_images(y: torch.Tensor, physics: Any) -> torch.Tensor:
@@ -247,9 +273,22 @@ def bound_summary(rows: Sequence[Mapping], shifts: Sequence[Mapping], model: str
     known = {f"{sh['name']} {lv}": cov[(sh["name"], str(lv))] for sh in shifts for lv in map(str, sh["levels"])
              if (sh["name"], lv) in cov and lv not in (sh.get("unidentifiable") or {})}
     low = min(known, key=known.get) if known else None
-    return {"method": model, "level": level, "training": _num(train[0]) if train else None,
-            "identifiable_min": _num(known[low]) if low else None, "identifiable_min_at": low,
-            "identifiable_levels": len(known)}
+    out = {"method": model, "level": level, "training": _num(train[0]) if train else None,
+           "identifiable_min": _num(known[low]) if low else None, "identifiable_min_at": low,
+           "identifiable_levels": len(known)}
+    risk = {(r["shift"], str(r["level"])): float(r["mean"]) for r in rows
+            if r["method"] == model and r["metric"] == "pixel_risk"}
+    alpha = next((float(r["mean"]) for r in rows if r["method"] == model and r["metric"] == "pixel_alpha"), None)
+    conf = next((float(r["mean"]) for r in rows if r["method"] == model and r["metric"] == "pixel_confidence"), None)
+    if risk and alpha is not None:
+        home = [risk[(sh["name"], str(sh.get("training_level")))] for sh in shifts
+                if (sh["name"], str(sh.get("training_level"))) in risk]
+        seen = {f"{sh['name']} {lv}": risk[(sh["name"], lv)] for sh in shifts for lv in map(str, sh["levels"])
+                if (sh["name"], lv) in risk and lv not in (sh.get("unidentifiable") or {})}
+        high = max(seen, key=seen.get) if seen else None
+        out["pixels"] = {"alpha": alpha, "confidence": conf, "training": _num(home[0]) if home else None,
+                         "identifiable_max": _num(seen[high]) if high else None, "identifiable_max_at": high}
+    return out
 
 
 def _large_failures(scores: Sequence[float], large: Sequence[bool | None]) -> dict:
