@@ -68,11 +68,11 @@ def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: An
         if getattr(target, "training_physics", None) is None:
             continue
         if getattr(target, "trust_calibration", None) is None:
-            if pairs is None:
-                pairs = val_pairs(config, n=min(2 * n, int(config.data.val)))
-            y, x, phys = pairs
+            if pairs is None:  # simulated, and the baseline run on them, once for every learned method
+                y, x, phys = val_pairs(config, n=min(2 * n, int(config.data.val)))
+                pairs = (y, x, phys, None if base is None else reconstruct(base, y, phys)[0])
+            y, x, phys, x_b = pairs
             x_m = reconstruct(target, y, phys)[0]
-            x_b = None if base is None else reconstruct(base, y, phys)[0]
             k = min(n, y.shape[0] - y.shape[0] // 2)  # the first half (at most n) for the score, the rest for the bound
             bounded, intervals = (x_b is not None and _enough(what, y.shape[0] - k, config, say, what in strict)
                                   for what in ("bound", "intervals"))
