@@ -170,3 +170,13 @@ def test_09_learned_linear_and_tikhonov_beat_the_blurred_input(run_example):
     assert res["psnr_linear_closed_form"] > res["psnr_blurred"] + 1.0
     assert res["tikhonov_closed_form_vs_cg_max_abs_diff"] < 1e-4
     assert res["psnr_mlp"] > res["psnr_blurred"]
+
+
+def test_10_your_method_runs_beside_the_baselines(run_example):
+    """The outside method has its row in the test metrics and its line in the stress study; early
+    stopped Landweber lands between FBP and tuned TV on this task."""
+    res, _ = run_example("10_your_own_method")
+    p = res["psnr"]
+    assert set(p) == {"fbp", "tv", res["method"]}
+    assert p["fbp"] < p[res["method"]] < p["tv"]
+    assert sum(k.endswith(res["method"]) for k in res["noise"]) == 6  # ×0 … ×8

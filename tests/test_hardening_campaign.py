@@ -47,7 +47,9 @@ CASES = [
     "baselines-lam-nan", "baselines-lam-negative", "baselines-lam-text", "baselines-iters-huge",
     "baselines-params-list", "baselines-unknown-param", "baselines-binary", "model-json-huge-views",
     "sidecar-is-a-directory", "sidecar-is-a-dangling-symlink", "residual-map-is-a-directory",
-    "ensemble-of-another-task",
+    "ensemble-of-another-task", "bound-probability-one", "bound-too-few-calibration-pairs",
+    "intervals-too-few-calibration-pairs", "interval-image-is-a-directory", "outside-method-that-is-not-one",
+    "outside-method-of-a-missing-module",
     "lpd-of-real-data-on-complex-data", "lpd-paper-on-vector-measurements", "pnp-with-a-denoiser-that-is-not-one",
     "lpd-with-zero-iterations", "lpd-with-huge-iterations",
 ]
@@ -326,6 +328,16 @@ def _build(base: Path) -> tuple[list, list, dict]:
     (base / "residual-dir.png").mkdir()
     reconstruct("residual-map-is-a-directory", ct, "is a directory", "--residual-map", str(base / "residual-dir.png"))
     reconstruct("ensemble-of-another-task", ct, "trained for another operator", "--ensemble", str(blur))
+    reconstruct("bound-probability-one", ct, "a probability in (0, 1)", "--bound", "1")
+    reconstruct("bound-too-few-calibration-pairs", ct, "needs at least 99 calibration pairs", "--bound", "0.99")
+    reconstruct("intervals-too-few-calibration-pairs", ct, "need at least 22 calibration pairs", "--intervals")
+    (base / "x.lower.npy").mkdir()
+    case("interval-image-is-a-directory", ["reconstruct", "--model", str(ct), "--simulate", "--input", str(x),
+                                           "--output", str(base / "x.npy"), "--intervals"], "is a directory")
+    case("outside-method-that-is-not-one", ["evaluate", str(ct), "--out", str(scratch / "never"), "--methods",
+                                            "fbp,json:dumps.__doc__"], "not a reconstructor")
+    case("outside-method-of-a-missing-module", ["evaluate", str(ct), "--out", str(scratch / "never"), "--methods",
+                                                "fbp,no_such_module_here:X"], "cannot import module")
 
     # -- model-based kinds on operators they cannot use ----------------------------------------
     mri = _yaml(base, "mri-task", "operator: {name: mri}\ndata: {size: 32}\n")

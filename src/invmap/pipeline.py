@@ -85,8 +85,9 @@ def _methods(config: Any, names: Sequence[str], run_dir: Path | None, tune_dir: 
     first, so a run whose config does not describe its model fails before anything is tuned or written; baselines the run
     has not tuned are tuned now (announced on stderr) and recorded in `tune_dir`.
     """
-    learned = (["model"] if {"model", "safe"} & set(names) else []) + [n for n in names if zoo.is_pretrained(n)]
-    model = runs.build_methods(learned, run_dir, config=config)
+    runs.check_names(names)  # an unknown name fails before anything is tuned or written
+    first = (["model"] if {"model", "safe"} & set(names) else []) + [n for n in names if runs.is_outside(n)]
+    model = runs.build_methods(first, run_dir, config=config)  # zoo entries and outside methods load first too
     baselines = runs.ensure_baselines(config, names, tune_dir, time_budget=tune_seconds, announce=_say(True),
                                       progress=say)
     rest = runs.build_methods([n for n in names if n not in model],

@@ -5,7 +5,8 @@
   run's trained network (`invmap.models.load_model`), any other name a variational method
   (`invmap.variational.build`) with the parameters the run tuned (``baselines.json``);
   ``safe`` the model wrapped by `invmap.trust.SafeReconstructor` around the tuned ``tv``;
-  ``pretrained:NAME`` a zoo entry of the run's task (`load_pretrained`);
+  ``pretrained:NAME`` a zoo entry of the run's task (`load_pretrained`); ``module:attr`` or an
+  installed package's method an outside method (`invmap.plugins`, never tuned);
 - `tune_baselines`: tune each classical method's parameter on the validation pairs
   (`invmap.variational.tune`) and record the result in ``baselines.json``;
 - `ensure_baselines`: the run's recorded baselines, tuning (and recording) those missing, so
@@ -107,10 +108,8 @@ def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, tim
     directory next to the entries it already held (which are kept as they are). Entries left
     untuned because ``evaluation.tune`` was off are tuned once it is on.
     """
-    from ..zoo import is_pretrained
-
     have = read_baselines(run_dir)
-    names = [n for n in names if n not in LEARNED and not is_pretrained(n)] + (
+    names = [n for n in names if n not in LEARNED and not is_outside(n)] + (
         ["tv"] if "safe" in names and "tv" not in names else [])
     missing = [n for n in names
                if n not in have or (config.evaluation.tune and have[n].get("tune_off"))]
@@ -122,6 +121,27 @@ def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, tim
         have.update(tune_baselines(config, missing, None, n_val=n_val, time_budget=time_budget, progress=progress))
         atomic_write_json(Path(run_dir) / BASELINES, have)
     return {n: have[n] for n in names if n in have}
+
+
+def is_outside(name: str) -> bool:
+    """A method invmap does not tune: a zoo entry (``pretrained:NAME``) or an outside method (`invmap.plugins`)."""
+    from .. import variational
+    from ..plugins import is_external
+    from ..zoo import is_pretrained
+
+    return is_pretrained(name) or (name not in variational.names() and is_external(name))
+
+
+def check_names(names: Sequence[str]) -> None:
+    """A one-line ValueError for a method name that is none of: ``model``, ``safe``, a variational
+    method, a zoo entry, an outside method — before anything is tuned or written."""
+    from .. import variational
+    from ..plugins import method_names
+
+    for n in names:
+        if n not in LEARNED and n not in variational.names() and not is_outside(n):
+            raise ValueError(f"unknown method '{n}'; available: model, safe, pretrained:NAME (`invmap zoo`), "
+                             f"module:attr (your own), {', '.join(variational.names() + method_names())}")
 
 
 def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = True) -> tuple[list[str], list[str]]:
@@ -171,6 +191,7 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
     With `config`, the trained model must be the one it describes (`check_model_matches`);
     ``safe`` wraps `model` (default: the run's, loaded here)."""
     from .. import variational
+    from ..plugins import is_external, load_method
     from ..zoo import is_pretrained
 
     tuned = dict(load_baselines(run_dir)) if baselines is None else {k: dict(v) for k, v in baselines.items()}
@@ -200,9 +221,10 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
         if is_pretrained(n):  # a zoo entry of this task, beside the run's own model
             methods[n] = load_pretrained(n, config)
             continue
-        if n not in variational.names():
-            raise ValueError(f"unknown method '{n}'; available: model, safe, pretrained:NAME (`invmap zoo`), "
-                             f"{', '.join(variational.names())}")
+        if n not in variational.names() and is_external(n):  # module:attr, or an installed package's
+            methods[n] = load_method(n)
+            continue
+        check_names([n])
         params = {**tuned.get(n, {}), **dict((overrides or {}).get(n, {}))}
         methods[n] = variational.build(n, **params)
     return methods
@@ -253,10 +275,8 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
     from .. import variational
 
     y, x, phys = val_pairs(config, n=min(n_val, config.data.val))
-    from ..zoo import is_pretrained
-
     out: dict[str, dict] = {}
-    names = [n for n in names if n not in LEARNED and not is_pretrained(n)]
+    names = [n for n in names if n not in LEARNED and not is_outside(n)]
     tunable = [n for n in names if variational.build(n).default_grid(phys, y)
                or n in config.evaluation.tune_grid]
     for n in names:
