@@ -6,8 +6,8 @@ Every method is called like a trained network, ``x_hat = method(y, physics)``:
 >>> from invmap.physics import Physics
 >>> phys = Physics(ops.build("identity", image_shape=(16, 16)))
 >>> x_hat = var.build("tv", lam=0.05, iters=50)(torch.rand(2, 1, 16, 16), phys)
->>> var.names()[:3]
-['adjoint', 'cgls', 'fbp']
+>>> ", ".join(var.names()[:3])
+'adjoint, cgls, fbp'
 
 Solvers (readable loops with ``step()``/``solve()``/``history``): `GradientDescent`,
 `CGLS`, `CG`, `Tikhonov`, `ChambollePockTV`, `FISTA`; proximable pieces in
