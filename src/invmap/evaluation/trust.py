@@ -262,32 +262,36 @@ def trust_summary(shifts: Sequence[Mapping]) -> dict | None:
 def bound_summary(rows: Sequence[Mapping], shifts: Sequence[Mapping], model: str = MODEL) -> dict | None:
     """The coverage of `model`'s per-image PSNR bound in the stress study: the fraction of images
     with PSNR ≥ b per level (stress metric ``covered``), at the training conditions, and the
-    lowest over the identifiable levels (not a shift's ``unidentifiable`` ones); None without bounds."""
-    cov = {(r["shift"], str(r["level"])): float(r["mean"]) for r in rows
-           if r["method"] == model and r["metric"] == "covered"}
-    level = next((float(r["mean"]) for r in rows if r["method"] == model and r["metric"] == "bound_level"), None)
+    lowest over the identifiable levels (not a shift's ``unidentifiable`` ones); likewise the
+    pixel intervals' risk (``pixel_risk``: the highest over those levels); None without bounds."""
+    def per_level(metric: str) -> dict:
+        return {(r["shift"], str(r["level"])): float(r["mean"]) for r in rows
+                if r["method"] == model and r["metric"] == metric}
+
+    def first(metric: str) -> float | None:  # a constant the study records per level (a level, α, 1 − δ)
+        return next(iter(per_level(metric).values()), None)
+
+    def home_and_extreme(values: dict, pick: Any) -> tuple[float | None, str | None, float | None, int]:
+        """(the value at the training conditions, the identifiable level `pick` (min / max) selects, its value,
+        how many identifiable levels)."""
+        home = [values[(sh["name"], str(sh.get("training_level")))] for sh in shifts
+                if (sh["name"], str(sh.get("training_level"))) in values]
+        known = {f"{sh['name']} {lv}": values[(sh["name"], lv)] for sh in shifts for lv in map(str, sh["levels"])
+                 if (sh["name"], lv) in values and lv not in (sh.get("unidentifiable") or {})}
+        at = pick(known, key=known.get) if known else None
+        return (_num(home[0]) if home else None), at, (_num(known[at]) if at else None), len(known)
+
+    cov, level = per_level("covered"), first("bound_level")
     if not cov or level is None:
         return None
-    train = [cov[(sh["name"], str(sh.get("training_level")))] for sh in shifts
-             if (sh["name"], str(sh.get("training_level"))) in cov]
-    known = {f"{sh['name']} {lv}": cov[(sh["name"], str(lv))] for sh in shifts for lv in map(str, sh["levels"])
-             if (sh["name"], lv) in cov and lv not in (sh.get("unidentifiable") or {})}
-    low = min(known, key=known.get) if known else None
-    out = {"method": model, "level": level, "training": _num(train[0]) if train else None,
-           "identifiable_min": _num(known[low]) if low else None, "identifiable_min_at": low,
-           "identifiable_levels": len(known)}
-    risk = {(r["shift"], str(r["level"])): float(r["mean"]) for r in rows
-            if r["method"] == model and r["metric"] == "pixel_risk"}
-    alpha = next((float(r["mean"]) for r in rows if r["method"] == model and r["metric"] == "pixel_alpha"), None)
-    conf = next((float(r["mean"]) for r in rows if r["method"] == model and r["metric"] == "pixel_confidence"), None)
+    home, low, value, count = home_and_extreme(cov, min)
+    out = {"method": model, "level": level, "training": home, "identifiable_min": value, "identifiable_min_at": low,
+           "identifiable_levels": count}
+    risk, alpha = per_level("pixel_risk"), first("pixel_alpha")
     if risk and alpha is not None:
-        home = [risk[(sh["name"], str(sh.get("training_level")))] for sh in shifts
-                if (sh["name"], str(sh.get("training_level"))) in risk]
-        seen = {f"{sh['name']} {lv}": risk[(sh["name"], lv)] for sh in shifts for lv in map(str, sh["levels"])
-                if (sh["name"], lv) in risk and lv not in (sh.get("unidentifiable") or {})}
-        high = max(seen, key=seen.get) if seen else None
-        out["pixels"] = {"alpha": alpha, "confidence": conf, "training": _num(home[0]) if home else None,
-                         "identifiable_max": _num(seen[high]) if high else None, "identifiable_max_at": high}
+        home, high, value, _ = home_and_extreme(risk, max)
+        out["pixels"] = {"alpha": alpha, "confidence": first("pixel_confidence"), "training": home,
+                         "identifiable_max": value, "identifiable_max_at": high}
     return out
 
 
