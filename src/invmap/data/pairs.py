@@ -239,13 +239,16 @@ class PairDataset(torch.utils.data.Dataset):
         return ys, x
 
     def inputs_each(self, indices: Sequence[int], clean: Sequence[torch.Tensor],
-                    preprocess: Callable[[torch.Tensor, Physics], torch.Tensor]) -> torch.Tensor:
+                    preprocess: Callable[[torch.Tensor, Physics], torch.Tensor],
+                    by_noise: bool = False) -> torch.Tensor:
         """z_i = P(y_i, K_{ω_i}) for `indices` (e.g. FBP with each sample's own views), y_i =
-        clean[i] + e_i with sample i's noise model and generator; batched per distinct K."""
-        groups: dict[str, list[int]] = {}
+        clean[i] + e_i with sample i's noise model and generator; batched per distinct K (per
+        distinct (K, noise model) with `by_noise`: a P that reads the noise level, such as a
+        noise-conditional denoiser's)."""
+        groups: dict[tuple, list[int]] = {}
         draws = {i: self.draw(i) for i in indices}
         for k, i in enumerate(indices):
-            groups.setdefault(draws[i].operator, []).append(k)
+            groups.setdefault((draws[i].operator, draws[i].noise if by_noise else ""), []).append(k)
         z: torch.Tensor | None = None
         for key, pos in groups.items():
             physics = self.physics_of(draws[indices[pos[0]]])

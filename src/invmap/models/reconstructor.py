@@ -84,6 +84,9 @@ class Reconstructor(nn.Module):
     #: K and Kᵀ act inside `from_input` (read from `physics` at call time), so one call takes
     #: one K: training over drawn geometry makes every minibatch share it (`training.setup.Pairs`)
     operator_inside: bool = True
+    #: `preprocess` reads each sample's noise level from its physics (a noise-conditional
+    #: denoiser): samples of drawn noise are then never batched across noise models
+    noise_conditional: bool = False
 
     @torch.no_grad()
     def preprocess(self, y: torch.Tensor, physics: Any) -> torch.Tensor:

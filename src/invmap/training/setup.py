@@ -315,7 +315,8 @@ class Pairs:
         """Network inputs z = P(y, K) for `idx`, computed in chunks (drawn physics: each sample's own K)."""
         idx = list(idx)
         if self.ds.drawn is not None:
-            return torch.cat([self.ds.inputs_each(idx[i:i + self.chunk], self.clean, self.recon.preprocess)
+            return torch.cat([self.ds.inputs_each(idx[i:i + self.chunk], self.clean, self.recon.preprocess,
+                                                 self.recon.noise_conditional)
                               for i in range(0, len(idx), self.chunk)])
         return torch.cat([self.recon.preprocess(self.noisy(idx[i:i + self.chunk]), self.physics)
                           for i in range(0, len(idx), self.chunk)])
@@ -340,7 +341,7 @@ class Pairs:
             for idx in batches:
                 part = idx.tolist()
                 ys, x = self.ds.clean_each(part, device=self.device)
-                z = self.ds.inputs_each(part, dict(zip(part, ys)), self.recon.preprocess)
+                z = self.ds.inputs_each(part, dict(zip(part, ys)), self.recon.preprocess, self.recon.noise_conditional)
                 yield z, x, self.physics_for(idx)
             return
         loader = torch.utils.data.DataLoader(self.ds, batch_sampler=[b.tolist() for b in batches],
