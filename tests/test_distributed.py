@@ -341,9 +341,15 @@ def test_every_trained_kind_trains_under_ddp(group, kind):
     from invmap.physics import Physics
     from invmap.training.distributed import Dist
 
+    import invmap.noise as noise_mod
+
     torch.manual_seed(0)
-    physics = Physics(ops.build("tomography", image_shape=(16, 16), angles=8))
-    recon = models.build_kind(kind, iterations=2, channels=4, depth=2)
+    if kind == "denoiser":  # a prior for every operator: trained on a denoising task
+        physics = Physics(ops.build("identity", image_shape=(16, 16)), noise_mod.build("gaussian", sigma=0.1))
+        recon = models.build_kind(kind, depth=2, base_channels=4)
+    else:
+        physics = Physics(ops.build("tomography", image_shape=(16, 16), angles=8))
+        recon = models.build_kind(kind, iterations=2, channels=4, depth=2)
     step = Dist(rank=0, world=2).wrap(recon, "from_input")
     assert isinstance(step, torch.nn.parallel.DistributedDataParallel)
     x = torch.rand(2, 1, 16, 16)

@@ -18,7 +18,8 @@ from invmap.evaluation.verdicts import is_learned, learned_of, verdicts_from_row
 SIZE = 32
 TINY_KINDS = {"lgd": dict(iterations=2, memory=2, channels=4, depth=2),
               "lpd": dict(iterations=2, primal=2, dual=2, channels=4, depth=2),
-              "unrolled": dict(iterations=2, channels=4, depth=2)}
+              "unrolled": dict(iterations=2, channels=4, depth=2),
+              "denoiser": dict(depth=2, base_channels=4)}
 
 
 def tiny_denoiser() -> models.LearnedReconstructor:

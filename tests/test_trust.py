@@ -471,9 +471,13 @@ def test_every_reconstructor_kind_is_diagnosed_and_made_safe(kind, tmp_path):
     the safe wrapper only call x̂ = recon(y, physics), so they work for each kind."""
     import invmap.models as models
 
-    phys = Physics(ops.build("tomography", image_shape=(16, 16), angles=8), noise_mod.build("gaussian", relative=0.02))
     torch.manual_seed(0)
-    recon = models.build_kind(kind, iterations=2, channels=4, depth=2)
+    if kind == "denoiser":  # a prior for every operator: its own task is denoising
+        phys = Physics(ops.build("identity", image_shape=(16, 16)), noise_mod.build("gaussian", sigma=0.05))
+        recon = models.build_kind(kind, depth=2, base_channels=4)
+    else:
+        phys = Physics(ops.build("tomography", image_shape=(16, 16), angles=8), noise_mod.build("gaussian", relative=0.02))
+        recon = models.build_kind(kind, iterations=2, channels=4, depth=2)
     models.save_model(tmp_path / "run", recon, {}, physics=phys)
     loaded, _ = models.load_model(tmp_path / "run")
     assert loaded.training_physics is not None

@@ -108,4 +108,7 @@ def denoiser(depth: int = 3, base_channels: int = 32, sigma_max: float = 0.3) ->
     return NoiseConditionalDenoiser(depth, base_channels, sigma_max)
 
 
+denoiser.from_spec = NoiseConditionalDenoiser.from_spec  # a saved denoiser rebuilds from model.json
+
+
 __all__ = ["NoiseConditionalDenoiser", "denoiser"]
