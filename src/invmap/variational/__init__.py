@@ -23,6 +23,7 @@ from .functionals import Gradient, div, grad, grad_adjoint, tv
 from .gd import GradientDescent
 from .methods import METHODS, Method, build, names
 from .pdhg import ChambollePockTV
+from . import pnp, posterior  # noqa: F401  (register the methods with a learned prior)
 from .tikhonov import Tikhonov
 from .tune import tune
 

@@ -1,0 +1,70 @@
+"""``pnp``: plug-and-play with the learned prior at a decreasing noise level (DPIR).
+
+With the noise-conditional denoiser D(v, σ) (`invmap.variational.prior`, the zoo entry
+``pretrained:denoiser`` by default), K̃ = K/‖K‖, ỹ = y/‖K‖ and σ_1 > … > σ_N geometric from
+``sigma_start`` to ``sigma_end``:
+
+    hqs:  v_k = prox_{τ_k}(x_{k−1}) = argmin_x ½‖K̃x − ỹ‖² + (1/2τ_k)‖x − x_{k−1}‖²,
+          τ_k = τ·(σ_k/σ_1)²,   x_k = D(v_k, σ_k)
+    pgd:  x_k = D(x_{k−1} − τ K̃ᵀ(K̃x_{k−1} − ỹ), σ_k)            (τ ≤ 2 for convergence of the
+                                                                    gradient step)
+
+from x_0 = FBP(y) where K has one, else K̃ᵀỹ. Nothing is trained for a task: the schedule's
+endpoints and τ are tuned on validation pairs like TV's λ (`default_grid`, `invmap.variational.tune`),
+so the same prior serves CT, deblurring, MRI, super-resolution and inpainting. Zhang et al.,
+"Plug-and-play image restoration with deep denoiser prior" (DPIR), TPAMI 2021.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+from ..models.iterative import Normalised
+from .methods import METHODS, Method, check_iters
+from .prior import DEFAULT_DENOISER, check_schedule, data_prox, load_prior, schedule
+
+
+@METHODS.register("pnp")
+class PnP(Method):
+    """Plug-and-play HQS / PGD with the learned prior D(v, σ) at decreasing σ (DPIR); σ's and τ tuned."""
+
+    learned = True  # its prior was learned from images
+    tune_param = "step"
+
+    def __init__(self, denoiser: str = DEFAULT_DENOISER, algorithm: Literal["hqs", "pgd"] = "hqs",
+                 iters: int = 20, sigma_start: float = 0.1, sigma_end: float = 0.01, step: float = 10.0,
+                 cg_iters: int = 5, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto"):
+        super().__init__()
+        check_iters("pnp", iters, low=1)
+        check_iters("pnp", cg_iters, "cg_iters", low=1)
+        check_schedule("pnp", sigma_start, sigma_end, iters, step)
+        self.denoiser, self.algorithm, self.iters, self.cg_iters, self.init = denoiser, algorithm, iters, cg_iters, init
+        self.sigma_start, self.sigma_end, self.step = float(sigma_start), float(sigma_end), float(step)
+
+    def _run(self, y, physics, x0, callback):
+        prior = load_prior(self.denoiser)
+        prior.check_sigma(torch.tensor([self.sigma_start, self.sigma_end]))
+        p = Normalised(physics, y, "pnp")
+        x = p.start(self.init, y.shape[0], y) if x0 is None else x0.float()
+        sigmas = schedule(self.sigma_start, self.sigma_end, self.iters)
+        with torch.no_grad():
+            for k, s in enumerate(sigmas):
+                if self.algorithm == "hqs":
+                    v = data_prox(p, x, self.step * (s / sigmas[0]) ** 2, self.cg_iters)
+                else:
+                    v = x - min(self.step, 1.99) * p.grad(x)
+                x = prior.denoise(v, s)
+                if callback is not None:
+                    callback(k + 1, x)
+        return x
+
+    def default_grid(self, physics, y):
+        """σ_1 ∈ {0.05, 0.1, 0.2}, σ_N ∈ {0.005, 0.01, 0.02}, τ on a log scale (refined by `tune`)."""
+        steps = [0.3, 3.0, 30.0] if self.algorithm == "hqs" else [0.5, 1.0, 1.9]
+        return {"sigma_start": [0.05, 0.1, 0.2], "sigma_end": [0.005, 0.01, 0.02], "step": steps}
+
+
+__all__ = ["PnP"]

@@ -1,0 +1,84 @@
+"""What the methods with a learned prior share: the denoiser, its σ schedule, the data step.
+
+A *learned prior* is a noise-conditional denoiser D(v, σ) (`invmap.models.denoiser`), trained
+once by invmap on images alone, so it serves every operator K. The methods that use it —
+plug-and-play (`invmap.variational.pnp`) and the posterior samplers
+(`invmap.variational.posterior`) — keep K outside the network and work with the normalised
+K̃ = K/‖K‖, ỹ = y/‖K‖ (`invmap.models.iterative.Normalised`), so their step sizes mean the
+same for every operator:
+
+- the σ schedule σ_1 > … > σ_N, geometric from ``sigma_start`` to ``sigma_end`` (DPIR);
+- the data step, the proximal map of the data term with weight 1/τ:
+
+      prox_τ(v) = argmin_x ½‖K̃x − ỹ‖² + (1/2τ)‖x − v‖²,
+
+  x = v + d with d from ``cg_iters`` CGLS steps on the damped problem (exact for the
+  identity after one step); τ_k = τ·(σ_k/σ_1)², DPIR's α_k ∝ 1/σ_k²: the data dominate while
+  the prior works at high σ, the prior's estimate while it works at low σ.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import torch
+
+from ..models.iterative import Normalised
+from .cgls import CGLS
+
+#: the zoo entry the methods with a learned prior use unless told otherwise
+DEFAULT_DENOISER = "pretrained:denoiser"
+
+
+@functools.lru_cache(maxsize=4)
+def _load(where: str, stamp: float):
+    from ..models.io import load_model
+
+    with torch.device("cpu"):
+        recon, meta = load_model(where)
+    if not getattr(recon, "noise_conditional", False) or not hasattr(recon, "denoise"):
+        raise ValueError(f"{where}: a '{getattr(recon, 'kind', type(recon).__name__)}' model, not a noise-conditional "
+                         "denoiser (train one: invmap train configs/zoo/denoiser.yaml)")
+    return recon.eval().requires_grad_(False)
+
+
+def load_prior(denoiser: str) -> torch.nn.Module:
+    """The noise-conditional denoiser of a run directory or zoo entry (``pretrained:NAME``), loaded
+    once per file version (cached by path and modification time)."""
+    from .. import zoo
+
+    where = zoo.run_dir(denoiser)
+    weights = where / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"denoiser {denoiser}: no trained model at {where} (model.safetensors); the zoo "
+                                f"entry is pretrained:denoiser, or train one: invmap train configs/zoo/denoiser.yaml")
+    return _load(str(where.resolve()), os.stat(weights).st_mtime)
+
+
+def schedule(start: float, end: float, n: int) -> list[float]:
+    """σ_1 = start > … > σ_n = end, geometric (start when n = 1)."""
+    if n == 1:
+        return [float(start)]
+    return [float(start * (end / start) ** (k / (n - 1))) for k in range(n)]
+
+
+def check_schedule(who: str, sigma_start: float, sigma_end: float, steps: int, step: float) -> None:
+    """One-line ValueErrors for a schedule that cannot run: σ's not 0 < end ≤ start, τ ≤ 0, steps < 1."""
+    if not (0 < sigma_end <= sigma_start < math.inf):
+        raise ValueError(f"{who}: need 0 < sigma_end <= sigma_start, got sigma_start={sigma_start}, "
+                         f"sigma_end={sigma_end}")
+    if not 0 < step < math.inf:
+        raise ValueError(f"{who}: step must be a finite number > 0, got {step}")
+    if not 1 <= steps <= 10_000:
+        raise ValueError(f"{who}: the number of iterations must lie in [1, 10000], got {steps}")
+
+
+def data_prox(p: Normalised, v: torch.Tensor, tau: float, cg_iters: int) -> torch.Tensor:
+    """prox_τ(v) = argmin_x ½‖K̃x − ỹ‖² + (1/2τ)‖x − v‖² by CGLS on the correction d = x − v."""
+    r = p.y - p.K(v)
+    d = CGLS(p.operator(), r, max_iter=cg_iters, damp=1.0 / tau, record_every=0).solve()
+    return v + (d.real if d.is_complex() else d).float()
+
+
+__all__ = ["DEFAULT_DENOISER", "load_prior", "schedule", "check_schedule", "data_prox"]
