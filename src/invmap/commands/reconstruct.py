@@ -71,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intervals", action="store_true", help="with --model: also write OUTPUT.lower / OUTPUT.upper, "
                    "per-pixel intervals missing at most evaluation.pixel_risk (0.1) of the pixels with probability "
                    "1 − evaluation.pixel_delta (0.9), risk-controlled on the run's validation pairs")
+    p.add_argument("--samples", type=int, metavar="N", help="with a posterior sampler (--method diffpir | dps): "
+                   "draw N samples of x | y; OUTPUT is their mean, OUTPUT.std.npy the per-pixel standard deviation, "
+                   "OUTPUT.samples.npy the samples [N, B, H, W]")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...); default cpu")
 
@@ -191,8 +194,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--size applies to --model without --task (with --task, set data.size)")
     if args.size is not None and not 8 <= args.size <= 4096:
         raise ValueError(f"--size must lie in [8, 4096], got {args.size}")
+    if args.samples is not None and (args.method is None or args.samples < 1):
+        raise ValueError("--samples needs --method diffpir | dps" if args.method is None
+                         else f"--samples must be >= 1, got {args.samples}")
     sidecar = trust_sidecar(args.output) if args.model is not None else None
     bands = interval_paths(args.output) if args.intervals else ()
+    bands += sample_paths(args.output) if args.samples is not None else ()
     for path in (args.output, sidecar, args.residual_map, *bands):
         if path is not None and Path(path).is_dir():  # --overwrite replaces files, never a directory
             raise IsADirectoryError(f"output is a directory: {path}; give a file name")
@@ -215,6 +222,9 @@ def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     if args.method is not None:
         method = variational.build(args.method, **params)
+        if args.samples is not None and not method.posterior:
+            raise ValueError(f"--samples: '{args.method}' draws no samples; the posterior samplers are "
+                             f"{', '.join(n for n in variational.names() if variational.build(n).posterior)}")
         physics, _, seed = task_physics(args.task, args.overrides)
     else:
         from ..models import check_compatible, load_model
@@ -255,8 +265,13 @@ def run(args: argparse.Namespace) -> int:
         y = to_batch(a, op.out_shape, "input measurement", complex_ok=op.complex_output)
     if hasattr(method, "to"):
         method = method.to(device)
+    drawn = None
     with torch.no_grad():
-        x_t = method(y.to(device), physics).detach().cpu()
+        if args.samples is not None:
+            drawn = method.sample(y.to(device), physics, args.samples)
+            x_t = drawn.mean.detach().cpu()
+        else:
+            x_t = method(y.to(device), physics).detach().cpu()
     if not bool(torch.isfinite(x_t).all()):
         raise ValueError("the reconstruction contains NaN or Inf values")
     report = None
@@ -267,6 +282,14 @@ def run(args: argparse.Namespace) -> int:
     what = args.method or args.model
     print(f"wrote {args.output} ({what}{', safe' if args.safe else ''}, {x_hat.shape[0]} image(s) of "
           f"{op.in_shape[0]}x{op.in_shape[1]})")
+    if drawn is not None:
+        shape = (-1,) + tuple(op.in_shape)
+        std_path, samples_path = sample_paths(args.output)
+        for path, a in ((std_path, drawn.std.reshape(shape)), (samples_path, drawn.samples.reshape((args.samples,) + shape))):
+            arr = a.detach().cpu().float().numpy()
+            atomic_write(Path(path), lambda tmp, arr=arr: np.save(tmp, arr[0] if arr.shape[0] == 1 and arr.ndim == 3 else arr))
+        print(f"wrote {std_path} (per-pixel posterior std, mean {float(drawn.std.mean()):.4g}) and {samples_path} "
+              f"({args.samples} samples)")
     if report is not None:
         from ..evaluation.evaluate import atomic_write_json
 
@@ -285,6 +308,12 @@ def interval_paths(output: str) -> tuple[str, str]:
     """``x.png`` → (``x.lower.png``, ``x.upper.png``): the per-pixel interval images (``--intervals``)."""
     p = Path(output)
     return str(p.with_suffix(".lower" + p.suffix)), str(p.with_suffix(".upper" + p.suffix))
+
+
+def sample_paths(output: str) -> tuple[str, str]:
+    """``x.png`` → (``x.std.npy``, ``x.samples.npy``): the posterior std map and samples (``--samples``)."""
+    p = Path(output)
+    return str(p.with_suffix(".std.npy")), str(p.with_suffix(".samples.npy"))
 
 
 def check_same_operator(model: Any, other: Any, model_dir: str, other_dir: str) -> None:

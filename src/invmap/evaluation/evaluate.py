@@ -37,14 +37,17 @@ METRICS: dict[str, bool] = {"psnr": True, "ssim": True, "relative_error": False}
 
 #: Scores some evaluations add (`evaluation.trust`): data consistency ρ, trust T (ground-truth free),
 #: the per-image PSNR bound b and whether it held (``covered``: its mean is the bound's coverage).
+#: A posterior sampler's std map s against the true error (`invmap.trust.spread`): Spearman(s, |x̂ − x|)
+#: and the fraction of pixels with |x̂ − x| ≤ 2s.
 TRUST_SCORES = ("rho", "trust", "psnr_bound", "covered", "bound_level", "pixel_risk", "pixel_alpha",
-                "pixel_confidence")
+                "pixel_confidence", "std_spearman", "std_coverage")
 
 COLUMNS = ["method", "n", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std",
            "relative_error_mean", "relative_error_std", "seconds_per_image", "data_range",
            "rho_mean", "rho_std", "trust_mean", "trust_std", "psnr_bound_mean", "psnr_bound_std",
            "covered_mean", "covered_std", "bound_level_mean", "bound_level_std", "pixel_risk_mean", "pixel_risk_std",
-           "pixel_alpha_mean", "pixel_alpha_std", "pixel_confidence_mean", "pixel_confidence_std"]
+           "pixel_alpha_mean", "pixel_alpha_std", "pixel_confidence_mean", "pixel_confidence_std",
+           "std_spearman_mean", "std_spearman_std", "std_coverage_mean", "std_coverage_std"]
 #: columns that may be empty (not computed for a method, or a table written before they existed)
 OPTIONAL = tuple(f"{m}_{s}" for m in TRUST_SCORES for s in ("mean", "std"))
 
@@ -75,15 +78,22 @@ def score(x_hat: torch.Tensor, x: torch.Tensor, data_range: DataRange = 1.0) -> 
             for m in METRICS}
 
 
-def reconstruct(method: Reconstructor, y: torch.Tensor, physics: Any, batch_size: int = 16
-                ) -> tuple[torch.Tensor, float]:
-    """x̂ = method(y, physics) in batches; returns (x̂ on CPU, total seconds)."""
+def reconstruct(method: Reconstructor, y: torch.Tensor, physics: Any, batch_size: int = 16,
+                spread: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
+    """x̂ = method(y, physics) in batches; returns (x̂ on CPU, total seconds). A posterior sampler
+    (``method.posterior``) gives its mean, and with `spread` a list, its std maps are appended to it."""
     outs, total = [], 0.0
+    sampler = getattr(method, "posterior", False)  # callables from outside declare nothing
     with torch.no_grad():
         for i in range(0, y.shape[0], max(1, int(batch_size))):
             yb = y[i:i + batch_size]
             t0 = time.perf_counter()
-            xb = method(yb, physics)
+            if sampler and spread is not None:
+                drawn = method.sample(yb, physics)
+                xb = drawn.mean
+                spread.append(drawn.std.detach().cpu())
+            else:
+                xb = method(yb, physics)
             if isinstance(xb, torch.Tensor) and xb.is_cuda:
                 torch.cuda.synchronize()
             total += time.perf_counter() - t0
@@ -123,12 +133,13 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
     reused = {n for m in methods.values() for n in (getattr(m, "reuses", None) or {}).values()}
     done: dict[str, tuple[torch.Tensor, float]] = {}
     for name, method in methods.items():
+        spread: list[torch.Tensor] = []  # a posterior sampler's std maps
         try:
             parts = getattr(method, "reuses", None) or {}
             if parts and all(n in done for n in parts.values()):
                 x_hat, secs = reconstruct_from(method, y, physics, {r: done[n] for r, n in parts.items()}, batch_size)
             else:
-                x_hat, secs = reconstruct(method, y, physics, batch_size)
+                x_hat, secs = reconstruct(method, y, physics, batch_size, spread)
             if tuple(x_hat.shape) != tuple(x.shape):
                 raise ValueError(f"{name} returned shape {list(x_hat.shape)}, expected {list(x.shape)}")
         except Exception as e:  # noqa: BLE001 - recorded per method, re-raised when strict
@@ -137,6 +148,12 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
             results[name] = MethodScores(name, error=f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
             continue
         results[name] = MethodScores(name, score(x_hat, x, data_range), secs / max(1, y.shape[0]))
+        if spread:  # a posterior sampler: does its std map point at the true error?
+            from ..trust.spread import coverage, spearman
+
+            std, err = torch.cat(spread), (x_hat - x.detach().cpu().float()).abs()
+            results[name].scores["std_spearman"] = spearman(std, err)
+            results[name].scores["std_coverage"] = coverage(err, std)
         if name in reused:
             done[name] = (x_hat, secs)
         if keep:

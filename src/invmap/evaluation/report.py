@@ -163,7 +163,8 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
 #: the per-level trust columns of the report: stress metric → heading after the method's name
 PER_LEVEL = {"trust": "trust", "rho": "ρ", "recalibrated": "K recalibrated (fraction of images)",
              "psnr_bound": "PSNR bound b (dB, mean)", "covered": "PSNR ≥ b (fraction of images)",
-             "pixel_risk": "pixels outside their interval (risk)"}
+             "pixel_risk": "pixels outside their interval (risk)",
+             "std_spearman": "Spearman(posterior std, |error|)", "std_coverage": "|error| ≤ 2·std (fraction of pixels)"}
 
 
 def read_stress(run_dir: str | Path) -> tuple[list[dict], dict]:

@@ -66,9 +66,9 @@ class NoiseConditionalDenoiser(Reconstructor):
         if v.shape[0] == 0:
             raise ValueError("denoiser: empty batch: nothing to denoise")
         s = self.check_sigma(sigma).to(v.device, v.dtype)
-        s = s.reshape(-1, 1, 1, 1).expand(v.shape[0], 1, *v.shape[2:]) if s.numel() > 1 else s.expand(v.shape)
-        if s.shape[0] != v.shape[0]:
-            raise ValueError(f"denoiser: {s.shape[0]} noise levels for {v.shape[0]} images")
+        if s.numel() not in (1, v.shape[0]):
+            raise ValueError(f"denoiser: {s.numel()} noise levels for {v.shape[0]} images")
+        s = s.reshape(-1, 1, 1, 1).expand(v.shape[0], 1, *v.shape[2:])
         return self.from_input(torch.cat([v, s], dim=1))
 
     # ------------------------------------------------------------------ as a reconstructor

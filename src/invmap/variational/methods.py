@@ -98,6 +98,8 @@ class Method:
     tune_param: str | None = None
     #: the iteration-count parameter `tune` can choose from one run's history (None: none)
     iters_param: str | None = None
+    #: ``sample(y, physics, n)`` draws x | y: mean, per-pixel std and samples (the posterior samplers)
+    posterior = False
 
     def __init__(self) -> None:
         self.history: list[dict] = []
