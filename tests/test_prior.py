@@ -209,3 +209,26 @@ def test_bad_prior_requests_fail_in_one_line_and_write_nothing(extra, match, pri
     err = capsys.readouterr().err.strip()
     assert err.startswith("invmap: error:") and "\n" not in err and match in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+
+def test_evaluate_scores_a_sampler_and_draws_its_std_maps(prior, tmp_path, capsys):
+    """`invmap evaluate` with a posterior sampler among the methods (its denoiser fixed by
+    evaluation.params, the rest tuned): std-map columns in metrics.csv, figures/posterior.png,
+    and the report shows the figure."""
+    from invmap.evaluation.evaluate import read_metrics
+
+    out = tmp_path / "ev"
+    sets = tiny_task(**{"operator.name": "blur", "noise.sigma": 0.02, "data.val": 2,
+                        "evaluation.params": f"{{diffpir: {{denoiser: {prior}, steps: 2, samples: 2}}}}",
+                        "evaluation.tune_grid": "{diffpir: {step: [1.0, 3.0]}, tv: {lam: [0.01]}}"})
+    cfg = tmp_path / "task.yaml"
+    cfg.write_text("name: prior-eval\n")
+    assert main(["evaluate", str(cfg), "--methods", "tv,diffpir", "--out", str(out)] + sets) == 0
+    rows = {r["method"]: r for r in read_metrics(out / "metrics.csv")}
+    assert 0 <= rows["diffpir"]["std_coverage_mean"] <= 1 and -1 <= rows["diffpir"]["std_spearman_mean"] <= 1
+    assert rows["tv"]["std_coverage_mean"] is None
+    tuned = json.loads((out / "baselines.json").read_text())["diffpir"]
+    assert tuned["params"]["denoiser"] == prior and tuned["params"]["steps"] == 2 and "val_psnr" in tuned
+    assert (out / "figures" / "posterior.png").is_file()
+    assert main(["report", str(out)]) == 0
+    assert "2·std (computed without ground truth)" in (out / "report.html").read_text()  # the figure, embedded

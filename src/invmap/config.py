@@ -13,7 +13,7 @@ Sections::
     noise:      name + the noise model's parameters (checked against `invmap.noise`)
     model:      name, input + the architecture's parameters (checked against `invmap.models`)
     training:   optimizer, lr, schedule, loss, batch_size, epochs, max_minutes, device, amp, ...
-    evaluation: methods, tune, tune_grid, batch_size, data_range
+    evaluation: methods, tune, tune_grid, params, batch_size, data_range
 
 >>> cfg = load_config(None, ["training.lr=3e-4"])
 >>> cfg.training.lr
@@ -407,7 +407,8 @@ class EvaluationConfig(_Section):
     """Which reconstructors to compare on the test set, and how classical ones are tuned.
 
     ``tune_grid`` maps a method to {parameter: [values]}; methods not listed use their
-    solver's default grid when ``tune`` is on. ``data_range`` is the PSNR/SSIM convention
+    solver's default grid when ``tune`` is on. ``params`` maps a method to settings kept fixed
+    while the others are tuned (e.g. ``{pnp: {denoiser: runs/my-denoiser, iters: 30}}``). ``data_range`` is the PSNR/SSIM convention
     used everywhere scores are computed (validation during training, tuning, evaluation,
     stress study, reports): a fixed L such as ``1``, or ``max-min`` (L = max − min of each
     ground truth, as DIVal and LoDoPaB-CT); see `invmap.metrics`.
@@ -416,6 +417,7 @@ class EvaluationConfig(_Section):
     methods: list[str] = Field(default_factory=lambda: ["fbp", "tv", "model"])
     tune: bool = True
     tune_grid: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     batch_size: int = Field(16, ge=1)
     data_range: float | str = 1.0
     zoo: bool | list[str] = True  # invmap run: the zoo entry of this task beside the model (list: those; false: none)

@@ -119,8 +119,9 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
     y, x, phys = runs.test_pairs(config, n=test_n)
     say(f"evaluating {', '.join(names)} on {x.shape[0]} test images ({config.data.test_simulation} simulation)")
     dr = config.evaluation.data_range
+    spreads: dict = {}
     results, recons = ev.evaluate_methods(recon, y, x, phys, batch_size=config.evaluation.batch_size,
-                                          keep=y.shape[0], data_range=dr)
+                                          keep=y.shape[0], data_range=dr, spreads=spreads)
     add_trust_scores(recon, y, phys, results, recons, batch_size=config.evaluation.batch_size, x=x)
     recons = {k: v[:3] for k, v in recons.items()}
     for name, r in results.items():
@@ -141,6 +142,8 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
     elif figure and recons:
         psnr = {m: results[m].scores["psnr"][:3].tolist() for m in recons}
         figures.recon_grid(x, y, recons, fig, n=3, psnr=psnr)
+    if figure and spreads:
+        figures.posterior_grid(x, {m: recons[m] for m in spreads}, spreads, Path(out_dir) / "figures" / "posterior.png")
     return rows
 
 

@@ -116,7 +116,8 @@ def reconstruct_from(method: Any, y: torch.Tensor, physics: Any, parts: Mapping[
 
 
 def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: torch.Tensor, physics: Any,
-                     batch_size: int = 16, keep: int = 0, strict: bool = False, data_range: DataRange = 1.0
+                     batch_size: int = 16, keep: int = 0, strict: bool = False, data_range: DataRange = 1.0,
+                     spreads: dict[str, torch.Tensor] | None = None
                      ) -> tuple[dict[str, MethodScores], dict[str, torch.Tensor]]:
     """Score every method on the pairs (y, x) reconstructed with `physics` (PSNR/SSIM with
     the data range convention `data_range`).
@@ -126,7 +127,9 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
     and no scores, unless `strict`. A method that builds on others' reconstructions (its
     ``reuses`` = {role: method name}, e.g. ``safe`` on ``model`` and ``tv``) is given those
     that already ran (``from_reconstructions``, the same x̂ as its own call); its time
-    includes theirs.
+    includes theirs. A posterior sampler (``posterior``) is scored on its mean, and its std map
+    on the true error (``std_spearman``, ``std_coverage``); `spreads`, when given, receives the
+    first `keep` std maps of each.
     """
     results: dict[str, MethodScores] = {}
     recons: dict[str, torch.Tensor] = {}
@@ -154,6 +157,8 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
             std, err = torch.cat(spread), (x_hat - x.detach().cpu().float()).abs()
             results[name].scores["std_spearman"] = spearman(std, err)
             results[name].scores["std_coverage"] = coverage(err, std)
+            if spreads is not None and keep:
+                spreads[name] = std[:keep]
         if name in reused:
             done[name] = (x_hat, secs)
         if keep:

@@ -2,6 +2,7 @@
 
 - `recon_grid`: per example a row of ground truth x, measurement y, and each method's x̂,
   and below it the error maps |x̂ − x| on ONE colour scale shared by all methods;
+- `posterior_grid`: a posterior sampler's mean, its true error and 2·std on one scale;
 - `training_curves`: the loss columns and the validation PSNR of ``train_log.csv``;
 - `stress_plot`: mean PSNR (± std) against the shift level, one line per method with the
   training level marked; categorical levels (object class, noise family) as grouped bars.
@@ -101,6 +102,33 @@ def recon_grid(x: torch.Tensor, y: torch.Tensor, recons: Mapping[str, torch.Tens
         for a in list(top) + list(bot):
             a.set_xticks([])
             a.set_yticks([])
+    return _save(fig, path)
+
+
+def posterior_grid(x: torch.Tensor, means: Mapping[str, torch.Tensor], stds: Mapping[str, torch.Tensor],
+                   path: str | Path, n: int = 3) -> Path:
+    """For each posterior sampler and example: its mean x̂, the true error |x̂ − x| and 2·std,
+    the last two on one shared scale (where 2·std ≥ |x̂ − x| the spread covers the error)."""
+    plt = _plt()
+    names = list(means)
+    n = max(1, min(n, x.shape[0], *(means[m].shape[0] for m in names), *(stds[m].shape[0] for m in names)))
+    errs = {m: (means[m][:n].float() - x[:n].float()).abs() for m in names}
+    vmax = max([float(torch.quantile(t.flatten().float(), 0.99)) for m in names for t in (errs[m], 2 * stds[m][:n])]
+               + [1e-6])
+    fig, axes = plt.subplots(n * len(names), 3, figsize=(6.6, 2.3 * n * len(names)), squeeze=False)
+    for j, m in enumerate(names):
+        for i in range(n):
+            row = axes[j * n + i]
+            row[0].imshow(_img(means[m][i]), cmap="gray", vmin=0, vmax=1)
+            row[0].set_title(f"{m} posterior mean", fontsize=8)
+            row[1].imshow(_img(errs[m][i]), cmap="magma", vmin=0, vmax=vmax)
+            row[1].set_title("|x̂ − x| (true error)", fontsize=8)
+            im = row[2].imshow(_img(2 * stds[m][i]), cmap="magma", vmin=0, vmax=vmax)
+            row[2].set_title("2·std (no ground truth)", fontsize=8)
+            fig.colorbar(im, ax=list(row[1:]), fraction=0.046)
+            for a in row:
+                a.set_xticks([])
+                a.set_yticks([])
     return _save(fig, path)
 
 
@@ -268,7 +296,7 @@ def delta_heatmap(grid: Sequence[tuple[str, Sequence[tuple[str, float, bool]]]],
     return _save(fig, path)
 
 
-__all__ = ["recon_grid", "training_curves", "stress_plot", "stress_overview", "delta_heatmap", "measurement_image",
+__all__ = ["recon_grid", "posterior_grid", "training_curves", "stress_plot", "stress_overview", "delta_heatmap", "measurement_image",
            "read_log", "trust_roc"]
 
 

@@ -249,6 +249,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     stress_rows, stress_meta = read_stress(d)
     figures = [(cap, figs / f) for cap, f in (
         ("Reconstructions (top rows) and error maps |x̂ − x| on a shared colour scale (bottom rows)", "reconstructions.png"),
+        ("Posterior samplers: the mean, its true error |x̂ − x| and 2·std (computed without ground truth) on one "
+         "scale", "posterior.png"),
         ("Training: loss and validation PSNR per epoch", "training_curves.png"),
     ) if (figs / f).exists()]
     stress_figs = {sh["name"]: figs / f"stress_{sh['name']}.png" for sh in stress_meta.get("shifts", [])}

@@ -277,16 +277,20 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
     y, x, phys = val_pairs(config, n=min(n_val, config.data.val))
     out: dict[str, dict] = {}
     names = [n for n in names if n not in LEARNED and not is_outside(n)]
-    tunable = [n for n in names if variational.build(n).default_grid(phys, y)
+    fixed = {n: dict(config.evaluation.params.get(n, {})) for n in names}  # settings kept while tuning the rest
+    tunable = [n for n in names if variational.build(n, **fixed[n]).default_grid(phys, y)
                or n in config.evaluation.tune_grid]
     for n in names:
         t0 = time.perf_counter()
         if n in tunable and config.evaluation.tune:
             grid = config.evaluation.tune_grid.get(n)
-            proto = variational.build(n)
+            if grid is None:
+                grid = {k: v for k, v in variational.build(n, **fixed[n]).default_grid(phys, y).items()
+                        if k not in fixed[n]}
+            proto = variational.build(n, **fixed[n])
             search = {"search_iters": min(int(search_iters), int(proto.params()["iters"]))} \
                 if search_iters and "iters" in proto.params() else {}
-            method, table = variational.tune(n, (y, x), grid=grid, physics=phys,
+            method, table = variational.tune(n, (y, x), grid=grid, physics=phys, fixed=fixed[n],
                                              time_budget=time_budget / max(1, len(tunable)),
                                              data_range=config.evaluation.data_range, **search)
             best = max(table, key=lambda r: r["psnr"]) if table else {"psnr": float("nan")}
@@ -296,7 +300,8 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
                       "tried": len(table), "seconds": round(time.perf_counter() - t0, 2)}
         else:
             why = "nothing to tune" if n not in tunable else "evaluation.tune is off"
-            out[n] = {"params": variational.build(n).params(), "how": f"default parameters, not tuned ({why})",
+            out[n] = {"params": variational.build(n, **fixed[n]).params(),
+                      "how": f"{'configured' if fixed[n] else 'default'} parameters, not tuned ({why})",
                       "seconds": 0.0, **({"tune_off": True} if n in tunable else {})}  # tuned once tune is on
         if progress:
             extra = f", val PSNR {out[n]['val_psnr']:.2f} dB" if "val_psnr" in out[n] else ""
