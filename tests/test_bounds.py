@@ -170,3 +170,36 @@ def test_reconstruct_writes_risk_controlled_intervals(run, big_run, tmp_path, ca
     assert side["alpha"] == 0.1 and side["delta"] == 0.1 and side["n"] == 24 and side["lower"] == "xh.lower.npy"
     assert main(base + ["--model", str(big_run)]) == 2  # the interval images exist now: kept, not overwritten
     assert "output exists" in capsys.readouterr().err
+
+
+def test_safe_says_where_it_cannot_promise_to_stay_near_tv(big_run, tmp_path, capsys, monkeypatch):
+    """#28 item 5: safe's margin bound to tv (split conformal on the held-out pairs, scaled by the
+    model's trust) is printed per image with its probability — "within 0.5 dB … or better" or
+    "CANNOT promise" — and recorded in the sidecar; the evaluation scores how often safe promised and
+    how often a promise held (promise_kept: NaN on the images it did not promise)."""
+    import numpy as np
+
+    from invmap.evaluation.evaluate import read_metrics
+    from invmap.trust.safe import TOLERANCE_DB
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(big_run), "--methods", "fbp,tv,model,safe", "--n", "6", "--no-figure",
+                 "--tune-seconds", "2"]) == 0
+    rows = {r["method"]: r for r in read_metrics(big_run / "metrics.csv")}
+    assert 0 <= rows["safe"]["promised_mean"] <= 1 and rows["model"]["promised_mean"] is None
+    assert rows["safe"]["margin_bound_mean"] is not None
+    kept = rows["safe"]["promise_kept_mean"]
+    assert kept is None or 0 <= kept <= 1  # None: it promised nothing on these six images
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 1, 32, 32)).astype(np.float32))
+    capsys.readouterr()
+    assert main(["reconstruct", "--model", str(big_run), "--simulate", "--input", "x.npy", "--output", "xs.npy",
+                 "--safe"]) == 0
+    out = capsys.readouterr().out
+    promise = json.loads((tmp_path / "xs.trust.json").read_text())["safe"]["promise"]
+    assert promise["probability"] == 0.9 and promise["tolerance_db"] == TOLERANCE_DB
+    assert len(promise["margin_bound_db"]) == 2
+    for i, (b, ok) in enumerate(zip(promise["margin_bound_db"], promise["promised"])):
+        assert ok == (b >= -TOLERANCE_DB)
+        said = f"image {i}: safe: within 0.5 dB of tv or better with probability 0.9" if ok else \
+            f"image {i}: safe: CANNOT promise to be within 0.5 dB of tv on this image"
+        assert said in out, out

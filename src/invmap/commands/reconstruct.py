@@ -349,6 +349,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
 
     tuned = load_baselines(args.model)
     baseline = build_methods(["tv"], args.model)["tv"] if "tv" in tuned else None
+    promise = None
     if (Path(args.model) / "config.yaml").exists():  # the score's spreads at its training conditions
         config = resolve(args.model)[0]
         if args.bound is not None:
@@ -358,7 +359,11 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         if args.intervals and config.evaluation.pixel_risk <= 0:
             config.evaluation.pixel_risk = 0.1  # the run turned them off for its evaluations; asked for here
         strict = (["bound"] if args.bound is not None else []) + (["intervals"] if args.intervals else [])
-        calibrate({"model": model}, config, baseline=baseline, say=print, strict=strict)
+        methods = {"model": model}
+        if args.safe and baseline is not None:  # what safe can promise: fitted on the same held-out pairs
+            methods["safe"] = SafeReconstructor(model, baseline, reference=reference_physics(model, tuple(x_hat.shape[-2:])))
+        calibrate(methods, config, baseline=baseline, say=print, strict=strict)
+        promise = getattr(methods.get("safe"), "promise", None)
     elif args.bound is not None or args.intervals:
         raise ValueError(f"--bound and --intervals need the model's run directory with its config.yaml "
                          f"(calibration pairs); {args.model} has none")
@@ -411,6 +416,24 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
                       f"the model and TV re-run with it: {after}")
         print(f"safe: TV solve anchored at x̂ with μ/‖K‖² = {', '.join(f'{m:.2g}' for m in mu)} "
               f"({safe.mu0:g} within {safe.free:g} spreads of the training conditions)")
+        if promise is not None:  # never silent about an image it cannot vouch for
+            from ..trust.safe import TOLERANCE_DB
+
+            safe.promise = promise
+            lows, ok = safe.promised(diag.trust)
+            doc["safe"]["promise"] = {"tolerance_db": TOLERANCE_DB, "probability": promise.level,
+                                      "margin_bound_db": [round(float(b), 3) for b in lows],
+                                      "promised": [bool(o) for o in ok], "how": promise.describe("PSNR margin to tv")}
+            for i in range(x_hat.shape[0]):
+                head = f"{f'image {i}: ' if many else ''}safe: "
+                if bool(ok[i]):
+                    print(f"{head}within {TOLERANCE_DB:g} dB of tv or better with probability {promise.level:g} "
+                          f"(PSNR margin ≥ {float(lows[i]):+.2f} dB; split conformal at the training conditions, "
+                          "scaled by trust)")
+                else:
+                    print(f"{head}CANNOT promise to be within {TOLERANCE_DB:g} dB of tv on this image (margin "
+                          f"bound {float(lows[i]):+.2f} dB at probability {promise.level:g}); tv's own answer: "
+                          f"invmap reconstruct --method tv with the run's tuned parameters")
     pixels = getattr(model, "pixel_intervals", None)
     if args.intervals and pixels is not None and x_b is not None:
         lo, hi = pixels(x_hat, x_b)

@@ -37,17 +37,21 @@ METRICS: dict[str, bool] = {"psnr": True, "ssim": True, "relative_error": False}
 
 #: Scores some evaluations add (`evaluation.trust`): data consistency ρ, trust T (ground-truth free),
 #: the per-image PSNR bound b and whether it held (``covered``: its mean is the bound's coverage).
+#: Safe's promise (`invmap.trust.safe`): its margin bound to the baseline (dB), whether it promised to
+#: stay within 0.5 dB of it, and on the promised images whether it did.
 #: A posterior sampler's std map s against the true error (`invmap.trust.spread`): Spearman(s, |x̂ − x|)
 #: and the fraction of pixels with |x̂ − x| ≤ 2s.
 TRUST_SCORES = ("rho", "trust", "psnr_bound", "covered", "bound_level", "pixel_risk", "pixel_alpha",
-                "pixel_confidence", "std_spearman", "std_coverage")
+                "pixel_confidence", "std_spearman", "std_coverage", "margin_bound", "promised", "promise_kept")
 
 COLUMNS = ["method", "n", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std",
            "relative_error_mean", "relative_error_std", "seconds_per_image", "data_range",
            "rho_mean", "rho_std", "trust_mean", "trust_std", "psnr_bound_mean", "psnr_bound_std",
            "covered_mean", "covered_std", "bound_level_mean", "bound_level_std", "pixel_risk_mean", "pixel_risk_std",
            "pixel_alpha_mean", "pixel_alpha_std", "pixel_confidence_mean", "pixel_confidence_std",
-           "std_spearman_mean", "std_spearman_std", "std_coverage_mean", "std_coverage_std"]
+           "std_spearman_mean", "std_spearman_std", "std_coverage_mean", "std_coverage_std",
+           "margin_bound_mean", "margin_bound_std", "promised_mean", "promised_std", "promise_kept_mean",
+           "promise_kept_std"]
 #: columns that may be empty (not computed for a method, or a table written before they existed)
 OPTIONAL = tuple(f"{m}_{s}" for m in TRUST_SCORES for s in ("mean", "std"))
 

@@ -164,6 +164,8 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
 PER_LEVEL = {"trust": "trust", "rho": "ρ", "recalibrated": "K recalibrated (fraction of images)",
              "psnr_bound": "PSNR bound b (dB, mean)", "covered": "PSNR ≥ b (fraction of images)",
              "pixel_risk": "pixels outside their interval (risk)",
+             "promised": "promised ≥ tv − 0.5 dB (fraction of images)",
+             "promise_kept": "promise kept (fraction of promised images)",
              "std_spearman": "Spearman(posterior std, |error|)", "std_coverage": "|error| ≤ 2·std (fraction of pixels)"}
 
 

@@ -83,6 +83,20 @@ def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: An
             target.pixel_intervals = (fit_intervals(x[k:], x_m[k:], x_b[k:], ev.pixel_risk, ev.pixel_delta)
                                       if intervals else None)
         out[name] = dict(target.trust_calibration)
+    for name, m in methods.items():  # safe: what it can promise against the baseline it falls back to
+        if not hasattr(m, "fit_promise") or m.promise is not None or base is None or config.evaluation.bound <= 0:
+            continue
+        if pairs is None:
+            y, x, phys = val_pairs(config, n=min(2 * n, int(config.data.val)))
+            pairs = (y, x, phys, reconstruct(base, y, phys)[0])
+        y, x, phys, x_b = pairs
+        k = min(n, y.shape[0] - y.shape[0] // 2)
+        if not _enough("bound", y.shape[0] - k, config, say, "bound" in strict):
+            continue
+        x_m = reconstruct(m.model, y[k:], phys)[0]
+        with torch.no_grad():
+            x_s = m.from_reconstructions(y[k:], phys, {"model": x_m, "baseline": x_b[k:]})
+        m.fit_promise(x[k:], x_s, x_b[k:], m.last.trust, float(config.evaluation.bound), config.evaluation.data_range)
     return out
 
 
@@ -143,6 +157,8 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
         method = methods[name]
         if getattr(method, "recalibrate", False):  # which images safe ran with K recalibrated from y
             r.scores["recalibrated"] = recalibrated_images(y, physics)
+        if getattr(method, "promise", None) is not None:  # safe: did it promise ≥ baseline − 0.5 dB, and keep it?
+            _add_promise(method, y, physics, r, x_hat, base, results, batch_size)
         if getattr(method, "training_physics", None) is None:
             continue
         trust = []
@@ -168,6 +184,28 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
             r.scores["pixel_risk"] = outside(x, x_hat, width_map(x_hat, base), pixels.lam)
             r.scores["pixel_alpha"] = torch.full_like(r.scores["pixel_risk"], pixels.alpha)
             r.scores["pixel_confidence"] = torch.full_like(r.scores["pixel_risk"], 1 - pixels.delta)
+
+
+def _add_promise(safe: Any, y: torch.Tensor, physics: Any, r: Any, x_hat: torch.Tensor, base: torch.Tensor | None,
+                 results: Mapping[str, Any], batch_size: int) -> None:
+    """Scores ``margin_bound`` (dB), ``promised`` (1: bound ≥ −tolerance) and, with the baseline's
+    PSNR, ``promise_kept`` (promised images: 1 when safe stayed within the tolerance; NaN elsewhere)."""
+    from ..trust import diagnose
+    from ..trust.safe import TOLERANCE_DB
+    from .evaluate import reconstruct
+
+    trust = []
+    for i in range(0, y.shape[0], batch_size):
+        sl = slice(i, i + batch_size)
+        x_m = reconstruct(safe.model, y[sl], physics)[0]
+        trust.append(diagnose(safe.model, y[sl], physics, x_hat=x_m, x_baseline=None if base is None else base[sl],
+                              draws=0).trust)
+    b, ok = safe.promised(torch.cat(trust))
+    r.scores["margin_bound"], r.scores["promised"] = b, ok.double()
+    b_res = results.get(BASELINE)
+    if b_res is not None and b_res.error is None and "psnr" in r.scores:
+        held = (r.scores["psnr"].double() - b_res.scores["psnr"].double() >= -TOLERANCE_DB).double()
+        r.scores["promise_kept"] = torch.where(ok, held, torch.full_like(held, math.nan))
 
 
 def recalibrated_images(y: torch.Tensor, physics: Any) -> torch.Tensor:

@@ -67,8 +67,8 @@ class PsnrBound:
         """b per image (dB)."""
         return agreement_db.double().cpu() + self.offset - self.quantile * scale(trust)
 
-    def describe(self) -> str:
-        return (f"PSNR lower bound at probability {self.level:g} (split conformal on {self.n} calibration pairs "
+    def describe(self, of: str = "PSNR") -> str:
+        return (f"{of} lower bound at probability {self.level:g} (split conformal on {self.n} calibration pairs "
                 f"at the training conditions, scaled by the trust score; valid there, measured elsewhere)")
 
     def to_dict(self) -> dict:

@@ -22,6 +22,15 @@ value), x̂ and the baseline are recomputed with K set to the estimate (rounded 
 the anchored solve runs on that K. The classical baselines of an evaluation are not
 recalibrated: they are the plain methods with the K they are given.
 
+**What safe promises.** Per image, safe says whether it can promise to be within
+`TOLERANCE_DB` (0.5 dB) of the baseline it falls back to, from the same signals as the PSNR
+bound (`invmap.trust.conformal`): a split-conformal lower bound on the margin
+m = PSNR(x̂_safe, x) − PSNR(x̂_b, x), fitted on held-out calibration pairs at the training
+conditions and scaled by the model's trust score, m ≥ c − q·σ(T) at probability 1 − α
+(`fit_promise`). Where that bound is below −0.5 dB it says so (``invmap reconstruct --safe``
+prints it and the sidecar records it; the evaluation and the stress study score how often it
+promised and how often a promise held) instead of answering silently.
+
 `SafeReconstructor` is itself a reconstructor, ``x̂ = safe(y, physics)``, so evaluate,
 stress and the CLI use it like any other method.
 """
@@ -39,6 +48,9 @@ from .diagnostics import Diagnostics, Reconstructor, diagnose
 #: batched solve: 0.05 px is about two standard errors of the CT detector-offset estimate on
 #: the default task and far below the shifts that cost a model accuracy (0.25 px: ≈ −0.2 dB)
 RECALIBRATION_STEP = {"detector_offset": 0.05}
+
+#: safe promises x̂_safe no more than this many dB below the baseline's x̂, or says it cannot
+TOLERANCE_DB = 0.5
 
 
 def recalibrated(physics: Any, values: Mapping[str, float]) -> Any:
@@ -74,6 +86,26 @@ class SafeReconstructor:
         self.corrections: list[dict[str, float]] = []
         #: per image of the last call: the verdict after recalibration (None: not recalibrated)
         self.after: list[str | None] = []
+        #: the fitted margin bound m ≥ c − q·σ(T) (`fit_promise`; None: not calibrated)
+        self.promise: Any = None
+
+    def fit_promise(self, x: torch.Tensor, x_safe: torch.Tensor, x_baseline: torch.Tensor, trust: torch.Tensor,
+                    level: float, data_range: Any = 1.0) -> None:
+        """Fit the margin bound on held-out calibration pairs (truth x, safe's and the baseline's x̂,
+        the model's trust T on them) at probability `level` (see the module docstring)."""
+        from .. import metrics
+        from .conformal import fit
+
+        margin = metrics.psnr(x_safe.float(), x.float(), data_range) - metrics.psnr(x_baseline.float(), x.float(),
+                                                                                    data_range)
+        self.promise = fit(margin, torch.zeros_like(margin, dtype=torch.float64), trust, level, data_range)
+
+    def promised(self, trust: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(margin lower bound in dB, promised: bound ≥ −`TOLERANCE_DB`) per image from the model's trust T."""
+        if self.promise is None:
+            raise ValueError("safe: no margin bound fitted (calibrate it on held-out validation pairs first)")
+        b = self.promise(torch.zeros(trust.shape[0], dtype=torch.float64), trust)
+        return b, b >= -TOLERANCE_DB
 
     def params(self) -> dict:
         return {"baseline": getattr(self.baseline, "params", lambda: {})(), "mu0": self.mu0, "free": self.free,
@@ -162,4 +194,4 @@ def _rounded(name: str, value: float) -> float:
     return round(round(value / step) * step, 10)
 
 
-__all__ = ["SafeReconstructor", "recalibrated", "RECALIBRATION_STEP"]
+__all__ = ["SafeReconstructor", "recalibrated", "RECALIBRATION_STEP", "TOLERANCE_DB"]
