@@ -36,9 +36,12 @@ def tiny_kind(name: str) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("name", variational.names())
-def test_classical_methods_say_they_are_not_learned(name):
-    assert is_learned(name, variational.build(name)) is False
-    assert is_learned("model", variational.build(name)) is False  # the object answers, not its name
+def test_every_method_says_whether_it_is_learned(name):
+    """Classical methods are baselines; those with a learned prior (pnp, diffpir, dps) are not."""
+    prior = variational.METHODS.get(name).learned  # the class declares it
+    assert is_learned(name, variational.build(name)) is prior
+    assert is_learned("model", variational.build(name)) is prior  # the object answers, not its name
+    assert prior == (name in ("pnp", "diffpir", "dps"))
 
 
 @pytest.mark.parametrize("name", models.KINDS.names())

@@ -15,6 +15,7 @@ Solvers (readable loops with ``step()``/``solve()``/``history``): `GradientDesce
 iteration count on validation pairs.
 """
 
+from ..registry import import_submodules
 from . import functionals
 from .cgls import CG, CGLS
 from .fbp import fbp
@@ -23,9 +24,10 @@ from .functionals import Gradient, div, grad, grad_adjoint, tv
 from .gd import GradientDescent
 from .methods import METHODS, Method, build, names
 from .pdhg import ChambollePockTV
-from . import pnp, posterior  # noqa: F401  (register the methods with a learned prior)
 from .tikhonov import Tikhonov
 from .tune import tune
+
+import_submodules(__name__)  # one module per method registers it (adjoint.py, pdhg.py's tv, pnp.py, …)
 
 
 __all__ = ["METHODS", "Method", "build", "names", "tune", "fbp", "functionals", "grad", "grad_adjoint",

@@ -54,6 +54,9 @@ import warnings
 import numpy as np
 import torch
 
+from .methods import METHODS, Method
+
+
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann")
 
 
@@ -268,3 +271,27 @@ def fbp(y: torch.Tensor, op, filter: str = "ramp", cutoff: float = 1.0) -> torch
         weights = angular_weights(g.angles, 180.0)
     x = _backproject(q, op, weights)
     return x.reshape(*lead, g.height, g.width)
+
+
+# ------------------------------------------------------------- the registered method
+@METHODS.register("fbp")
+class FBP(Method):
+    """Filtered back-projection (operators with a CT geometry: ``K.has_fbp``)."""
+
+    def __init__(self, filter: str = "ramp", cutoff: float = 1.0):
+        super().__init__()
+        if filter not in FILTERS:
+            raise ValueError(f"fbp: unknown filter '{filter}'; available: {', '.join(FILTERS)}")
+        if not 0 < cutoff <= 1:
+            raise ValueError(f"fbp: cutoff must be in (0, 1], got {cutoff}")
+        self.filter, self.cutoff = filter, float(cutoff)
+
+    def _run(self, y, physics, x0, callback):
+        op = physics.operator
+        if not op.has_fbp:
+            raise ValueError(f"fbp: needs an operator with a filtered back-projection (a CT geometry: tomography, "
+                             f"fanbeam), got '{op.name or type(op).__name__}'")
+        return fbp(y, op, filter=self.filter, cutoff=self.cutoff)
+
+    def default_grid(self, physics, y):
+        return {"filter": ["ramp", "hann"], "cutoff": [0.4, 0.6, 0.8, 1.0]}

@@ -20,7 +20,8 @@ import math
 import torch
 
 from ..operators.base import LinearOperator
-from .functionals import Functional, Zero, grad, grad_adjoint, sqnorm, zeros_image
+from .functionals import L1, TV, Box, Functional, Huber, Zero, grad, grad_adjoint, sqnorm, zeros_image
+from .methods import METHODS, Method, _box, _lam_grid, check_iters
 from .solver import STEP_SAFETY, IterativeSolver
 
 
@@ -61,3 +62,75 @@ class FISTA(IterativeSolver):
         if self.h is not None:
             obj = obj + self.h(grad(self.x))
         return {"objective": obj, "residual": res.sqrt()}
+
+
+# ------------------------------------------------------------- the registered method
+
+@METHODS.register("fista-l1")
+class FistaL1(Method):
+    """Sparsity: argmin ½‖Kx − y‖² + lam‖x‖₁ (+ box) by FISTA."""
+
+    tune_param = "lam"
+
+    def __init__(self, lam: float = 1e-2, iters: int = 100, nonneg: bool = False,
+                 lower: float | None = None, upper: float | None = None):
+        super().__init__()
+        if not lam >= 0:  # also rejects NaN
+            raise ValueError(f"fista-l1: lam must be >= 0, got {lam}")
+        check_iters("fista-l1", iters)
+        self.lam, self.iters, self.nonneg, self.lower, self.upper = float(lam), iters, nonneg, lower, upper
+
+    def _run(self, y, physics, x0, callback):
+        box = _box(self.lower, self.upper, self.nonneg)
+        l1 = L1(self.lam)
+        g = l1 if not box.active else _BoxedL1(l1, box)
+        s = FISTA(physics.operator, y, g=g, x0=x0, max_iter=self.iters)
+        return self._solve(s, callback)
+
+    def default_grid(self, physics, y):
+        return {"lam": _lam_grid(physics, 6, -4.0, 0.0, power=1)}
+
+
+class _BoxedL1(L1):
+    """λ‖x‖₁ + ι_Box: the prox is the clamp of the soft-threshold (separable, 1-D convex)."""
+
+    def __init__(self, l1: L1, box: Box):
+        super().__init__(l1.weight)
+        self.box = box
+
+    def __call__(self, x):
+        return super().__call__(x) + self.box(x)
+
+    def prox(self, v, t=1.0):
+        return self.box.prox(super().prox(v, t))
+
+
+@METHODS.register("fista-tv")
+class FistaTV(Method):
+    """argmin ½‖Kx − y‖² + lam·TV(x) by FISTA: inner TV prox (huber = 0) or Huber-TV (huber > 0)."""
+
+    tune_param = "lam"
+
+    def __init__(self, lam: float = 1e-2, iters: int = 100, huber: float = 0.0, inner_iters: int = 10,
+                 nonneg: bool = False, lower: float | None = None, upper: float | None = None):
+        super().__init__()
+        if not lam >= 0:  # also rejects NaN
+            raise ValueError(f"fista-tv: lam must be >= 0, got {lam}")
+        check_iters("fista-tv", iters)
+        if huber < 0:
+            raise ValueError(f"fista-tv: huber must be >= 0, got {huber}")
+        check_iters("fista-tv", inner_iters, "inner_iters", low=1)
+        self.lam, self.iters, self.huber, self.inner_iters = float(lam), iters, float(huber), inner_iters
+        self.nonneg, self.lower, self.upper = nonneg, lower, upper
+
+    def _run(self, y, physics, x0, callback):
+        box = _box(self.lower, self.upper, self.nonneg)
+        if self.huber > 0:
+            s = FISTA(physics.operator, y, g=box, h_grad=Huber(self.lam, self.huber), x0=x0, max_iter=self.iters)
+        else:
+            g = TV(self.lam, iters=self.inner_iters, box=box)
+            s = FISTA(physics.operator, y, g=g, x0=x0, max_iter=self.iters)
+        return self._solve(s, callback)
+
+    def default_grid(self, physics, y):
+        return {"lam": _lam_grid(physics, 6, -4.0, 0.0, power=1)}

@@ -12,6 +12,7 @@ import torch
 
 from ..operators.base import LinearOperator
 from .functionals import Box, sqnorm, zeros_image
+from .methods import METHODS, Method, _box, check_iters
 from .solver import STEP_SAFETY, IterativeSolver
 
 
@@ -40,3 +41,25 @@ class GradientDescent(IterativeSolver):
     def record(self) -> dict:
         res = sqnorm(self.r)
         return {"objective": 0.5 * res, "residual": res.sqrt()}
+
+
+# ------------------------------------------------------------- the registered method
+@METHODS.register("gd")
+class GD(Method):
+    """Landweber gradient descent on ½‖Kx − y‖², regularised by the iteration count."""
+
+    iters_param = "iters"
+
+    def __init__(self, iters: int = 100, nonneg: bool = False, lower: float | None = None,
+                 upper: float | None = None):
+        super().__init__()
+        check_iters("gd", iters)
+        self.iters, self.nonneg, self.lower, self.upper = iters, nonneg, lower, upper
+
+    def _run(self, y, physics, x0, callback):
+        s = GradientDescent(physics.operator, y, x0=x0, max_iter=self.iters,
+                            box=_box(self.lower, self.upper, self.nonneg))
+        return self._solve(s, callback)
+
+    def default_grid(self, physics, y):
+        return {"iters": [1, 2, 5, 10, 20, 50, 100, 200]}

@@ -34,6 +34,7 @@ import torch
 
 from ..operators.base import LinearOperator, top_eigenvalue
 from .functionals import Box, dot, grad, grad_adjoint, pixel_norm, sqnorm, tv, zeros_image
+from .methods import METHODS, Method, _box, _lam_grid, check_iters
 from .solver import STEP_SAFETY, IterativeSolver
 
 
@@ -127,3 +128,32 @@ class ChambollePockTV(IterativeSolver):
         if self.tol <= 0:
             return torch.zeros(self.x.shape[0], dtype=torch.bool)
         return self._gap <= self.tol
+
+
+# ------------------------------------------------------------- the registered method
+
+@METHODS.register("tv")
+class TVMethod(Method):
+    """Total variation: argmin ½‖Kx − y‖² + lam·TV(x) (+ box) by Chambolle–Pock."""
+
+    tune_param = "lam"
+
+    def __init__(self, lam: float = 1e-2, iters: int = 200, nonneg: bool = False,
+                 lower: float | None = None, upper: float | None = None, tol: float = 0.0,
+                 ratio: float = 1.0):
+        super().__init__()
+        if not lam >= 0:  # also rejects NaN
+            raise ValueError(f"tv: lam must be >= 0, got {lam}")
+        check_iters("tv", iters)
+        if not 0 < ratio < math.inf:
+            raise ValueError(f"tv: ratio must be a finite number > 0, got {ratio}")
+        self.lam, self.iters, self.nonneg, self.lower, self.upper = float(lam), iters, nonneg, lower, upper
+        self.tol, self.ratio = tol, ratio
+
+    def _run(self, y, physics, x0, callback):
+        s = ChambollePockTV(physics.operator, y, lam=self.lam, box=_box(self.lower, self.upper, self.nonneg),
+                            x0=x0, max_iter=self.iters, tol=self.tol, ratio=self.ratio)
+        return self._solve(s, callback)
+
+    def default_grid(self, physics, y):
+        return {"lam": _lam_grid(physics, 6, -4.0, 0.0, power=1)}

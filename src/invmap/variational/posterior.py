@@ -54,9 +54,9 @@ class _Sampler(Method):
     #: `sample` returns draws of x | y and their spread (an uncertainty map)
     posterior = True
 
-    def __init__(self, denoiser: str = DEFAULT_DENOISER, steps: int = 30, sigma_start: float = 0.2,
-                 sigma_end: float = 0.01, step: float = 1.0, zeta: float = 0.3, samples: int = 4,
-                 seed: int = 0, cg_iters: int = 5, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto"):
+    def __init__(self, denoiser: str = DEFAULT_DENOISER, steps: int = 30, sigma_start: float = 0.1,
+                 sigma_end: float = 0.01, step: float = 300.0, zeta: float = 0.3, samples: int = 4,
+                 seed: int = 0, cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto"):
         super().__init__()
         who = self.name if self.name != "method" else type(self).__name__.lower()
         check_iters(who, steps, "steps", low=1)
@@ -105,14 +105,14 @@ class _Sampler(Method):
         raise NotImplementedError  # pragma: no cover - abstract
 
     def default_grid(self, physics, y):
-        return {"sigma_start": [0.1, 0.2, 0.3], "step": self._steps}
+        return {"sigma_start": [0.1, 0.2], "step": self._steps}
 
 
 @METHODS.register("diffpir")
 class DiffPIR(_Sampler):
     """Posterior mean of DiffPIR chains: denoiser at decreasing σ, a data proximal step, re-noising."""
 
-    _steps = [0.3, 3.0, 30.0]
+    _steps = [30.0, 300.0, 3000.0]
 
     @torch.no_grad()
     def _step(self, prior, p, x, sigma, rel):
@@ -124,6 +124,11 @@ class DPS(_Sampler):
     """Posterior mean of DPS chains: the data gradient taken through the denoiser (Tweedie)."""
 
     _steps = [0.1, 0.3, 1.0]
+
+    def __init__(self, denoiser: str = DEFAULT_DENOISER, steps: int = 30, sigma_start: float = 0.1,
+                 sigma_end: float = 0.01, step: float = 0.3, zeta: float = 0.3, samples: int = 4,
+                 seed: int = 0, cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto"):
+        super().__init__(denoiser, steps, sigma_start, sigma_end, step, zeta, samples, seed, cg_iters, init)
 
     def _step(self, prior, p, x, sigma, rel):
         with torch.enable_grad():

@@ -7,11 +7,14 @@ The objective history reports ½‖Kx − y‖² + (λ/2)‖Lx‖².
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from ..operators.base import LinearOperator
 from .cgls import CG
 from .functionals import grad, grad_adjoint, sqnorm
+from .methods import METHODS, Method, _lam_grid, check_iters
 
 
 class Tikhonov(CG):
@@ -39,3 +42,26 @@ class Tikhonov(CG):
         lx = self.x if self.reg == "identity" else grad(self.x)
         return {"objective": 0.5 * res + 0.5 * self.lam * sqnorm(lx), "residual": res.sqrt(),
                 "normal_residual": self.rr.sqrt()}
+
+
+# ------------------------------------------------------------- the registered method
+@METHODS.register("tikhonov")
+class TikhonovMethod(Method):
+    """Tikhonov: argmin ½‖Kx − y‖² + (lam/2)‖Lx‖², L = I or ∇, by CG on the normal equations."""
+
+    tune_param = "lam"
+
+    def __init__(self, lam: float = 1e-2, reg: Literal["identity", "gradient"] = "identity",
+                 iters: int = 100, tol: float = 1e-6):
+        super().__init__()
+        if not lam >= 0:  # also rejects NaN
+            raise ValueError(f"tikhonov: lam must be >= 0, got {lam}")
+        check_iters("tikhonov", iters)
+        self.lam, self.reg, self.iters, self.tol = float(lam), reg, iters, tol
+
+    def _run(self, y, physics, x0, callback):
+        s = Tikhonov(physics.operator, y, lam=self.lam, reg=self.reg, x0=x0, max_iter=self.iters, tol=self.tol)
+        return self._solve(s, callback)
+
+    def default_grid(self, physics, y):
+        return {"lam": _lam_grid(physics, 6, -5.0, 0.0, power=2)}
