@@ -232,3 +232,24 @@ def test_evaluate_scores_a_sampler_and_draws_its_std_maps(prior, tmp_path, capsy
     assert (out / "figures" / "posterior.png").is_file()
     assert main(["report", str(out)]) == 0
     assert "2·std (computed without ground truth)" in (out / "report.html").read_text()  # the figure, embedded
+
+
+def test_the_transforms_undo_themselves_and_average_an_equivariant_prior_to_itself():
+    """g_k⁻¹ D(g_k v) = D(v) for a D that commutes with rotations and flips (here pointwise), for all
+    8 k, also on non-square images; for one that does not (a shift), the average differs."""
+    from invmap.variational.prior import averaged, transformed
+
+    class Pointwise:
+        def denoise(self, v, sigma):
+            return v * (1 - sigma) + v ** 2 * sigma
+
+    class Shift:
+        def denoise(self, v, sigma):
+            return torch.roll(v, 1, dims=3)
+
+    v = torch.rand(2, 1, 6, 9, generator=torch.Generator().manual_seed(5))
+    for k in range(8):
+        torch.testing.assert_close(transformed(Pointwise(), v, 0.3, k), Pointwise().denoise(v, 0.3))
+    torch.testing.assert_close(averaged(Pointwise(), v, 0.3), Pointwise().denoise(v, 0.3))
+    assert averaged(Shift(), v, 0.3).shape == v.shape
+    assert not torch.allclose(averaged(Shift(), v, 0.3), Shift().denoise(v, 0.3))

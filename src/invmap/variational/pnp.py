@@ -9,7 +9,9 @@ With the noise-conditional denoiser D(v, σ) (`invmap.variational.prior`, the zo
     pgd:  x_k = D(x_{k−1} − τ K̃ᵀ(K̃x_{k−1} − ỹ), σ_k)            (τ ≤ 2 for convergence of the
                                                                     gradient step)
 
-from x_0 = FBP(y) where K has one, else K̃ᵀỹ. Nothing is trained for a task: the schedule's
+from x_0 = FBP(y) where K has one, else K̃ᵀỹ; with ``equivariant`` (default) D at iteration k is
+g_k⁻¹ D(g_k ·, σ_k), g_k cycling through the rotations and flips, and the last one their average
+(`invmap.variational.prior`). Nothing is trained for a task: the schedule's
 endpoints and τ are tuned on validation pairs like TV's λ (`default_grid`, `invmap.variational.tune`),
 so the same prior serves CT, deblurring, MRI, super-resolution and inpainting. Zhang et al.,
 "Plug-and-play image restoration with deep denoiser prior" (DPIR), TPAMI 2021.
@@ -24,7 +26,7 @@ import torch
 
 from ..models.iterative import Normalised
 from .methods import METHODS, Method, check_iters
-from .prior import DEFAULT_DENOISER, check_schedule, data_prox, load_prior, schedule
+from .prior import DEFAULT_DENOISER, averaged, check_schedule, data_prox, load_prior, schedule, transformed
 
 
 @METHODS.register("pnp")
@@ -36,13 +38,15 @@ class PnP(Method):
 
     def __init__(self, denoiser: str = DEFAULT_DENOISER, algorithm: Literal["hqs", "pgd"] = "hqs",
                  iters: int = 8, sigma_start: float = 0.1, sigma_end: float = 0.02, step: float = 300.0,
-                 cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto"):
+                 cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto",
+                 equivariant: bool = True):
         super().__init__()
         check_iters("pnp", iters, low=1)
         check_iters("pnp", cg_iters, "cg_iters", low=1)
         check_schedule("pnp", sigma_start, sigma_end, iters, step)
         self.denoiser, self.algorithm, self.iters, self.cg_iters, self.init = denoiser, algorithm, iters, cg_iters, init
         self.sigma_start, self.sigma_end, self.step = float(sigma_start), float(sigma_end), float(step)
+        self.equivariant = bool(equivariant)
 
     def _run(self, y, physics, x0, callback):
         prior = load_prior(self.denoiser)
@@ -56,7 +60,10 @@ class PnP(Method):
                     v = data_prox(p, x, self.step * (s / sigmas[0]) ** 2, self.cg_iters)
                 else:
                     v = x - min(self.step, 1.99) * p.grad(x)
-                x = prior.denoise(v, s)
+                if not self.equivariant:
+                    x = prior.denoise(v, s)
+                else:  # cycling through the rotations / flips, their average at the end
+                    x = averaged(prior, v, s) if k == len(sigmas) - 1 else transformed(prior, v, s, k)
                 if callback is not None:
                     callback(k + 1, x)
         return x

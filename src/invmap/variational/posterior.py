@@ -14,7 +14,8 @@ noise, as SDEdit does), and per step:
     ε̂    = (x_k − x̂⁰)/σ_k
     x_{k+1} = x̂⁰ + σ_{k+1}(√(1 − ζ) ε̂ + √ζ n)   [dps: − τ g]
 
-returning the final x̂⁰. Each call draws ``samples`` chains (seeded by ``seed``, so a method
+returning the final x̂⁰ (with ``equivariant``, D at step k is g_k⁻¹ D(g_k ·, σ_k), g_k cycling
+through the rotations and flips; `invmap.variational.prior`). Each call draws ``samples`` chains (seeded by ``seed``, so a method
 gives the same samples for the same y) and returns their mean; `sample` also returns the
 per-pixel standard deviation s and the samples — an uncertainty map, whose agreement with the
 true error |x̂ − x| the evaluation records (Spearman correlation, coverage of x̂ ± 2s).
@@ -32,7 +33,7 @@ import torch
 
 from ..models.iterative import Normalised
 from .methods import METHODS, Method, check_iters
-from .prior import DEFAULT_DENOISER, check_schedule, data_prox, load_prior, schedule
+from .prior import DEFAULT_DENOISER, check_schedule, data_prox, load_prior, schedule, transformed
 
 #: the most chains one call may draw (each costs a whole sampler run)
 MAX_SAMPLES = 1000
@@ -56,7 +57,8 @@ class _Sampler(Method):
 
     def __init__(self, denoiser: str = DEFAULT_DENOISER, steps: int = 30, sigma_start: float = 0.1,
                  sigma_end: float = 0.01, step: float = 300.0, zeta: float = 0.3, samples: int = 4,
-                 seed: int = 0, cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto"):
+                 seed: int = 0, cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto",
+                 equivariant: bool = True):
         super().__init__()
         who = self.name if self.name != "method" else type(self).__name__.lower()
         check_iters(who, steps, "steps", low=1)
@@ -69,6 +71,7 @@ class _Sampler(Method):
         self.denoiser, self.steps, self.sigma_start, self.sigma_end = denoiser, steps, float(sigma_start), float(sigma_end)
         self.step, self.zeta, self.samples, self.seed, self.cg_iters, self.init = \
             float(step), float(zeta), samples, seed, cg_iters, init
+        self.equivariant = bool(equivariant)
 
     def _run(self, y, physics, x0, callback):
         return self.sample(y, physics, self.samples, x0=x0).mean
@@ -92,7 +95,7 @@ class _Sampler(Method):
         sigmas = schedule(self.sigma_start, self.sigma_end, self.steps)
         x = start + sigmas[0] * torch.randn(start.shape, generator=g, device=start.device)
         for k, s in enumerate(sigmas):
-            x0, push = self._step(prior, p, x, s, s / sigmas[0])
+            x0, push = self._step(self._prior(prior, k), p, x, s, s / sigmas[0])
             if k == len(sigmas) - 1:
                 return x0
             eps = (x - x0) / s
@@ -100,12 +103,28 @@ class _Sampler(Method):
             x = x0 + sigmas[k + 1] * (math.sqrt(1 - self.zeta) * eps + math.sqrt(self.zeta) * noise) - push
         return x  # pragma: no cover - the loop returns
 
+    def _prior(self, prior, k: int):
+        """What step k denoises with: D, or g_k⁻¹ D(g_k ·) (``equivariant``)."""
+        if not self.equivariant:
+            return prior
+        return _Transformed(prior, k)
+
     def _step(self, prior, p: Normalised, x: torch.Tensor, sigma: float, rel: float):
         """(x̂⁰, a correction subtracted from the next state)."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def default_grid(self, physics, y):
         return {"sigma_start": [0.1, 0.2], "step": self._steps}
+
+
+class _Transformed:
+    """D_k(v, σ) = g_k⁻¹ D(g_k v, σ) as an object with D's `denoise`."""
+
+    def __init__(self, prior, k: int):
+        self.prior, self.k = prior, k
+
+    def denoise(self, v: torch.Tensor, sigma: float) -> torch.Tensor:
+        return transformed(self.prior, v, sigma, self.k)
 
 
 @METHODS.register("diffpir")
@@ -127,8 +146,10 @@ class DPS(_Sampler):
 
     def __init__(self, denoiser: str = DEFAULT_DENOISER, steps: int = 30, sigma_start: float = 0.1,
                  sigma_end: float = 0.01, step: float = 0.3, zeta: float = 0.3, samples: int = 4,
-                 seed: int = 0, cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto"):
-        super().__init__(denoiser, steps, sigma_start, sigma_end, step, zeta, samples, seed, cg_iters, init)
+                 seed: int = 0, cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto",
+                 equivariant: bool = True):
+        super().__init__(denoiser, steps, sigma_start, sigma_end, step, zeta, samples, seed, cg_iters, init,
+                         equivariant)
 
     def _step(self, prior, p, x, sigma, rel):
         with torch.enable_grad():
