@@ -46,7 +46,7 @@ def test_a_shipped_entry_reproduces_its_card(name):
     assert zoo.check_psnr(d, card["check"]["n"]) == pytest.approx(card["check"]["psnr"], abs=card["check"]["tolerance_db"])
     t = card["training"]
     assert t["steps"] > 0 and t["minutes"] > 0 and t["commit"] and t["cpu"] and Path(t["config"]).name
-    assert {"fbp", "tv", "model"} <= set(card["test"]["psnr"])
+    assert "model" in card["test"]["psnr"] and "tv" in card["test"]["psnr"]  # beside a tuned classical baseline
 
 
 def test_the_shipped_entries_fit_the_size_limit():
