@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -163,8 +162,10 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="also write the numbers as JSON")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    from invmap.zoo.build import cpu_model
+
     parts = a.part.split(",")
-    res: dict = {"cpu": platform.processor() or platform.machine(), "threads": a.threads, "precision": "float32",
+    res: dict = {"cpu": cpu_model(), "threads": a.threads, "precision": "float32",
                  "denoiser": a.denoiser}
     if "denoise" in parts:
         res["denoise"] = denoise_part(a.denoiser, a.n)

@@ -199,3 +199,30 @@ def test_a_global_angle_offset_is_the_data_of_the_rotated_object():
     plain = float((K(x) - y_delta).norm() / y_delta.norm())
     best = min(err.values())
     assert best < 0.1 * plain and max(err.values()) > 10 * best, (err, plain)  # measured: 0.0009, 0.054, 0.027
+
+
+@pytest.mark.parametrize("name", variational.names())
+def test_every_variational_method_declares_what_it_is(name):
+    """Asked through `invmap.capabilities`, never by its name: learned or not, sampler or not."""
+    from invmap.capabilities import capabilities
+
+    m = variational.build(name)
+    caps = capabilities(m)
+    assert caps.learned is bool(getattr(type(m), "learned")) and isinstance(caps.learned, bool)
+    assert caps.posterior == hasattr(m, "sample")
+    assert caps.learned == (name in ("pnp", "diffpir", "dps"))  # the three that use the learned prior
+
+
+def test_a_callable_that_declares_nothing_gets_the_conservative_answers():
+    from invmap.capabilities import capabilities
+    from invmap.evaluation.verdicts import is_learned
+
+    def outside(y, physics):
+        return physics.operator.adjoint(y)
+
+    caps = capabilities(outside)
+    assert caps.learned is None and caps.operator_inside and not caps.posterior and not caps.diagnosable
+    assert not is_learned("mine", outside) and is_learned("model", outside)
+    outside.learned = True
+    assert capabilities(outside).learned and is_learned("mine", outside)
+    assert capabilities(models.Reconstructor).learned is True

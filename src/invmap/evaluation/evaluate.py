@@ -23,14 +23,15 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from ..atomic import atomic_write, atomic_write_csv
+from ..capabilities import Method, capabilities
 from ..metrics import DataRange
 
-Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
+Reconstructor = Method  # x̂ = method(y, physics): `invmap.capabilities`
 
 #: Metrics scored per image: name → (function name in `invmap.metrics`, higher is better).
 METRICS: dict[str, bool] = {"psnr": True, "ssim": True, "relative_error": False}
@@ -87,7 +88,7 @@ def reconstruct(method: Reconstructor, y: torch.Tensor, physics: Any, batch_size
     """x̂ = method(y, physics) in batches; returns (x̂ on CPU, total seconds). A posterior sampler
     (``method.posterior``) gives its mean, and with `spread` a list, its std maps are appended to it."""
     outs, total = [], 0.0
-    sampler = getattr(method, "posterior", False)  # callables from outside declare nothing
+    sampler = capabilities(method).posterior
     with torch.no_grad():
         for i in range(0, y.shape[0], max(1, int(batch_size))):
             yb = y[i:i + batch_size]

@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Collection, Mapping, Sequence
 
+from ..capabilities import capabilities
+
 MODEL = "model"
 #: the learned methods of files and callables that do not say what they are (stress.json
 #: written before shifts recorded ``learned``; a plain function passed as a method)
@@ -34,7 +36,7 @@ def is_learned(name: str, method: Any) -> bool:
     its ``learned`` attribute (True for every `invmap.models.Reconstructor` and the safe
     mode, False for the variational methods); a callable without one falls back to its
     name being in `LEARNED`."""
-    declared = getattr(method, "learned", None)
+    declared = capabilities(method).learned
     return name in LEARNED if declared is None else bool(declared)
 
 

@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from ..capabilities import capabilities
 from ..config import Config
 
 #: files whose presence means a directory already holds a training run
@@ -253,7 +254,7 @@ class Pairs:
                               fresh_noise=fresh_noise, simulation=sim)
         self.physics, self.recon, self.device, self.chunk = physics, recon, device, chunk
         self.n, self.num_workers = len(self.ds), num_workers
-        self.shared = self.ds.drawn is not None and bool(getattr(recon, "operator_inside", True))
+        self.shared = self.ds.drawn is not None and capabilities(recon).operator_inside
         self.clean: torch.Tensor | list[torch.Tensor] | None = None
         self.z: torch.Tensor | list[torch.Tensor] | None = None
         if stream or hasattr(src, "set_epoch"):  # augmented images: y = K x' + e simulated per minibatch

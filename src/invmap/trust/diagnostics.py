@@ -52,13 +52,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
+from ..capabilities import Method
 from ..operators.base import CalibrationEstimate
 
-Reconstructor = Callable[[torch.Tensor, Any], torch.Tensor]
+Reconstructor = Method  # x̂ = method(y, physics): `invmap.capabilities`
 
 #: the score S (in spreads of the training conditions) above which x̂ is suspect (trust < ½)
 SUSPECT_SCORE = 3.0
