@@ -73,12 +73,15 @@ def denoise_part(den: str, n: int) -> dict:
                                                      ).float()[None] for im in imgs])
 
             w = max(weights, key=lambda w: float(psnr(tv(noisy_val, w), val).mean()))
-            wav = torch.stack([torch.from_numpy(denoise_wavelet(im[0].numpy().astype(np.float64), sigma=s,
-                                                                method="BayesShrink", mode="soft",
-                                                                rescale_sigma=True)).float()[None] for im in noisy])
+            try:  # scikit-image's wavelet denoiser needs PyWavelets (pip install PyWavelets)
+                wav = torch.stack([torch.from_numpy(denoise_wavelet(im[0].numpy().astype(np.float64), sigma=s,
+                                                                    method="BayesShrink", mode="soft",
+                                                                    rescale_sigma=True)).float()[None] for im in noisy])
+            except ImportError:
+                wav = None
             rows[str(s)] = {"noisy": float(psnr(noisy, test).mean()), "denoiser": float(psnr(ours, test).mean()),
                             "skimage_tv": float(psnr(tv(noisy, w), test).mean()), "skimage_tv_weight": w,
-                            "skimage_wavelet": float(psnr(wav, test).mean()), "images": int(test.shape[0])}
+                            "skimage_wavelet": None if wav is None else float(psnr(wav, test).mean()), "images": int(test.shape[0])}
             print(label, s, json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in rows[str(s)].items()}),
                   flush=True)
         out[label] = rows
