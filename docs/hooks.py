@@ -42,7 +42,7 @@ API = {
     "prior": ("The learned prior: denoiser, plug-and-play, posterior sampling",
               ["invmap.models.denoiser", "invmap.variational.prior", "invmap.variational.pnp",
                "invmap.variational.posterior", "invmap.trust.spread"]),
-    "models": ("Models and reconstructor kinds", ["invmap.models", "invmap.models.reconstructor",
+    "models": ("Models and reconstructor kinds", ["invmap.capabilities", "invmap.models", "invmap.models.reconstructor",
                                                   "invmap.models.lpd", "invmap.models.lgd", "invmap.models.pnp",
                                                   "invmap.models.io"]),
     "training": ("Training", ["invmap.training.loop", "invmap.training.losses", "invmap.training.optim"]),

@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import atomic_write
     from ..evaluation import runs
     from ..evaluation.evaluate import text_table
     from ..pipeline import evaluate_run, new_run_dir
@@ -47,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
         out = run_dir
     else:
         out = new_run_dir("runs", f"{config.name}-eval")
-        (out / "config.yaml").write_text(config.to_yaml())
     rows = evaluate_run(config, run_dir, out, methods=methods, test_n=args.n, figure=not args.no_figure,
                         say=lambda s: print(s), tune_seconds=args.tune_seconds)
+    if run_dir is None and not (out / "config.yaml").exists():  # a config's evaluation is a run of its
+        atomic_write(out / "config.yaml", config.to_yaml())    # methods: `invmap stress OUT` takes it on
     print(text_table(rows))
     print(f"wrote {out / 'metrics.csv'} and {out / 'metrics.md'}")
     return 0
