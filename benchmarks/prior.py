@@ -1,7 +1,7 @@
 """The learned prior: the denoiser's PSNR, and PnP / posterior sampling against tuned TV per task.
 
     .venv/bin/python benchmarks/prior.py [--denoiser pretrained:denoiser] [--n 32] [--val 8]
-        [--part denoise,tasks,timing] [--tasks ct,blur,mri,sr] [--threads 2] [--out prior.json]
+        [--part denoise,tasks,timing,samples,arcs] [--tasks ct,blur,mri,sr] [--threads 2] [--out prior.json]
 
 1. ``denoise``: D(x + σn, σ) on held-out images (the test splits of the ellipse phantoms, of the
    bundled natural images and, where ../shared is, of the real CT slices; 128², n each) at
@@ -14,6 +14,8 @@
    way (their default grids), each scored on `--n` test images; DiffPIR's std map against the
    true error (Spearman, coverage of ±2·std).
 3. ``timing``: one DiffPIR / DPS posterior sample (30 steps) at 128² on the CT task, seconds.
+4. ``samples`` (not in the default parts): DiffPIR's mean and std map against the number of chains.
+5. ``arcs`` (not in the default parts): PnP's iterations on a 90° and a 180° arc, beside TV.
 
 Nothing else of invmap may run beside it when the timing part matters (2 cores).
 """
@@ -154,6 +156,50 @@ def timing_part(den: str) -> dict:
     return out
 
 
+def samples_part(den: str, n: int = 8) -> dict:
+    """DiffPIR's posterior mean and std against the number of chains: 16 chains on `n` CT test
+    images (tuned values of the CT task), scored on the first 1, 2, 4, 8, 16."""
+    import invmap.variational as var
+    from invmap.config import load_config
+    from invmap.evaluation.task import condition_from_config, make_pairs
+    from invmap.metrics import psnr
+    from invmap.trust.spread import coverage, spearman
+
+    y, x, phys = make_pairs(condition_from_config(load_config(None, []), n=n), split="test")
+    post = var.build("diffpir", denoiser=den, sigma_start=0.1, step=3000.0, samples=16).sample(y, phys)
+    out = {}
+    for k in (1, 2, 4, 8, 16):
+        s = post.samples[:k]
+        mean = s.mean(0)
+        row = {"psnr": float(psnr(mean, x).mean())}
+        if k > 1:
+            std, err = s.std(0), (mean - x).abs()
+            row.update(spearman=float(np.nanmean(spearman(std, err).numpy())), coverage=float(coverage(err, std).mean()))
+        out[str(k)] = row
+        print("chains", k, json.dumps({a: round(v, 3) for a, v in row.items()}), flush=True)
+    return out
+
+
+def arcs_part(den: str, n: int = 4) -> dict:
+    """PnP (the CT task's tuned σ's and τ) against its number of iterations on a 90° and the full
+    180° arc, beside TV with the CT task's tuned λ."""
+    import invmap.variational as var
+    from invmap.config import load_config
+    from invmap.evaluation.task import condition_from_config, make_pairs
+    from invmap.metrics import psnr
+
+    out: dict = {}
+    for arc in (90.0, 180.0):
+        y, x, phys = make_pairs(condition_from_config(load_config(None, [f"operator.arc={arc}"]), n=n), split="test")
+        row = {"tv": float(psnr(var.build("tv", lam=0.8611416436105938, iters=200)(y, phys), x).mean())}
+        for it in (8, 24, 48, 96):
+            m = var.build("pnp", denoiser=den, sigma_start=0.05, sigma_end=0.04, step=300.0, iters=it)
+            row[f"pnp_{it}"] = float(psnr(m(y, phys), x).mean())
+        out[str(arc)] = row
+        print("arc", arc, json.dumps({a: round(v, 2) for a, v in row.items()}), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--denoiser", default="pretrained:denoiser")
@@ -176,6 +222,10 @@ def main() -> None:
         res["tasks"] = task_part(a.denoiser, a.tasks.split(","), a.n, a.val)
     if "timing" in parts:
         res["timing"] = timing_part(a.denoiser)
+    if "samples" in parts:
+        res["samples"] = samples_part(a.denoiser)
+    if "arcs" in parts:
+        res["arcs"] = arcs_part(a.denoiser)
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1))
 
