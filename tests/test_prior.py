@@ -253,3 +253,18 @@ def test_the_transforms_undo_themselves_and_average_an_equivariant_prior_to_itse
     torch.testing.assert_close(averaged(Pointwise(), v, 0.3), Pointwise().denoise(v, 0.3))
     assert averaged(Shift(), v, 0.3).shape == v.shape
     assert not torch.allclose(averaged(Shift(), v, 0.3), Shift().denoise(v, 0.3))
+
+
+def test_the_report_shows_a_samplers_spread_per_stress_level_without_a_model():
+    """A run of methods only (no learned model, so no trust section) still shows the std map's
+    agreement with the error per level."""
+    from invmap.evaluation.report import per_level_html
+
+    shifts = [{"name": "geometry", "label": "Acquisition geometry", "axis": "views", "levels": ["30 views", "60 views"]}]
+    rows = [{"shift": "geometry", "level": lv, "method": "diffpir", "metric": m, "mean": v}
+            for lv, m, v in (("30 views", "std_spearman", 0.46), ("60 views", "std_spearman", 0.48),
+                             ("60 views", "std_coverage", 0.66), ("60 views", "psnr", 34.4))]
+    html = per_level_html(rows, shifts)
+    assert "Spearman(posterior std, |error|)" in html and "0.46" in html and "0.66" in html
+    assert "34.4" not in html  # PSNR lives in the stress tables, not here
+    assert per_level_html([r for r in rows if r["metric"] == "psnr"], shifts) == ""

@@ -147,6 +147,14 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
     if roc_png is not None and Path(roc_png).exists():
         parts.append(f"<figure><img alt=\"trust ROC\" src=\"{data_uri(roc_png)}\"><figcaption>ROC curve of the trust "
                      f"score over all stress images</figcaption></figure>")
+    parts.append(per_level_html(rows, shifts))
+    return "\n".join(parts)
+
+
+def per_level_html(rows: Sequence[Mapping], shifts: Sequence[Mapping]) -> str:
+    """Per shift, a table of the `PER_LEVEL` numbers of every method at each level (trust, ρ,
+    safe's recalibration and promise, a sampler's std map against its error, …)."""
+    parts = []
     for sh in shifts:
         rs = [r for r in rows if r["shift"] == sh["name"] and r["metric"] in PER_LEVEL]
         if not rs:
@@ -155,7 +163,7 @@ def trust_html(summary: Mapping, rows: Sequence[Mapping], shifts: Sequence[Mappi
         val = {(str(r["level"]), r["metric"], r["method"]): float(r["mean"]) for r in rs}
         levels = [str(lv) for lv in sh["levels"] if any(str(r["level"]) == str(lv) for r in rs)]
         body = [[lv] + [_num(val.get((lv, m, me), math.nan)) for m, me in cols] for lv in levels]
-        parts.append(f"<h3>{_e(sh.get('label') or sh['name'])}: trust and ρ per level</h3>")
+        parts.append(f"<h3>{_e(sh.get('label') or sh['name'])}: per level</h3>")
         parts.append(html_table([sh.get("axis") or "level"] + [f"{me} {PER_LEVEL[m]}" for m, me in cols], body))
     return "\n".join(parts)
 
@@ -233,6 +241,9 @@ def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequen
     if meta.get("trust"):
         parts.append(trust_html(meta["trust"], stress_rows, meta.get("shifts", []),
                                 (stress_figures or {}).get("_trust_roc")))
+    elif any(r["metric"] in PER_LEVEL for r in stress_rows or []):  # no learned model to score: the rest
+        parts.append("<h2>Per level: data fit and posterior spread</h2>")
+        parts.append(per_level_html(stress_rows, meta.get("shifts", [])))
     if config_yaml:
         parts.append("<h2>Configuration</h2>")
         parts.append(f"<pre>{_e(config_yaml)}</pre>")
