@@ -51,5 +51,11 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    print(f"use one as a run directory: pretrained:NAME (e.g. invmap reconstruct --model pretrained:{names[0]} …)")
+    priors = [n for n in names if zoo.card(n).get("kind") == "denoiser"]
+    maps = [n for n in names if n not in priors]
+    if maps:
+        print(f"use one as a run directory: pretrained:NAME (e.g. invmap reconstruct --model pretrained:{maps[0]} …)")
+    if priors:
+        print(f"the denoisers ({', '.join(priors)}) are the learned prior of --method pnp | diffpir | dps "
+              f"(--param denoiser=pretrained:{priors[-1]})")
     return 0
