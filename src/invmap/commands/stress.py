@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     config, run_dir = runs.resolve(args.run_dir)
     if run_dir is None:
-        raise ValueError(f"{args.run_dir} is not a run directory; stress needs a trained run (runs/NAME)")
+        raise ValueError(f"{args.run_dir} is not a run directory; stress needs a trained run (runs/NAME) or the "
+                         f"evaluation of a config (invmap evaluate CONFIG --methods … --out DIR)")
     kinds = parse_kinds(args.shifts)
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
