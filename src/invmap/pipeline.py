@@ -96,27 +96,49 @@ def _methods(config: Any, names: Sequence[str], run_dir: Path | None, tune_dir: 
     return {n: model.get(n) or rest[n] for n in names}, baselines
 
 
+@dataclass
+class Built:
+    """The methods of a run, built, their baselines tuned and the learned ones calibrated — once
+    (`prepare`), then handed to the evaluation and the stress study (`run` does)."""
+
+    names: list[str]
+    methods: dict[str, Any]
+    baselines: dict[str, dict]
+
+
+def prepare(config: Any, run_dir: Path | None, names: Sequence[str] | None, tune_dir: Path, tune_seconds: float,
+            say: Callable[[str], None], overrides: dict | None = None) -> Built:
+    """The applicable methods of `names` (default ``evaluation.methods``; notes said), built
+    (`_methods`) and calibrated (`calibrate`)."""
+    have_model = run_dir is not None and (Path(run_dir) / "model.safetensors").exists()
+    applicable, notes = runs.applicable_methods(list(names or config.evaluation.methods), config.build_operator(),
+                                                have_model=have_model)
+    for n in notes:
+        say(f"note: {n}")
+    recon, baselines = _methods(config, applicable, run_dir, tune_dir, tune_seconds, say, overrides)
+    calibrate(recon, config, say=say)
+    return Built(applicable, recon, baselines)
+
+
 def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequence[str] | None = None,
                  test_n: int | None = None, figure: bool = True, say: Callable[[str], None] = lambda s: None,
-                 tune_seconds: float = 60.0) -> list[dict]:
+                 tune_seconds: float = 60.0, built: Built | None = None,
+                 test: tuple[Any, Any, Any] | None = None) -> list[dict]:
     """Evaluate `methods` (default: ``evaluation.methods``) on the test set; writes
     metrics.csv / metrics.md (and figures/reconstructions.png) into `out_dir`; returns the rows.
 
     Baselines use the parameters recorded in ``baselines.json`` of the run (of `out_dir` for a
     config), tuned first when missing (`invmap.evaluation.runs.ensure_baselines`). Rows of
     other methods already in ``out_dir/metrics.csv`` are kept (`evaluate.merge_rows`); the
-    figure is then left as it is unless it would show every method.
+    figure is then left as it is unless it would show every method. `built` and `test` (the test
+    pairs) are what `run` made before; without them they are made here.
     """
-    have_model = run_dir is not None and (Path(run_dir) / "model.safetensors").exists()
-    names, notes = runs.applicable_methods(list(methods or config.evaluation.methods), config.build_operator(),
-                                           have_model=have_model)
-    for n in notes:
-        say(f"note: {n}")
     metrics_csv = Path(out_dir) / "metrics.csv"
     earlier = ev.read_metrics(metrics_csv) if metrics_csv.exists() else []  # a damaged table fails before any work
-    recon, _ = _methods(config, names, run_dir, Path(run_dir if run_dir is not None else out_dir), tune_seconds, say)
-    calibrate(recon, config, say=say)
-    y, x, phys = runs.test_pairs(config, n=test_n)
+    if built is None:
+        built = prepare(config, run_dir, methods, Path(run_dir if run_dir is not None else out_dir), tune_seconds, say)
+    names, recon = built.names, built.methods
+    y, x, phys = test if test is not None else runs.test_pairs(config, n=test_n)
     say(f"evaluating {', '.join(names)} on {x.shape[0]} test images ({config.data.test_simulation} simulation)")
     dr = config.evaluation.data_range
     spreads: dict = {}
@@ -148,17 +170,15 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
 
 
 def stress_run(config: Any, run_dir: Path, settings: StressSettings, methods: Sequence[str] | None = None,
-               say: Callable[[str], None] = lambda s: None, tune_seconds: float = 60.0) -> tuple[list[dict], dict]:
+               say: Callable[[str], None] = lambda s: None, tune_seconds: float = 60.0,
+               built: Built | None = None) -> tuple[list[dict], dict]:
     """The stress study of a run with its baselines (tuned first when the run has none);
-    writes stress.csv / stress.json / figures."""
-    have_model = (Path(run_dir) / "model.safetensors").exists()
-    names, notes = runs.applicable_methods(list(methods or config.evaluation.methods), config.build_operator(),
-                                           have_model=have_model)
-    for n in notes:
-        say(f"note: {n}")
-    overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
-    recon, baselines = _methods(config, names, Path(run_dir), Path(run_dir), tune_seconds, say, overrides)
-    calibrate(recon, config, say=say)
+    writes stress.csv / stress.json / figures. `built`: the methods `run` prepared for the
+    evaluation (not when ``settings.tv_iters`` asks for another TV)."""
+    if built is None or settings.tv_iters:
+        overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
+        built = prepare(config, Path(run_dir), methods, Path(run_dir), tune_seconds, say, overrides)
+    recon, baselines = built.methods, built.baselines
     ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.nominal_simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
                                batch_size=settings.batch_size, data_range=config.evaluation.data_range,
@@ -182,11 +202,15 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     (run_dir / "config.yaml").write_text(config.to_yaml())
     say(f"invmap run: {config.name} → {run_dir}")
     baselines = [m for m in runs.applicable_methods(config.evaluation.methods, config.build_operator())[0]
-                 if m != "model"]
+                 if m not in runs.LEARNED and not runs.is_outside(m)]  # what tune_baselines tunes
 
     t0 = time.perf_counter()
-    say(f"[1/6] simulate: validation pairs for tuning ({min(o.tune_n, config.data.val)})")
-    say(f"[2/6] tune baselines ({', '.join(baselines) or 'none'}) within {o.tune_seconds:.0f} s")
+    test = runs.test_pairs(config, n=o.test_n)  # made once: the evaluation scores every method on them
+    say(f"[1/6] simulate: {test[1].shape[0]} test pairs ({config.data.test_simulation} simulation) in "
+        f"{time.perf_counter() - t0:.1f} s; the training and validation pairs are drawn as they are used")
+    t0 = time.perf_counter()
+    say(f"[2/6] tune baselines ({', '.join(baselines) or 'none'}) on {min(o.tune_n, config.data.val)} validation "
+        f"pairs within {o.tune_seconds:.0f} s")
     runs.tune_baselines(config, baselines, run_dir, n_val=o.tune_n, time_budget=o.tune_seconds, progress=say)
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 
@@ -203,7 +227,8 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     extra = [m for m in methods if zoo.is_pretrained(m)]
     say("[4/6] evaluate on the test set" + (f" (beside the model: {', '.join(extra)}, see `invmap zoo`)"
                                               if extra else ""))
-    rows = evaluate_run(config, run_dir, run_dir, methods=methods, test_n=o.test_n, say=say)
+    built = prepare(config, run_dir, methods, run_dir, o.tune_seconds, say)  # once, for evaluation and stress
+    rows = evaluate_run(config, run_dir, run_dir, say=say, built=built, test=test)
     if o.progress:
         print(ev.text_table(rows), file=sys.stderr)
     log = run_dir / "train_log.csv"
@@ -215,7 +240,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
         t0 = time.perf_counter()
         tv_it = f"TV {o.stress.tv_iters} iterations" if o.stress.tv_iters else "TV as tuned"
         say(f"[5/6] stress study ({o.stress.n_per_level} images per level, {tv_it})")
-        _rows, meta = stress_run(config, run_dir, o.stress, methods=methods, say=say)
+        _rows, meta = stress_run(config, run_dir, o.stress, methods=methods, say=say, built=built)
         for v in meta["verdicts"]:
             say(f"  • {v['text']}")
         say(f"      done in {time.perf_counter() - t0:.0f} s")
@@ -226,4 +251,4 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     return path.parent
 
 
-__all__ = ["run", "RunOptions", "StressSettings", "new_run_dir", "evaluate_run", "stress_run"]
+__all__ = ["run", "RunOptions", "StressSettings", "Built", "prepare", "new_run_dir", "evaluate_run", "stress_run"]
