@@ -226,3 +226,15 @@ def test_a_callable_that_declares_nothing_gets_the_conservative_answers():
     outside.learned = True
     assert capabilities(outside).learned and is_learned("mine", outside)
     assert capabilities(models.Reconstructor).learned is True
+
+
+def test_what_a_learned_reconstructor_carries_is_declared_on_its_class():
+    """kind_params, training_physics and trust_calibration are declared (not attached from
+    outside), and the class default of kind_params cannot be mutated into a shared state."""
+    from invmap.capabilities import capabilities
+
+    R = models.Reconstructor
+    assert R.training_physics is None and R.trust_calibration is None
+    with pytest.raises(TypeError):
+        R.kind_params["x"] = 1  # a read-only default, not a dict every instance would share
+    assert not capabilities(R).diagnosable

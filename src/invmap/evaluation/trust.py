@@ -26,6 +26,7 @@ from typing import Any, Collection, Mapping, Sequence
 
 import torch
 
+from ..capabilities import capabilities
 from .verdicts import LEARNED, MODEL
 
 #: the baseline whose ρ the learned methods are compared with (when it ran)
@@ -65,7 +66,7 @@ def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: An
     pairs = None
     for name, m in methods.items():
         target = getattr(m, "model", m)
-        if getattr(target, "training_physics", None) is None:
+        if not capabilities(target).diagnosable:
             continue
         if getattr(target, "trust_calibration", None) is None:
             if pairs is None:  # simulated, and the baseline run on them, once for every learned method
@@ -155,11 +156,11 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
         x_hat = recons[name]
         r.scores["rho"] = _finite_or_nan(consistency(x_hat, y, physics))
         method = methods[name]
-        if getattr(method, "recalibrate", False):  # which images safe ran with K recalibrated from y
+        if capabilities(method).recalibrate:  # which images safe ran with K recalibrated from y
             r.scores["recalibrated"] = recalibrated_images(y, physics)
         if getattr(method, "promise", None) is not None:  # safe: did it promise ≥ baseline − 0.5 dB, and keep it?
             _add_promise(method, y, physics, r, x_hat, base, results, batch_size)
-        if getattr(method, "training_physics", None) is None:
+        if not capabilities(method).diagnosable:
             continue
         trust = []
         for i in range(0, y.shape[0], batch_size):

@@ -37,7 +37,8 @@ Every reconstructor is called the same way: ``x_hat = recon(y, physics)``.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from types import MappingProxyType
+from typing import Any, Literal, Mapping, get_args
 
 import torch
 from torch import nn
@@ -78,7 +79,13 @@ class Reconstructor(nn.Module):
     """
 
     kind: str = ""
-    kind_params: dict = {}
+    #: the kind's parameters, set whole by `invmap.models.build_kind` (read-only until then)
+    kind_params: Mapping[str, Any] = MappingProxyType({})
+    #: the physics it was trained for (`invmap.models.io.load_model` sets it from model.json; None:
+    #: unknown) — trust diagnoses a reconstruction against it (`invmap.capabilities`)
+    training_physics: Any = None
+    #: the trust score's calibration at the training conditions (`invmap.evaluation.trust.calibrate`)
+    trust_calibration: Any = None
     #: learned from data (never a classical baseline in the verdicts; `evaluation.verdicts.is_learned`)
     learned: bool = True
     #: K and Kᵀ act inside `from_input` (read from `physics` at call time), so one call takes
