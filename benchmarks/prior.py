@@ -90,7 +90,7 @@ def denoise_part(den: str, n: int) -> dict:
     return out
 
 
-def task_part(den: str, tasks: list[str], n: int, n_val: int) -> dict:
+def task_part(den: str, tasks: list[str], n: int, n_val: int, methods: tuple[str, ...] = ("tv", "pnp", "diffpir")) -> dict:
     import invmap.variational as var
     from invmap.config import load_config
     from invmap.evaluation.task import condition_from_config, make_pairs
@@ -107,11 +107,13 @@ def task_part(den: str, tasks: list[str], n: int, n_val: int) -> dict:
         with torch.no_grad():
             x0 = Normalised(phys, y, "start").start("auto", y.shape[0], y)
         row["start"] = float(psnr(x0, x).mean())
-        for method in ("tv", "pnp", "diffpir"):
+        for method in methods:
             t0 = time.perf_counter()
-            fixed = {} if method == "tv" else {"denoiser": den, **({"samples": 1} if method == "diffpir" else {})}
-            m, table = var.tune(method, (yv, xv), physics=pv, fixed=fixed, refine=1 if method != "tv" else 2)
-            if method == "diffpir":  # tuned on one chain per image; scored as the mean of four
+            sampler = bool(getattr(var.METHODS.get(method), "posterior", False))
+            prior = bool(getattr(var.METHODS.get(method), "learned", False))  # a method of the learned prior
+            fixed = {"denoiser": den, **({"samples": 1} if sampler else {})} if prior else {}
+            m, table = var.tune(method, (yv, xv), physics=pv, fixed=fixed, refine=1 if prior else 2)
+            if sampler:  # tuned on one chain per image; scored as the mean of four
                 m = var.build(method, **{**m.params(), "samples": 4})
                 m.tuning = dict(table=None, chosen=max(table, key=lambda r: r["psnr"])["params"],
                                 psnr=max(r["psnr"] for r in table))
@@ -207,6 +209,7 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=8, help="validation pairs the methods are tuned on")
     ap.add_argument("--part", default="denoise,tasks,timing")
     ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--methods", default="tv,pnp,diffpir", help="of the tasks part: tv, pnp, diffpir, dps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="also write the numbers as JSON")
     a = ap.parse_args()
@@ -219,7 +222,7 @@ def main() -> None:
     if "denoise" in parts:
         res["denoise"] = denoise_part(a.denoiser, a.n)
     if "tasks" in parts:
-        res["tasks"] = task_part(a.denoiser, a.tasks.split(","), a.n, a.val)
+        res["tasks"] = task_part(a.denoiser, a.tasks.split(","), a.n, a.val, tuple(a.methods.split(",")))
     if "timing" in parts:
         res["timing"] = timing_part(a.denoiser)
     if "samples" in parts:
