@@ -180,3 +180,13 @@ def test_10_your_method_runs_beside_the_baselines(run_example):
     assert set(p) == {"fbp", "tv", res["method"]}
     assert p["fbp"] < p[res["method"]] < p["tv"]
     assert sum(k.endswith(res["method"]) for k in res["noise"]) == 6  # ×0 … ×8
+
+
+def test_11_one_learned_prior_deblurs_and_its_spread_follows_the_error(run_example):
+    """The zoo denoiser, untrained for deblurring, lifts PnP and DiffPIR well above the blurred
+    data, PnP to at least tuned TV; DiffPIR's std map is non-negative and ranks the error."""
+    res, _ = run_example("11_learned_prior")
+    p = res["psnr"]
+    assert min(p["tv"], p["pnp"], p["diffpir mean"]) > p["blurred (Kᵀy)"] + 2.0
+    assert p["pnp"] >= p["tv"] - 0.25
+    assert res["std_min"] >= 0 and res["spearman"] > 0.2
