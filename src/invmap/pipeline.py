@@ -86,7 +86,7 @@ def _methods(config: Any, names: Sequence[str], run_dir: Path | None, tune_dir: 
     has not tuned are tuned now (announced on stderr) and recorded in `tune_dir`.
     """
     runs.check_names(names)  # an unknown name fails before anything is tuned or written
-    first = (["model"] if {"model", "safe"} & set(names) else []) + [n for n in names if runs.is_outside(n)]
+    first = (["model"] if set(runs.RUN_METHODS) & set(names) else []) + [n for n in names if runs.is_outside(n)]
     model = runs.build_methods(first, run_dir, config=config)  # zoo entries and outside methods load first too
     baselines = runs.ensure_baselines(config, names, tune_dir, time_budget=tune_seconds, announce=_say(True),
                                       progress=say)

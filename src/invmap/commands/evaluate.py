@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    for learned in ("model", "safe"):
+    for learned in runs.RUN_METHODS:
         if methods is not None and learned in methods and run_dir is None:
             raise ValueError(f"method '{learned}' needs a run directory (runs/NAME), not a config file")
     if args.out:

@@ -29,6 +29,11 @@ from .evaluate import Reconstructor, atomic_write_json
 from .task import Condition, condition_from_config, make_pairs
 from .verdicts import LEARNED
 
+#: the methods that belong to a run rather than to a registry — built from its trained model —
+#: by the name a user types, with the baselines each reuses (`build_methods` builds them; where a
+#: run has no model they are left out with a note, `applicable_methods`)
+RUN_METHODS: dict[str, tuple[str, ...]] = {"model": (), "safe": ("tv",)}
+
 def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[Any, Path | None]:
     """(config, run_dir or None) for a run directory or a config path (None: the default config).
 
@@ -109,8 +114,8 @@ def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, tim
     untuned because ``evaluation.tune`` was off are tuned once it is on.
     """
     have = read_baselines(run_dir)
-    names = [n for n in names if n not in LEARNED and not is_outside(n)] + (
-        ["tv"] if "safe" in names and "tv" not in names else [])
+    reused = [b for n in names for b in RUN_METHODS.get(n, ()) if b not in names]
+    names = [n for n in names if n not in LEARNED and not is_outside(n)] + list(dict.fromkeys(reused))
     missing = [n for n in names
                if n not in have or (config.evaluation.tune and have[n].get("tune_off"))]
     if missing:
@@ -153,11 +158,9 @@ def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = T
             notes.append(f"fbp needs an operator with a filtered back-projection (CT); using adjoint (Kᵀy) for "
                          f"'{operator.name or type(operator).__name__}'")
             n = "adjoint"
-        if n == "model" and not have_model:
-            notes.append("no trained model in this run; evaluating the classical methods only")
-            continue
-        if n == "safe" and not have_model:
-            notes.append("no trained model in this run; 'safe' (which wraps it) left out")
+        if n in RUN_METHODS and not have_model:
+            notes.append("no trained model in this run; evaluating the classical methods only" if n == "model"
+                         else f"no trained model in this run; '{n}' (which wraps it) left out")
             continue
         if n not in out:
             out.append(n)
@@ -197,26 +200,17 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
     tuned = dict(load_baselines(run_dir)) if baselines is None else {k: dict(v) for k, v in baselines.items()}
     methods: dict[str, Reconstructor] = {}
     for n in names:
-        if n == "safe":
+        if n in RUN_METHODS:
+            learned = methods.get("model") or model or _run_model(run_dir, config)
+            if n == "model":
+                methods[n] = learned
+                continue
             from ..trust import SafeReconstructor
 
-            learned = methods.get("model") or model or build_methods(["model"], run_dir, config=config)["model"]
-            tv = variational.build("tv", **{**tuned.get("tv", {}), **dict((overrides or {}).get("tv", {}))})
+            (base,) = RUN_METHODS[n]
+            tv = variational.build(base, **{**tuned.get(base, {}), **dict((overrides or {}).get(base, {}))})
             # an evaluation that also runs "model" and "tv" (the same objects' x̂) lends them to safe
-            methods[n] = SafeReconstructor(learned, tv, reuses={"model": "model", "baseline": "tv"})
-            continue
-        if n == "model":
-            if run_dir is None or not (Path(run_dir) / "model.safetensors").exists():
-                raise FileNotFoundError(f"method 'model' needs a trained run directory with model.safetensors"
-                                        f"{'' if run_dir is None else f' (none in {run_dir})'}")
-            from ..models import load_model
-
-            recon, meta = load_model(run_dir)
-            if config is not None:
-                check_model_matches(config, meta, run_dir)
-            if hasattr(recon, "eval"):
-                recon.eval()
-            methods[n] = recon
+            methods[n] = SafeReconstructor(learned, tv, reuses={"model": "model", "baseline": base})
             continue
         if is_pretrained(n):  # a zoo entry of this task, beside the run's own model
             methods[n] = load_pretrained(n, config)
@@ -228,6 +222,21 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
         params = {**tuned.get(n, {}), **dict((overrides or {}).get(n, {}))}
         methods[n] = variational.build(n, **params)
     return methods
+
+
+def _run_model(run_dir: str | Path | None, config: Any = None) -> Reconstructor:
+    """The run's trained network (`invmap.models.load_model`), checked against `config`."""
+    if run_dir is None or not (Path(run_dir) / "model.safetensors").exists():
+        raise FileNotFoundError(f"method 'model' needs a trained run directory with model.safetensors"
+                                f"{'' if run_dir is None else f' (none in {run_dir})'}")
+    from ..models import load_model
+
+    recon, meta = load_model(run_dir)
+    if config is not None:
+        check_model_matches(config, meta, run_dir)
+    if hasattr(recon, "eval"):
+        recon.eval()
+    return recon
 
 
 def load_pretrained(target: str, config: Any = None) -> Reconstructor:
