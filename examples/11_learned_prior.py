@@ -55,14 +55,14 @@ def main(out_dir: str | Path, quick: bool = False) -> dict:
     err = (post.mean - x).abs()
     rank = float(np.nanmean(spearman(post.std, err).numpy()))
 
-    cols = [("truth", x), ("data Kᵀy", start), ("tv", x_tv), ("pnp", x_pnp), ("diffpir mean", post.mean),
+    cols = [("truth", x), ("blurred (Kᵀy)", start), ("tv", x_tv), ("pnp", x_pnp), ("diffpir mean", post.mean),
             ("posterior std", post.std), ("|mean − truth|", err)]
     fig, axes = plt.subplots(1, len(cols), figsize=(2.2 * len(cols), 2.6))
     for ax, (title, img) in zip(axes, cols):
         spread = title in ("posterior std", "|mean − truth|")
         ax.imshow(img[0, 0].numpy(), cmap="magma" if spread else "gray", vmin=0,
                   vmax=float(err[0].max()) if spread else 1)
-        label = scores.get({"data Kᵀy": "blurred (Kᵀy)"}.get(title, title))
+        label = scores.get(title)
         ax.set_title(title + (f"\n{label:.2f} dB" if label is not None else ""), fontsize=9)
         ax.axis("off")
     fig.suptitle(f"deblurring {size}², one learned prior; Spearman(std, |error|) = {rank:.2f}", fontsize=10)

@@ -101,8 +101,7 @@ class Built:
     """The methods of a run, built, their baselines tuned and the learned ones calibrated — once
     (`prepare`), then handed to the evaluation and the stress study (`run` does)."""
 
-    names: list[str]
-    methods: dict[str, Any]
+    methods: dict[str, Any]  # name → reconstructor, in the order they were asked for
     baselines: dict[str, dict]
 
 
@@ -117,7 +116,7 @@ def prepare(config: Any, run_dir: Path | None, names: Sequence[str] | None, tune
         say(f"note: {n}")
     recon, baselines = _methods(config, applicable, run_dir, tune_dir, tune_seconds, say, overrides)
     calibrate(recon, config, say=say)
-    return Built(applicable, recon, baselines)
+    return Built(recon, baselines)
 
 
 def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequence[str] | None = None,
@@ -137,7 +136,8 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
     earlier = ev.read_metrics(metrics_csv) if metrics_csv.exists() else []  # a damaged table fails before any work
     if built is None:
         built = prepare(config, run_dir, methods, Path(run_dir if run_dir is not None else out_dir), tune_seconds, say)
-    names, recon = built.names, built.methods
+    recon = built.methods
+    names = list(recon)
     y, x, phys = test if test is not None else runs.test_pairs(config, n=test_n)
     say(f"evaluating {', '.join(names)} on {x.shape[0]} test images ({config.data.test_simulation} simulation)")
     dr = config.evaluation.data_range
@@ -201,8 +201,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     run_dir = new_run_dir(o.out, config.name)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     say(f"invmap run: {config.name} → {run_dir}")
-    baselines = [m for m in runs.applicable_methods(config.evaluation.methods, config.build_operator())[0]
-                 if m not in runs.LEARNED and not runs.is_outside(m)]  # what tune_baselines tunes
+    baselines = runs.classical(runs.applicable_methods(config.evaluation.methods, config.build_operator())[0])
 
     t0 = time.perf_counter()
     test = runs.test_pairs(config, n=o.test_n)  # made once: the evaluation scores every method on them

@@ -47,11 +47,12 @@ def run(args: argparse.Namespace) -> int:
         print("no zoo entries are installed")
         return 0
     header = ["name", "task", "kind", "parameters", "size", "training", "FBP dB", "TV dB", "entry dB"]
-    rows = [header] + [row(zoo.card(n)) for n in names]
+    cards = {n: zoo.card(n) for n in names}
+    rows = [header] + [row(c) for c in cards.values()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    priors = [n for n in names if zoo.card(n).get("kind") == "denoiser"]
+    priors = [n for n, c in cards.items() if c.get("kind") == "denoiser"]
     maps = [n for n in names if n not in priors]
     if maps:
         print(f"use one as a run directory: pretrained:NAME (e.g. invmap reconstruct --model pretrained:{maps[0]} …)")

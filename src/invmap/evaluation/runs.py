@@ -115,7 +115,7 @@ def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, tim
     """
     have = read_baselines(run_dir)
     reused = [b for n in names for b in RUN_METHODS.get(n, ()) if b not in names]
-    names = [n for n in names if n not in LEARNED and not is_outside(n)] + list(dict.fromkeys(reused))
+    names = classical(names) + list(dict.fromkeys(reused))
     missing = [n for n in names
                if n not in have or (config.evaluation.tune and have[n].get("tune_off"))]
     if missing:
@@ -126,6 +126,12 @@ def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, tim
         have.update(tune_baselines(config, missing, None, n_val=n_val, time_budget=time_budget, progress=progress))
         atomic_write_json(Path(run_dir) / BASELINES, have)
     return {n: have[n] for n in names if n in have}
+
+
+def classical(names: Sequence[str]) -> list[str]:
+    """The names among `names` whose parameters invmap tunes and records in ``baselines.json``:
+    neither learned by the run (`LEARNED`) nor from outside (`is_outside`)."""
+    return [n for n in names if n not in LEARNED and not is_outside(n)]
 
 
 def is_outside(name: str) -> bool:
@@ -208,9 +214,9 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
             from ..trust import SafeReconstructor
 
             (base,) = RUN_METHODS[n]
-            tv = variational.build(base, **{**tuned.get(base, {}), **dict((overrides or {}).get(base, {}))})
+            baseline = variational.build(base, **{**tuned.get(base, {}), **dict((overrides or {}).get(base, {}))})
             # an evaluation that also runs "model" and "tv" (the same objects' x̂) lends them to safe
-            methods[n] = SafeReconstructor(learned, tv, reuses={"model": "model", "baseline": base})
+            methods[n] = SafeReconstructor(learned, baseline, reuses={"model": "model", "baseline": base})
             continue
         if is_pretrained(n):  # a zoo entry of this task, beside the run's own model
             methods[n] = load_pretrained(n, config)
@@ -285,7 +291,7 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
 
     y, x, phys = val_pairs(config, n=min(n_val, config.data.val))
     out: dict[str, dict] = {}
-    names = [n for n in names if n not in LEARNED and not is_outside(n)]
+    names = classical(names)
     fixed = {n: dict(config.evaluation.params.get(n, {})) for n in names}  # settings kept while tuning the rest
     tunable = [n for n in names if variational.build(n, **fixed[n]).default_grid(phys, y)
                or n in config.evaluation.tune_grid]
