@@ -35,6 +35,7 @@ def quality(args: argparse.Namespace) -> None:
     from invmap.config import load_config
     from invmap.evaluation import evaluate as ev
     from invmap.evaluation import runs
+    from invmap.experiment import Experiment
     from invmap.models import load_model
 
     torch.set_num_threads(args.threads)
@@ -46,9 +47,10 @@ def quality(args: argparse.Namespace) -> None:
     print(f"|---|{'---|' * (len(models) + 3)}")
     for size in (int(s) for s in args.sizes.split(",")):
         cfg = load_config(args.config, list(args.overrides) + [f"data.size={size}"])
-        tuned = runs.tune_baselines(cfg, ["fbp", "tv"], n_val=cfg.data.val, time_budget=args.tune_seconds)
+        exp = Experiment(cfg)
+        tuned = runs.tune_baselines(exp, ["fbp", "tv"], n_val=cfg.data.val, time_budget=args.tune_seconds)
         methods = runs.build_methods(["fbp", "tv"], baselines={n: t["params"] for n, t in tuned.items()})
-        y, x, physics = runs.test_pairs(cfg)
+        y, x, physics = exp.test_pairs()
         results, _ = ev.evaluate_methods({**methods, **models}, y, x, physics, batch_size=4,
                                          data_range=cfg.evaluation.data_range)
         cells = []

@@ -28,6 +28,7 @@ def main() -> None:
     from invmap.evaluation import runs, stress
     from invmap.evaluation.evaluate import reconstruct
     from invmap.evaluation.task import condition_from_config, make_pairs
+    from invmap.experiment import Experiment
     from invmap.metrics import psnr
     from invmap.trust import auroc, calibration, diagnose
     from invmap.trust.diagnostics import _log_stats
@@ -43,7 +44,7 @@ def main() -> None:
     config, run_dir = runs.resolve(str(a.run))
     m = runs.build_methods(["fbp", "tv", "model"], run_dir, config=config)
     model, tv = m["model"], m["tv"]
-    yv, _xv, pv = runs.val_pairs(config, n=min(32, int(config.data.val)))
+    yv, _xv, pv = Experiment(config).val_pairs(32)
     xm_v, xt_v = reconstruct(model, yv, pv)[0], reconstruct(tv, yv, pv)[0]
     cal = calibration(xm_v, yv, pv, xt_v)
     spread_d = _log_stats(((xm_v - xt_v).double() ** 2).flatten(1).mean(1).sqrt())

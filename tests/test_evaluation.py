@@ -15,6 +15,7 @@ from invmap.cli import main
 from invmap.evaluation import evaluate as ev
 from invmap.evaluation import report, stress
 from invmap.evaluation.task import Condition, make_pairs
+from invmap.experiment import Experiment
 from invmap.evaluation.verdicts import shift_verdict
 
 TINY = ["data.size=32", "data.train=8", "data.val=4", "data.test=4", "training.epochs=1", "training.batch_size=4",
@@ -407,18 +408,18 @@ def test_psnr_data_range_convention_is_used_and_stated(tmp_path, capsys):
     assert [(r["method"], r["data_range"]) for r in ev.read_metrics(tmp_path / "eval-1" / "metrics.csv")] == \
         [("tikhonov", "max-min")]
     cfg = load_config(str(d / "config.yaml"), ["evaluation.data_range=max-min"])
-    _, x, _ = runs.test_pairs(cfg, n=3)
+    _, x, _ = Experiment(cfg).test_pairs(3)
     shift = float((20 * torch.log10(data_range_of(x, "max-min"))).mean())  # PSNR_L − PSNR_1 = 20 log10 L
     assert abs(shift) > 0.1  # the conventions differ on these images
     assert scores["max-min"] - scores["1"] == pytest.approx(shift, abs=1e-3)
     # tuning scores with the convention and records it
-    y, xv, phys = runs.val_pairs(cfg, n=2)
+    y, xv, phys = Experiment(cfg).val_pairs(2)
     m1, t1 = tune("tikhonov", (y, xv), grid={"lam": [1e-2]}, physics=phys)
     m2, t2 = tune("tikhonov", (y, xv), grid={"lam": [1e-2]}, physics=phys, data_range="max-min")
     assert m1.tuning["data_range"] == 1.0 and m2.tuning["data_range"] == "max-min"
     shift_val = float((20 * torch.log10(data_range_of(xv, "max-min"))).mean())
     assert t2[0]["psnr"] - t1[0]["psnr"] == pytest.approx(shift_val, abs=1e-3)
-    base = runs.tune_baselines(cfg, ["tikhonov"], tmp_path, n_val=2, time_budget=5.0)
+    base = runs.tune_baselines(Experiment(cfg), ["tikhonov"], tmp_path, n_val=2, time_budget=5.0)
     assert base["tikhonov"]["data_range"] == "max-min"
     # the stress study states it, and does not merge results scored with another convention
     ref = _blur_condition(2)

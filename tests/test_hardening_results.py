@@ -16,6 +16,7 @@ import yaml
 
 from invmap import cli
 from invmap.config import load_config
+from invmap.experiment import Experiment
 from invmap.evaluation import runs
 from invmap.evaluation.evaluate import read_metrics
 
@@ -71,7 +72,7 @@ def test_missing_baselines_are_tuned_announced_and_recorded(run, command, capsys
     assert not runs.is_tuned(entries["adjoint"]) and "not tuned" in entries["adjoint"]["how"]
     # the parameters used are those the run's own validation pairs select
     cfg = load_config(run / "config.yaml")
-    again = runs.tune_baselines(cfg, ["fbp"])
+    again = runs.tune_baselines(Experiment(cfg), ["fbp"])
     assert entries["fbp"]["params"] == again["fbp"]["params"]
     if command[0] == "stress":
         note = json.loads((run / "stress.json").read_text())["settings"]["baselines"]

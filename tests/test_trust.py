@@ -15,6 +15,7 @@ import invmap.noise as noise_mod
 import invmap.operators as ops
 import invmap.variational as var
 from invmap.cli import main
+from invmap.experiment import Experiment
 from invmap.data import build_source
 from invmap.physics import Physics
 from invmap.trust import SafeReconstructor, auroc, consistency, diagnose, noise_energy, roc_curve
@@ -358,7 +359,7 @@ def tiny_ct_run(tmp_path_factory) -> Path:
     d.mkdir()
     (d / "config.yaml").write_text(cfg.to_yaml())
     save_model(d, recon.eval(), {}, physics=phys)
-    tune_baselines(cfg, ["tv"], d, n_val=4, time_budget=2.0)
+    tune_baselines(Experiment(cfg), ["tv"], d, n_val=4, time_budget=2.0)
     return d
 
 

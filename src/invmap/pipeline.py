@@ -2,8 +2,12 @@
 
     simulate → tune the baselines → train → evaluate → stress → report
 
-1. simulate: validation pairs (y, x) for tuning, and the test set (``data.test_simulation``:
-   a finer grid by default, so no method profits from the inverse crime);
+Each stage is a function of what the one before built: the `invmap.experiment.Experiment`
+(the task's physics, built once; the validation and test pairs, each simulated once), then
+the methods, built, tuned and calibrated once (`Built`, `prepare`).
+
+1. simulate: the test set (``data.test_simulation``: a finer grid by default, so no method
+   profits from the inverse crime); the validation pairs when the tuning first asks;
 2. tune: each classical method's regularisation weight (e.g. TV's λ in
    argmin ½‖Kx − y‖² + λ TV(x)) on the validation pairs, within a time budget
    (``baselines.json``);
@@ -32,6 +36,7 @@ from .evaluation import figures, report, runs, stress
 from .evaluation.task import condition_from_config
 from .metrics import data_range_label
 from .evaluation.trust import add_trust_scores, calibrate
+from .experiment import Experiment
 
 
 @dataclass
@@ -77,7 +82,7 @@ def _say(enabled: bool) -> Callable[[str], None]:
     return say
 
 
-def _methods(config: Any, names: Sequence[str], run_dir: Path | None, tune_dir: Path, tune_seconds: float,
+def _methods(exp: Experiment, names: Sequence[str], tune_dir: Path, tune_seconds: float,
              say: Callable[[str], None], overrides: dict | None = None) -> tuple[dict, dict[str, dict]]:
     """(name → reconstructor in the order of `names`, the baselines' ``baselines.json`` entries).
 
@@ -85,10 +90,11 @@ def _methods(config: Any, names: Sequence[str], run_dir: Path | None, tune_dir: 
     first, so a run whose config does not describe its model fails before anything is tuned or written; baselines the run
     has not tuned are tuned now (announced on stderr) and recorded in `tune_dir`.
     """
+    config, run_dir = exp.config, exp.run_dir
     runs.check_names(names)  # an unknown name fails before anything is tuned or written
     first = (["model"] if set(runs.RUN_METHODS) & set(names) else []) + [n for n in names if runs.is_outside(n)]
     model = runs.build_methods(first, run_dir, config=config)  # zoo entries and outside methods load first too
-    baselines = runs.ensure_baselines(config, names, tune_dir, time_budget=tune_seconds, announce=_say(True),
+    baselines = runs.ensure_baselines(exp, names, tune_dir, time_budget=tune_seconds, announce=_say(True),
                                       progress=say)
     rest = runs.build_methods([n for n in names if n not in model],
                               baselines={k: v["params"] for k, v in baselines.items()}, overrides=overrides,
@@ -105,40 +111,40 @@ class Built:
     baselines: dict[str, dict]
 
 
-def prepare(config: Any, run_dir: Path | None, names: Sequence[str] | None, tune_dir: Path, tune_seconds: float,
+def prepare(exp: Experiment, names: Sequence[str] | None, tune_dir: Path, tune_seconds: float,
             say: Callable[[str], None], overrides: dict | None = None) -> Built:
     """The applicable methods of `names` (default ``evaluation.methods``; notes said), built
-    (`_methods`) and calibrated (`calibrate`)."""
-    have_model = run_dir is not None and (Path(run_dir) / "model.safetensors").exists()
-    applicable, notes = runs.applicable_methods(list(names or config.evaluation.methods), config.build_operator(),
+    (`_methods`) and calibrated on the experiment's validation pairs (`calibrate`)."""
+    have_model = exp.run_dir is not None and (exp.run_dir / "model.safetensors").exists()
+    applicable, notes = runs.applicable_methods(list(names or exp.config.evaluation.methods), exp.operator,
                                                 have_model=have_model)
     for n in notes:
         say(f"note: {n}")
-    recon, baselines = _methods(config, applicable, run_dir, tune_dir, tune_seconds, say, overrides)
-    calibrate(recon, config, say=say)
+    recon, baselines = _methods(exp, applicable, tune_dir, tune_seconds, say, overrides)
+    calibrate(recon, exp, say=say)
     return Built(recon, baselines)
 
 
-def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequence[str] | None = None,
+def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None = None,
                  test_n: int | None = None, figure: bool = True, say: Callable[[str], None] = lambda s: None,
-                 tune_seconds: float = 60.0, built: Built | None = None,
-                 test: tuple[Any, Any, Any] | None = None) -> list[dict]:
+                 tune_seconds: float = 60.0, built: Built | None = None) -> list[dict]:
     """Evaluate `methods` (default: ``evaluation.methods``) on the test set; writes
     metrics.csv / metrics.md (and figures/reconstructions.png) into `out_dir`; returns the rows.
 
     Baselines use the parameters recorded in ``baselines.json`` of the run (of `out_dir` for a
     config), tuned first when missing (`invmap.evaluation.runs.ensure_baselines`). Rows of
     other methods already in ``out_dir/metrics.csv`` are kept (`evaluate.merge_rows`); the
-    figure is then left as it is unless it would show every method. `built` and `test` (the test
-    pairs) are what `run` made before; without them they are made here.
+    figure is then left as it is unless it would show every method. `built`: what `run` made
+    before; without it the methods are built here. The test pairs are the experiment's.
     """
+    config = exp.config
     metrics_csv = Path(out_dir) / "metrics.csv"
     earlier = ev.read_metrics(metrics_csv) if metrics_csv.exists() else []  # a damaged table fails before any work
     if built is None:
-        built = prepare(config, run_dir, methods, Path(run_dir if run_dir is not None else out_dir), tune_seconds, say)
+        built = prepare(exp, methods, exp.run_dir if exp.run_dir is not None else Path(out_dir), tune_seconds, say)
     recon = built.methods
     names = list(recon)
-    y, x, phys = test if test is not None else runs.test_pairs(config, n=test_n)
+    y, x, phys = exp.test_pairs(test_n)
     say(f"evaluating {', '.join(names)} on {x.shape[0]} test images ({config.data.test_simulation} simulation)")
     dr = config.evaluation.data_range
     spreads: dict = {}
@@ -169,15 +175,16 @@ def evaluate_run(config: Any, run_dir: Path | None, out_dir: Path, methods: Sequ
     return rows
 
 
-def stress_run(config: Any, run_dir: Path, settings: StressSettings, methods: Sequence[str] | None = None,
+def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str] | None = None,
                say: Callable[[str], None] = lambda s: None, tune_seconds: float = 60.0,
                built: Built | None = None) -> tuple[list[dict], dict]:
-    """The stress study of a run with its baselines (tuned first when the run has none);
-    writes stress.csv / stress.json / figures. `built`: the methods `run` prepared for the
+    """The stress study of the experiment's run with its baselines (tuned first when the run has
+    none); writes stress.csv / stress.json / figures. `built`: the methods `run` prepared for the
     evaluation (not when ``settings.tv_iters`` asks for another TV)."""
+    config, run_dir = exp.config, Path(exp.run_dir)
     if built is None or settings.tv_iters:
         overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
-        built = prepare(config, Path(run_dir), methods, Path(run_dir), tune_seconds, say, overrides)
+        built = prepare(exp, methods, run_dir, tune_seconds, say, overrides)
     recon, baselines = built.methods, built.baselines
     ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.nominal_simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
@@ -196,28 +203,29 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     o = options or RunOptions()
     say = _say(o.progress)
     t_start = time.perf_counter()
-    check_config(config)  # a bad value fails here, before the run directory exists
+    physics = check_config(config)  # a bad value fails here, before the run directory exists
     zoo.beside(config)  # and so does an evaluation.zoo entry that is unknown or of another task
     run_dir = new_run_dir(o.out, config.name)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     say(f"invmap run: {config.name} → {run_dir}")
-    baselines = runs.classical(runs.applicable_methods(config.evaluation.methods, config.build_operator())[0])
+    exp = Experiment(config, run_dir, physics)  # the physics, built once for every stage
+    baselines = runs.classical(runs.applicable_methods(config.evaluation.methods, exp.operator)[0])
 
     t0 = time.perf_counter()
-    test = runs.test_pairs(config, n=o.test_n)  # made once: the evaluation scores every method on them
+    test = exp.test_pairs(o.test_n)  # made once: the evaluation scores every method on them
     say(f"[1/6] simulate: {test[1].shape[0]} test pairs ({config.data.test_simulation} simulation) in "
         f"{time.perf_counter() - t0:.1f} s; the training and validation pairs are drawn as they are used")
     t0 = time.perf_counter()
-    say(f"[2/6] tune baselines ({', '.join(baselines) or 'none'}) on {min(o.tune_n, config.data.val)} validation "
+    say(f"[2/6] tune baselines ({', '.join(baselines) or 'none'}) on {min(o.tune_n, exp.val_size())} validation "
         f"pairs within {o.tune_seconds:.0f} s")
-    runs.tune_baselines(config, baselines, run_dir, n_val=o.tune_n, time_budget=o.tune_seconds, progress=say)
+    runs.tune_baselines(exp, baselines, run_dir, n_val=o.tune_n, time_budget=o.tune_seconds, progress=say)
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
     what = config.model.name + ("" if config.model.is_kind else f" (input {config.model.input})")
     say(f"[3/6] train {what} for ≤ {config.training.epochs} epochs"
         + (f" / {config.training.max_minutes:g} min" if config.training.max_minutes else ""))
-    res = train(config, run_dir, resume=False, progress=o.progress)
+    res = train(config, run_dir, resume=False, progress=o.progress, physics=exp.physics)
     say(f"      {res.summary()}")
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 
@@ -226,8 +234,8 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     extra = [m for m in methods if zoo.is_pretrained(m)]
     say("[4/6] evaluate on the test set" + (f" (beside the model: {', '.join(extra)}, see `invmap zoo`)"
                                               if extra else ""))
-    built = prepare(config, run_dir, methods, run_dir, o.tune_seconds, say)  # once, for evaluation and stress
-    rows = evaluate_run(config, run_dir, run_dir, say=say, built=built, test=test)
+    built = prepare(exp, methods, run_dir, o.tune_seconds, say)  # once, for evaluation and stress
+    rows = evaluate_run(exp, run_dir, say=say, built=built, test_n=o.test_n)
     if o.progress:
         print(ev.text_table(rows), file=sys.stderr)
     log = run_dir / "train_log.csv"
@@ -239,7 +247,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
         t0 = time.perf_counter()
         tv_it = f"TV {o.stress.tv_iters} iterations" if o.stress.tv_iters else "TV as tuned"
         say(f"[5/6] stress study ({o.stress.n_per_level} images per level, {tv_it})")
-        _rows, meta = stress_run(config, run_dir, o.stress, methods=methods, say=say, built=built)
+        _rows, meta = stress_run(exp, o.stress, methods=methods, say=say, built=built)
         for v in meta["verdicts"]:
             say(f"  • {v['text']}")
         say(f"      done in {time.perf_counter() - t0:.0f} s")

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..atomic import atomic_write
     from ..evaluation import runs
     from ..evaluation.evaluate import text_table
+    from ..experiment import Experiment
     from ..pipeline import evaluate_run, new_run_dir
 
     config, run_dir = runs.resolve(args.target, args.overrides)
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         out = run_dir
     else:
         out = new_run_dir("runs", f"{config.name}-eval")
-    rows = evaluate_run(config, run_dir, out, methods=methods, test_n=args.n, figure=not args.no_figure,
+    rows = evaluate_run(Experiment(config, run_dir), out, methods=methods, test_n=args.n, figure=not args.no_figure,
                         say=lambda s: print(s), tune_seconds=args.tune_seconds)
     if run_dir is None and not (out / "config.yaml").exists():  # a config's evaluation is a run of its
         atomic_write(out / "config.yaml", config.to_yaml())    # methods: `invmap stress OUT` takes it on

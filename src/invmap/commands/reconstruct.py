@@ -340,6 +340,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
 
     from ..evaluation.runs import build_methods, load_baselines, resolve
     from ..evaluation.trust import calibrate
+    from ..experiment import Experiment
     from ..models import check_compatible, load_model
     from ..trust import SafeReconstructor, diagnose, reference_physics
     from ..trust.conformal import agreement
@@ -362,7 +363,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         methods = {"model": model}
         if args.safe and baseline is not None:  # what safe can promise: fitted on the same held-out pairs
             methods["safe"] = SafeReconstructor(model, baseline, reference=reference_physics(model, tuple(x_hat.shape[-2:])))
-        calibrate(methods, config, baseline=baseline, say=print, strict=strict)
+        calibrate(methods, Experiment(config, args.model), baseline=baseline, say=print, strict=strict)
         promise = getattr(methods.get("safe"), "promise", None)
     elif args.bound is not None or args.intervals:
         raise ValueError(f"--bound and --intervals need the model's run directory with its config.yaml "

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..evaluation import report, runs
     from ..evaluation.stress import parse_kinds
+    from ..experiment import Experiment
     from ..pipeline import StressSettings, stress_run
 
     config, run_dir = runs.resolve(args.run_dir)
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--folder: no directory {args.folder}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     settings = StressSettings(n_per_level=args.n, tv_iters=args.tv_iters, kinds=kinds, folder=args.folder)
-    _rows, meta = stress_run(config, run_dir, settings, methods=methods, say=print, tune_seconds=args.tune_seconds)
+    _rows, meta = stress_run(Experiment(config, run_dir), settings, methods=methods, say=print, tune_seconds=args.tune_seconds)
     for sh in meta["shifts"]:
         for lv, why in sh["skipped"].items():
             print(f"  left out {sh['name']} {lv}: {why}")

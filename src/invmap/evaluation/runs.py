@@ -11,8 +11,9 @@
   (`invmap.variational.tune`) and record the result in ``baselines.json``;
 - `ensure_baselines`: the run's recorded baselines, tuning (and recording) those missing, so
   a run made by ``invmap train`` is never scored against untuned defaults labelled "tuned";
-- `baselines_note`: one honest sentence on how the baselines' parameters were chosen;
-- `test_pairs` / `val_pairs`: (y, x, physics) of the config's test / validation split.
+- `baselines_note`: one honest sentence on how the baselines' parameters were chosen.
+
+The pairs they tune and score on come from the run's `invmap.experiment.Experiment`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from .evaluate import Reconstructor, atomic_write_json
-from .task import Condition, condition_from_config, make_pairs
 from .verdicts import LEARNED
 
 #: the methods that belong to a run rather than to a registry — built from its trained model —
@@ -102,7 +102,7 @@ def baselines_note(entries: Mapping[str, Mapping]) -> str:
     return "; ".join(parts) or "none"
 
 
-def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, time_budget: float = 60.0,
+def ensure_baselines(exp: Any, names: Sequence[str], run_dir: str | Path, time_budget: float = 60.0,
                      n_val: int = 8, announce: Callable[[str], None] | None = None,
                      progress: Callable[[str], None] | None = None) -> dict[str, dict]:
     """The ``baselines.json`` entries of `names` (the learned ``model`` / ``safe`` excluded; ``safe``
@@ -111,8 +111,10 @@ def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, tim
     A run made by ``invmap train`` has no ``baselines.json``: its baselines are tuned now on
     the validation pairs (`tune_baselines`, one line to `announce`), and recorded in the run
     directory next to the entries it already held (which are kept as they are). Entries left
-    untuned because ``evaluation.tune`` was off are tuned once it is on.
+    untuned because ``evaluation.tune`` was off are tuned once it is on. `exp`: the
+    `invmap.experiment.Experiment` whose validation pairs they are tuned on.
     """
+    config = exp.config
     have = read_baselines(run_dir)
     reused = [b for n in names for b in RUN_METHODS.get(n, ()) if b not in names]
     names = classical(names) + list(dict.fromkeys(reused))
@@ -123,7 +125,7 @@ def ensure_baselines(config: Any, names: Sequence[str], run_dir: str | Path, tim
             how = (f"tuning them now on {min(n_val, config.data.val)} validation pairs within {time_budget:g} s"
                    if config.evaluation.tune else "using their default parameters (evaluation.tune is off)")
             announce(f"invmap: {run_dir}: no tuned parameters for {', '.join(missing)} in {BASELINES}; {how}")
-        have.update(tune_baselines(config, missing, None, n_val=n_val, time_budget=time_budget, progress=progress))
+        have.update(tune_baselines(exp, missing, None, n_val=n_val, time_budget=time_budget, progress=progress))
         atomic_write_json(Path(run_dir) / BASELINES, have)
     return {n: have[n] for n in names if n in have}
 
@@ -264,21 +266,11 @@ def load_pretrained(target: str, config: Any = None) -> Reconstructor:
     return recon
 
 
-def val_pairs(config: Any, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """(y, x, physics) of the validation split, simulated like the training pairs."""
-    c = condition_from_config(config, n=n if n is not None else config.data.val, simulation=config.data.nominal_simulation)
-    return make_pairs(c, split="val")
-
-
-def test_pairs(config: Any, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """(y, x, physics) of the test split (``data.test_simulation``: fine grid by default)."""
-    return make_pairs(condition_from_config(config, n=n), split="test")
-
-
-def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None = None,
+def tune_baselines(exp: Any, names: Sequence[str], out_dir: str | Path | None = None,
                    n_val: int = 8, time_budget: float = 60.0, search_iters: int | None = 50,
                    progress: Callable[[str], None] | None = None) -> dict[str, dict]:
-    """Tune the classical methods' parameters on validation pairs; writes ``baselines.json``.
+    """Tune the classical methods' parameters on `n_val` validation pairs of the experiment
+    `exp` (`invmap.experiment.Experiment.val_pairs`); writes ``baselines.json``.
 
     Each method with a tunable parameter gets an equal share of `time_budget` seconds (the
     budget stops the refinement; the coarse grid always runs), iterative methods search
@@ -289,22 +281,22 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
     """
     from .. import variational
 
-    y, x, phys = val_pairs(config, n=min(n_val, config.data.val))
+    config = exp.config
+    y, x, phys = exp.val_pairs(n_val)
     out: dict[str, dict] = {}
     names = classical(names)
     fixed = {n: dict(config.evaluation.params.get(n, {})) for n in names}  # settings kept while tuning the rest
-    tunable = [n for n in names if variational.build(n, **fixed[n]).default_grid(phys, y)
-               or n in config.evaluation.tune_grid]
+    protos = {n: variational.build(n, **fixed[n]) for n in names}  # each built once, with its fixed settings
+    defaults = {n: protos[n].default_grid(phys, y) for n in names}
+    tunable = [n for n in names if defaults[n] or n in config.evaluation.tune_grid]
+    grids = {n: {k: v for k, v in defaults[n].items() if k not in fixed[n]} if config.evaluation.tune_grid.get(n) is None
+             else config.evaluation.tune_grid[n] for n in names}
     for n in names:
         t0 = time.perf_counter()
         if n in tunable and config.evaluation.tune:
-            grid = config.evaluation.tune_grid.get(n)
-            if grid is None:
-                grid = {k: v for k, v in variational.build(n, **fixed[n]).default_grid(phys, y).items()
-                        if k not in fixed[n]}
-            proto = variational.build(n, **fixed[n])
-            search = {"search_iters": min(int(search_iters), int(proto.params()["iters"]))} \
-                if search_iters and "iters" in proto.params() else {}
+            grid, params = grids[n], protos[n].params()
+            search = {"search_iters": min(int(search_iters), int(params["iters"]))} \
+                if search_iters and "iters" in params else {}
             method, table = variational.tune(n, (y, x), grid=grid, physics=phys, fixed=fixed[n],
                                              time_budget=time_budget / max(1, len(tunable)),
                                              data_range=config.evaluation.data_range, **search)
@@ -315,7 +307,7 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
                       "tried": len(table), "seconds": round(time.perf_counter() - t0, 2)}
         else:
             why = "nothing to tune" if n not in tunable else "evaluation.tune is off"
-            out[n] = {"params": variational.build(n, **fixed[n]).params(),
+            out[n] = {"params": protos[n].params(),
                       "how": f"{'configured' if fixed[n] else 'default'} parameters, not tuned ({why})",
                       "seconds": 0.0, **({"tune_off": True} if n in tunable else {})}  # tuned once tune is on
         if progress:
@@ -327,5 +319,4 @@ def tune_baselines(config: Any, names: Sequence[str], out_dir: str | Path | None
 
 
 __all__ = ["resolve", "load_baselines", "read_baselines", "ensure_baselines", "baselines_note", "is_tuned",
-           "applicable_methods", "build_methods", "check_model_matches", "val_pairs", "test_pairs",
-           "tune_baselines", "Condition"]
+           "applicable_methods", "build_methods", "check_model_matches", "tune_baselines"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -139,12 +139,15 @@ def images(c: Condition, split: str = "test"):
     return src.batch(list(range(n))), src
 
 
-def make_pairs(c: Condition, split: str = "test") -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """(y, x, physics for reconstruction) of condition `c`, simulated by `invmap.data.PairDataset`.
+def make_pairs(c: Condition, split: str = "test", indices: Sequence[int] | None = None,
+               physics: Any = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """(y, x, physics for reconstruction) of condition `c`, simulated by `invmap.data.PairDataset`:
+    its first ``c.n`` images, or those of `indices`.
 
     y = K_sim x + e (``crime``) or s·R·K_sim,f x_f + e (``fine``: a finer grid, no inverse
     crime), with sample i's noise seeded by (seed, split, i) — the same draws at every
-    level of a shift. The returned physics holds the nominal K and the noise model.
+    level of a shift. The returned physics holds the nominal K and the noise model (`physics`,
+    when the caller has built the condition's physics already).
     """
     from ..data import PairDataset, build_source
     from ..physics import Physics
@@ -153,11 +156,11 @@ def make_pairs(c: Condition, split: str = "test") -> tuple[torch.Tensor, torch.T
     n = min(c.n, len(src))
     if n == 0:
         raise ValueError(f"image source '{c.source}' has no {split} images")
-    phys = build_physics(c)
+    phys = physics if physics is not None else build_physics(c)
     sim = Physics(build_operator(c, sim=True), phys.noise) if c.sim_operator is not None else phys
     ds = PairDataset(src, sim, seed=c.seed, simulation=c.simulation)
     with torch.no_grad():
-        y, x = ds.simulate(list(range(n)))
+        y, x = ds.simulate(list(range(n)) if indices is None else list(indices))
     return y, x, phys
 
 

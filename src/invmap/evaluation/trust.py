@@ -37,11 +37,12 @@ def _finite_or_nan(t: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(t), t, torch.full_like(t, math.nan))
 
 
-def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: Any | None = None,
+def calibrate(methods: Mapping[str, Any], exp: Any, n: int = 32, baseline: Any | None = None,
               say: Any = None, strict: Collection[str] = ()) -> dict[str, dict]:
     """Calibrate each learned method at its training conditions (`invmap.trust.calibration`: the
-    residual floor f and the spreads of its score) on `n` validation measurements simulated
-    like the training pairs — their ground truth is not used — and record it as the method's
+    residual floor f and the spreads of its score) on `n` validation measurements of the
+    experiment `exp` (`invmap.experiment.Experiment.val_pairs`: simulated like the training
+    pairs) — their ground truth is not used — and record it as the method's
     ``trust_calibration``; returns {name: calibration}. The misfit is measured against
     `baseline` (default: the ``tv`` of `methods`, or the one a ``safe`` wraps). A wrapper
     (e.g. ``safe``) is calibrated through the ``model`` it wraps.
@@ -57,8 +58,8 @@ def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: An
     from ..trust import calibration
     from ..trust.intervals import fit as fit_intervals
     from .evaluate import reconstruct
-    from .runs import val_pairs
 
+    config = exp.config
     out: dict[str, dict] = {}
     base = baseline if baseline is not None else methods.get(BASELINE)
     if base is None:  # a wrapper such as safe carries its own
@@ -69,8 +70,8 @@ def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: An
         if not capabilities(target).diagnosable:
             continue
         if getattr(target, "trust_calibration", None) is None:
-            if pairs is None:  # simulated, and the baseline run on them, once for every learned method
-                y, x, phys = val_pairs(config, n=min(2 * n, int(config.data.val)))
+            if pairs is None:  # the baseline run on them once for every learned method
+                y, x, phys = exp.val_pairs(2 * n)
                 pairs = (y, x, phys, None if base is None else reconstruct(base, y, phys)[0])
             y, x, phys, x_b = pairs
             x_m = reconstruct(target, y, phys)[0]
@@ -88,7 +89,7 @@ def calibrate(methods: Mapping[str, Any], config: Any, n: int = 32, baseline: An
         if not hasattr(m, "fit_promise") or m.promise is not None or base is None or config.evaluation.bound <= 0:
             continue
         if pairs is None:
-            y, x, phys = val_pairs(config, n=min(2 * n, int(config.data.val)))
+            y, x, phys = exp.val_pairs(2 * n)
             pairs = (y, x, phys, reconstruct(base, y, phys)[0])
         y, x, phys, x_b = pairs
         k = min(n, y.shape[0] - y.shape[0] // 2)

@@ -22,7 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -82,29 +82,32 @@ def validate(recon, val: Pairs, batch_size: int, data_range: metrics.DataRange =
 
 
 def train(config: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          hooks: Sequence[Callable[[dict], None]] = ()) -> TrainResult:
+          hooks: Sequence[Callable[[dict], None]] = (), physics: Any = None) -> TrainResult:
     """Train the model of `config`; writes the run directory `out_dir` (see the module docstring).
 
     `hooks` are called after every epoch's checkpoint with a dict (epoch, step, row, run_dir).
+    `physics`: the task's (K, e) when the caller has built it (`invmap.experiment.Experiment`);
+    default: built from `config`.
     """
     tc = config.training
     dist = Dist.from_env()
     dist.check_batch(tc.batch_size)
     device = dist.start(select_device(tc.device))
     try:
-        return _train(config, out_dir, resume, progress and dist.main, hooks, dist, device)
+        return _train(config, out_dir, resume, progress and dist.main, hooks, dist, device, physics)
     finally:
         dist.stop()
 
 
 def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
-           hooks: Sequence[Callable[[dict], None]], dist: Dist, device: torch.device) -> TrainResult:
+           hooks: Sequence[Callable[[dict], None]], dist: Dist, device: torch.device, physics: Any) -> TrainResult:
     tc = config.training
     prec = Precision.choose(tc.amp, device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.manual_seed(config.seed)
-    physics = config.physics()  # a bad operator / noise / model value fails before the run directory exists
+    if physics is None:
+        physics = config.physics()  # a bad operator / noise / model value fails before the run directory exists
     check_memory(config, physics)  # and so does a run that would not fit in memory
     recon = build_reconstructor(config, physics, device)
     new_dir = not Path(out_dir).exists()

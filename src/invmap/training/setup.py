@@ -453,17 +453,19 @@ def check_memory(config: Config, physics) -> int:
 
 
 
-def check_config(config: Config, device: torch.device = torch.device("meta")) -> None:
+def check_config(config: Config, device: torch.device = torch.device("meta")) -> Any:
     """Build what a run builds — physics, network, the image source of every split — so that
     a bad value fails with its own message before anything is written. On the ``meta``
     device (the default) the network takes no memory and the operator's matrices are not
-    built (they are made on first use), so a check costs milliseconds whatever the sizes."""
+    built (they are made on first use), so a check costs milliseconds whatever the sizes.
+    Returns the physics it built (the run's `invmap.experiment.Experiment` keeps it)."""
     select_device(config.training.device)  # e.g. cuda on a machine without one
     physics = config.physics()
     check_memory(config, physics)
     build_reconstructor(config, physics, device)
     for split in ("train", "val", "test"):
         config.data.images(split, config.seed)
+    return physics
 
 
 def _takes(name: str, param: str, registry=None) -> bool:
