@@ -238,3 +238,39 @@ def test_what_a_learned_reconstructor_carries_is_declared_on_its_class():
     with pytest.raises(TypeError):
         R.kind_params["x"] = 1  # a read-only default, not a dict every instance would share
     assert not capabilities(R).diagnosable
+
+
+@pytest.mark.parametrize("name", variational.names())
+@pytest.mark.parametrize("op", ["tomography", "blur"])
+def test_a_run_asks_a_method_whether_it_can_run_with_k(name, op):
+    """`cannot_run(K)` is None or the reason; a method that cannot run names a fallback that can,
+    and `runs.applicable_methods` swaps it in with a note (no method names in the run's code)."""
+    from invmap.evaluation.runs import applicable_methods
+
+    K = ops.build(op, image_shape=(32, 32), **({"angles": 8} if op == "tomography" else {}))
+    cls = variational.METHODS.get(name)
+    why = cls.cannot_run(K)
+    used, notes = applicable_methods([name], K)
+    if why is None:
+        assert used == [name] and notes == []
+    else:
+        assert cls.fallback and variational.METHODS.get(cls.fallback).cannot_run(K) is None
+        assert used == [cls.fallback] and why in notes[0]
+    assert (name == "fbp" and op == "blur") == (why is not None)  # the one method with a need among these
+
+
+def test_safe_declares_what_it_wraps_falls_back_to_and_promises():
+    """Calibration and the evaluation ask `capabilities` for safe's model, baseline and promise."""
+    from invmap.capabilities import capabilities
+    from invmap.evaluation.run_methods import RUN_METHODS
+
+    def net(y, physics):
+        return physics.operator.adjoint(y)
+
+    tv = variational.build("tv")
+    safe = RUN_METHODS["safe"].build(net, {"tv": tv})
+    caps = capabilities(safe)
+    assert caps.wraps is net and caps.baseline is tv and caps.promises and caps.learned
+    assert caps.reuses == {"model": "model", "baseline": "tv"} and caps.promise is None
+    assert not capabilities(tv).promises and capabilities(tv).wraps is None
+    assert RUN_METHODS["model"].build(net, {}) is net

@@ -51,10 +51,12 @@ def test_module_entry_point_runs():
 
 @pytest.mark.parametrize("command, registries", [("operators", ["invmap.operators:OPERATORS"]),
                                                  ("models", ["invmap.models:KINDS", "invmap.models:MODELS"]),
-                                                 ("methods", ["invmap.variational:METHODS"])])
+                                                 ("methods", ["invmap.variational:METHODS",
+                                                              "invmap.evaluation.run_methods:RUN_METHODS"])])
 def test_listing_commands_cover_their_registry(command, registries, capsys):
     """`invmap operators|models|methods` print one line per registered entry, with its parameters
-    (`invmap models`: the reconstructor kinds, then the architectures, each under a heading)."""
+    (`invmap models`: the reconstructor kinds, then the architectures, each under a heading;
+    `invmap methods`: the variational methods, then those of a trained run)."""
     import importlib
 
     from invmap.cli import main
@@ -62,7 +64,8 @@ def test_listing_commands_cover_their_registry(command, registries, capsys):
     names = []
     for registry in registries:
         mod, attr = registry.split(":")
-        names += getattr(importlib.import_module(mod), attr).names()
+        reg = getattr(importlib.import_module(mod), attr)
+        names += reg.names() if callable(getattr(reg, "names", None)) else list(reg)
     assert main([command]) == 0
     lines = [ln for ln in capsys.readouterr().out.strip().splitlines() if ln and not ln.endswith(":")]
     assert [ln.split("(")[0] for ln in lines] == names

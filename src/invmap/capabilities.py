@@ -15,11 +15,18 @@ attribute                 meaning                                               
 ``reuses``                {role: method name} of others' x̂ it refines (safe)          {}
 ``recalibrate``           may rebuild K from calibration read in y (safe)             False
 ``training_physics``      the physics it was trained for: trust can diagnose it       None
+``wraps``                 the learned method it refines, calibrated for it (safe)    None
+``baseline``              the baseline method it falls back to (safe: the tuned TV)  None
+``fit_promise``           states a margin over its baseline, fitted by calibration    —³
 ========================  ==========================================================  =======
+
+What calibration recorded on a method (`invmap.evaluation.trust.calibrate`), read here too:
+``trust_calibration`` (the score's spreads at home), ``psnr_bound`` (its per-image PSNR bound),
+``pixel_intervals`` (per-pixel intervals), ``promise`` (safe's margin bound); None before.
 
 ¹ a callable that does not say is learned when its name is ``model`` or ``safe``
 (`invmap.evaluation.verdicts.is_learned`); ² a method from outside is called per minibatch
-with the physics of the minibatch, the conservative answer.
+with the physics of the minibatch, the conservative answer; ³ a method, read as ``promises``.
 
 A method from outside declares a capability by setting the attribute on its object; nothing
 else is needed (`invmap.plugins`).
@@ -46,6 +53,13 @@ class Capabilities:
     reuses: Mapping[str, str] = field(default_factory=dict)
     recalibrate: bool = False
     training_physics: Any = None
+    wraps: Any = None
+    baseline: Any = None
+    promises: bool = False
+    trust_calibration: Any = None
+    psnr_bound: Any = None
+    pixel_intervals: Any = None
+    promise: Any = None
 
     @property
     def diagnosable(self) -> bool:
@@ -53,14 +67,19 @@ class Capabilities:
         return self.training_physics is not None
 
 
+#: declared values taken as they are (the others only when bool or None)
+_OBJECTS = ("reuses", "training_physics", "wraps", "baseline", "trust_calibration", "psnr_bound", "pixel_intervals",
+            "promise")
+
+
 def capabilities(method: Any) -> Capabilities:
     """What `method` declares (defaults for what it does not)."""
-    declared = {k: getattr(method, k) for k in ("learned", "operator_inside", "posterior", "reuses", "recalibrate",
-                                                "training_physics") if hasattr(method, k)}
+    declared = {k: getattr(method, k) for k in ("learned", "operator_inside", "posterior", "recalibrate") + _OBJECTS
+                if hasattr(method, k)}
     if declared.get("reuses") is None:
         declared.pop("reuses", None)
-    return Capabilities(**{k: v for k, v in declared.items()
-                           if k in ("reuses", "training_physics") or isinstance(v, bool) or v is None})
+    declared["promises"] = callable(getattr(method, "fit_promise", None))
+    return Capabilities(**{k: v for k, v in declared.items() if k in _OBJECTS or isinstance(v, bool) or v is None})
 
 
 __all__ = ["Method", "Capabilities", "capabilities"]

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write
+from ..capabilities import capabilities
 
 HELP = "reconstruct x from a measurement y (variational method or trained model)"
 
@@ -321,7 +322,7 @@ def check_same_operator(model: Any, other: Any, model_dir: str, other_dir: str) 
     one; the image size may differ): the disagreement of maps of other tasks says nothing."""
     from ..config import first_difference
 
-    a, b = (getattr(m, "training_physics", None) for m in (model, other))
+    a, b = (capabilities(m).training_physics for m in (model, other))
     if a is None or b is None:
         return
     ka, kb = ({k: v for k, v in p.spec()["operator"].items() if k != "image_shape"} for p in (a, b))
@@ -364,7 +365,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         if args.safe and baseline is not None:  # what safe can promise: fitted on the same held-out pairs
             methods["safe"] = SafeReconstructor(model, baseline, reference=reference_physics(model, tuple(x_hat.shape[-2:])))
         calibrate(methods, Experiment(config, args.model), baseline=baseline, say=print, strict=strict)
-        promise = getattr(methods.get("safe"), "promise", None)
+        promise = capabilities(methods["safe"]).promise if "safe" in methods else None
     elif args.bound is not None or args.intervals:
         raise ValueError(f"--bound and --intervals need the model's run directory with its config.yaml "
                          f"(calibration pairs); {args.model} has none")
@@ -381,10 +382,10 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
     with torch.no_grad():
         x_b = None if baseline is None else baseline(y, physics)
     diag = diagnose(on_device(model), y, physics, x_hat=x_hat, x_baseline=x_b, others=others, reference=ref,
-                    calibration=getattr(model, "trust_calibration", None))
+                    calibration=capabilities(model).trust_calibration)
     if baseline is None:
         diag.notes.append(f"no tuned tv in {args.model}/baselines.json: misfit against the noise level only")
-    bound = getattr(model, "psnr_bound", None)
+    bound = capabilities(model).psnr_bound
     lows = None if bound is None or x_b is None else bound(agreement(x_hat, x_b, bound.data_range), diag.trust)
     many = x_hat.shape[0] > 1
     records = [diag.record(i) for i in range(x_hat.shape[0])]
@@ -435,7 +436,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
                     print(f"{head}CANNOT promise to be within {TOLERANCE_DB:g} dB of tv on this image (margin "
                           f"bound {float(lows[i]):+.2f} dB at probability {promise.level:g}); tv's own answer: "
                           f"invmap reconstruct --method tv with the run's tuned parameters")
-    pixels = getattr(model, "pixel_intervals", None)
+    pixels = capabilities(model).pixel_intervals
     if args.intervals and pixels is not None and x_b is not None:
         lo, hi = pixels(x_hat, x_b)
         shape = (-1,) + tuple(x_hat.shape[-2:])

@@ -138,12 +138,12 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
     """
     results: dict[str, MethodScores] = {}
     recons: dict[str, torch.Tensor] = {}
-    reused = {n for m in methods.values() for n in (getattr(m, "reuses", None) or {}).values()}
+    reused = {n for m in methods.values() for n in capabilities(m).reuses.values()}
     done: dict[str, tuple[torch.Tensor, float]] = {}
     for name, method in methods.items():
         spread: list[torch.Tensor] = []  # a posterior sampler's std maps
         try:
-            parts = getattr(method, "reuses", None) or {}
+            parts = capabilities(method).reuses
             if parts and all(n in done for n in parts.values()):
                 x_hat, secs = reconstruct_from(method, y, physics, {r: done[n] for r, n in parts.items()}, batch_size)
             else:

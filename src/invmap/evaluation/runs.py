@@ -27,12 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from .evaluate import Reconstructor, atomic_write_json
-from .verdicts import LEARNED
-
-#: the methods that belong to a run rather than to a registry — built from its trained model —
-#: by the name a user types, with the baselines each reuses (`build_methods` builds them; where a
-#: run has no model they are left out with a note, `applicable_methods`)
-RUN_METHODS: dict[str, tuple[str, ...]] = {"model": (), "safe": ("tv",)}
+from .run_methods import RUN_METHODS
 
 def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[Any, Path | None]:
     """(config, run_dir or None) for a run directory or a config path (None: the default config).
@@ -116,7 +111,7 @@ def ensure_baselines(exp: Any, names: Sequence[str], run_dir: str | Path, time_b
     """
     config = exp.config
     have = read_baselines(run_dir)
-    reused = [b for n in names for b in RUN_METHODS.get(n, ()) if b not in names]
+    reused = [b for n in names if n in RUN_METHODS for b in RUN_METHODS[n].reuses if b not in names]
     names = classical(names) + list(dict.fromkeys(reused))
     missing = [n for n in names
                if n not in have or (config.evaluation.tune and have[n].get("tune_off"))]
@@ -132,8 +127,8 @@ def ensure_baselines(exp: Any, names: Sequence[str], run_dir: str | Path, time_b
 
 def classical(names: Sequence[str]) -> list[str]:
     """The names among `names` whose parameters invmap tunes and records in ``baselines.json``:
-    neither learned by the run (`LEARNED`) nor from outside (`is_outside`)."""
-    return [n for n in names if n not in LEARNED and not is_outside(n)]
+    neither built from the run's model (`RUN_METHODS`) nor from outside (`is_outside`)."""
+    return [n for n in names if n not in RUN_METHODS and not is_outside(n)]
 
 
 def is_outside(name: str) -> bool:
@@ -152,20 +147,24 @@ def check_names(names: Sequence[str]) -> None:
     from ..plugins import method_names
 
     for n in names:
-        if n not in LEARNED and n not in variational.names() and not is_outside(n):
-            raise ValueError(f"unknown method '{n}'; available: model, safe, pretrained:NAME (`invmap zoo`), "
+        if n not in RUN_METHODS and n not in variational.names() and not is_outside(n):
+            raise ValueError(f"unknown method '{n}'; available: {', '.join(RUN_METHODS)}, pretrained:NAME (`invmap zoo`), "
                              f"module:attr (your own), {', '.join(variational.names() + method_names())}")
 
 
 def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = True) -> tuple[list[str], list[str]]:
-    """(names usable for the operator K, notes): ``fbp`` becomes ``adjoint`` when K has no
-    filtered back-projection (``K.has_fbp``); ``model`` is dropped when there is no trained model."""
+    """(names usable for the operator K, notes): a variational method that cannot run with K
+    (its ``cannot_run(K)``, e.g. ``fbp`` where K has no filtered back-projection) becomes its
+    ``fallback`` (``adjoint``: Kᵀy); the run's methods are dropped when there is no trained model."""
+    from .. import variational
+
     out, notes = [], []
     for n in names:
-        if n == "fbp" and not operator.has_fbp:
-            notes.append(f"fbp needs an operator with a filtered back-projection (CT); using adjoint (Kᵀy) for "
-                         f"'{operator.name or type(operator).__name__}'")
-            n = "adjoint"
+        cls = variational.METHODS.get(n) if n in variational.names() else None
+        why = cls.cannot_run(operator) if cls is not None else None
+        if why and cls.fallback:
+            notes.append(f"{n} {why}; using {cls.fallback} for '{operator.name or type(operator).__name__}'")
+            n = cls.fallback
         if n in RUN_METHODS and not have_model:
             notes.append("no trained model in this run; evaluating the classical methods only" if n == "model"
                          else f"no trained model in this run; '{n}' (which wraps it) left out")
@@ -208,17 +207,11 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
     tuned = dict(load_baselines(run_dir)) if baselines is None else {k: dict(v) for k, v in baselines.items()}
     methods: dict[str, Reconstructor] = {}
     for n in names:
-        if n in RUN_METHODS:
+        if n in RUN_METHODS:  # built from the run's model and fresh copies of the baselines it reuses
             learned = methods.get("model") or model or _run_model(run_dir, config)
-            if n == "model":
-                methods[n] = learned
-                continue
-            from ..trust import SafeReconstructor
-
-            (base,) = RUN_METHODS[n]
-            baseline = variational.build(base, **{**tuned.get(base, {}), **dict((overrides or {}).get(base, {}))})
-            # an evaluation that also runs "model" and "tv" (the same objects' x̂) lends them to safe
-            methods[n] = SafeReconstructor(learned, baseline, reuses={"model": "model", "baseline": base})
+            reused = {b: variational.build(b, **{**tuned.get(b, {}), **dict((overrides or {}).get(b, {}))})
+                      for b in RUN_METHODS[n].reuses}
+            methods[n] = RUN_METHODS[n].build(learned, reused)
             continue
         if is_pretrained(n):  # a zoo entry of this task, beside the run's own model
             methods[n] = load_pretrained(n, config)

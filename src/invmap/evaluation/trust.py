@@ -61,15 +61,17 @@ def calibrate(methods: Mapping[str, Any], exp: Any, n: int = 32, baseline: Any |
 
     config = exp.config
     out: dict[str, dict] = {}
+    caps = {name: capabilities(m) for name, m in methods.items()}
     base = baseline if baseline is not None else methods.get(BASELINE)
     if base is None:  # a wrapper such as safe carries its own
-        base = next((m.baseline for m in methods.values() if getattr(m, "baseline", None) is not None), None)
+        base = next((c.baseline for c in caps.values() if c.baseline is not None), None)
     pairs = None
     for name, m in methods.items():
-        target = getattr(m, "model", m)
-        if not capabilities(target).diagnosable:
+        target = caps[name].wraps or m
+        mine = capabilities(target)
+        if not mine.diagnosable:
             continue
-        if getattr(target, "trust_calibration", None) is None:
+        if mine.trust_calibration is None:
             if pairs is None:  # the baseline run on them once for every learned method
                 y, x, phys = exp.val_pairs(2 * n)
                 pairs = (y, x, phys, None if base is None else reconstruct(base, y, phys)[0])
@@ -86,7 +88,7 @@ def calibrate(methods: Mapping[str, Any], exp: Any, n: int = 32, baseline: Any |
                                       if intervals else None)
         out[name] = dict(target.trust_calibration)
     for name, m in methods.items():  # safe: what it can promise against the baseline it falls back to
-        if not hasattr(m, "fit_promise") or m.promise is not None or base is None or config.evaluation.bound <= 0:
+        if not caps[name].promises or caps[name].promise is not None or base is None or config.evaluation.bound <= 0:
             continue
         if pairs is None:
             y, x, phys = exp.val_pairs(2 * n)
@@ -95,7 +97,7 @@ def calibrate(methods: Mapping[str, Any], exp: Any, n: int = 32, baseline: Any |
         k = min(n, y.shape[0] - y.shape[0] // 2)
         if not _enough("bound", y.shape[0] - k, config, say, "bound" in strict):
             continue
-        x_m = reconstruct(m.model, y[k:], phys)[0]
+        x_m = reconstruct(caps[name].wraps, y[k:], phys)[0]
         with torch.no_grad():
             x_s = m.from_reconstructions(y[k:], phys, {"model": x_m, "baseline": x_b[k:]})
         m.fit_promise(x[k:], x_s, x_b[k:], m.last.trust, float(config.evaluation.bound), config.evaluation.data_range)
@@ -157,11 +159,12 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
         x_hat = recons[name]
         r.scores["rho"] = _finite_or_nan(consistency(x_hat, y, physics))
         method = methods[name]
-        if capabilities(method).recalibrate:  # which images safe ran with K recalibrated from y
+        caps = capabilities(method)
+        if caps.recalibrate:  # which images safe ran with K recalibrated from y
             r.scores["recalibrated"] = recalibrated_images(y, physics)
-        if getattr(method, "promise", None) is not None:  # safe: did it promise ≥ baseline − 0.5 dB, and keep it?
+        if caps.promise is not None:  # safe: did it promise ≥ baseline − 0.5 dB, and keep it?
             _add_promise(method, y, physics, r, x_hat, base, results, batch_size)
-        if not capabilities(method).diagnosable:
+        if not caps.diagnosable:
             continue
         trust = []
         for i in range(0, y.shape[0], batch_size):
@@ -170,7 +173,7 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
                          x_baseline=None if base is None else base[sl], draws=draws)
             trust.append(d.trust)
         r.scores["trust"] = torch.cat(trust)
-        bound = getattr(method, "psnr_bound", None)
+        bound = caps.psnr_bound
         if bound is not None and base is not None:  # "PSNR ≥ b with probability 1 − α", and was it?
             from ..trust.conformal import agreement
 
@@ -179,7 +182,7 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
             r.scores["bound_level"] = torch.full_like(b, bound.level)
             if "psnr" in r.scores:
                 r.scores["covered"] = (r.scores["psnr"].double().cpu() >= b).double()
-        pixels = getattr(method, "pixel_intervals", None)
+        pixels = caps.pixel_intervals
         if pixels is not None and base is not None and x is not None:
             from ..trust.intervals import outside, width_map
 

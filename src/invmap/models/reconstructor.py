@@ -229,7 +229,7 @@ class LearnedReconstructor(Reconstructor):
     def forward(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """x̂ = recon(y, physics); images of another size than the training ones need a network
         that takes any size (`invmap.models.base.Network.any_size`), else a one-line ValueError."""
-        trained = getattr(getattr(self, "training_physics", None), "operator", None)
+        trained = None if self.training_physics is None else self.training_physics.operator
         if trained is not None and not getattr(self.net, "any_size", True) and trained.in_shape != physics.operator.in_shape:
             raise ValueError(f"{type(self.net).__name__} was trained on {list(trained.in_shape)} images and cannot "
                              f"reconstruct {list(physics.operator.in_shape)} (not fully convolutional)")

@@ -56,7 +56,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..capabilities import Method
+from ..capabilities import Method, capabilities
 from ..operators.base import CalibrationEstimate
 
 Reconstructor = Method  # x̂ = method(y, physics): `invmap.capabilities`
@@ -136,7 +136,7 @@ def spread(x_hat: torch.Tensor, others: Sequence[torch.Tensor]) -> torch.Tensor:
 def reference_physics(method: Any, shape: Sequence[int] | None = None) -> Any | None:
     """The physics `method` was trained for (its ``training_physics``), rebuilt for images of
     `shape` (H, W) when the operator can be; None when the method declares none."""
-    ref = getattr(method, "training_physics", None)
+    ref = capabilities(method).training_physics
     if ref is None or shape is None or tuple(ref.operator.in_shape) == tuple(shape):
         return ref
     from ..operators import from_spec
@@ -314,7 +314,7 @@ def diagnose(method: Reconstructor, y: torch.Tensor, physics: Any, *, x_hat: tor
         if x_baseline is None and baseline is not None:
             x_baseline = baseline(y, physics)
     notes: list[str] = []
-    cal = dict(calibration if calibration is not None else getattr(method, "trust_calibration", None) or {})
+    cal = dict(calibration if calibration is not None else capabilities(method).trust_calibration or {})
     rho, rho_b, misfit, home = _fits(x_hat, y, physics, x_baseline, cal.get("floor"))
     if x_baseline is None:
         notes.append("no baseline: misfit against the noise level only")

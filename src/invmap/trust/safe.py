@@ -74,7 +74,7 @@ class SafeReconstructor:
             raise ValueError("safe: the baseline must be a TV-type method with lam and iters (e.g. the tuned 'tv')")
         if not (mu0 > 0 and free >= 0 and decade > 0):
             raise ValueError(f"safe: need mu0 > 0, free >= 0, decade > 0 (got {mu0}, {free}, {decade})")
-        self.model, self.baseline = model, baseline
+        self.model, self.baseline = model, baseline  # `capabilities`: its baseline; it wraps the model
         self.mu0, self.free, self.decade, self.draws = float(mu0), float(free), float(decade), int(draws)
         self.reference = reference
         self.recalibrate = bool(recalibrate)
@@ -88,6 +88,11 @@ class SafeReconstructor:
         self.after: list[str | None] = []
         #: the fitted margin bound m ≥ c − q·σ(T) (`fit_promise`; None: not calibrated)
         self.promise: Any = None
+
+    @property
+    def wraps(self) -> Reconstructor:
+        """The learned method it refines: calibrated for it (`invmap.capabilities`)."""
+        return self.model
 
     def fit_promise(self, x: torch.Tensor, x_safe: torch.Tensor, x_baseline: torch.Tensor, trust: torch.Tensor,
                     level: float, data_range: Any = 1.0) -> None:

@@ -278,6 +278,12 @@ def fbp(y: torch.Tensor, op, filter: str = "ramp", cutoff: float = 1.0) -> torch
 class FBP(Method):
     """Filtered back-projection (operators with a CT geometry: ``K.has_fbp``)."""
 
+    fallback = "adjoint"  # Kᵀy: where K has no filtered back-projection
+
+    @classmethod
+    def cannot_run(cls, operator):
+        return None if operator.has_fbp else "needs an operator with a filtered back-projection (CT)"
+
     def __init__(self, filter: str = "ramp", cutoff: float = 1.0):
         super().__init__()
         if filter not in FILTERS:

@@ -94,6 +94,13 @@ class Method:
     iters_param: str | None = None
     #: ``sample(y, physics, n)`` draws x | y: mean, per-pixel std and samples (the posterior samplers)
     posterior = False
+    #: the method a run uses instead where `cannot_run` says this one cannot (None: none)
+    fallback: str | None = None
+
+    @classmethod
+    def cannot_run(cls, operator: LinearOperator) -> str | None:
+        """None when the method reconstructs with K = `operator`; else why not (what it needs)."""
+        return None
 
     def __init__(self) -> None:
         self.history: list[dict] = []
