@@ -229,12 +229,16 @@ def test_a_callable_that_declares_nothing_gets_the_conservative_answers():
 
 
 def test_what_a_learned_reconstructor_carries_is_declared_on_its_class():
-    """kind_params, training_physics and trust_calibration are declared (not attached from
-    outside), and the class default of kind_params cannot be mutated into a shared state."""
+    """kind_params, training_physics, what calibration fits and a network's model_name are
+    declared (not attached from outside), and the class default of kind_params cannot be mutated
+    into a shared state."""
     from invmap.capabilities import capabilities
+
+    from invmap.models.base import Network
 
     R = models.Reconstructor
     assert R.training_physics is None and R.trust_calibration is None
+    assert R.psnr_bound is None and R.pixel_intervals is None and Network.model_name is None
     with pytest.raises(TypeError):
         R.kind_params["x"] = 1  # a read-only default, not a dict every instance would share
     assert not capabilities(R).diagnosable

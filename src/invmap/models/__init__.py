@@ -106,7 +106,7 @@ def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
 
 def describe(net: nn.Module) -> str:
     """One line: ``name(param=value, ...): N parameters`` for a model built by `build`."""
-    name = getattr(net, "model_name", type(net).__name__)
+    name = getattr(net, "model_name", None) or type(net).__name__
     params = getattr(net, "model_params", {})
     args = ", ".join(f"{k}={v!r}" for k, v in params.items())
     return f"{name}({args}): {count_parameters(net):,} parameters"

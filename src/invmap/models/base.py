@@ -12,6 +12,9 @@ pseudo-inverse — see `reconstructor.LearnedReconstructor`) to the estimate x̂
 
 from __future__ import annotations
 
+from types import MappingProxyType
+from typing import Any, Mapping
+
 import torch
 from torch import nn
 
@@ -23,6 +26,10 @@ class Network(nn.Module):
     same_size: bool = True
     #: True when plain vectors ``[N, d]`` are accepted (dense models).
     accepts_vectors: bool = False
+    #: the registered name and every parameter (JSON-able) it was built with, set by
+    #: `invmap.models.build` so `save_model` can rebuild it (None: not built by name)
+    model_name: str | None = None
+    model_params: Mapping[str, Any] = MappingProxyType({})
 
     @property
     def fixed_input_shape(self) -> tuple[int, ...] | None:

@@ -72,7 +72,7 @@ def _net(model: nn.Module) -> nn.Module:
 def describe_network(recon: nn.Module) -> dict:
     """``{architecture, input}`` of a post-processing model (or a bare network), as model.json holds them."""
     net = _net(recon)
-    if not hasattr(net, "model_name"):
+    if getattr(net, "model_name", None) is None:  # any nn.Module may be handed in
         raise ValueError("save_model: the network was not built by invmap.models.build (no 'model_name'), "
                          "so it cannot be rebuilt from model.json")
     return {"architecture": {"name": net.model_name, "params": net.model_params},
