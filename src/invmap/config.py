@@ -532,13 +532,6 @@ class Config(_Section):
         return PhysicsDistribution({"name": self.operator.name, "params": self.operator.params()},
                                    {"name": self.noise.name, "params": self.noise.params()}, self.data.simulation)
 
-    def build_operator(self):
-        """K for images of ``data.size``²."""
-        return self.physics().operator
-
-    def build_noise(self):
-        return self.physics().noise
-
     def physics(self):
         """`invmap.physics.Physics` (K, noise) described by this config (`build_physics`)."""
         from .physics import build_physics
