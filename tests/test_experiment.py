@@ -64,3 +64,26 @@ def test_invmap_run_builds_its_physics_once_and_each_pair_once(tmp_path, monkeyp
     assert len(built) == 1
     assert sorted(seen) == sorted(list(range(10)) + list(range(4)))  # validation (tune + calibrate) and test pairs
     assert len(list(tmp_path.glob("*/metrics.csv"))) == 1
+
+
+def test_the_tuning_announcement_counts_the_pairs_the_split_holds(tmp_path, capsys):
+    """A folder whose validation split holds 3 images: evaluating a config says it tunes on 3
+    pairs (not min(8, data.val)), and the recorded entry says the same."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray((rng.random((40, 40)) * 255).astype("uint8")).save(folder / f"{i}.png")
+    cfg = load_config(None, TINY + ["data.source=folder", f"data.params.path={folder}", "data.params.splits=[2,3,1]"])
+    (tmp_path / "cfg.yaml").write_text(cfg.to_yaml())
+    out = tmp_path / "out"
+    assert main(["evaluate", str(tmp_path / "cfg.yaml"), "--methods", "tikhonov", "--n", "1", "--no-figure",
+                 "--tune-seconds", "2", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "tuning them now on 3 validation pairs" in err, err
+    assert json.loads((out / "baselines.json").read_text())["tikhonov"]["how"].startswith("tuned on 3 validation pairs")
