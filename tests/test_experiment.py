@@ -71,6 +71,27 @@ def test_the_tuning_announcement_counts_the_pairs_the_split_holds(tmp_path, caps
     pairs (not min(8, data.val)), and the recorded entry says the same."""
     import json
 
+    out = tmp_path / "out"
+    assert main(["evaluate", _folder_config(tmp_path, [2, 3, 1]), "--methods", "tikhonov", "--n", "1", "--no-figure",
+                 "--tune-seconds", "2", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "tuning them now on 3 validation pairs" in err, err
+    assert json.loads((out / "baselines.json").read_text())["tikhonov"]["how"].startswith("tuned on 3 validation pairs")
+
+
+def test_an_empty_validation_split_is_one_line_and_writes_nothing(tmp_path, capsys):
+    """Tuning needs validation pairs: a folder whose split holds none stops in one line, exit 2,
+    before the output directory exists."""
+    out = tmp_path / "out"
+    assert main(["evaluate", _folder_config(tmp_path, [5, 0, 1]), "--methods", "tv", "--n", "1", "--no-figure",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("invmap: error: ") and "val split is empty" in err[0]
+    assert not out.exists()
+
+
+def _folder_config(tmp_path, splits: list[int]) -> str:
+    """A config file whose images are 6 random PNGs of a folder, split by file counts `splits`."""
     import numpy as np
     from PIL import Image
 
@@ -79,11 +100,7 @@ def test_the_tuning_announcement_counts_the_pairs_the_split_holds(tmp_path, caps
     rng = np.random.default_rng(0)
     for i in range(6):
         Image.fromarray((rng.random((40, 40)) * 255).astype("uint8")).save(folder / f"{i}.png")
-    cfg = load_config(None, TINY + ["data.source=folder", f"data.params.path={folder}", "data.params.splits=[2,3,1]"])
+    cfg = load_config(None, TINY + ["data.source=folder", f"data.params.path={folder}",
+                                    f"data.params.splits={splits}".replace(" ", "")])
     (tmp_path / "cfg.yaml").write_text(cfg.to_yaml())
-    out = tmp_path / "out"
-    assert main(["evaluate", str(tmp_path / "cfg.yaml"), "--methods", "tikhonov", "--n", "1", "--no-figure",
-                 "--tune-seconds", "2", "--out", str(out)]) == 0
-    err = capsys.readouterr().err
-    assert "tuning them now on 3 validation pairs" in err, err
-    assert json.loads((out / "baselines.json").read_text())["tikhonov"]["how"].startswith("tuned on 3 validation pairs")
+    return str(tmp_path / "cfg.yaml")
