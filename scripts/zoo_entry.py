@@ -3,6 +3,11 @@
 
     .venv/bin/python scripts/zoo_entry.py RUN NAME --config configs/zoo/NAME.yaml \\
         --command "invmap train configs/zoo/NAME.yaml --out RUN" --summary "…" --task "…"
+
+or ship the trust calibration of existing entries (`invmap.zoo.build.write_calibration`; a new
+entry gets it when it is made):
+
+    .venv/bin/python scripts/zoo_entry.py --calibrate NAME [NAME ...]
 """
 
 from __future__ import annotations
@@ -13,10 +18,15 @@ import sys
 from pathlib import Path
 
 from invmap import zoo
-from invmap.zoo.build import make_entry
+from invmap.zoo.build import make_entry, write_calibration
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--calibrate"]:
+        for name in sys.argv[2:]:
+            card = write_calibration(zoo.ROOT / name)
+            print(f"{name}: trust_calibration.json {card['files']['trust_calibration.json'][:12]}…")
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("name")

@@ -118,7 +118,7 @@ def test_evaluate_and_reconstruct_state_the_bound_with_its_probability(run, tmp_
     from invmap.evaluation.evaluate import read_metrics
 
     monkeypatch.chdir(tmp_path)
-    assert main(["evaluate", str(run), "--n", "8", "--no-figure", "--tune-seconds", "2"]) == 0
+    assert main(["evaluate", str(run), "--n", "8", "--no-figure"]) == 0
     out = capsys.readouterr().out
     assert "no PSNR bound: a PSNR bound at probability 0.9 needs at least 9 calibration pairs" in out
     assert main(["evaluate", str(run), "--n", "8", "--no-figure", "--set", "evaluation.bound=0.8"]) == 0
@@ -150,13 +150,13 @@ def test_reconstruct_writes_risk_controlled_intervals(run, big_run, tmp_path, ca
     monkeypatch.chdir(tmp_path)
     np.save(tmp_path / "x.npy", np.full((32, 32), 0.5, np.float32))
     base = ["reconstruct", "--simulate", "--input", "x.npy", "--output", "xh.npy", "--intervals"]
-    assert main(["evaluate", str(run), "--n", "2", "--no-figure", "--tune-seconds", "2"]) == 0  # its tuned tv
+    assert main(["evaluate", str(run), "--n", "2", "--no-figure"]) == 0  # its tuned tv
     capsys.readouterr()
     assert main(base + ["--model", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert "need at least 22 calibration pairs" in err and "\n" not in err, err
     assert not list(tmp_path.glob("xh*"))
-    assert main(["evaluate", str(big_run), "--n", "4", "--no-figure", "--tune-seconds", "2"]) == 0
+    assert main(["evaluate", str(big_run), "--n", "4", "--no-figure"]) == 0
     rows = {r["method"]: r for r in __import__("invmap.evaluation.evaluate", fromlist=["x"]).read_metrics(
         big_run / "metrics.csv")}
     assert 0 <= rows["model"]["pixel_risk_mean"] <= 1 and rows["model"]["pixel_alpha_mean"] == pytest.approx(0.1)
@@ -183,8 +183,7 @@ def test_safe_says_where_it_cannot_promise_to_stay_near_tv(big_run, tmp_path, ca
     from invmap.trust.safe import TOLERANCE_DB
 
     monkeypatch.chdir(tmp_path)
-    assert main(["evaluate", str(big_run), "--methods", "fbp,tv,model,safe", "--n", "6", "--no-figure",
-                 "--tune-seconds", "2"]) == 0
+    assert main(["evaluate", str(big_run), "--methods", "fbp,tv,model,safe", "--n", "6", "--no-figure"]) == 0
     rows = {r["method"]: r for r in read_metrics(big_run / "metrics.csv")}
     assert 0 <= rows["safe"]["promised_mean"] <= 1 and rows["model"]["promised_mean"] is None
     assert rows["safe"]["margin_bound_mean"] is not None

@@ -351,7 +351,7 @@ def test_run_never_overwrites(tmp_path):
 
 
 def test_invmap_run_end_to_end(tmp_path, capsys):
-    args = ["run", "--out", str(tmp_path), "--quiet", "--tune-seconds", "5", "--stress-n", "2",
+    args = ["run", "--out", str(tmp_path), "--quiet", "--stress-n", "2",
             "--stress-tv-iters", "10", "--shifts", "noise,discretisation"]
     for s in TINY + ["name=e2e", "operator.name=blur", "operator.sigma=1.0", "model.name=cnn", "model.input=adjoint",
                      "model.depth=2", "model.channels=4", "evaluation.methods=[adjoint,tv,model]"]:

@@ -436,19 +436,28 @@ def test_cgls_discrepancy_from_the_noise_model():
         var.build("cgls", tau=1.0)(y, Physics(op, build_noise("poisson", photons=100.0)))
 
 
-def test_tune_time_budget_cuts_only_the_refinement():
-    """A spent budget stops the refinement, never the coarse grid: the choice does not
-    depend on machine load beyond the refinement, and the cut is recorded."""
+def test_tune_follows_a_fixed_plan_that_the_time_budget_only_caps():
+    """The plan (every grid point, then two per refinement round) decides the choice: a generous
+    budget gives the same table as none; a spent budget stops the search from the first
+    evaluation on — the grid included — and the cut is recorded with what was done."""
     op = _test_operator("tv", 16)
     x = _phantom(16, batch=1, seed=2)
     phys = Physics(op, build_noise("gaussian", sigma=0.05, seed=1))
     y = phys.measure(x)
     grid = var.build("tv").default_grid(phys, y)
-    m, table = var.tune("tv", (y, x), physics=phys, fixed={"iters": 20}, time_budget=0.0)
-    assert len(table) == len(grid["lam"]) and m.tuning["budget_cut"] is True
-    m2, table2 = var.tune("tv", (y, x), physics=phys, fixed={"iters": 20})
-    assert len(table2) > len(table) and m2.tuning["budget_cut"] is False
-    assert table2[:len(table)] == table
+    free, table = var.tune("tv", (y, x), physics=phys, fixed={"iters": 20})
+    assert free.tuning["evaluations"] == free.tuning["planned"] == len(grid["lam"]) + 4 == len(table)
+    assert free.tuning["budget_cut"] is False
+    capped, table2 = var.tune("tv", (y, x), physics=phys, fixed={"iters": 20}, time_budget=3600.0)
+    assert table2 == table and capped.lam == free.lam and capped.tuning["budget_cut"] is False
+    cut, table3 = var.tune("tv", (y, x), physics=phys, fixed={"iters": 20}, time_budget=1e-9)
+    assert len(table3) == 1 and table3 == table[:1]  # the first evaluation only: the grid is not exempt
+    assert cut.tuning["budget_cut"] is True and (cut.tuning["evaluations"], cut.tuning["planned"]) == (1, len(table))
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="time budget must be a positive number"):
+            var.tune("tv", (y, x), physics=phys, fixed={"iters": 20}, time_budget=bad)
+    with pytest.raises(ValueError, match="has 20000 points; at most 1000"):
+        var.tune("tv", (y, x), {"lam": [1e-3 * (1 + i) for i in range(20000)]}, phys, fixed={"iters": 20})
 
 
 def test_cli_reconstruct_model_simulate_and_operator_mismatch(tmp_path, capsys):

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from . import noise as noise_mod
-from .operators import LinearOperator, from_spec
+from .operators import LinearOperator, from_spec, resized_spec
 
 NO_NOISE = {"name": "none", "params": {}}
 
@@ -78,4 +78,16 @@ def build_physics(spec: Mapping[str, Any], image_shape: Sequence[int] | None = N
     return Physics(from_spec(s["operator"], image_shape), noise_mod.build(s["noise"]["name"], **s["noise"]["params"]))
 
 
-__all__ = ["Physics", "physics_spec", "build_physics"]
+def resized_physics(spec: Mapping[str, Any], image_shape: Sequence[int]) -> Physics:
+    """The `Physics` of the same acquisition for images of `image_shape` (H, W): K's parameters
+    that follow the image size (a CT detector covering the image diagonal, …) rescaled by
+    `invmap.operators.resized_spec`, the rest and the noise kept. For a stored physics (a
+    saved model's) rebuilt at another size — ``reconstruct --size``, the stress study's
+    resolution shift — where `build_physics` would keep, say, a 128² image's 183 detectors."""
+    if not isinstance(spec, Mapping) or "operator" not in spec:
+        raise ValueError(f"not a physics spec (expected {{'operator': {{name, params}}, 'noise': {{name, params}}}}), "
+                         f"got {spec!r}"[:240])
+    return build_physics({**spec, "operator": resized_spec(spec["operator"], image_shape)}, image_shape)
+
+
+__all__ = ["Physics", "physics_spec", "build_physics", "resized_physics"]

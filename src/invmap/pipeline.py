@@ -54,7 +54,7 @@ class StressSettings:
 class RunOptions:
     out: str | Path = "runs"
     test_n: int | None = None          # test images for `evaluate` (default: data.test)
-    tune_seconds: float = 60.0
+    tune_seconds: float = runs.TUNE_SECONDS
     tune_n: int = 8
     stress: StressSettings = field(default_factory=StressSettings)
     skip_stress: bool = False
@@ -127,7 +127,7 @@ def prepare(exp: Experiment, names: Sequence[str] | None, tune_dir: Path, tune_s
 
 def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None = None,
                  test_n: int | None = None, figure: bool = True, say: Callable[[str], None] = lambda s: None,
-                 tune_seconds: float = 60.0, built: Built | None = None) -> list[dict]:
+                 tune_seconds: float = runs.TUNE_SECONDS, built: Built | None = None) -> list[dict]:
     """Evaluate `methods` (default: ``evaluation.methods``) on the test set; writes
     metrics.csv / metrics.md (and figures/reconstructions.png) into `out_dir`; returns the rows.
 
@@ -176,7 +176,7 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
 
 
 def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str] | None = None,
-               say: Callable[[str], None] = lambda s: None, tune_seconds: float = 60.0,
+               say: Callable[[str], None] = lambda s: None, tune_seconds: float = runs.TUNE_SECONDS,
                built: Built | None = None) -> tuple[list[dict], dict]:
     """The stress study of the experiment's run with its baselines (tuned first when the run has
     none); writes stress.csv / stress.json / figures. `built`: the methods `run` prepared for the

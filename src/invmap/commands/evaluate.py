@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import TUNE_HELP, TUNE_SECONDS
+
 HELP = "score the trained model and classical methods on the test set (metrics.csv, metrics.md)"
 
 
@@ -24,8 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, help="number of test images (default: data.test)")
     p.add_argument("--out", help="where to write metrics.csv/metrics.md (default: the run directory; "
                                  "for a config: runs/NAME-eval)")
-    p.add_argument("--tune-seconds", type=float, default=60.0,
-                   help="time budget for tuning the baselines when the run has no baselines.json (default 60)")
+    p.add_argument("--tune-seconds", type=float, default=TUNE_SECONDS, help=TUNE_HELP)
     p.add_argument("--no-figure", action="store_true", help="skip figures/reconstructions.png")
 
 

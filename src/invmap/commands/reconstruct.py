@@ -37,6 +37,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..capabilities import capabilities
+from ..data.io import fit_items
 
 HELP = "reconstruct x from a measurement y (variational method or trained model)"
 
@@ -60,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--task: a value of the run's own config.yaml)")
     p.add_argument("--size", type=int, metavar="N", help="with --model and no --task: reconstruct N×N images, the "
                    "model's physics built for that size (a fully convolutional model trained on smaller patches)")
+    p.add_argument("--resize", action="store_true", help="with --simulate: resample the input image to the size the "
+                   "operator takes (centre square, anti-aliased, as an image folder is read) instead of refusing "
+                   "another size")
     p.add_argument("--safe", action="store_true", help="with --model: refine the model's x̂ by a data-consistent "
                    "TV solve warm-started and anchored at x̂, the anchor weaker the less it is trusted")
     p.add_argument("--residual-map", metavar="PATH", help="with --model: also write Kᵀ(K x̂ − y) (.png: grey = 0, "
@@ -183,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("reconstruct needs --input and --output")
     from .. import zoo
 
+    args.pretrained = zoo.is_pretrained(args.model)
     if args.model is not None:  # pretrained:NAME → the zoo entry's (verified) directory, only read
         args.model = str(zoo.run_dir(args.model))
     args.ensemble = [str(zoo.run_dir(r)) for r in args.ensemble]
@@ -229,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
         physics, _, seed = task_physics(args.task, args.overrides)
     else:
         from ..models import check_compatible, load_model
-        from ..physics import Physics
+        from ..physics import Physics, resized_physics
 
         if params:
             raise ValueError("--param applies to --method only")
@@ -242,10 +247,13 @@ def run(args: argparse.Namespace) -> int:
             own = Path(args.model) / "config.yaml"
             if not own.is_file():
                 raise ValueError(f"--set needs --task CONFIG: {args.model} has no config.yaml to apply it to")
-            size = [f"data.size={args.size}"] if args.size else []
-            physics, _, seed = task_physics(str(own), [*args.overrides, *size])
-        else:
-            physics, seed = Physics.from_spec(meta["physics"], (args.size, args.size) if args.size else None), 0
+            physics, _, seed = task_physics(str(own), args.overrides)
+            if args.size:
+                physics = resized_physics(physics.spec(), (args.size, args.size))
+        else:  # the model's own acquisition; at --size N rebuilt for N×N (a detector covering that image)
+            physics = (resized_physics(meta["physics"], (args.size, args.size)) if args.size
+                       else Physics.from_spec(meta["physics"]))
+            seed = 0
         check_compatible(meta, physics)  # e.g. a dense model and a task with another measurement shape
         if hasattr(method, "eval"):
             method.eval()
@@ -258,7 +266,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
     op = physics.operator
     a = read_array(args.input)
+    if args.resize and not args.simulate:
+        raise ValueError("--resize resamples an input image: it needs --simulate (a measurement cannot be resampled "
+                         "to another acquisition)")
     if args.simulate:
+        if args.resize:
+            a = resized_image(a, op.in_shape)
+        elif a.ndim >= 2 and tuple(a.shape[-2:]) != tuple(op.in_shape):
+            raise ValueError(f"input image is {a.shape[-2]}×{a.shape[-1]} but {what_takes(args)} takes "
+                             f"{op.in_shape[0]}×{op.in_shape[1]} images; " + size_hint(args, a.shape[-2:]))
         x = to_batch(a, op.in_shape, "input image", complex_ok=False)
         with torch.no_grad():
             y = physics.measure(x, torch.Generator().manual_seed(seed))
@@ -300,6 +316,35 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- trust
+def what_takes(args: argparse.Namespace) -> str:
+    """The thing whose image size an input must match, for error messages."""
+    return f"the model {args.model}" if args.model is not None and args.task is None else "the task's operator"
+
+
+def size_hint(args: argparse.Namespace, shape: tuple[int, ...]) -> str:
+    """The ways out of an input of another size, named for the command the user ran."""
+    h, w = (int(v) for v in shape)
+    ways = []
+    if args.model is not None and args.task is None and h == w:
+        ways.append(f"--size {h} (the model's acquisition rebuilt for {h}×{h} images)")
+    elif h == w:
+        ways.append(f"--set data.size={h} (the task at {h}×{h})")
+    ways.append("--resize (resample the image to the operator's size)")
+    return "use " + " or ".join(ways)
+
+
+def resized_image(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Image(s) ``[..., h, w]`` resampled to ``shape`` (H, W): the centre square, anti-aliased
+    bilinear (`invmap.data.io.fit_items`, as an image folder is read)."""
+    if a.ndim < 2 or np.iscomplexobj(a) or not np.all(np.isfinite(a)):
+        raise ValueError(f"--resize needs a real, finite image; got shape {list(a.shape)}")
+    if shape[0] != shape[1]:
+        raise ValueError(f"--resize fits a square; the operator takes {shape[0]}×{shape[1]} images")
+    flat = a.reshape((-1,) + a.shape[-2:]).astype(np.float32)
+    out = [fit_items(img, int(shape[0]), "resize", name="input")[0][0].numpy() for img in flat]
+    return np.stack(out).reshape(a.shape[:-2] + tuple(shape))
+
+
 def trust_sidecar(output: str) -> str:
     """``x.png`` → ``x.trust.json``: where the trust diagnostics of a reconstruction go."""
     return str(Path(output).with_suffix(".trust.json"))
@@ -340,7 +385,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
     import torch
 
     from ..evaluation.runs import build_methods, load_baselines, resolve
-    from ..evaluation.trust import calibrate
+    from ..evaluation.trust import calibrate_model
     from ..experiment import Experiment
     from ..models import check_compatible, load_model
     from ..trust import SafeReconstructor, diagnose, reference_physics
@@ -351,7 +396,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
 
     tuned = load_baselines(args.model)
     baseline = build_methods(["tv"], args.model)["tv"] if "tv" in tuned else None
-    promise = None
+    promise, home = None, None
     if (Path(args.model) / "config.yaml").exists():  # the score's spreads at its training conditions
         config = resolve(args.model)[0]
         if args.bound is not None:
@@ -361,10 +406,10 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         if args.intervals and config.evaluation.pixel_risk <= 0:
             config.evaluation.pixel_risk = 0.1  # the run turned them off for its evaluations; asked for here
         strict = (["bound"] if args.bound is not None else []) + (["intervals"] if args.intervals else [])
-        methods = {"model": model}
-        if args.safe and baseline is not None:  # what safe can promise: fitted on the same held-out pairs
-            methods["safe"] = SafeReconstructor(model, baseline, reference=reference_physics(model, tuple(x_hat.shape[-2:])))
-        calibrate(methods, Experiment(config, args.model), baseline=baseline, say=print, strict=strict)
+        exp = Experiment(config, args.model)
+        home = exp.physics
+        methods = calibrate_model(model, exp, args.model, baseline, safe=args.safe,
+                                  say=print, strict=strict, store=not args.pretrained)  # a zoo entry ships its record
         promise = capabilities(methods["safe"]).promise if "safe" in methods else None
     elif args.bound is not None or args.intervals:
         raise ValueError(f"--bound and --intervals need the model's run directory with its config.yaml "
@@ -389,14 +434,21 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
     lows = None if bound is None or x_b is None else bound(agreement(x_hat, x_b, bound.data_range), diag.trust)
     many = x_hat.shape[0] > 1
     records = [diag.record(i) for i in range(x_hat.shape[0])]
+    away = away_from_calibration(physics, home)
     for i in range(x_hat.shape[0]):
-        print(f"{f'image {i}: ' if many else ''}{diag.verdict(i)}")
-        if lows is not None:  # never without its probability
-            print(f"{f'image {i}: ' if many else ''}the model's x̂: PSNR ≥ {float(lows[i]):.2f} dB with probability "
-                  f"{bound.level:g} (split conformal at its training conditions, scaled by trust; "
-                  f"{'an assumption away from them' if bool(diag.suspect[i]) else 'valid where the data look like them'})")
-            records[i]["psnr_bound"] = {"db": round(float(lows[i]), 3), "probability": bound.level, "of": "model",
-                                        "how": bound.describe()}
+        head = f"image {i}: " if many else ""
+        print(f"{head}{diag.verdict(i)}")
+        if lows is None:
+            continue
+        why = no_bound_because(float(lows[i]), away, bool(diag.suspect[i]))
+        if why is not None:  # a bound that does not apply, or says nothing, is not printed as one
+            print(f"{head}no PSNR bound for the model's x̂: {why}")
+            records[i]["psnr_bound"] = {"db": None, "why": why}
+            continue
+        print(f"{head}the model's x̂: PSNR ≥ {float(lows[i]):.2f} dB with probability {bound.level:g} (split "
+              "conformal at its training conditions, scaled by trust; valid where the data look like them)")
+        records[i]["psnr_bound"] = {"db": round(float(lows[i]), 3), "probability": bound.level, "of": "model",
+                                    "how": bound.describe()}
     doc: dict = {"model": str(args.model), "input": str(args.input), "output": str(args.output),
                  "physics": physics.spec(), "baseline": baseline.record() if baseline is not None else None,
                  "ensemble": [str(r) for r in args.ensemble], "images": records}
@@ -452,6 +504,35 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         doc["residual_map"] = str(args.residual_map)
         print(f"wrote {args.residual_map} (Kᵀ(K x̂ − y))")
     return out, doc
+
+
+#: the PSNR a constant mid-range image reaches on any image with values in a range of length L:
+#: its error is at most L/2 everywhere, so PSNR ≥ 20 log10(L / (L/2)); a bound below says nothing
+VACUOUS_DB = 20.0 * float(np.log10(2.0))
+
+
+def away_from_calibration(physics: Any, home: Any | None) -> str | None:
+    """How the input's physics differs from the one the model was calibrated at (its run's task),
+    as ``key: ours against theirs``; None when they are the same (or there is no calibration)."""
+    from ..config import first_difference
+
+    if home is None:
+        return None
+    diff = first_difference(home.spec(), physics.spec())
+    return None if diff is None else f"{diff[0]}: {str(diff[2])[:40]} against {str(diff[1])[:40]} calibrated"
+
+
+def no_bound_because(db: float, away: str | None, suspect: bool) -> str | None:
+    """Why a fitted per-image PSNR bound must not be printed for this image, or None: it holds at
+    the training conditions only, and one weaker than a constant image's says nothing."""
+    if away is not None:
+        return f"the input's physics is not the one the bound was calibrated at ({away})"
+    if suspect:
+        return "the trust check finds this image unlike the training conditions, where the bound was calibrated"
+    if not db > VACUOUS_DB:
+        return (f"the bound ({db:.2f} dB) is below the {VACUOUS_DB:.2f} dB a constant mid-range image reaches on any "
+                "image: it says nothing")
+    return None
 
 
 def write_residual(path: str, r: Any, overwrite: bool) -> None:

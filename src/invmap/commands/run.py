@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import TUNE_HELP, TUNE_SECONDS
+
 HELP = "simulate → tune baselines → train → evaluate → stress → report, in one command"
 
 
@@ -26,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shifts", help="comma-separated subset of the stress shifts (default: all that apply)")
     p.add_argument("--folder", help="also stress-test on the images of this folder (object class)")
     p.add_argument("--no-stress", action="store_true", help="skip the stress study")
-    p.add_argument("--tune-seconds", type=float, default=60.0, help="time budget for tuning the baselines")
+    p.add_argument("--tune-seconds", type=float, default=TUNE_SECONDS, help=TUNE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 

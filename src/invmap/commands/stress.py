@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import TUNE_HELP, TUNE_SECONDS
+
 HELP = "stress-test a trained run under shifts of noise, geometry, calibration, resolution, object class"
 
 
@@ -25,8 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", help="comma-separated methods (default: the config's evaluation.methods)")
     p.add_argument("--n", type=int, default=32, help="test images per level (default 32)")
     p.add_argument("--tv-iters", type=int, default=0, help="TV iterations (default 0 = the tuned value)")
-    p.add_argument("--tune-seconds", type=float, default=60.0,
-                   help="time budget for tuning the baselines when the run has no baselines.json (default 60)")
+    p.add_argument("--tune-seconds", type=float, default=TUNE_SECONDS, help=TUNE_HELP)
     p.add_argument("--folder", help="also test on the images of this folder (object-class shift)")
     p.add_argument("--no-report", action="store_true", help="do not rewrite report.html")
 

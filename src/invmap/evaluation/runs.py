@@ -61,6 +61,8 @@ def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[A
 
 
 BASELINES = "baselines.json"
+#: the default cap on tuning (seconds): the plan decides, this only cuts a search far beyond it
+TUNE_SECONDS = 600.0
 
 
 def read_baselines(run_dir: str | Path | None) -> dict[str, dict]:
@@ -89,15 +91,16 @@ def is_tuned(entry: Mapping) -> bool:
 
 
 def baselines_note(entries: Mapping[str, Mapping]) -> str:
-    """How the baselines' parameters were chosen, in one sentence that says what happened."""
-    if entries and all(is_tuned(e) for e in entries.values()):
+    """How the baselines' parameters were chosen, in one sentence that says what happened (a
+    search the time budget cut short is named: its method was tuned less than planned)."""
+    if entries and all(is_tuned(e) and not e.get("budget_cut") for e in entries.values()):
         return "parameters tuned on validation pairs at the training conditions, kept fixed"
     parts = [f"{n}: {e.get('how') or ('tuned on validation pairs' if is_tuned(e) else 'default parameters, not tuned')}"
              for n, e in entries.items()]
     return "; ".join(parts) or "none"
 
 
-def ensure_baselines(exp: Any, names: Sequence[str], run_dir: str | Path, time_budget: float = 60.0,
+def ensure_baselines(exp: Any, names: Sequence[str], run_dir: str | Path, time_budget: float = TUNE_SECONDS,
                      n_val: int = 8, announce: Callable[[str], None] | None = None,
                      progress: Callable[[str], None] | None = None) -> dict[str, dict]:
     """The ``baselines.json`` entries of `names` (the learned ``model`` / ``safe`` excluded; ``safe``
@@ -260,7 +263,7 @@ def load_pretrained(target: str, config: Any = None) -> Reconstructor:
 
 
 def tune_baselines(exp: Any, names: Sequence[str], out_dir: str | Path | None = None,
-                   n_val: int = 8, time_budget: float = 60.0, search_iters: int | None = 50,
+                   n_val: int = 8, time_budget: float = TUNE_SECONDS, search_iters: int | None = 50,
                    progress: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Tune the classical methods' parameters on `n_val` validation pairs of the experiment
     `exp` (`invmap.experiment.Experiment.val_pairs`); writes ``baselines.json``.
@@ -294,10 +297,13 @@ def tune_baselines(exp: Any, names: Sequence[str], out_dir: str | Path | None = 
                                              time_budget=time_budget / max(1, len(tunable)),
                                              data_range=config.evaluation.data_range, **search)
             best = max(table, key=lambda r: r["psnr"]) if table else {"psnr": float("nan")}
-            cut = " (refinement cut by the time budget)" if method.tuning.get("budget_cut") else ""
+            t = method.tuning
+            cut = (f" (search cut by the {t['time_budget']:g} s time budget after {t['evaluations']} of "
+                   f"{t['planned']} evaluations)") if t.get("budget_cut") else ""
             out[n] = {"params": method.params(), "how": f"tuned on {y.shape[0]} validation pairs{cut}",
                       "val_psnr": float(best["psnr"]), "data_range": config.evaluation.data_range,
-                      "tried": len(table), "seconds": round(time.perf_counter() - t0, 2)}
+                      "tried": len(table), "evaluations": t["evaluations"], "planned": t["planned"],
+                      "budget_cut": bool(t.get("budget_cut")), "seconds": round(time.perf_counter() - t0, 2)}
         else:
             why = "nothing to tune" if n not in tunable else "evaluation.tune is off"
             out[n] = {"params": protos[n].params(),

@@ -50,6 +50,7 @@ import torch
 
 from ..atomic import atomic_write_csv
 from ..metrics import DataRange, data_range_label
+from ..operators import resized_spec
 from ..operators.axes import KINDS as AXIS_KINDS
 from ..registry import Registry
 from .evaluate import Reconstructor, atomic_write_json, evaluate_methods
@@ -205,9 +206,22 @@ def resolution_shift(ref: Condition, folder: str | None = None) -> list[Shift]:
     for f in RESOLUTION_FACTORS:
         s = int(round(ref.size * f))
         if s >= 8:
-            levels.append(Level(f"{s}×{s}", {"size": s}, training=(f == 1.0)))
+            levels.append(Level(f"{s}×{s}", {"size": s, **_resized_operators(ref, s)}, training=(f == 1.0)))
     return [Shift("resolution", "Image resolution", "test image size", True, levels,
-                  "Test images (and K) at other sizes; models that cannot take the size are skipped.")]
+                  "Test images (and K) at other sizes, K's size-bound parameters (a CT detector covering the "
+                  "image) rebuilt for each; models that cannot take the size are skipped.")]
+
+
+def _resized_operators(ref: Condition, size: int) -> dict:
+    """K (and K_sim) of `ref` for size² images: stated parameters that follow the image size
+    rescaled (`invmap.operators.resized_spec`); nothing to change when none is stated."""
+    shape = [ref.size, ref.size]
+    out = {"operator": resized_spec({**ref.operator_spec(), "image_shape": shape}, (size, size))}
+    if ref.sim_operator is not None:
+        out["sim_operator"] = resized_spec({**ref.operator_spec(sim=True), "image_shape": shape}, (size, size))
+    for v in out.values():
+        v.pop("image_shape", None)  # a condition's specs leave the shape to its size
+    return {k: v for k, v in out.items() if v != (ref.operator_spec(sim=k == "sim_operator"))}
 
 
 @SHIFTS.register("object")

@@ -20,17 +20,31 @@ condition), with the ROC curve of the overall set.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
 import torch
 
 from ..capabilities import capabilities
+from ..trust.diagnostics import reference_physics
+from ..trust.fitted import CalibrationStore, Fitted, calibration_key
+from ..trust.safe import SafeReconstructor
 from .verdicts import LEARNED, MODEL
 
 #: the baseline whose ρ the learned methods are compared with (when it ran)
 BASELINE = "tv"
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _finite_or_nan(t: torch.Tensor) -> torch.Tensor:
@@ -102,6 +116,75 @@ def calibrate(methods: Mapping[str, Any], exp: Any, n: int = 32, baseline: Any |
             x_s = m.from_reconstructions(y[k:], phys, {"model": x_m, "baseline": x_b[k:]})
         m.fit_promise(x[k:], x_s, x_b[k:], m.last.trust, float(config.evaluation.bound), config.evaluation.data_range)
     return out
+
+
+def calibration_parts(exp: Any, model_dir: str | Path, baseline: Any | None, safe: bool, n: int = 32) -> dict:
+    """What `calibrate` of a run's model depends on: its task and validation split as configured,
+    the seed, n, the bound's and intervals' settings, the baseline's parameters, the model's
+    weights (their SHA-256) and whether safe's promise is fitted too."""
+    config, ev = exp.config, exp.config.evaluation
+    weights = Path(model_dir) / "model.safetensors"
+    return {"physics": config.physics_spec(), "data": config.data.model_dump(mode="json"), "seed": int(config.seed),
+            "n": int(n), "bound": float(ev.bound), "pixel_risk": float(ev.pixel_risk),
+            "pixel_delta": float(ev.pixel_delta), "data_range": ev.data_range,
+            "baseline": None if baseline is None else {"method": baseline.name, "params": baseline.params()},
+            "weights": sha256_file(weights) if weights.is_file() else None, "safe": bool(safe)}
+
+
+def calibrate_stored(methods: Mapping[str, Any], exp: Any, model_dir: str | Path, baseline: Any | None = None,
+                     say: Any = None, strict: Collection[str] = (), store: bool = True, n: int = 32) -> str:
+    """`calibrate` the run's ``model`` (and the ``safe`` wrapping it, if any) once per run and task:
+    the record `calibration_parts` keys in ``model_dir``'s `invmap.trust.fitted.CalibrationStore`
+    is used when there is one; otherwise it is computed (announced to `say`: it takes a while)
+    and, with `store` and a writable run directory, saved for the next call. Returns how:
+    ``"stored"``, ``"computed"`` or ``"computed and stored"``."""
+    model, safe = methods["model"], methods.get("safe")
+    parts = calibration_parts(exp, model_dir, baseline, safe is not None, n)
+    key, st = calibration_key(parts), CalibrationStore(model_dir)
+    fitted = st.get(key)
+    need_bound, need_pixels = "bound" in strict, "intervals" in strict
+    if fitted is not None and not (need_bound and fitted.psnr_bound is None) \
+            and not (need_pixels and fitted.pixel_intervals is None):
+        _apply(fitted, model, safe)
+        return "stored"
+    notes: list[str] = []
+
+    def tell(line: str) -> None:
+        notes.append(line)
+        if say is not None:
+            say(line)
+
+    if say is not None:
+        say(f"calibrating the trust score at the model's training conditions on {2 * n} validation pairs of its task "
+            f"(once per run and task{'; stored in ' + str(st.path) if store and st.writable() else ''}) …")
+    calibrate(methods, exp, n=n, baseline=baseline, say=tell, strict=strict)
+    fitted = Fitted(model.trust_calibration, model.psnr_bound, model.pixel_intervals,
+                    None if safe is None else safe.promise)
+    if not (store and st.writable()):
+        return "computed"
+    st.put(key, fitted, {"task": parts["physics"], "n": n, "safe": parts["safe"], "notes": notes})
+    return "computed and stored"
+
+
+def calibrate_model(model: Any, exp: Any, model_dir: str | Path, baseline: Any | None, safe: bool = False,
+                    say: Any = None, strict: Collection[str] = (), store: bool = True) -> dict[str, Any]:
+    """A run's trained `model` (and, with `safe` and a baseline, the `SafeReconstructor` around it)
+    calibrated at its training conditions — the experiment `exp` of the run's own config — through
+    `calibrate_stored`; returns ``{"model": …[, "safe": …]}`` as calibrated."""
+    methods: dict[str, Any] = {"model": model}
+    if safe and baseline is not None:  # what safe can promise: fitted on the same held-out pairs
+        size = int(exp.config.data.size)
+        methods["safe"] = SafeReconstructor(model, baseline, reference=reference_physics(model, (size, size)))
+    calibrate_stored(methods, exp, model_dir, baseline=baseline, say=say, strict=strict, store=store)
+    return methods
+
+
+def _apply(fitted: Fitted, model: Any, safe: Any | None) -> None:
+    """Set what `calibrate` fits on the model (and safe's promise) from a stored record."""
+    model.trust_calibration = dict(fitted.score)
+    model.psnr_bound, model.pixel_intervals = fitted.psnr_bound, fitted.pixel_intervals
+    if safe is not None:
+        safe.promise = fitted.promise
 
 
 def _enough(what: str, m: int, config: Any, say: Any, strict: bool) -> bool:

@@ -11,9 +11,9 @@ own through the entry-point group ``invmap.operators`` (`invmap.plugins`).
 from ..plugins import load_operator_plugins
 from ..registry import import_submodules
 from .base import CalibrationEstimate, LinearOperator, inner, jsonable
-from .registry import OPERATORS, build, from_spec, names, spec
+from .registry import OPERATORS, build, from_spec, names, resized_spec, spec
 
 import_submodules(__name__)
 load_operator_plugins()  # operators of installed packages (entry points `invmap.operators`)
 
-__all__ = ["CalibrationEstimate", "LinearOperator", "inner", "jsonable", "OPERATORS", "build", "names", "spec", "from_spec"]
+__all__ = ["CalibrationEstimate", "LinearOperator", "inner", "jsonable", "OPERATORS", "build", "names", "spec", "from_spec", "resized_spec"]

@@ -316,6 +316,16 @@ class LinearOperator:
         ``type(self)(self.in_shape, **self.params())`` rebuilds K."""
         return dict(getattr(self, "_params", {}))
 
+    @classmethod
+    def resized_params(cls, params: dict, old_shape: Sequence[int], new_shape: Sequence[int]) -> dict:
+        """The parameters of the same acquisition for images of `new_shape` (H, W), given the
+        ones K has for `old_shape`: a parameter whose default follows the image size (a CT
+        detector covering the image diagonal, fan-beam distances, a box in pixels) and that is
+        at its default is set to the default for the new size; one stated otherwise is scaled
+        as that default scales; every other parameter is kept. This base: none depends on the
+        size (identity, blur, downsampling, MRI). `invmap.operators.resized_spec` applies it."""
+        return dict(params)
+
     def spec(self) -> dict:
         """``{name, image_shape, params}``: enough to rebuild K (`invmap.operators.from_spec`)."""
         if self.name is None:

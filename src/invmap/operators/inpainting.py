@@ -11,6 +11,8 @@ nominal K knows of).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from . import axes
@@ -48,6 +50,18 @@ class Inpainting(LinearOperator):
         self._params = {"missing": float(missing), "box": list(box) if box is not None else None, "seed": int(seed)}
 
     geometry_params = ("missing", "box", "seed")
+
+    @classmethod
+    def resized_params(cls, params: dict, old_shape: Sequence[int], new_shape: Sequence[int]) -> dict:
+        """The box (pixels) scales with the image so it covers the same part of it; the missing
+        fraction and the seed are kept (the random pixels are a fraction of the new image)."""
+        p = dict(params)
+        if p.get("box") is not None:
+            (h0, w0), (h1, w1) = old_shape, new_shape
+            top, left, h, w = (int(v) for v in p["box"])
+            p["box"] = [int(top * h1 // h0), int(left * w1 // w0), max(1, round(h * h1 / h0)) if h else 0,
+                        max(1, round(w * w1 / w0)) if w else 0]
+        return p
     calibration_params = ("missing",)
 
     def stress_axes(self) -> list[axes.StressAxis]:

@@ -8,6 +8,8 @@ Without a `matrix`, K has i.i.d. N(0, 1/m) entries (seeded), so E‖K x‖² = �
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
@@ -44,6 +46,19 @@ class Matrix(LinearOperator):
             self._params = {"m": m, "seed": int(seed)}
         super().__init__((H, W), (K.shape[0],))
         self.matrix = K.contiguous()
+
+    @classmethod
+    def resized_params(cls, params: dict, old_shape: Sequence[int], new_shape: Sequence[int]) -> dict:
+        """A seeded Gaussian K keeps its row fraction m / (H·W) (the default H·W/2 stays the default);
+        a given matrix holds one image size and cannot be resized."""
+        if "matrix" in params:
+            raise ValueError(f"a given matrix K is defined for {old_shape[0]}x{old_shape[1]} images only; it cannot "
+                             f"be rebuilt for {new_shape[0]}x{new_shape[1]}")
+        p = dict(params)
+        if p.get("m") is not None:
+            n0, n1 = old_shape[0] * old_shape[1], new_shape[0] * new_shape[1]
+            p["m"] = max(1, n1 // 2) if int(p["m"]) == max(1, n0 // 2) else max(1, round(int(p["m"]) * n1 / n0))
+        return p
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(*x.shape[:-2], -1) @ self.buffer("matrix", x).T

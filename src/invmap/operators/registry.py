@@ -69,3 +69,22 @@ def from_spec(d: Mapping[str, Any], image_shape: Sequence[int] | None = None):
     if shape is None:
         raise ValueError(f"operator spec '{name}' gives no image_shape")
     return build(name, image_shape=tuple(shape), **dict(d.get("params") or {}))
+
+
+def resized_spec(d: Mapping[str, Any], image_shape: Sequence[int]) -> dict:
+    """The spec of the same acquisition as ``d`` for images of `image_shape` (H, W): what
+    ``K.resized_params`` says for each operator (a detector still covering the image, a box
+    still covering the same part of it). ``from_spec(d, image_shape)`` instead keeps every
+    stated parameter (right for a finer grid of one physical object, `invmap.data.crime`);
+    a spec with no recorded image shape (a config's) is taken as stated for `image_shape`."""
+    if not isinstance(d, Mapping) or "name" not in d:
+        raise ValueError(f"not an operator spec (a mapping with a 'name'): {d!r}"[:200])
+    new = tuple(int(s) for s in image_shape)
+    if d["name"] in ALGEBRA:
+        return {**d, "parts": [resized_spec(p, new) for p in d.get("parts", [])]}
+    old = d.get("image_shape")
+    params = dict(d.get("params") or {})
+    if old is not None and tuple(int(s) for s in old) != new:
+        params = OPERATORS.get(d["name"]).resized_params(params, tuple(int(s) for s in old), new)
+    return {**d, "image_shape": list(new), "params": params}
+

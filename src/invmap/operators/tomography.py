@@ -295,6 +295,18 @@ class Tomography(_RayTransform):
         self._setup({"detectors": n, "spacing": float(detector_spacing), "offset": _finite("detector_offset", detector_offset),
                      "center": center}, ang)
 
+    @classmethod
+    def resized_params(cls, params: dict, old_shape: Sequence[int], new_shape: Sequence[int]) -> dict:
+        """The detector count follows the image diagonal (`default_detectors`): at its default for
+        `old_shape` it becomes the default for `new_shape`, a stated count scales with it; the
+        spacing (in pixels), views, arc and offsets are kept."""
+        p = dict(params)
+        if p.get("detectors") is not None:
+            spacing = float(p.get("detector_spacing", 1.0))
+            was, now = default_detectors(*old_shape, spacing), default_detectors(*new_shape, spacing)
+            p["detectors"] = now if int(p["detectors"]) == was else max(1, round(int(p["detectors"]) * now / was))
+        return p
+
     def estimate_calibration(self, y: torch.Tensor) -> dict[str, CalibrationEstimate]:
         """The detector offset the measurements say, per sample (`detector_offset_from_moments`)."""
         g = self.geometry
@@ -378,6 +390,28 @@ class FanBeam(_RayTransform):
 
     pixel_params = ("source_distance", "detector_distance", "detector_spacing", "detector_offset", "rotation_center")
 
+    @classmethod
+    def resized_params(cls, params: dict, old_shape: Sequence[int], new_shape: Sequence[int]) -> dict:
+        """The distances follow max(H, W) and the detector count the fan through the image
+        (`_fan_geometry`): each at its default for `old_shape` becomes the default for
+        `new_shape`, a stated one scales with it; the spacing (a ratio of distances at its
+        default), views, arc and offsets are kept."""
+        p = dict(params)
+        so0, od0, _, _ = _fan_geometry(old_shape, None, None, None, None)
+        r = max(new_shape) / max(old_shape)
+        stated = {k: p.get(k) for k in ("source_distance", "detector_distance")}
+        for k, default in (("source_distance", so0), ("detector_distance", od0 if stated["source_distance"] is None
+                                                       else float(stated["source_distance"]))):
+            if p.get(k) is not None:
+                p[k] = None if math.isclose(float(p[k]), default) else float(p[k]) * r
+        if p.get("detectors") is not None:
+            was = _fan_geometry(old_shape, stated["source_distance"], stated["detector_distance"],
+                                p.get("detector_spacing"), None)[3]
+            now = _fan_geometry(new_shape, p.get("source_distance"), p.get("detector_distance"),
+                                p.get("detector_spacing"), None)[3]
+            p["detectors"] = now if int(p["detectors"]) == was else max(1, round(int(p["detectors"]) * now / was))
+        return {k: v for k, v in p.items() if v is not None or k not in ("source_distance", "detector_distance")}
+
     def __init__(self, image_shape: tuple[int, int], angles: int | list[float] = 360, arc: float = 360.0,
                  source_distance: float | None = None, detector_distance: float | None = None,
                  detectors: int | None = None, detector_spacing: float | None = None,
@@ -390,19 +424,7 @@ class FanBeam(_RayTransform):
         _check_positive("detectors", detectors)
         if detector_distance is not None and not (detector_distance >= 0 and math.isfinite(detector_distance)):
             raise ValueError(f"detector_distance must be ≥ 0, got {detector_distance}")
-        so = float(source_distance) if source_distance is not None else 2.0 * max(H, W)
-        od = float(detector_distance) if detector_distance is not None else so
-        radius = math.hypot(H, W) / 2.0
-        if so <= radius:
-            raise ValueError(f"source_distance {so} must exceed the image half-diagonal {radius:.2f} "
-                             "(the source would lie inside the image)")
-        mag = (so + od) / so
-        spacing = float(detector_spacing) if detector_spacing is not None else mag
-        if detectors is not None:
-            n = int(detectors)
-        else:  # flat-detector half-width of the fan through the circumscribed circle
-            half = (so + od) * radius / math.sqrt(so * so - radius * radius)
-            n = int(math.ceil(2 * half / spacing)) + 1
+        so, od, spacing, n = _fan_geometry((H, W), source_distance, detector_distance, detector_spacing, detectors)
         _check_matrix_size(H, W, angles, n)
         ang = _offset(view_angles(angles, arc), angle_offset)
         self._params = {"angles": list(angles) if not isinstance(angles, int) else angles, "arc": arc,
@@ -416,6 +438,25 @@ class FanBeam(_RayTransform):
         self.in_shape = (H, W)
         self._setup({"detectors": n, "spacing": spacing, "source_distance": so, "detector_distance": od,
                      "offset": _finite("detector_offset", detector_offset), "center": center}, ang)
+
+
+def _fan_geometry(image_shape: Sequence[int], source_distance: float | None, detector_distance: float | None,
+                  detector_spacing: float | None, detectors: int | None) -> tuple[float, float, float, int]:
+    """(SO, OD, spacing, detector count) of a fan beam, the unstated ones at their defaults for
+    `image_shape`: SO = 2·max(H, W), OD = SO, spacing = the magnification (SO + OD)/SO, and the
+    flat detector covering the fan through the image's circumscribed circle."""
+    H, W = (int(s) for s in image_shape)
+    so = float(source_distance) if source_distance is not None else 2.0 * max(H, W)
+    od = float(detector_distance) if detector_distance is not None else so
+    radius = math.hypot(H, W) / 2.0
+    if so <= radius:
+        raise ValueError(f"source_distance {so} must exceed the image half-diagonal {radius:.2f} "
+                         "(the source would lie inside the image)")
+    spacing = float(detector_spacing) if detector_spacing is not None else (so + od) / so
+    if detectors is not None:
+        return so, od, spacing, int(detectors)
+    half = (so + od) * radius / math.sqrt(so * so - radius * radius)  # flat-detector half-width of the fan
+    return so, od, spacing, int(math.ceil(2 * half / spacing)) + 1
 
 
 def _center(rotation_center, params: dict) -> tuple[float, float]:

@@ -13,9 +13,11 @@ PSNR(x̂, x) over validation pairs (y, x), with the data range convention ``data
   one grid step beyond it when the best lies at the edge of the grid);
 - iterative solves are warm-started from the solution at the nearest λ already evaluated
   (continuation), and may use fewer iterations while searching (``search_iters``);
-- ``time_budget`` (seconds) stops the refinement when spent; the coarse grid always runs
-  whole, so the choice never depends on how busy the machine is beyond the refinement
-  (a cut refinement is recorded: ``tuning["budget_cut"]``).
+- the plan is fixed — every grid point, then ``refine`` rounds of two — so the same task
+  gives the same choice on any machine, however busy; ``time_budget`` (seconds) only caps
+  it: checked before every evaluation after the first, it ends the search early, and a cut
+  search is recorded as such (``tuning["budget_cut"]``, ``"evaluations"`` of ``"planned"``)
+  so that everything showing the method's numbers can say so.
 
 The tuned method is then run once with its own settings (cold start) on the validation
 set (``final_eval``); its PSNR, the chosen values and the whole table are recorded in
@@ -34,6 +36,10 @@ import torch
 from ..metrics import DataRange, data_range_of, psnr
 from ..physics import Physics
 from .methods import METHODS, Method, as_physics, build
+
+
+#: the most grid points a tuning may plan (a grid is a Cartesian product: it grows fast)
+MAX_GRID = 1000
 
 
 def tune(method_name: str, val_pairs: tuple[torch.Tensor, torch.Tensor],
@@ -67,6 +73,11 @@ def tune(method_name: str, val_pairs: tuple[torch.Tensor, torch.Tensor],
             raise ValueError(f"tune: grid['{k}'] must be a non-empty list of values")
         grid[k] = list(v)
     METHODS.validate(method_name, {**fixed, **{k: v[0] for k, v in grid.items()}})
+    if time_budget is not None and not (time_budget > 0 and math.isfinite(time_budget)):
+        raise ValueError(f"tune: the time budget must be a positive number of seconds, got {time_budget}")
+    combos = math.prod(len(v) for v in grid.values())
+    if combos > MAX_GRID:
+        raise ValueError(f"tune: the grid of {method_name} has {combos} points; at most {MAX_GRID} are allowed")
     t0 = time.perf_counter()
 
     it_key = proto.iters_param if proto.iters_param in grid else None
@@ -119,14 +130,22 @@ def tune(method_name: str, val_pairs: tuple[torch.Tensor, torch.Tensor],
     def spent() -> bool:
         return time_budget is not None and bool(table) and time.perf_counter() - t0 > time_budget
 
+    refining = bool(lam_key and refine > 0 and all(v > 0 for v in grid[lam_key]) and len(grid[lam_key]) > 1)
+    n_grid = math.prod(len(grid[k]) for k in others) * len(lam_values)
+    planned, done, budget_cut = n_grid + (2 * refine if refining else 0), 0, False
     for combo in itertools.product(*(grid[k] for k in others)):
         base = dict(zip(others, combo))
         for lam in lam_values:
+            if spent():
+                budget_cut = True
+                break
             evaluate({**base, **({lam_key: lam} if lam_key else {})})
+            done += 1
+        if budget_cut:
+            break
 
     # coarse-to-fine on log λ around the best
-    budget_cut = False
-    if lam_key and refine > 0 and all(v > 0 for v in grid[lam_key]) and len(grid[lam_key]) > 1:
+    if refining and not budget_cut:
         for _ in range(refine):
             if spent():
                 budget_cut = True
@@ -141,13 +160,19 @@ def tune(method_name: str, val_pairs: tuple[torch.Tensor, torch.Tensor],
             cands = [math.sqrt(tried[i - 1] * b) if i > 0 else b * b / tried[1],
                      math.sqrt(tried[i + 1] * b) if i < len(tried) - 1 else b * b / tried[-2]]
             for lam in cands:
+                if spent():
+                    budget_cut = True
+                    break
                 evaluate({**base, lam_key: float(lam)})
+                done += 1
+            if budget_cut:
+                break
 
     best_row = max(table, key=lambda r: r["psnr"])
     method = build(method_name, **{**fixed, **best_row["params"]})
     final = float(_psnr(method.run(y, physics), x).mean()) if final_eval else None
     method.tuning = {"metric": "psnr", "data_range": data_range, "chosen": dict(best_row["params"]), "search_psnr": best_row["psnr"],
-                     "psnr": final, "n_val": int(y.shape[0]), "evaluations": len(table),
-                     "budget_cut": budget_cut,
+                     "psnr": final, "n_val": int(y.shape[0]), "evaluations": done, "planned": planned,
+                     "budget_cut": budget_cut, "time_budget": time_budget,
                      "seconds": round(time.perf_counter() - t0, 3), "table": table}
     return method, table

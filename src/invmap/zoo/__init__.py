@@ -32,6 +32,9 @@ from ..atomic import atomic_dir
 PREFIX = "pretrained:"
 #: the files of an entry besides its card (each one's SHA-256 is in the card)
 FILES = ("model.safetensors", "model.json", "config.yaml", "baselines.json", "metrics.csv")
+#: files an entry may hold besides (verified like the others when its card lists them; refused when it
+#: does not): the trust calibration, so ``reconstruct --model pretrained:NAME`` needs no data beside it
+OPTIONAL = ("trust_calibration.json",)
 CARD = "card.json"
 #: all entries together stay below this (the wheel carries them)
 MAX_TOTAL_BYTES = 25 << 20
@@ -80,8 +83,10 @@ def sha256(path: Path) -> str:
 def verify(name: str) -> Path:
     """The directory of entry `name` after checking every file against its card's SHA-256."""
     d, files = _entry(name), card(name)["files"]
-    for f in FILES:
+    for f in (*FILES, *OPTIONAL):
         if f not in files:
+            if f in OPTIONAL and not os.path.lexists(d / f):
+                continue
             raise ValueError(f"zoo entry '{name}': its card has no SHA-256 for {f}; reinstall invmap")
         p = d / f
         if not p.is_file():
@@ -112,8 +117,9 @@ def materialise(name: str, out: str | os.PathLike) -> Path:
             raise FileExistsError(f"{dst} exists and is not a copy of pretrained:{name}; give another --out")
         return dst
     with atomic_dir(dst) as tmp:  # a kill leaves no half copy under `out`
-        for f in (*FILES, CARD):
-            shutil.copyfile(src / f, tmp / f)
+        for f in (*FILES, *OPTIONAL, CARD):
+            if f in FILES or f == CARD or (src / f).is_file():
+                shutil.copyfile(src / f, tmp / f)
     return dst
 
 
@@ -191,6 +197,6 @@ def total_bytes() -> int:
     return sum(p.stat().st_size for n in names() for p in (ROOT / n).iterdir() if p.is_file())
 
 
-__all__ = ["PREFIX", "FILES", "CARD", "MAX_TOTAL_BYTES", "is_pretrained", "names", "card", "verify", "run_dir",
+__all__ = ["PREFIX", "FILES", "OPTIONAL", "CARD", "MAX_TOTAL_BYTES", "is_pretrained", "names", "card", "verify", "run_dir",
            "materialise", "sha256", "total_bytes", "check_psnr", "CHECK_N", "task_difference", "matching", "beside",
            "kind_of_config"]

@@ -17,15 +17,21 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import safetensors.torch
 import torch
 
-from ..atomic import atomic_dir
+from ..atomic import atomic_dir, atomic_write
+from ..config import load_config
 from ..evaluation.evaluate import read_metrics
+from ..evaluation.runs import build_methods, load_baselines
+from ..evaluation.trust import calibrate_model
+from ..experiment import Experiment
+from ..models import load_model
 from ..models.io import HEADER_KEY, MODEL_JSON, MODEL_WEIGHTS, weights_digest
 from ..training.log import read_log
-from . import CARD, CHECK_N, FILES, check_psnr, sha256
+from . import CARD, CHECK_N, FILES, OPTIONAL, check_psnr, sha256
 
 
 def cpu_model() -> str:
@@ -132,8 +138,6 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
                task: str, trained_at: str | None = None) -> dict:
     """Write the entry ``root/name/`` from `run` (see the module docstring); returns its card.
     `trained_at`: the commit the training ran at (default: this checkout's)."""
-    from ..config import load_config
-
     run, dest = Path(run), Path(root) / name
     if dest.exists():
         raise FileExistsError(f"{dest} exists; remove it first")
@@ -172,7 +176,27 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
             "files": {f: sha256(t / f) for f in FILES},
         }
         (t / CARD).write_text(json.dumps(card, indent=2) + "\n")
+        write_calibration(t)
+    return json.loads((dest / CARD).read_text())
+
+
+def write_calibration(entry: str | Path, say: Callable[[str], None] | None = print) -> dict:
+    """Calibrate the entry's model at its training conditions (`invmap.evaluation.trust.calibrate_model`,
+    as ``invmap reconstruct --model`` does: without and with safe) and ship the records in
+    ``entry/trust_calibration.json``, its SHA-256 in the card; returns the card. The
+    calibration reads the entry's validation data once, here, so that no user needs it."""
+    entry = Path(entry)
+    config = load_config(entry / "config.yaml")
+    model, _ = load_model(entry)
+    model.eval()
+    baseline = build_methods(["tv"], entry)["tv"] if "tv" in load_baselines(entry) else None
+    exp = Experiment(config, entry)
+    for safe in (False, True):
+        calibrate_model(model, exp, entry, baseline, safe=safe, say=say, store=True)
+    card = json.loads((entry / CARD).read_text())
+    card["files"].update({f: sha256(entry / f) for f in OPTIONAL if (entry / f).is_file()})
+    atomic_write(entry / CARD, json.dumps(card, indent=2) + "\n")
     return card
 
 
-__all__ = ["make_entry", "write_weights", "learning_curve", "read_curve", "CURVE_CSV"]
+__all__ = ["make_entry", "write_calibration", "write_weights", "learning_curve", "read_curve", "CURVE_CSV"]
