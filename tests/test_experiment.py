@@ -57,7 +57,7 @@ def test_invmap_run_builds_its_physics_once_and_each_pair_once(tmp_path, monkeyp
 
     monkeypatch.setattr(Config, "physics", physics)
     seen = _count_simulated(monkeypatch)
-    args = ["run", "--out", str(tmp_path), "--quiet", "--tune-seconds", "2", "--no-stress"]
+    args = ["run", "--out", str(tmp_path), "--quiet", "--no-stress"]
     for s in TINY + ["evaluation.methods=[adjoint,tv,model]"]:
         args += ["--set", s]
     assert main(args) == 0
@@ -73,7 +73,7 @@ def test_the_tuning_announcement_counts_the_pairs_the_split_holds(tmp_path, caps
 
     out = tmp_path / "out"
     assert main(["evaluate", _folder_config(tmp_path, [2, 3, 1]), "--methods", "tikhonov", "--n", "1", "--no-figure",
-                 "--tune-seconds", "2", "--out", str(out)]) == 0
+                 "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "tuning them now on 3 validation pairs" in err, err
     assert json.loads((out / "baselines.json").read_text())["tikhonov"]["how"].startswith("tuned on 3 validation pairs")

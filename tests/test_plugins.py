@@ -51,7 +51,7 @@ def mod(tmp_path, monkeypatch):
 def test_an_outside_method_runs_in_evaluate_stress_and_compare(mod, capsys):
     from invmap.evaluation.evaluate import read_metrics
 
-    assert main(["evaluate", "task.yaml", "--out", "a", "--n", "2", "--tune-seconds", "1", "--no-figure",
+    assert main(["evaluate", "task.yaml", "--out", "a", "--n", "2", "--no-figure",
                  "--methods", "fbp,my_methods:Halved,my_methods:Learnedish"]) == 0
     rows = {r["method"]: r for r in read_metrics(mod / "a" / "metrics.csv")}
     assert rows["my_methods:Halved"]["psnr_mean"] < rows["fbp"]["psnr_mean"]
@@ -82,7 +82,7 @@ def test_a_bad_outside_method_is_one_line(mod, capsys, name, message):
 
 
 def test_a_method_that_fails_on_the_data_is_reported_not_fatal(mod, capsys):
-    assert main(["evaluate", "task.yaml", "--out", "c", "--n", "2", "--tune-seconds", "1", "--no-figure",
+    assert main(["evaluate", "task.yaml", "--out", "c", "--n", "2", "--no-figure",
                  "--methods", "fbp,my_methods:broken"]) == 0
     assert "my_methods:broken could not run: RuntimeError: no" in capsys.readouterr().out
 
@@ -99,7 +99,7 @@ def test_entry_points_declare_methods_and_operators(mod, monkeypatch, capsys):
     monkeypatch.setattr(plugins, "entry_points", lambda group: eps.get(group, []))
     assert plugins.method_names() == ["halved"] and plugins.is_external("halved")
     assert plugins.load_operator_plugins() == ["good"] and loaded == ["good"]
-    assert main(["evaluate", "task.yaml", "--out", "d", "--n", "2", "--tune-seconds", "1", "--no-figure",
+    assert main(["evaluate", "task.yaml", "--out", "d", "--n", "2", "--no-figure",
                  "--methods", "fbp,halved"]) == 0
     assert "halved" in (mod / "d" / "metrics.csv").read_text()
     capsys.readouterr()

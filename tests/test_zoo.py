@@ -61,7 +61,7 @@ def tiny(tmp_path_factory):
     run, root = base / "run", base / "root"
     root.mkdir()
     assert main(["train", "--out", str(run), "--quiet", *_sets(TINY + ["training.snapshots=[0.00001]"])]) == 0
-    assert main(["evaluate", str(run), "--tune-seconds", "2", "--no-figure"]) == 0
+    assert main(["evaluate", str(run), "--no-figure"]) == 0
     learning_curve(run, n=4)
     make_entry(run, "tiny", root, config="(test)", command="invmap train …", summary="a test entry",
                task="ellipses 32², 16-view CT")
@@ -116,7 +116,7 @@ def test_pretrained_works_wherever_a_run_does(tiny_zoo, tmp_path, capsys):
 def test_run_sets_the_entry_of_its_task_beside_the_model(tiny_zoo, tmp_path, capsys):
     from invmap.evaluation.evaluate import read_metrics
 
-    quick = ["--quiet", "--shifts", "noise", "--stress-n", "2", "--tune-seconds", "2"]
+    quick = ["--quiet", "--shifts", "noise", "--stress-n", "2"]
     assert main(["run", "--out", "beside", *quick, *_sets(TINY)]) == 0
     run = next((tmp_path / "beside").iterdir())
     assert {r["method"] for r in read_metrics(run / "metrics.csv")} == {"fbp", "tv", "model", "pretrained:tiny"}
