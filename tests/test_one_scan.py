@@ -249,3 +249,29 @@ def test_a_cut_tuning_is_labelled_wherever_its_numbers_are_described(tmp_path):
     assert cut["tv"]["budget_cut"] and cut["tv"]["evaluations"] == 1
     assert "cut by the 1e-09 s time budget after 1 of" in cut["tv"]["how"]
     assert "cut by the" in baselines_note(cut)
+
+
+# ------------------------------------------------------------------ ‖K‖ once per K, not once per build
+def test_the_norm_of_one_acquisition_is_computed_once_per_process(monkeypatch):
+    """The stress study rebuilds K at every level; ‖K‖ and PDHG's ‖[K; s∇]‖ are computed once per spec."""
+    import invmap.operators.base as base
+    import invmap.variational.pdhg as pdhg
+
+    calls = []
+    real = base.top_eigenvalue
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(base, "top_eigenvalue", counted)
+    monkeypatch.setattr(pdhg, "top_eigenvalue", counted)
+    monkeypatch.setattr(base, "_REMEMBERED", type(base._REMEMBERED)())
+    a, b = (ops.build("tomography", image_shape=(20, 20), angles=7) for _ in range(2))
+    assert a.norm() == b.norm() and len(calls) == 1
+    assert pdhg.stacked_norm(a, 0.5) == pdhg.stacked_norm(b, 0.5) and len(calls) == 2
+    other = ops.build("tomography", image_shape=(20, 20), angles=8)
+    assert other.norm() != a.norm() and len(calls) == 3
+    fresh = ops.build("tomography", image_shape=(20, 20), angles=7)
+    fresh._cache["spec_digest"] = None  # an operator without a spec keeps its own
+    assert fresh.norm() == a.norm() and len(calls) == 4

@@ -119,12 +119,14 @@ def calibrate(methods: Mapping[str, Any], exp: Any, n: int = 32, baseline: Any |
 
 
 def calibration_parts(exp: Any, model_dir: str | Path, baseline: Any | None, safe: bool, n: int = 32) -> dict:
-    """What `calibrate` of a run's model depends on: its task and validation split as configured,
+    """What `calibrate` of a run's model depends on: its task and validation pairs as configured,
     the seed, n, the bound's and intervals' settings, the baseline's parameters, the model's
     weights (their SHA-256) and whether safe's promise is fitted too."""
-    config, ev = exp.config, exp.config.evaluation
+    config, ev, d = exp.config, exp.config.evaluation, exp.config.data
     weights = Path(model_dir) / "model.safetensors"
-    return {"physics": config.physics_spec(), "data": config.data.model_dump(mode="json"), "seed": int(config.seed),
+    val = {"source": d.source, "size": int(d.size), "params": d.params, "val": int(d.val),
+           "simulation": d.nominal_simulation}  # what the validation pairs are made of (`Experiment.val_pairs`)
+    return {"physics": config.physics_spec(), "data": val, "seed": int(config.seed),
             "n": int(n), "bound": float(ev.bound), "pixel_risk": float(ev.pixel_risk),
             "pixel_delta": float(ev.pixel_delta), "data_range": ev.data_range,
             "baseline": None if baseline is None else {"method": baseline.name, "params": baseline.params()},

@@ -35,7 +35,10 @@ operator-specific shifts of the stress study, see `invmap.operators.axes`);
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -159,6 +162,10 @@ def top_eigenvalue(normal: Callable[[torch.Tensor], torch.Tensor], shape: Sequen
         theta = float(e.eigenvalues[0])
     return max(theta, 0.0) * (1.0 + tol)
 
+
+#: numbers `LinearOperator.remembered` computed, by (spec digest, what); the newest kept
+_REMEMBERED: OrderedDict[tuple, float] = OrderedDict()
+_REMEMBERED_MAX = 512
 
 #: below this many unknowns `top_eigenvalue` uses a dense symmetric eigensolver
 _DENSE_SIZE = 64
@@ -288,10 +295,37 @@ class LinearOperator:
         up to that tolerance, so a step size 1/‖K‖² computed from it is a safe one.
         """
         if self._norm is None:
-            lam = top_eigenvalue(lambda v: self._adjoint(self._forward(v)), (1, 1) + self.in_shape,
-                                 tol=tol, max_iter=max_iter, seed=seed, dtype=dtype, device=device)
-            self._norm = math.sqrt(lam)
+            self._norm = self.remembered(("norm", tol, max_iter, seed, str(dtype)), lambda: math.sqrt(top_eigenvalue(
+                lambda v: self._adjoint(self._forward(v)), (1, 1) + self.in_shape, tol=tol, max_iter=max_iter,
+                seed=seed, dtype=dtype, device=device)))
         return self._norm
+
+    def remembered(self, what: tuple, compute: Callable[[], float]) -> float:
+        """A number that depends on K alone (‖K‖, a step size), computed once per process for
+        every operator with the same spec: the stress study rebuilds one K at many levels (noise,
+        object class) and each build would otherwise repeat the same Lanczos iteration. An
+        operator without a spec (unregistered) caches on itself only."""
+        key = self._spec_digest()
+        if key is None:
+            hit = self._cache.get(what)
+            if hit is None:
+                hit = self._cache[what] = compute()
+            return hit
+        full = (key, what)
+        if full not in _REMEMBERED:
+            _REMEMBERED[full] = compute()
+            while len(_REMEMBERED) > _REMEMBERED_MAX:
+                _REMEMBERED.popitem(last=False)
+        return _REMEMBERED[full]
+
+    def _spec_digest(self) -> str | None:
+        if "spec_digest" not in self._cache:
+            try:
+                text = json.dumps(self.spec(), sort_keys=True, default=str)
+            except (ValueError, TypeError):
+                text = None
+            self._cache["spec_digest"] = None if text is None else hashlib.sha256(text.encode()).hexdigest()
+        return self._cache["spec_digest"]
 
     def measured(self) -> torch.Tensor | None:
         """Boolean mask shaped ``out_shape`` of the entries of y that K measures, or None (all).

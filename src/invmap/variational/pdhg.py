@@ -39,13 +39,9 @@ from .solver import STEP_SAFETY, IterativeSolver
 
 
 def stacked_norm(op: LinearOperator, s: float) -> float:
-    """‖[K; s∇]‖ = sqrt(λ_max(KᵀK + s²∇ᵀ∇)), from above (`top_eigenvalue`; cached on `op`)."""
-    key = ("stacked_norm", round(float(s), 12))
-    if key not in op._cache:
-        lam = top_eigenvalue(lambda v: op._adjoint(op._forward(v)) + s * s * grad_adjoint(grad(v)),
-                             (1, 1) + op.in_shape)
-        op._cache[key] = math.sqrt(lam)
-    return op._cache[key]
+    """‖[K; s∇]‖ = sqrt(λ_max(KᵀK + s²∇ᵀ∇)), from above (`top_eigenvalue`; once per K: `remembered`)."""
+    return op.remembered(("stacked_norm", round(float(s), 12)), lambda: math.sqrt(top_eigenvalue(
+        lambda v: op._adjoint(op._forward(v)) + s * s * grad_adjoint(grad(v)), (1, 1) + op.in_shape)))
 
 
 class ChambollePockTV(IterativeSolver):
