@@ -32,18 +32,25 @@ import torch.nn.functional as F
 #: the paths `Convolution` can take (see the module docstring)
 PATHS = ("conv", "fft", "fft-padded")
 
-# Cost model (ns per output pixel), measured with torch 2.13 on this project's Xeon CPU,
+# Cost model (ns per image pixel), measured with torch 2.13 on this project's Xeon CPU,
 # float32, 128² images, one thread (the choice it makes is printed by benchmarks/blur.py):
+#: one pass of the ``conv`` path outside the convolution (extension, padding, Eᵀ)
+PASS_NS = 1.2
 #: one tap of a single-image convolution (oneDNN's direct kernel; zero taps are not skipped)
-CONV_TAP_NS = 0.2
+CONV_TAP_NS = 0.35
 #: a depthwise convolution over `DEPTHWISE_MIN` or more images: per pass, and per tap
-DEPTHWISE_PASS_NS, DEPTHWISE_TAP_NS = 0.9, 0.02
+DEPTHWISE_PASS_NS, DEPTHWISE_TAP_NS = 1.0, 0.03
 #: rfft2 + product + irfft2 per pixel of the FFT grid and log2 of its size (2^a 3^b sizes)
-FFT_NS = 0.24
+FFT_NS = 0.22
+#: the ``fft-padded`` path outside the FFTs (extension, zero padding, crop, Eᵀ)
+FFT_PADDED_NS = 2.4
 #: an FFT size with a prime factor above 5 (pocketFFT's Bluestein path) costs about this much more
 SLOW_FFT_FACTOR = 3.0
 #: from this many images on, `correlate` runs one grouped convolution with the images as channels
 DEPTHWISE_MIN = 8
+#: larger batches are computed this many images at a time (their arrays stay in cache: 64
+#: images at once cost 2–4× more per image than 16)
+CHUNK = 16
 
 #: a PSF whose second singular value is below this fraction of the first is rank one
 SEPARABLE_RTOL = 1e-13
@@ -206,24 +213,27 @@ def wrapped(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _fft_ns(m: int, n: int) -> float:
+    """Estimated ns of one FFT convolution on an m×n grid."""
     slow = 1.0 if smooth(m, (2, 3, 5)) and smooth(n, (2, 3, 5)) else SLOW_FFT_FACTOR
     return slow * FFT_NS * m * n * math.log2(max(m * n, 2))
 
 
 def costs(psf: np.ndarray, shape: tuple[int, int], boundary: str, images: int = 1,
           passes: list[tuple[int, int]] | None = None) -> dict[str, float]:
-    """Estimated ns per image of K x by each path open to this PSF and boundary (`passes`: the
-    kernel sizes of the ``conv`` path's passes, computed from the PSF when not given)."""
+    """Estimated ns per image of K x by each path open to this PSF and boundary, for a call on
+    `images` images (`passes`: the kernel sizes of the ``conv`` path's passes, computed from
+    the PSF when not given)."""
     H, W = shape
     kh, kw = psf.shape
     sizes = passes if passes is not None else [f.shape for f in factors(psf)]
-    if images >= DEPTHWISE_MIN:
-        conv = sum(DEPTHWISE_PASS_NS + DEPTHWISE_TAP_NS * a * b for a, b in sizes) * H * W
+    if min(images, CHUNK) >= DEPTHWISE_MIN:
+        conv = sum(PASS_NS + DEPTHWISE_PASS_NS + DEPTHWISE_TAP_NS * a * b for a, b in sizes) * H * W
     else:
-        conv = sum(CONV_TAP_NS * a * b for a, b in sizes) * H * W
+        conv = sum(PASS_NS + CONV_TAP_NS * a * b for a, b in sizes) * H * W
     if boundary == "circular":
         return {"conv": conv, "fft": _fft_ns(H, W)}
-    return {"conv": conv, "fft-padded": _fft_ns(fast_fft_size(H + kh - 1), fast_fft_size(W + kw - 1))}
+    grid = fast_fft_size(H + kh - 1), fast_fft_size(W + kw - 1)
+    return {"conv": conv, "fft-padded": _fft_ns(*grid) + FFT_PADDED_NS * H * W}
 
 
 def plan(psf: np.ndarray, shape: tuple[int, int], boundary: str, images: int = 1) -> str:
@@ -298,9 +308,25 @@ class Convolution:
             self._passes = [_Pass(f, self.shape, self.boundary) for f in self._factors]
         return self._passes
 
+    def _chunked(self, apply, t: torch.Tensor) -> torch.Tensor:
+        """`apply(chunk, path)` on at most `CHUNK` images at a time, each taking its chosen path."""
+        lead = t.shape[:-2]
+        n = math.prod(lead)
+        if n <= CHUNK:
+            return apply(t, self.choose(n))
+        flat = t.reshape(n, *t.shape[-2:])
+        out = torch.cat([apply(c, self.choose(c.shape[0])) for c in flat.split(CHUNK)])
+        return out.reshape(*lead, *out.shape[-2:])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y = K x."""
-        path = self.choose(math.prod(x.shape[:-2]))
+        return self._chunked(self._forward, x)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """x = Kᵀ y."""
+        return self._chunked(self._adjoint, y)
+
+    def _forward(self, x: torch.Tensor, path: str) -> torch.Tensor:
         if path == "conv":
             for p in self._conv_passes():
                 x = p.forward(x)
@@ -314,9 +340,7 @@ class Convolution:
         full = torch.fft.irfft2(torch.fft.rfft2(z, s=grid) * s, s=grid)
         return full[..., kh - 1:kh - 1 + H, kw - 1:kw - 1 + W]
 
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        """x = Kᵀ y."""
-        path = self.choose(math.prod(y.shape[:-2]))
+    def _adjoint(self, y: torch.Tensor, path: str) -> torch.Tensor:
         if path == "conv":
             for p in reversed(self._conv_passes()):
                 y = p.adjoint(y)
