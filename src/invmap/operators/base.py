@@ -266,7 +266,7 @@ class LinearOperator:
             )
         if t.dim() > n and t.numel() == 0:
             raise ValueError(f"{name}: empty {what} batch {_shape_str(t.shape)}: nothing to compute")
-        if CHECK_FINITE and t.device.type == "cpu" and not _under_transform(t) and not bool(torch.isfinite(t).all()):
+        if CHECK_FINITE and t.device.type == "cpu" and not _under_transform(t) and not all_finite(t):
             raise ValueError(f"{name}: {what} contains NaN or Inf values")
         return t
 
