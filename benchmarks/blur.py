@@ -233,8 +233,6 @@ def before_after(baseline: str, args) -> None:
               args.batches, "--reps", str(args.reps), "--threads", str(args.threads), "--tv-iters", str(args.tv_iters)]
     if args.tv:
         worker.append("--tv")
-    if args.no_blur:
-        worker.append("--no-blur")
     best: dict[str, dict[str, float]] = {"before": {}, "after": {}}
     for _ in range(args.rounds):
         for side, src in (("before", baseline), ("after", here)):
@@ -260,7 +258,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tv", action="store_true", help="also time TV on 128² motion deblurring and 60-view CT")
     ap.add_argument("--tv-iters", type=int, default=200)
-    ap.add_argument("--no-blur", action="store_true", help="skip the operator tables (with --tv: TV only)")
+    ap.add_argument("--no-blur", action="store_true", help="skip the tables against the peers")
     ap.add_argument("--baseline", metavar="SRC", help="also time invmap from another checkout's src (before/after)")
     ap.add_argument("--rounds", type=int, default=3, help="alternations of --baseline and this checkout")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # JSON of invmap's own times
