@@ -288,7 +288,8 @@ def main() -> None:
     if args.baseline:
         before_after(args.baseline, args)
     elif args.tv:
-        print(f"\n### TV on {args.size}×{args.size}: Chambolle–Pock, {args.tv_iters} iterations, 1% noise, float32\n")
+        print(f"\n### TV on {args.size}×{args.size}: Chambolle–Pock, {args.tv_iters} iterations, 1% noise, "
+              "float32\n")
         print(f"| problem | batch | s / image (best of {tv_reps}) |")
         print("|---|---:|---:|")
         for k, v in tv_times(args.size, args.tv_iters, [1, 16], tv_reps).items():

@@ -69,7 +69,7 @@ def test_each_path_matches_scipy(kind, boundary, path, camera64):
                                   "larger than the image"])
 @pytest.mark.parametrize("boundary,path", CASES)
 def test_each_path_dot_test_and_autograd(boundary, path, kind, dtype, tol, gen):
-    """|<Kx, y> − <x, Kᵀy>| / (‖K‖‖x‖‖y‖) < tol with dtypes kept; autograd through K is Kᵀ and back."""
+    """|<Kx, y> − <x, Kᵀy>| / (‖K‖‖x‖‖y‖) < tol, dtypes kept; autograd through K is Kᵀ and back."""
     op = blur(boundary, path, shape=(24, 20), **PSFS[kind])
     x = torch.randn((2, 1, 24, 20), generator=gen, dtype=dtype)
     y = torch.randn((2, 1, 24, 20), generator=gen, dtype=dtype)

@@ -48,8 +48,8 @@ FFT_PADDED_NS = 2.4
 SLOW_FFT_FACTOR = 3.0
 #: from this many images on, `correlate` runs one grouped convolution with the images as channels
 DEPTHWISE_MIN = 8
-#: larger batches are computed this many images at a time (their arrays stay in cache: 64
-#: images at once cost 2–4× more per image than 16)
+#: larger batches are computed this many images at a time, so that their arrays stay in cache
+#: (64 images, 1×7 PSF, ``conv``: 205 µs per image in chunks of 16, 239 µs at once)
 CHUNK = 16
 
 #: a PSF whose second singular value is below this fraction of the first is rank one
@@ -202,7 +202,8 @@ def factors(psf: np.ndarray) -> list[np.ndarray]:
 
 
 def wrapped(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The PSF wrapped onto the periodic H×W grid, centre at (0, 0): g[(a − ch) mod H, (b − cw) mod W] += h[a, b]."""
+    """The PSF wrapped onto the periodic H×W grid with its centre at (0, 0):
+    g[(a − ch) mod H, (b − cw) mod W] += h[a, b]."""
     H, W = shape
     kh, kw = psf.shape
     g = np.zeros((H, W))
@@ -262,9 +263,9 @@ class Convolution:
         self.path = path
         H, W = self.shape
         kh, kw = self.psf.shape
-        self._ext = (Extension(H, kh - 1 - kh // 2, kh // 2, boundary), Extension(W, kw - 1 - kw // 2, kw // 2, boundary))
+        self._ext = (Extension(H, kh - 1 - kh // 2, kh // 2, boundary),
+                     Extension(W, kw - 1 - kw // 2, kw // 2, boundary))
         self._passes: list[_Pass] | None = None
-        self._spectrum: torch.Tensor | None = None
         self._cache: dict = {}
         self._choice: dict[int, str] = {}
 
