@@ -143,6 +143,20 @@ def test_wrong_shape_and_nan_inputs(name):
         op(x)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_check_is_exact(name):
+    """One +Inf or −Inf anywhere is refused; finite values whose sum overflows are accepted."""
+    op = ops.build(name, image_shape=SHAPE)
+    for bad in (float("inf"), -float("inf")):
+        x = torch.zeros((2, 1) + op.in_shape)
+        x[1, 0, -1, -1] = bad
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            op(x)
+    big = torch.full((2, 1) + op.in_shape, torch.finfo(torch.float32).max / 2)
+    assert not torch.isfinite(big.sum())
+    op(big)  # no error: every entry is finite
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", NAMES)
 def test_cuda_matches_cpu(name, gen):

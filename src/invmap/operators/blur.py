@@ -15,11 +15,14 @@ boundary condition:
 so that ``K x`` equals ``scipy.ndimage.convolve(x, h, mode=...)`` with the mode above, for
 odd and even PSF sizes alike (scipy centres even sizes the same way).
 
-The extension is a linear map E (a gather of pixel indices, valid for any PSF size, even one
-larger than the image), so K = C E with C the valid convolution, and the exact adjoint is
-Kᵀ = Eᵀ Cᵀ: a "full" correlation with h followed by scatter-adding every extended
-pixel back onto the pixel it was copied from.  Everything is plain torch, so autograd
-through `forward` equals this adjoint.
+The extension is a linear map E (valid for any PSF size, even one larger than the image),
+so K = C E with C the valid convolution, and the exact adjoint is Kᵀ = Eᵀ Cᵀ: a "full"
+correlation with h followed by adding every extended pixel back onto the pixel it was
+copied from.  `invmap.operators.convolution` computes K and Kᵀ by the cheapest exact path
+for the PSF and boundary (shift-and-add over the taps, two 1-D passes for a separable PSF,
+or FFTs: periodic for ``circular``, zero-padded past the extension otherwise); the choice
+is internal (`Blur.path()`) and does not change K beyond float rounding.  Everything is plain
+torch, so autograd through `forward` equals this adjoint.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import axes
 from .base import LinearOperator
+from .convolution import Convolution, extension_index, wrapped
 from .registry import OPERATORS
 
 #: kernel → (its width parameter, geometry axis label, level format, calibration axis label)
@@ -106,73 +109,6 @@ def disk_psf(radius: float, oversample: int = 16) -> np.ndarray:
     return h / h.sum()
 
 
-def extension_index(n: int, before: int, after: int, boundary: str) -> torch.Tensor:
-    """Source index in ``[0, n]`` of each of the ``before + n + after`` extended samples.
-
-    Index ``n`` points to an extra zero sample (``zero`` boundary).
-    """
-    i = torch.arange(-before, n + after)
-    if boundary == "circular":
-        return i % n
-    if boundary == "reflect":
-        m = i % (2 * n)
-        return torch.where(m >= n, 2 * n - 1 - m, m)
-    if boundary == "zero":
-        return torch.where((i >= 0) & (i < n), i, torch.full_like(i, n))
-    raise ValueError(f"blur: unknown boundary '{boundary}'; choose zero, reflect or circular")
-
-
-class _Conv:
-    """Functional kernel: y = C E x and its adjoint Eᵀ Cᵀ y on ``[..., H, W]`` tensors.
-
-    C is torch's valid correlation with the flipped PSF; Cᵀ is the correlation of the
-    zero-padded ("full") y with the PSF itself. A rank-one PSF (Gaussian, horizontal or
-    vertical motion) is applied as two 1-D passes.
-    """
-
-    def __init__(self, psf: np.ndarray, image_shape: tuple[int, int], boundary: str):
-        kh, kw = psf.shape
-        H, W = image_shape
-        ch, cw = kh // 2, kw // 2
-        # pads so that the valid correlation output is H x W
-        self.pads = (kh - 1 - ch, ch, kw - 1 - cw, cw)  # top, bottom, left, right
-        u, sv, vt = np.linalg.svd(psf)
-        if sv.size > 1 and sv[1] <= 1e-13 * sv[0]:  # separable: psf = a bᵀ
-            a, b = u[:, 0] * np.sqrt(sv[0]), vt[0] * np.sqrt(sv[0])
-            factors = [a.reshape(kh, 1), b.reshape(1, kw)]
-        else:
-            factors = [psf]
-        self.kernels = [torch.from_numpy(np.ascontiguousarray(f)).reshape(1, 1, *f.shape) for f in factors]
-        self.ih = extension_index(H, self.pads[0], self.pads[1], boundary)
-        self.iw = extension_index(W, self.pads[2], self.pads[3], boundary)
-        self.shape = (H, W)
-
-    def forward(self, op: LinearOperator, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-2]
-        H, W = self.shape
-        z = x.reshape(-1, 1, H, W)
-        z = F.pad(z, (0, 1, 0, 1))  # the extra zero sample at index H / W
-        z = z.index_select(-2, op.buffer("_ih", x)).index_select(-1, op.buffer("_iw", x))
-        for i in range(len(self.kernels)):
-            z = F.conv2d(z, op.buffer(f"_kflip{i}", x))
-        return z.reshape(*lead, H, W)
-
-    def adjoint(self, op: LinearOperator, y: torch.Tensor) -> torch.Tensor:
-        lead = y.shape[:-2]
-        H, W = self.shape
-        z = y.reshape(-1, 1, H, W)
-        for i in range(len(self.kernels)):
-            k = op.buffer(f"_kernel{i}", y)
-            kh, kw = k.shape[-2:]
-            z = F.conv2d(F.pad(z, (kw - 1, kw - 1, kh - 1, kh - 1)), k)
-        n = z.shape[0]
-        zw = torch.zeros(n, 1, z.shape[-2], W + 1, dtype=z.dtype, device=z.device)
-        zw = zw.index_add(-1, op.buffer("_iw", y), z)
-        zh = torch.zeros(n, 1, H + 1, W + 1, dtype=z.dtype, device=z.device)
-        zh = zh.index_add(-2, op.buffer("_ih", y), zw)
-        return zh[..., :H, :W].reshape(*lead, H, W)
-
-
 @OPERATORS.register("blur")
 class Blur(LinearOperator):
     """Convolution blur y = h * x (Gaussian, motion, disk or any PSF) with a zero/reflect/circular boundary.
@@ -214,11 +150,7 @@ class Blur(LinearOperator):
         extension_index(1, 0, 0, boundary)  # validates the boundary name
         self.psf = h
         self.boundary = boundary
-        self._conv = _Conv(h, self.in_shape, boundary)
-        self._ih, self._iw = self._conv.ih, self._conv.iw
-        for i, k in enumerate(self._conv.kernels):
-            setattr(self, f"_kernel{i}", k)
-            setattr(self, f"_kflip{i}", k.flip((-2, -1)).contiguous())
+        self._conv = Convolution(h, self.in_shape, boundary)
         self.kernel = kernel
         # the construction parameters, enough to rebuild K: build("blur", image_shape, **params());
         # the Gaussian support is recorded only when given (by default it follows σ)
@@ -275,20 +207,20 @@ class Blur(LinearOperator):
                                "Another PSF family of comparable width, for simulation AND reconstruction.",
                                ordered=False)
 
+    def path(self, images: int = 1) -> str:
+        """How K x is computed for a batch of `images` images: ``conv`` (torch's convolution,
+        a separable PSF in two 1-D passes), ``fft`` (periodic, circular boundary) or
+        ``fft-padded`` (`invmap.operators.convolution`; the cheapest by its cost estimate)."""
+        return self._conv.choose(images)
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv.forward(self, x)
+        return self._conv.forward(x)
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return self._conv.adjoint(self, y)
+        return self._conv.adjoint(y)
 
     def norm(self, *args, **kwargs) -> float:
         """‖K‖₂; exact (max |DFT of h| on the image grid) for the circular boundary."""
         if self.boundary == "circular" and self._norm is None:
-            H, W = self.in_shape
-            g = np.zeros((H, W))
-            kh, kw = self.psf.shape
-            for a in range(kh):  # wrap PSFs larger than the image
-                for b in range(kw):
-                    g[(a - kh // 2) % H, (b - kw // 2) % W] += self.psf[a, b]
-            self._norm = float(np.abs(np.fft.fft2(g)).max())
+            self._norm = float(np.abs(np.fft.fft2(wrapped(self.psf, self.in_shape))).max())
         return super().norm(*args, **kwargs)
