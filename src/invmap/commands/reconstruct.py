@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from ..atomic import atomic_write
 from ..capabilities import capabilities
+from ..config import YAMLBoundsError, load_yaml
 
 HELP = "reconstruct x from a measurement y (variational method or trained model)"
 
@@ -92,9 +94,8 @@ def task_physics(path: str | None, overrides: list[str]) -> tuple[Any, int, int]
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
-    """``["lam=0.01", "nonneg=true"]`` → ``{"lam": 0.01, "nonneg": True}`` (values read as YAML scalars)."""
-    import yaml
-
+    """``["lam=0.01", "nonneg=true"]`` → ``{"lam": 0.01, "nonneg": True}`` (values read as YAML by
+    the hardened loader `invmap.config.load_yaml`; text that is not YAML stays text)."""
     out: dict[str, Any] = {}
     for it in items:
         if "=" not in it:
@@ -104,7 +105,9 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         if not k:
             raise ValueError(f"--param expects KEY=VALUE, got {it!r}")
         try:
-            out[k] = yaml.safe_load(v) if v.strip() else None
+            out[k] = load_yaml(v) if v.strip() else None
+        except YAMLBoundsError as e:
+            raise ValueError(f"--param {k[:40]}: the value is {e}") from None
         except yaml.YAMLError:
             out[k] = v
     return out
