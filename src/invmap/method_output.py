@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .byteorder import native_order
+
 
 class MethodFailure(ValueError):
     """A method raised, ran past its time budget or returned something that is not an image batch."""
@@ -31,17 +33,12 @@ def expected_shape(y: torch.Tensor, physics: Any) -> tuple[int, ...]:
     return (int(y.shape[0]), 1, *(int(s) for s in op.in_shape))
 
 
-def native(a: np.ndarray) -> np.ndarray:
-    """`a` in the machine's byte order (a big-endian .npy as torch can take it)."""
-    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
-
-
 def check_output(x_hat: Any, y: torch.Tensor, physics: Any, who: str) -> torch.Tensor:
     """x̂ as a real floating tensor shaped [B, 1, H, W] with finite values, or `MethodFailure`."""
     if isinstance(x_hat, np.ndarray):
         if x_hat.dtype.kind not in "biufc":
             raise MethodFailure(f"method '{who}' returned an array of dtype {x_hat.dtype}, not an image")
-        x_hat = torch.from_numpy(np.ascontiguousarray(native(x_hat)))
+        x_hat = torch.from_numpy(np.ascontiguousarray(native_order(x_hat)))
     if not isinstance(x_hat, torch.Tensor):
         raise MethodFailure(f"method '{who}' returned {type(x_hat).__name__}, not an image tensor "
                             f"{list(expected_shape(y, physics))}")
@@ -60,4 +57,4 @@ def check_output(x_hat: Any, y: torch.Tensor, physics: Any, who: str) -> torch.T
     return x_hat
 
 
-__all__ = ["MethodFailure", "check_output", "expected_shape", "native"]
+__all__ = ["MethodFailure", "check_output", "expected_shape"]

@@ -44,6 +44,7 @@ def _annotation_text(a: Any) -> str:
         return a
     if typing.get_origin(a) is typing.Annotated:  # e.g. Annotated[int, annotated_types.Ge(1)] → "int >= 1"
         base, *meta = typing.get_args(a)
+        meta = [c for m in meta for c in (getattr(m, "metadata", None) or [m])]  # a pydantic Field holds its bounds
         bounds = [f"{sym} {getattr(m, k)}" for m in meta for k, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
                   if getattr(m, k, None) is not None]
         return _annotation_text(base) + (" " + ", ".join(bounds) if bounds else "")  # "int >= 1, <= 10000"
