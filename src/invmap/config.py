@@ -608,16 +608,17 @@ def validate_config(data: Any) -> Config:
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"training.lr=3e-4"`` → (["training", "lr"], 0.0003); the value is read as YAML."""
+    shown = text if len(text) <= 80 else text[:79] + "…"  # a long value never hides the reason
     if "=" not in text:
-        raise ValueError(f"config: --set '{text}': expected KEY=VALUE, e.g. training.lr=3e-4")
+        raise ValueError(f"config: --set '{shown}': expected KEY=VALUE, e.g. training.lr=3e-4")
     key, _, raw = text.partition("=")
     key = key.strip()
     if not key or any(not p for p in key.split(".")):
-        raise ValueError(f"config: --set '{text}': bad key '{key}' (use dotted names like training.lr)")
+        raise ValueError(f"config: --set '{shown}': bad key '{key[:80]}' (use dotted names like training.lr)")
     try:
         value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ValueError(f"config: --set '{text}': value is not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ValueError(f"config: --set '{shown}': value is not valid YAML ({str(e).splitlines()[0]})") from None
     return key.split("."), value
 
 

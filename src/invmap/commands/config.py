@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.check, args.overrides)
     check_config(cfg)  # what `train` builds, on the meta device: no memory, same errors
-    zoo.beside(cfg)  # and what `invmap run` refuses before it starts: zoo entries, fixed method settings
+    if isinstance(cfg.evaluation.zoo, list):  # and what `invmap run` refuses before it starts: the zoo
+        zoo.beside(cfg)                        # entries named (unknown, of another task), fixed method settings
     check_fixed_params(cfg)
     print(cfg.to_yaml(), end="")
     if args.check:
