@@ -138,6 +138,9 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
 
 
+_yaml_load = load_yaml  # the name it had before it was public
+
+
 # ---------------------------------------------------------------------------------------
 # registry look-ups (lazy: a section is validated against the registry of its stage)
 # ---------------------------------------------------------------------------------------
