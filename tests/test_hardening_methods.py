@@ -338,6 +338,7 @@ def test_keep_going_scores_the_others_and_records_the_failure(campaign):
     assert "hostile:raises failed and has no row: method 'hostile:raises' raised RuntimeError" in \
         (scratch / "kept" / "metrics.md").read_text()
     assert "hostile:raises" not in (scratch / "kept" / "metrics.csv").read_text()
+    assert "time budget of hostile:raises: 300 s per call, 600 s in all" in (scratch / "kept" / "metrics.md").read_text()
     study = json.loads((scratch / "run-copy" / "stress.json").read_text())
     skipped = study["shifts"][0]["skipped"]
     assert skipped and all("hostile:nan_method" in k and "returned NaN" in v for k, v in skipped.items())

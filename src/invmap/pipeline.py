@@ -174,7 +174,7 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
     rows, kept = ev.merge_rows(earlier, ev.summarize(results, data_range=dr))
     if kept:
         say(f"note: kept the earlier rows of {', '.join(kept)} in {metrics_csv}")
-    ev.write_metrics(rows, out_dir, failed=failed)
+    ev.write_metrics(rows, out_dir, failed=failed, budgets=outside_budgets(recon))
     fig = Path(out_dir) / "figures" / "reconstructions.png"
     if figure and recons and kept and fig.exists():
         say(f"note: left {fig} as it was (it shows {', '.join(kept)} too); evaluate every method to redraw it")

@@ -271,16 +271,18 @@ def _pm(r: Mapping, m: str) -> str:
     return "n/a" if mu is None or not math.isfinite(mu) else f"{mu:.2f} ± {sd:.2f}"
 
 
-def write_metrics(rows: Sequence[Mapping], out_dir: str | Path, failed: Mapping[str, str] | None = None
-                  ) -> tuple[Path, Path]:
+def write_metrics(rows: Sequence[Mapping], out_dir: str | Path, failed: Mapping[str, str] | None = None,
+                  budgets: Mapping[str, str] | None = None) -> tuple[Path, Path]:
     """Write ``metrics.csv`` (columns `COLUMNS`) and ``metrics.md`` into `out_dir` (atomically);
-    `failed` ({method: why}, ``--keep-going``) is listed under the table of metrics.md."""
+    `failed` ({method: why}, ``--keep-going``) and the time `budgets` of methods from outside
+    ({"time budget of NAME": text}) are listed under the table of metrics.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "metrics.csv", out / "metrics.md"
     atomic_write_csv(csv_path, COLUMNS, ({k: r.get(k, 1.0) if k == "data_range" else r.get(k) for k in COLUMNS}
                                          for r in rows))
     notes = "".join(f"\n- {name} failed and has no row: {why}\n" for name, why in (failed or {}).items())
+    notes += "".join(f"\n- {what}: {text}\n" for what, text in (budgets or {}).items())
     atomic_write_text(md_path, markdown_table(rows) + notes)
     return csv_path, md_path
 
