@@ -254,7 +254,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     say("[4/6] evaluate on the test set" + (f" (beside the model: {', '.join(extra)}, see `invmap zoo`)"
                                               if extra else ""))
     built = prepare(exp, methods, run_dir, o.tune_seconds, say)  # once, for evaluation and stress
-    rows = evaluate_run(exp, run_dir, say=say, built=built, test_n=o.test_n)
+    rows = evaluate_run(exp, run_dir, say=say, built=built, test_n=o.test_n, keep_going=o.stress.keep_going)
     if o.progress:
         print(ev.text_table(rows), file=sys.stderr)
     log = run_dir / "train_log.csv"
