@@ -282,7 +282,7 @@ def test_duplicate_yaml_keys_are_an_error(tmp_path, monkeypatch, capsys, text, k
 
 
 def test_yaml_merge_keys_may_be_overridden():
-    from invmap.config import _yaml_load
+    from invmap.config import load_yaml as _yaml_load
 
     assert _yaml_load("b: &b {lr: 0.1, epochs: 2}\nt:\n  <<: *b\n  lr: 0.5\n")["t"] == {"lr": 0.5, "epochs": 2}
 

@@ -81,10 +81,17 @@ def test_a_bad_outside_method_is_one_line(mod, capsys, name, message):
     assert not (mod / "bad").exists()
 
 
-def test_a_method_that_fails_on_the_data_is_reported_not_fatal(mod, capsys):
+def test_a_method_that_fails_on_the_data_stops_the_evaluation_unless_asked_to_keep_going(mod, capsys):
     assert main(["evaluate", "task.yaml", "--out", "c", "--n", "2", "--no-figure",
-                 "--methods", "fbp,my_methods:broken"]) == 0
-    assert "my_methods:broken could not run: RuntimeError: no" in capsys.readouterr().out
+                 "--methods", "fbp,my_methods:broken"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "invmap: error: method 'my_methods:broken' raised RuntimeError: no", err
+    assert not (mod / "c" / "metrics.csv").exists()
+    assert main(["evaluate", "task.yaml", "--out", "c", "--n", "2", "--no-figure",
+                 "--methods", "fbp,my_methods:broken", "--keep-going"]) == 0
+    assert "my_methods:broken failed: method 'my_methods:broken' raised RuntimeError: no" in capsys.readouterr().out
+    assert "my_methods:broken failed and has no row" in (mod / "c" / "metrics.md").read_text()
+    assert "my_methods:broken" not in (mod / "c" / "metrics.csv").read_text()
 
 
 def test_entry_points_declare_methods_and_operators(mod, monkeypatch, capsys):

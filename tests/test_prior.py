@@ -115,7 +115,8 @@ def test_samplers_draw_reproducible_samples_with_a_spread(method, prior):
     ({"sigma_start": 0.01, "sigma_end": 0.1}, "sigma_end <= sigma_start"),
     ({"sigma_end": 0.0}, "0 < sigma_end"),
     ({"step": float("nan")}, "step must be"),
-    ({"iters": 0}, "iters must lie"),
+    ({"iters": 0}, r"'iters' \(int >= 1, <= 1000\)"),  # the range the method declares
+    ({"cg_iters": 10 ** 5}, r"'cg_iters' \(int >= 1, <= 200\)"),
 ])
 def test_bad_schedules_fail_in_one_line(bad, match):
     with pytest.raises(ValueError, match=match):

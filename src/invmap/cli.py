@@ -19,12 +19,34 @@ import importlib
 import os
 import pkgutil
 import sys
+from typing import NoReturn
 
 from . import __version__, commands
 
 
 class UserError(Exception):
     """An error caused by the user's input; printed as one line, exit 2."""
+
+
+#: the longest error line printed: a value quoted in a message (a YAML bomb, a huge list) is cut
+MAX_ERROR_CHARS = 400
+
+
+def error_line(msg: str) -> str:
+    """``invmap: error: MSG`` on one line, at most `MAX_ERROR_CHARS` characters of MSG."""
+    msg = " ".join(str(msg).split()) or "error"
+    if len(msg) > MAX_ERROR_CHARS:
+        msg = msg[:MAX_ERROR_CHARS - 1] + "…"
+    return f"invmap: error: {msg}"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: a bad option or value of any command is ``invmap: error: …``
+    (naming the command) and exit 2, never the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("invmap").strip()
+        self.exit(2, error_line(f"{where}: {message}" if where else message) + "\n")
 
 
 def _command_modules():
@@ -37,12 +59,12 @@ def _command_modules():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="invmap",
         description="Learn and evaluate inverse maps for imaging inverse problems y = K x + e.",
     )
     p.add_argument("--version", action="version", version=f"invmap {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     for mod in _command_modules():
         name = getattr(mod, "NAME", mod.__name__.rsplit(".", 1)[-1].replace("_", "-"))
         sp = sub.add_parser(name, help=mod.HELP, description=(mod.__doc__ or mod.HELP).strip())
@@ -77,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, KeyError):
             msg = f"missing key {msg}"
-        print(f"invmap: error: {msg}", file=sys.stderr)
+        print(error_line(msg), file=sys.stderr)
+        return 2
+    except TimeoutError as e:  # a method from outside ran past its time budget (`invmap.plugins`)
+        print(error_line(str(e) or "a time budget ran out"), file=sys.stderr)
         return 2
     except RecursionError:  # before RuntimeError, of which it is a subclass (e.g. json.loads of "[[[[…")
         print("invmap: error: input nested too deeply", file=sys.stderr)

@@ -128,10 +128,17 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _yaml_load(text: str) -> Any:
+def load_yaml(text: str) -> Any:
+    """`text` read as YAML by the one hardened loader every YAML invmap parses goes through (config
+    files, ``--set``, ``reconstruct --param``): safe tags only, no duplicate keys, at most
+    `MAX_YAML_BYTES` characters, `MAX_YAML_DEPTH` levels and `MAX_YAML_NODES` values with aliases
+    expanded (a `YAMLBoundsError` beyond them)."""
     if len(text) > MAX_YAML_BYTES:
         raise YAMLBoundsError(f"longer than {MAX_YAML_BYTES} characters")
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+
+
+_yaml_load = load_yaml  # the name it had before it was public
 
 
 # ---------------------------------------------------------------------------------------
@@ -403,6 +410,10 @@ class TrainingConfig(_Section):
         return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
 
+#: the form of a zoo entry's name (`invmap.zoo`): one plain path component
+_ZOO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 class EvaluationConfig(_Section):
     """Which reconstructors to compare on the test set, and how classical ones are tuned.
 
@@ -424,14 +435,24 @@ class EvaluationConfig(_Section):
     bound: float = Field(0.9, ge=0, lt=1)  # per-image PSNR lower bound at this probability (trust); 0 = none
     pixel_risk: float = Field(0.1, ge=0, lt=1)  # per-pixel intervals missing at most this fraction (α); 0 = none
     pixel_delta: float = Field(0.1, gt=0, lt=1)  # … with probability 1 − δ over the calibration pairs
+    outside_call_seconds: float = Field(300.0, gt=0, le=86400)  # a method from outside: one call (`invmap.timelimit`)
+    outside_seconds: float = Field(600.0, gt=0, le=604800)  # … all its calls in one command
 
     @pydantic.field_validator("zoo", mode="before")
     @classmethod
     def _zoo_names(cls, v: Any) -> Any:
-        """true, false, or at most 16 entry names (``NAME`` or ``pretrained:NAME``)."""
+        """true, false, or at most 16 entry names (``NAME`` or ``pretrained:NAME``), each a plain name
+        (letters, digits, ``.``, ``_``, ``-``; not starting with ``.``): never a path. Whether an entry
+        exists and is of this task is asked of the zoo (`invmap.zoo.beside`) by ``invmap run`` and
+        ``invmap config --check`` alike."""
         names = isinstance(v, list) and len(v) <= 16 and all(isinstance(n, str) and 0 < len(n) <= 200 for n in v)
         if not (isinstance(v, bool) or names):
             raise ValueError(f"must be true, false or a list of at most 16 zoo entry names, got {str(v)[:60]!r}")
+        for n in v if isinstance(v, list) else ():
+            bare = n.removeprefix("pretrained:")
+            if not _ZOO_NAME.fullmatch(bare):
+                raise ValueError(f"{n[:60]!r} is not a zoo entry name (letters, digits, '.', '_', '-'; "
+                                 "see `invmap zoo`)")
         return v
 
     @pydantic.field_validator("data_range", mode="before")
@@ -590,16 +611,17 @@ def validate_config(data: Any) -> Config:
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"training.lr=3e-4"`` → (["training", "lr"], 0.0003); the value is read as YAML."""
+    shown = text if len(text) <= 80 else text[:79] + "…"  # a long value never hides the reason
     if "=" not in text:
-        raise ValueError(f"config: --set '{text}': expected KEY=VALUE, e.g. training.lr=3e-4")
+        raise ValueError(f"config: --set '{shown}': expected KEY=VALUE, e.g. training.lr=3e-4")
     key, _, raw = text.partition("=")
     key = key.strip()
     if not key or any(not p for p in key.split(".")):
-        raise ValueError(f"config: --set '{text}': bad key '{key}' (use dotted names like training.lr)")
+        raise ValueError(f"config: --set '{shown}': bad key '{key[:80]}' (use dotted names like training.lr)")
     try:
-        value = _yaml_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ValueError(f"config: --set '{text}': value is not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ValueError(f"config: --set '{shown}': value is not valid YAML ({str(e).splitlines()[0]})") from None
     return key.split("."), value
 
 
@@ -630,7 +652,7 @@ def read_yaml(path: str | Path) -> dict:
     if p.stat().st_size > MAX_YAML_BYTES:
         raise ValueError(f"config: {p}: larger than {MAX_YAML_BYTES} bytes; an experiment config is a few lines")
     try:
-        data = _yaml_load(p.read_text())
+        data = load_yaml(p.read_text())
     except yaml.YAMLError as e:
         raise ValueError(f"config: {p}: not valid YAML ({' '.join(str(e).split())})") from None
     if data is None:
@@ -688,7 +710,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     model or image source drops the default's parameters for it). `overrides` are
     ``"section.key=value"`` strings applied last, e.g. ``"training.lr=3e-4"``.
     """
-    data = _yaml_load(default_text()) or {}
+    data = load_yaml(default_text()) or {}
     if path is not None:
         data = merge(data, read_yaml(path))
     overrides = list(overrides)
@@ -702,6 +724,6 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     return validate_config(data)
 
 
-__all__ = ["first_difference", "Config", "DataConfig", "OperatorConfig", "NoiseConfig", "ModelConfig", "TrainingConfig",
+__all__ = ["load_yaml", "YAMLBoundsError", "first_difference", "Config", "DataConfig", "OperatorConfig", "NoiseConfig", "ModelConfig", "TrainingConfig",
            "EvaluationConfig", "load_config", "validate_config", "apply_overrides", "parse_override",
            "read_yaml", "default_text", "presets", "DEFAULT_PATH", "PRESETS_DIR"]

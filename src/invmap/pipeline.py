@@ -37,6 +37,8 @@ from .evaluation.task import condition_from_config
 from .metrics import data_range_label
 from .evaluation.trust import add_trust_scores, calibrate
 from .experiment import Experiment
+from .method_output import MethodFailure
+from .plugins import OutsideMethod
 
 
 @dataclass
@@ -48,6 +50,7 @@ class StressSettings:
     kinds: Sequence[str] = stress.KINDS
     folder: str | None = None
     batch_size: int = 16
+    keep_going: bool = False           # a failing method is recorded in skipped instead of stopping the study
 
 
 @dataclass
@@ -127,7 +130,8 @@ def prepare(exp: Experiment, names: Sequence[str] | None, tune_dir: Path, tune_s
 
 def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None = None,
                  test_n: int | None = None, figure: bool = True, say: Callable[[str], None] = lambda s: None,
-                 tune_seconds: float = runs.TUNE_SECONDS, built: Built | None = None) -> list[dict]:
+                 tune_seconds: float = runs.TUNE_SECONDS, built: Built | None = None,
+                 keep_going: bool = False) -> list[dict]:
     """Evaluate `methods` (default: ``evaluation.methods``) on the test set; writes
     metrics.csv / metrics.md (and figures/reconstructions.png) into `out_dir`; returns the rows.
 
@@ -136,6 +140,10 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
     other methods already in ``out_dir/metrics.csv`` are kept (`evaluate.merge_rows`); the
     figure is then left as it is unless it would show every method. `built`: what `run` made
     before; without it the methods are built here. The test pairs are the experiment's.
+
+    A method that fails (raises, runs out of its time budget, returns anything but a finite image
+    batch) stops the evaluation in one line naming it, before anything is written; with
+    `keep_going` the others are scored and metrics.md lists the failure.
     """
     config = exp.config
     metrics_csv = Path(out_dir) / "metrics.csv"
@@ -149,12 +157,16 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
     dr = config.evaluation.data_range
     spreads: dict = {}
     results, recons = ev.evaluate_methods(recon, y, x, phys, batch_size=config.evaluation.batch_size,
-                                          keep=y.shape[0], data_range=dr, spreads=spreads)
+                                          keep=y.shape[0], data_range=dr, spreads=spreads, keep_going=keep_going)
+    failed = {name: r.error for name, r in results.items() if r.error}
+    if failed and not keep_going:
+        name, why = next(iter(failed.items()))
+        raise MethodFailure(f"method '{name}' failed on the test set ({why}); nothing was written "
+                            "(--keep-going scores the others and records the failure)")
     add_trust_scores(recon, y, phys, results, recons, batch_size=config.evaluation.batch_size, x=x)
     recons = {k: v[:3] for k, v in recons.items()}
-    for name, r in results.items():
-        if r.error:
-            say(f"note: {name} could not run: {r.error}")
+    for name, why in failed.items():
+        say(f"note: {name} failed: {why}")
     other = sorted({str(r["method"]) for r in earlier if r.get("data_range", 1.0) != dr})
     if other:  # rows scored with another PSNR data range are not comparable: replaced, not kept
         say(f"note: dropped the earlier rows of {', '.join(other)} in {metrics_csv}: scored with another "
@@ -163,7 +175,7 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
     rows, kept = ev.merge_rows(earlier, ev.summarize(results, data_range=dr))
     if kept:
         say(f"note: kept the earlier rows of {', '.join(kept)} in {metrics_csv}")
-    ev.write_metrics(rows, out_dir)
+    ev.write_metrics(rows, out_dir, failed=failed, budgets=outside_budgets(recon))
     fig = Path(out_dir) / "figures" / "reconstructions.png"
     if figure and recons and kept and fig.exists():
         say(f"note: left {fig} as it was (it shows {', '.join(kept)} too); evaluate every method to redraw it")
@@ -191,8 +203,15 @@ def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str]
                                batch_size=settings.batch_size, data_range=config.evaluation.data_range,
                                settings={"TV iterations": settings.tv_iters or (
                                              "as tuned" if runs.is_tuned(baselines.get("tv", {})) else "default"),
-                                         "baselines": runs.baselines_note(baselines)},
-                               progress=say)
+                                         "baselines": runs.baselines_note(baselines),
+                                         **outside_budgets(recon),
+                                         **({"keep going": True} if settings.keep_going else {})},
+                               progress=say, keep_going=settings.keep_going)
+
+
+def outside_budgets(methods: dict[str, Any]) -> dict[str, str]:
+    """{"time budget of NAME": "… s per call, … s in all"} for each method from outside (recorded)."""
+    return {f"time budget of {n}": m.budget.describe() for n, m in methods.items() if isinstance(m, OutsideMethod)}
 
 
 def run(config: Any, options: RunOptions | None = None) -> Path:
@@ -205,6 +224,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     t_start = time.perf_counter()
     physics = check_config(config)  # a bad value fails here, before the run directory exists
     zoo.beside(config)  # and so does an evaluation.zoo entry that is unknown or of another task
+    runs.check_fixed_params(config)  # and an evaluation.params setting a method refuses
     run_dir = new_run_dir(o.out, config.name)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     say(f"invmap run: {config.name} → {run_dir}")
@@ -235,7 +255,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     say("[4/6] evaluate on the test set" + (f" (beside the model: {', '.join(extra)}, see `invmap zoo`)"
                                               if extra else ""))
     built = prepare(exp, methods, run_dir, o.tune_seconds, say)  # once, for evaluation and stress
-    rows = evaluate_run(exp, run_dir, say=say, built=built, test_n=o.test_n)
+    rows = evaluate_run(exp, run_dir, say=say, built=built, test_n=o.test_n, keep_going=o.stress.keep_going)
     if o.progress:
         print(ev.text_table(rows), file=sys.stderr)
     log = run_dir / "train_log.csv"

@@ -15,6 +15,16 @@ from typing import Any, Callable, Iterable
 import pydantic
 
 
+#: the integers a parameter may hold: what torch and numpy store (a seed, a count) in 64 bits
+INT_MIN, INT_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def quoted(v: Any, limit: int = 60) -> str:
+    """``repr(v)`` cut to `limit` characters: a value quoted in a message never floods it."""
+    text = repr(v) if not isinstance(v, (list, dict, tuple, set)) or len(v) < limit else f"<{type(v).__name__} of {len(v)}>"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class Param:
     """One builder parameter: its name, annotation (as text) and default."""
@@ -34,6 +44,7 @@ def _annotation_text(a: Any) -> str:
         return a
     if typing.get_origin(a) is typing.Annotated:  # e.g. Annotated[int, annotated_types.Ge(1)] → "int >= 1"
         base, *meta = typing.get_args(a)
+        meta = [c for m in meta for c in (getattr(m, "metadata", None) or [m])]  # a pydantic Field holds its bounds
         bounds = [f"{sym} {getattr(m, k)}" for m in meta for k, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
                   if getattr(m, k, None) is not None]
         return _annotation_text(base) + (" " + ", ".join(bounds) if bounds else "")  # "int >= 1, <= 10000"
@@ -126,9 +137,13 @@ class Registry:
                 out[k] = pydantic.TypeAdapter(ann, config=pydantic.ConfigDict(arbitrary_types_allowed=True)).validate_python(v)
             except pydantic.ValidationError as e:
                 msg = e.errors()[0].get("msg", str(e))
-                raise ValueError(f"{self.kind} '{name}': invalid value {v!r} for '{k}' ({_annotation_text(ann)}): {msg}") from None
+                raise ValueError(f"{self.kind} '{name}': invalid value {quoted(v)} for '{k}' ({_annotation_text(ann)}): "
+                                 f"{msg}") from None
             except pydantic.PydanticSchemaGenerationError:
                 continue
+            if isinstance(out[k], int) and not isinstance(out[k], bool) and not INT_MIN <= out[k] <= INT_MAX:
+                raise ValueError(f"{self.kind} '{name}': '{k}' must lie in [{INT_MIN}, {INT_MAX}] (a 64-bit "
+                                 f"integer), got {quoted(out[k])}")
         missing = [p.name for p in allowed.values() if p.required and p.name not in params]
         if missing:
             raise ValueError(f"{self.kind} '{name}': missing required parameter(s) {', '.join(missing)}")

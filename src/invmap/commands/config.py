@@ -44,10 +44,15 @@ def run(args: argparse.Namespace) -> int:
     if args.show_default and not args.overrides:
         print(default_text(), end="")
         return 0
+    from .. import zoo
+    from ..evaluation.runs import check_fixed_params
     from ..training.setup import check_config
 
     cfg = load_config(args.check, args.overrides)
     check_config(cfg)  # what `train` builds, on the meta device: no memory, same errors
+    if isinstance(cfg.evaluation.zoo, list):  # and what `invmap run` refuses before it starts: the zoo
+        zoo.beside(cfg)                        # entries named (unknown, of another task), fixed method settings
+    check_fixed_params(cfg)
     print(cfg.to_yaml(), end="")
     if args.check:
         import sys

@@ -28,6 +28,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                  "for a config: runs/NAME-eval)")
     p.add_argument("--tune-seconds", type=float, default=TUNE_SECONDS, help=TUNE_HELP)
     p.add_argument("--no-figure", action="store_true", help="skip figures/reconstructions.png")
+    p.add_argument("--keep-going", action="store_true",
+                   help="when a method fails (raises, runs out of time, returns no finite image batch), score the "
+                        "others and record the failure in metrics.md instead of stopping with exit 2")
+    p.add_argument("--outside-seconds", type=float, metavar="S",
+                   help="time budget of each method from outside (module:attr) for all its calls in this command "
+                        "(default evaluation.outside_seconds, 600; one call: evaluation.outside_call_seconds, 300)")
+
+
+def outside_budget(args: argparse.Namespace) -> list[str]:
+    """``--outside-seconds S`` as the config override it stands for (checked by the config: S > 0)."""
+    return [] if args.outside_seconds is None else [f"evaluation.outside_seconds={args.outside_seconds!r}"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiment import Experiment
     from ..pipeline import evaluate_run, new_run_dir
 
-    config, run_dir = runs.resolve(args.target, args.overrides)
+    config, run_dir = runs.resolve(args.target, args.overrides + outside_budget(args))
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
@@ -51,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = new_run_dir("runs", f"{config.name}-eval")
     rows = evaluate_run(Experiment(config, run_dir), out, methods=methods, test_n=args.n, figure=not args.no_figure,
-                        say=lambda s: print(s), tune_seconds=args.tune_seconds)
+                        say=lambda s: print(s), tune_seconds=args.tune_seconds, keep_going=args.keep_going)
     if run_dir is None and not (out / "config.yaml").exists():  # a config's evaluation is a run of its
         atomic_write(out / "config.yaml", config.to_yaml())    # methods: `invmap stress OUT` takes it on
     print(text_table(rows))

@@ -30,13 +30,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from ..atomic import atomic_write
 from ..capabilities import capabilities
+from ..byteorder import native_order
+from ..config import YAMLBoundsError, load_yaml
 from ..data.io import fit_items
 
 HELP = "reconstruct x from a measurement y (variational method or trained model)"
@@ -96,9 +100,8 @@ def task_physics(path: str | None, overrides: list[str]) -> tuple[Any, int, int]
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
-    """``["lam=0.01", "nonneg=true"]`` → ``{"lam": 0.01, "nonneg": True}`` (values read as YAML scalars)."""
-    import yaml
-
+    """``["lam=0.01", "nonneg=true"]`` → ``{"lam": 0.01, "nonneg": True}`` (values read as YAML by
+    the hardened loader `invmap.config.load_yaml`; text that is not YAML stays text)."""
     out: dict[str, Any] = {}
     for it in items:
         if "=" not in it:
@@ -108,7 +111,9 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         if not k:
             raise ValueError(f"--param expects KEY=VALUE, got {it!r}")
         try:
-            out[k] = yaml.safe_load(v) if v.strip() else None
+            out[k] = load_yaml(v) if v.strip() else None
+        except YAMLBoundsError as e:
+            raise ValueError(f"--param {k[:40]}: the value is {e}") from None
         except yaml.YAMLError:
             out[k] = v
     return out
@@ -128,7 +133,7 @@ def read_array(path: str) -> np.ndarray:
             raise ValueError(f"cannot read {path} as .npy: {e}") from None
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise ValueError(f"{path}: expected a numeric array, got dtype {a.dtype}")
-        return a
+        return native_order(a)
     if suf in IMAGE_SUFFIXES:
         from ..data.io import dtype_max, read_image
 
@@ -282,13 +287,7 @@ def run(args: argparse.Namespace) -> int:
         y = to_batch(a, op.out_shape, "input measurement", complex_ok=op.complex_output)
     if hasattr(method, "to"):
         method = method.to(device)
-    drawn = None
-    with torch.no_grad():
-        if args.samples is not None:
-            drawn = method.sample(y.to(device), physics, args.samples)
-            x_t = drawn.mean.detach().cpu()
-        else:
-            x_t = method(y.to(device), physics).detach().cpu()
+    x_t, drawn = reconstruct_in_chunks(method, y, physics, device, args.samples)
     if not bool(torch.isfinite(x_t).all()):
         raise ValueError("the reconstruction contains NaN or Inf values")
     report = None
@@ -313,6 +312,56 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(sidecar, report)
         print(f"wrote {sidecar} (trust diagnostics)")
     return 0
+
+
+# --------------------------------------------------------------------------- chunks
+#: the most image pixels (times posterior samples) one call reconstructs at once: a batch of many
+#: measurements runs in chunks of ⌊CHUNK_PIXELS / (H·W·samples)⌋ images (at least one), so the
+#: memory a method's intermediates take follows from the image size, not from the batch
+CHUNK_PIXELS = 1 << 16
+
+
+def chunk_images(image_shape: tuple[int, ...], samples: int | None = None) -> int:
+    """Images per call for images of `image_shape` (and `samples` chains each): see `CHUNK_PIXELS`."""
+    pixels = int(np.prod(image_shape)) * max(1, int(samples or 1))
+    return max(1, CHUNK_PIXELS // max(1, pixels))
+
+
+def reconstruct_in_chunks(method: Any, y: Any, physics: Any, device: Any, samples: int | None = None,
+                          say: Any = None) -> tuple[Any, Any]:
+    """(x̂ on the CPU, the posterior draws or None) for the batch y, `chunk_images` measurements per
+    call; with several chunks or samples, progress goes to stderr (`say`)."""
+    import sys
+
+    import torch
+
+    from ..budget import check
+    from ..variational.posterior import Posterior
+
+    say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    shape = tuple(physics.operator.in_shape)
+    b = int(y.shape[0])
+    if samples is not None:  # what the draws will hold in the end, before any of them is drawn
+        check(4 * int(samples) * b * int(np.prod(shape)), f"{samples} samples of {b} images of {shape}")
+    step = chunk_images(shape, samples)
+    t0, means, stds, draws = time.perf_counter(), [], [], []
+    talk = b > step or (samples or 0) > 1
+    with torch.no_grad():
+        for i in range(0, b, step):
+            yb = y[i:i + step].to(device)
+            if samples is not None:
+                got = method.sample(yb, physics, samples, progress=say if talk else None)
+                means.append(got.mean.detach().cpu())
+                stds.append(got.std.detach().cpu())
+                draws.append(got.samples.detach().cpu())
+            else:
+                means.append(method(yb, physics).detach().cpu())
+            if talk:
+                say(f"reconstruct: {min(i + step, b)} of {b} images ({time.perf_counter() - t0:.0f} s)")
+    x_t = torch.cat(means)
+    if samples is None:
+        return x_t, None
+    return x_t, Posterior(x_t, torch.cat(stds), torch.cat(draws, dim=1))
 
 
 # ---------------------------------------------------------------------------- trust

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-stress", action="store_true", help="skip the stress study")
     p.add_argument("--tune-seconds", type=float, default=TUNE_SECONDS, help=TUNE_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--keep-going", action="store_true",
+                   help="when a method fails in the evaluation or the stress study, score the others and record the "
+                        "failure (metrics.md, stress.json) instead of stopping with exit 2")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         applicable_shifts(condition_from_config(config, n=1), kinds)
     opts = RunOptions(out=args.out, test_n=args.test_n, tune_seconds=args.tune_seconds,
                       stress=StressSettings(n_per_level=args.stress_n, tv_iters=args.stress_tv_iters, kinds=kinds,
-                                            folder=args.folder),
+                                            folder=args.folder, keep_going=args.keep_going),
                       skip_stress=args.no_stress, progress=not args.quiet)
     run_dir = run_pipeline(config, opts)
     print(f"report: {run_dir / 'report.html'}")

@@ -30,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-seconds", type=float, default=TUNE_SECONDS, help=TUNE_HELP)
     p.add_argument("--folder", help="also test on the images of this folder (object-class shift)")
     p.add_argument("--no-report", action="store_true", help="do not rewrite report.html")
+    p.add_argument("--keep-going", action="store_true",
+                   help="when a method fails (raises, runs out of time, returns no finite image batch), score the "
+                        "others and record the failure in stress.json (skipped) instead of stopping with exit 2")
+    p.add_argument("--outside-seconds", type=float, metavar="S",
+                   help="time budget of each method from outside (module:attr) for all its calls in this command "
+                        "(default evaluation.outside_seconds, 600; one call: evaluation.outside_call_seconds, 300)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.stress import parse_kinds
     from ..experiment import Experiment
     from ..pipeline import StressSettings, stress_run
+    from .evaluate import outside_budget
 
-    config, run_dir = runs.resolve(args.run_dir)
+    config, run_dir = runs.resolve(args.run_dir, outside_budget(args))
     if run_dir is None:
         raise ValueError(f"{args.run_dir} is not a run directory; stress needs a trained run (runs/NAME) or the "
                          f"evaluation of a config (invmap evaluate CONFIG --methods … --out DIR)")
@@ -50,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.folder and not Path(args.folder.removeprefix("folder:")).is_dir():
         raise FileNotFoundError(f"--folder: no directory {args.folder}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    settings = StressSettings(n_per_level=args.n, tv_iters=args.tv_iters, kinds=kinds, folder=args.folder)
+    settings = StressSettings(n_per_level=args.n, tv_iters=args.tv_iters, kinds=kinds, folder=args.folder,
+                              keep_going=args.keep_going)
     _rows, meta = stress_run(Experiment(config, run_dir), settings, methods=methods, say=print, tune_seconds=args.tune_seconds)
     for sh in meta["shifts"]:
         for lv, why in sh["skipped"].items():

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..byteorder import native_order
+
 #: file suffixes read by `read_image`
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".npz")
 _LUMA = np.array([0.2125, 0.7154, 0.0721])
@@ -74,7 +76,7 @@ def read_image(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndar
         raise ValueError(f"cannot read image {p}: {e}") from None
     except Exception as e:  # corrupt files raise many different types
         raise ValueError(f"cannot read image {p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'corrupt or unreadable'}") from None
-    a = np.asarray(a)
+    a = native_order(np.asarray(a))
     dtype = a.dtype
     if a.dtype.kind not in "buif":
         raise ValueError(f"cannot read image {p}: unsupported array dtype {a.dtype}")

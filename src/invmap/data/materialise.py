@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write
+from ..byteorder import native_order
 from .pairs import FORMAT, PairDataset
 from .sources import mix_seed
 
@@ -166,7 +167,7 @@ def _check_task(man: dict, expect: PairDataset | dict | None, path: Path) -> Non
 def _read_npz(path: Path, man: dict, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Arrays (y, x) of one pair file, checked against the shapes of the manifest."""
     with np.load(path, allow_pickle=False) as z:
-        y, x = torch.from_numpy(z["y"].copy()), torch.from_numpy(z["x"].copy())
+        y, x = torch.from_numpy(native_order(z["y"]).copy()), torch.from_numpy(native_order(z["x"]).copy())
     if list(x.shape[1:]) != man["x_shape"] or list(y.shape[1:]) != man["y_shape"] or len(x) != count:
         raise ValueError(f"pair file {path}: arrays {list(y.shape)}, {list(x.shape)} do not match the manifest")
     return y, x

@@ -29,6 +29,7 @@ import torch
 
 from ..atomic import atomic_write, atomic_write_csv
 from ..capabilities import Method, capabilities
+from ..method_output import MethodFailure, check_output
 from ..metrics import DataRange
 
 Reconstructor = Method  # x̂ = method(y, physics): `invmap.capabilities`
@@ -122,14 +123,17 @@ def reconstruct_from(method: Any, y: torch.Tensor, physics: Any, parts: Mapping[
 
 def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: torch.Tensor, physics: Any,
                      batch_size: int = 16, keep: int = 0, strict: bool = False, data_range: DataRange = 1.0,
-                     spreads: dict[str, torch.Tensor] | None = None
+                     spreads: dict[str, torch.Tensor] | None = None, keep_going: bool = False
                      ) -> tuple[dict[str, MethodScores], dict[str, torch.Tensor]]:
     """Score every method on the pairs (y, x) reconstructed with `physics` (PSNR/SSIM with
     the data range convention `data_range`).
 
-    Returns ({name: MethodScores}, {name: first `keep` reconstructions}). A method that
-    raises (e.g. a network that cannot take this measurement shape) gets ``error`` set
-    and no scores, unless `strict`. A method that builds on others' reconstructions (its
+    Returns ({name: MethodScores}, {name: first `keep` reconstructions}). Every x̂ is checked in one
+    place (`invmap.method_output.check_output`: real, [B, 1, H, W], finite); a method that fails that
+    check, or a method from outside that raises or runs out of time, is a `MethodFailure`, raised
+    unless `keep_going`. A built-in method that raises (e.g. a network that cannot take this
+    measurement shape) gets ``error`` set and no scores, unless `strict`; with `keep_going` so does
+    a failed one. A method that builds on others' reconstructions (its
     ``reuses`` = {role: method name}, e.g. ``safe`` on ``model`` and ``tv``) is given those
     that already ran (``from_reconstructions``, the same x̂ as its own call); its time
     includes theirs. A posterior sampler (``posterior``) is scored on its mean, and its std map
@@ -148,12 +152,12 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
                 x_hat, secs = reconstruct_from(method, y, physics, {r: done[n] for r, n in parts.items()}, batch_size)
             else:
                 x_hat, secs = reconstruct(method, y, physics, batch_size, spread)
-            if tuple(x_hat.shape) != tuple(x.shape):
-                raise ValueError(f"{name} returned shape {list(x_hat.shape)}, expected {list(x.shape)}")
-        except Exception as e:  # noqa: BLE001 - recorded per method, re-raised when strict
-            if strict:
+            x_hat = check_output(x_hat, y, physics, name)
+        except Exception as e:  # noqa: BLE001 - recorded per method, re-raised when strict or a failure
+            if strict or (isinstance(e, MethodFailure) and not keep_going):
                 raise
-            results[name] = MethodScores(name, error=f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+            why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            results[name] = MethodScores(name, error=why if isinstance(e, MethodFailure) else f"{type(e).__name__}: {why}")
             continue
         results[name] = MethodScores(name, score(x_hat, x, data_range), secs / max(1, y.shape[0]))
         if spread:  # a posterior sampler: does its std map point at the true error?
@@ -267,14 +271,19 @@ def _pm(r: Mapping, m: str) -> str:
     return "n/a" if mu is None or not math.isfinite(mu) else f"{mu:.2f} ± {sd:.2f}"
 
 
-def write_metrics(rows: Sequence[Mapping], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``metrics.csv`` (columns `COLUMNS`) and ``metrics.md`` into `out_dir` (atomically)."""
+def write_metrics(rows: Sequence[Mapping], out_dir: str | Path, failed: Mapping[str, str] | None = None,
+                  budgets: Mapping[str, str] | None = None) -> tuple[Path, Path]:
+    """Write ``metrics.csv`` (columns `COLUMNS`) and ``metrics.md`` into `out_dir` (atomically);
+    `failed` ({method: why}, ``--keep-going``) and the time `budgets` of methods from outside
+    ({"time budget of NAME": text}) are listed under the table of metrics.md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "metrics.csv", out / "metrics.md"
     atomic_write_csv(csv_path, COLUMNS, ({k: r.get(k, 1.0) if k == "data_range" else r.get(k) for k in COLUMNS}
                                          for r in rows))
-    atomic_write_text(md_path, markdown_table(rows))
+    notes = "".join(f"\n- {name} failed and has no row: {why}\n" for name, why in (failed or {}).items())
+    notes += "".join(f"\n- {what}: {text}\n" for what, text in (budgets or {}).items())
+    atomic_write_text(md_path, markdown_table(rows) + notes)
     return csv_path, md_path
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from ..timelimit import Budget
 from .evaluate import Reconstructor, atomic_write_json
 from .run_methods import RUN_METHODS
 
@@ -113,6 +114,7 @@ def ensure_baselines(exp: Any, names: Sequence[str], run_dir: str | Path, time_b
     `invmap.experiment.Experiment` whose validation pairs they are tuned on.
     """
     config = exp.config
+    check_fixed_params(config)  # a refused setting fails before anything is announced or tuned
     have = read_baselines(run_dir)
     reused = [b for n in names if n in RUN_METHODS for b in RUN_METHODS[n].reuses if b not in names]
     names = classical(names) + list(dict.fromkeys(reused))
@@ -126,6 +128,19 @@ def ensure_baselines(exp: Any, names: Sequence[str], run_dir: str | Path, time_b
         have.update(tune_baselines(exp, missing, None, n_val=n_val, time_budget=time_budget, progress=progress))
         atomic_write_json(Path(run_dir) / BASELINES, have)
     return {n: have[n] for n in names if n in have}
+
+
+def check_fixed_params(config: Any) -> None:
+    """A one-line ValueError for an ``evaluation.params`` entry of a variational method whose
+    settings it refuses (unknown name, wrong type, out of range) — before anything is tuned or said."""
+    from .. import variational
+
+    for n, params in config.evaluation.params.items():
+        if n in variational.names():
+            try:
+                variational.build(n, **dict(params))
+            except ValueError as e:
+                raise ValueError(f"evaluation.params.{n}: {e}") from None
 
 
 def classical(names: Sequence[str]) -> list[str]:
@@ -220,7 +235,7 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
             methods[n] = load_pretrained(n, config)
             continue
         if n not in variational.names() and is_external(n):  # module:attr, or an installed package's
-            methods[n] = load_method(n)
+            methods[n] = load_method(n, Budget.of(config))  # watched: time budget, output checked
             continue
         check_names([n])
         params = {**tuned.get(n, {}), **dict((overrides or {}).get(n, {}))}
@@ -317,5 +332,5 @@ def tune_baselines(exp: Any, names: Sequence[str], out_dir: str | Path | None = 
     return out
 
 
-__all__ = ["resolve", "load_baselines", "read_baselines", "ensure_baselines", "baselines_note", "is_tuned",
+__all__ = ["check_fixed_params", "resolve", "load_baselines", "read_baselines", "ensure_baselines", "baselines_note", "is_tuned",
            "applicable_methods", "build_methods", "check_model_matches", "tune_baselines"]

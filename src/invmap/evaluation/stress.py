@@ -49,6 +49,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..atomic import atomic_write_csv
+from ..method_output import MethodFailure
 from ..metrics import DataRange, data_range_label
 from ..operators import resized_spec
 from ..operators.axes import KINDS as AXIS_KINDS
@@ -254,12 +255,14 @@ def build_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | Non
 
 def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Sequence[Shift],
                batch_size: int = 16, progress: Callable[[str], None] | None = None,
-               data_range: DataRange = 1.0, trust: bool = True) -> list[dict]:
+               data_range: DataRange = 1.0, trust: bool = True, keep_going: bool = False) -> list[dict]:
     """Score every method at every level of every shift; tidy rows (`STRESS_COLUMNS`).
 
     Levels that produce the same condition (e.g. the training point of several shifts)
-    are computed once. A level that cannot be simulated, or a method that cannot run on
-    it, is recorded in the shift's ``skipped``. With `trust`, the scores include ρ and the
+    are computed once. A level that cannot be simulated, or a built-in method that cannot run on
+    it, is recorded in the shift's ``skipped``; a method that fails (`invmap.method_output.MethodFailure`:
+    a bad x̂, or a method from outside that raises or runs out of time) stops the study, naming the
+    method and the level, unless `keep_going` (then it is recorded in ``skipped`` too). With `trust`, the scores include ρ and the
     learned methods' trust score (`evaluation.trust`), and each shift keeps the model's
     per-image (trust, worse than the best baseline?) pairs in ``trust_images``.
     """
@@ -282,18 +285,26 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
                 t0 = time.perf_counter()
                 try:
                     y, x, phys = make_pairs(cond)
-                    res, recons = evaluate_methods(methods, y, x, phys, batch_size, keep=y.shape[0] if trust else 0,
-                                                   data_range=data_range)
-                    if trust:
-                        add_trust_scores(methods, y, phys, res, recons, batch_size, x=x)
-                    cache[key] = res
                 except Exception as e:  # noqa: BLE001 - a level that cannot be simulated is reported
-                    cache[key] = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+                    cache[key] = f"could not simulate: {_first_line(e)}"
+                else:
+                    try:
+                        res, recons = evaluate_methods(methods, y, x, phys, batch_size,
+                                                       keep=y.shape[0] if trust else 0, data_range=data_range,
+                                                       keep_going=keep_going)
+                        if trust:
+                            add_trust_scores(methods, y, phys, res, recons, batch_size, x=x)
+                        cache[key] = res
+                    except MethodFailure as e:  # the method's, not the level's: the study stops, nothing written
+                        raise MethodFailure(f"{e} (stress shift {sh.name}, level {lv.label}); nothing was written "
+                                            "(--keep-going records the failure and goes on)") from None
+                    except Exception as e:  # noqa: BLE001 - a level the trust scores cannot be computed for
+                        cache[key] = f"could not score: {_first_line(e)}"
                 if progress:
                     progress(f"stress [{done}/{total}] {sh.name} {lv.label} ({time.perf_counter() - t0:.1f} s)")
             res = cache[key]
             if isinstance(res, str):
-                sh.skipped[lv.label] = f"could not simulate: {res}"
+                sh.skipped[lv.label] = res
                 continue
             recs = level_records(res, learned=learned) if trust else None
             if recs is not None:
@@ -310,6 +321,10 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
                     rows.append({"shift": sh.name, "level": lv.label, "method": name, "metric": metric,
                                  "mean": float(t.mean()), "std": float(t.std(unbiased=False)) if t.numel() > 1 else 0.0})
     return rows
+
+
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
 
 
 def write_stress_csv(rows: Sequence[Mapping], path: str | Path) -> Path:
@@ -419,9 +434,12 @@ def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
 def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: str | Path,
                  kinds: Sequence[str] = KINDS, folder: str | None = None, batch_size: int = 16,
                  settings: Mapping | None = None, progress: Callable[[str], None] | None = None,
-                 data_range: DataRange = 1.0) -> tuple[list[dict], dict]:
+                 data_range: DataRange = 1.0, keep_going: bool = False) -> tuple[list[dict], dict]:
     """Run the study and write ``stress.csv``, ``stress.json`` (shifts + verdicts) and
     ``figures/stress_<shift>.png`` into `out_dir`; returns (rows, meta).
+
+    Nothing is written unless the study ran through: a failing method (`run_shifts`) leaves the
+    earlier study's files as they were; with `keep_going` its failures are listed in ``skipped``.
 
     PSNR/SSIM use the data range convention `data_range`, recorded in stress.json
     (``data_range`` and the ``PSNR data range`` setting)."""
@@ -430,13 +448,13 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     from .verdicts import learned_names, verdicts_from_rows
 
     out = Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
     shifts = applicable_shifts(ref, kinds, folder)
     missing = [k for k in kinds if not any(s.kind == k for s in shifts)]
     if missing and len(kinds) < len(KINDS) and progress:  # a subset the user asked for
         progress(f"stress: not applicable to operator '{ref.operator}' / noise '{ref.noise}': {', '.join(missing)}")
     t0 = time.perf_counter()
-    rows = run_shifts(methods, ref, shifts, batch_size, progress, data_range)
+    rows = run_shifts(methods, ref, shifts, batch_size, progress, data_range, keep_going=keep_going)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
     learned = learned_names(methods)  # asked of each method: verdicts, heatmap
     metas = [{**s.meta(), "images per level": ref.n, "methods": sorted(methods), "learned": learned} for s in shifts]
     meta = {"settings": {"images per level": ref.n, **dict(settings or {}),

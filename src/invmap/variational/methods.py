@@ -76,10 +76,10 @@ def _box(lower: float | None, upper: float | None, nonneg: bool) -> Box:
 MAX_ITERS = 100_000
 
 
-def check_iters(who: str, iters: int, name: str = "iters", low: int = 0) -> None:
-    """Refuse an iteration count outside [low, MAX_ITERS] with one line naming `who`."""
-    if not low <= iters <= MAX_ITERS:
-        raise ValueError(f"{who}: {name} must lie in [{low}, {MAX_ITERS}], got {iters}")
+def check_iters(who: str, iters: int, name: str = "iters", low: int = 0, high: int = MAX_ITERS) -> None:
+    """Refuse an iteration count outside [low, high] (default `MAX_ITERS`) with one line naming `who`."""
+    if not low <= iters <= high:
+        raise ValueError(f"{who}: {name} must lie in [{low}, {high}], got {iters}")
 
 
 class Method:

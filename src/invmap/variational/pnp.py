@@ -26,7 +26,7 @@ import torch
 
 from ..models.iterative import Normalised
 from .methods import METHODS, Method, check_iters
-from .prior import DEFAULT_DENOISER, averaged, check_schedule, data_prox, load_prior, schedule, transformed
+from .prior import MAX_CG_ITERS, MAX_STEPS, DEFAULT_DENOISER, CgIters, Steps, averaged, check_schedule, data_prox, load_prior, schedule, transformed
 
 
 @METHODS.register("pnp")
@@ -37,12 +37,12 @@ class PnP(Method):
     tune_param = "step"
 
     def __init__(self, denoiser: str = DEFAULT_DENOISER, algorithm: Literal["hqs", "pgd"] = "hqs",
-                 iters: int = 8, sigma_start: float = 0.1, sigma_end: float = 0.02, step: float = 300.0,
-                 cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto",
+                 iters: Steps = 8, sigma_start: float = 0.1, sigma_end: float = 0.02, step: float = 300.0,
+                 cg_iters: CgIters = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto",
                  equivariant: bool = True):
         super().__init__()
-        check_iters("pnp", iters, low=1)
-        check_iters("pnp", cg_iters, "cg_iters", low=1)
+        check_iters("pnp", iters, low=1, high=MAX_STEPS)
+        check_iters("pnp", cg_iters, "cg_iters", low=1, high=MAX_CG_ITERS)
         check_schedule("pnp", sigma_start, sigma_end, iters, step)
         self.denoiser, self.algorithm, self.iters, self.cg_iters, self.init = denoiser, algorithm, iters, cg_iters, init
         self.sigma_start, self.sigma_end, self.step = float(sigma_start), float(sigma_end), float(step)

@@ -27,16 +27,18 @@ CVPRW 2023; Chung et al., "Diffusion posterior sampling for general noisy invers
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import Annotated, Callable, Literal, NamedTuple
 
 import torch
+from pydantic import Field
 
 from ..models.iterative import Normalised
 from .methods import METHODS, Method, check_iters
-from .prior import DEFAULT_DENOISER, check_schedule, data_prox, load_prior, schedule, transformed
+from .prior import MAX_CG_ITERS, MAX_STEPS, DEFAULT_DENOISER, CgIters, Steps, check_schedule, data_prox, load_prior, schedule, transformed
 
-#: the most chains one call may draw (each costs a whole sampler run)
-MAX_SAMPLES = 1000
+#: the most chains one call may draw (each costs a whole sampler run: about ``steps`` denoiser passes)
+MAX_SAMPLES = 100
+Samples = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 
 
 class Posterior(NamedTuple):
@@ -55,14 +57,14 @@ class _Sampler(Method):
     #: `sample` returns draws of x | y and their spread (an uncertainty map)
     posterior = True
 
-    def __init__(self, denoiser: str = DEFAULT_DENOISER, steps: int = 30, sigma_start: float = 0.1,
-                 sigma_end: float = 0.01, step: float = 300.0, zeta: float = 0.3, samples: int = 4,
-                 seed: int = 0, cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto",
+    def __init__(self, denoiser: str = DEFAULT_DENOISER, steps: Steps = 30, sigma_start: float = 0.1,
+                 sigma_end: float = 0.01, step: float = 300.0, zeta: float = 0.3, samples: Samples = 4,
+                 seed: int = 0, cg_iters: CgIters = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto",
                  equivariant: bool = True):
         super().__init__()
         who = self.name if self.name != "method" else type(self).__name__.lower()
-        check_iters(who, steps, "steps", low=1)
-        check_iters(who, cg_iters, "cg_iters", low=1)
+        check_iters(who, steps, "steps", low=1, high=MAX_STEPS)
+        check_iters(who, cg_iters, "cg_iters", low=1, high=MAX_CG_ITERS)
         check_schedule(who, sigma_start, sigma_end, steps, step)
         if not 0 <= zeta <= 1:
             raise ValueError(f"{who}: zeta must lie in [0, 1], got {zeta}")
@@ -77,8 +79,10 @@ class _Sampler(Method):
         return self.sample(y, physics, self.samples, x0=x0).mean
 
     @torch.no_grad()
-    def sample(self, y: torch.Tensor, physics, n: int | None = None, x0: torch.Tensor | None = None) -> Posterior:
-        """`n` (default ``samples``) chains for each measurement in y: mean, std (0 for one chain), samples."""
+    def sample(self, y: torch.Tensor, physics, n: int | None = None, x0: torch.Tensor | None = None,
+               progress: Callable[[str], None] | None = None) -> Posterior:
+        """`n` (default ``samples``) chains for each measurement in y: mean, std (0 for one chain), samples;
+        `progress` hears of each chain drawn."""
         n = self.samples if n is None else int(n)
         if not 1 <= n <= MAX_SAMPLES:
             raise ValueError(f"{self.name}: the number of samples must lie in [1, {MAX_SAMPLES}], got {n}")
@@ -87,7 +91,12 @@ class _Sampler(Method):
         p = Normalised(physics, y, self.name)
         start = p.start(self.init, y.shape[0], y) if x0 is None else x0.float()
         g = torch.Generator(device=start.device).manual_seed(int(self.seed))
-        draws = torch.stack([self._chain(prior, p, start, g) for _ in range(n)])
+        chains = []
+        for i in range(n):
+            chains.append(self._chain(prior, p, start, g))
+            if progress is not None:
+                progress(f"{self.name}: chain {i + 1} of {n} drawn ({self.steps} steps each)")
+        draws = torch.stack(chains)
         std = draws.std(0, unbiased=True) if n > 1 else torch.zeros_like(draws[0])
         return Posterior(draws.mean(0), std, draws)
 
@@ -144,9 +153,9 @@ class DPS(_Sampler):
 
     _steps = [0.1, 0.3, 1.0]
 
-    def __init__(self, denoiser: str = DEFAULT_DENOISER, steps: int = 30, sigma_start: float = 0.1,
-                 sigma_end: float = 0.01, step: float = 0.3, zeta: float = 0.3, samples: int = 4,
-                 seed: int = 0, cg_iters: int = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto",
+    def __init__(self, denoiser: str = DEFAULT_DENOISER, steps: Steps = 30, sigma_start: float = 0.1,
+                 sigma_end: float = 0.01, step: float = 0.3, zeta: float = 0.3, samples: Samples = 4,
+                 seed: int = 0, cg_iters: CgIters = 10, init: Literal["auto", "zero", "adjoint", "fbp"] = "auto",
                  equivariant: bool = True):
         super().__init__(denoiser, steps, sigma_start, sigma_end, step, zeta, samples, seed, cg_iters, init,
                          equivariant)
