@@ -37,6 +37,7 @@ from .evaluation.task import condition_from_config
 from .metrics import data_range_label
 from .evaluation.trust import add_trust_scores, calibrate
 from .experiment import Experiment
+from .paths import inside
 
 
 @dataclass
@@ -139,7 +140,9 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
     """
     config = exp.config
     metrics_csv = Path(out_dir) / "metrics.csv"
-    earlier = ev.read_metrics(metrics_csv) if metrics_csv.exists() else []  # a damaged table fails before any work
+    figs = inside(out_dir, "figures", "the figures folder")  # a link out of the run: refused before any work
+    earlier = (ev.read_metrics(metrics_csv, within=out_dir)  # a damaged table fails before any work
+               if metrics_csv.exists() or metrics_csv.is_symlink() else [])
     if built is None:
         built = prepare(exp, methods, exp.run_dir if exp.run_dir is not None else Path(out_dir), tune_seconds, say)
     recon = built.methods
@@ -164,14 +167,14 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
     if kept:
         say(f"note: kept the earlier rows of {', '.join(kept)} in {metrics_csv}")
     ev.write_metrics(rows, out_dir)
-    fig = Path(out_dir) / "figures" / "reconstructions.png"
+    fig = figs / "reconstructions.png"
     if figure and recons and kept and fig.exists():
         say(f"note: left {fig} as it was (it shows {', '.join(kept)} too); evaluate every method to redraw it")
     elif figure and recons:
         psnr = {m: results[m].scores["psnr"][:3].tolist() for m in recons}
         figures.recon_grid(x, y, recons, fig, n=3, psnr=psnr)
     if figure and spreads:
-        figures.posterior_grid(x, {m: recons[m] for m in spreads}, spreads, Path(out_dir) / "figures" / "posterior.png")
+        figures.posterior_grid(x, {m: recons[m] for m in spreads}, spreads, figs / "posterior.png")
     return rows
 
 
@@ -182,6 +185,8 @@ def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str]
     none); writes stress.csv / stress.json / figures. `built`: the methods `run` prepared for the
     evaluation (not when ``settings.tv_iters`` asks for another TV)."""
     config, run_dir = exp.config, Path(exp.run_dir)
+    inside(run_dir, "figures", "the figures folder")  # checked, and the earlier study read, before any work
+    previous = stress.read_previous(run_dir, say)
     if built is None or settings.tv_iters:
         overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
         built = prepare(exp, methods, run_dir, tune_seconds, say, overrides)
@@ -192,7 +197,7 @@ def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str]
                                settings={"TV iterations": settings.tv_iters or (
                                              "as tuned" if runs.is_tuned(baselines.get("tv", {})) else "default"),
                                          "baselines": runs.baselines_note(baselines)},
-                               progress=say)
+                               progress=say, previous=previous)
 
 
 def run(config: Any, options: RunOptions | None = None) -> Path:
@@ -240,7 +245,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
         print(ev.text_table(rows), file=sys.stderr)
     log = run_dir / "train_log.csv"
     if log.exists():
-        figures.training_curves(log, run_dir / "figures" / "training_curves.png")
+        figures.training_curves(log, inside(run_dir, "figures", "the figures folder") / "training_curves.png")
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 
     if not o.skip_stress:

@@ -17,6 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..evaluation import figures, report
+    from ..paths import inside
 
     from .. import zoo
 
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     if not d.is_dir():
         raise FileNotFoundError(f"run directory not found: {d}")
     log = d / "train_log.csv"
-    if log.exists() and not (d / "figures" / "training_curves.png").exists():
-        figures.training_curves(log, d / "figures" / "training_curves.png")
+    curves = inside(d, "figures", "the figures folder") / "training_curves.png"  # never written through a link out
+    if log.exists() and not curves.exists():
+        figures.training_curves(log, curves)
     print(report.build_report(d, args.out))
     return 0

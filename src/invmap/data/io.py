@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..files import check_regular
+
 #: file suffixes read by `read_image`
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".npz")
 _LUMA = np.array([0.2125, 0.7154, 0.0721])
@@ -35,6 +37,7 @@ def read_image(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndar
     """
     p = Path(path)
     suf = p.suffix.lower()
+    check_regular(p, "image")  # a FIFO or a device is refused before any decoder opens it
     _check_dimensions(p, suf, key)
     try:
         if suf in (".npy",):

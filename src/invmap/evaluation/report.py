@@ -16,9 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..files import read_bytes, read_text
+from ..paths import inside
 from .evaluate import atomic_write_text, bound_line, psnr_heading, read_metrics
 from .runs import baselines_note, read_baselines
-from .stress import read_stress_csv
+from .stress import read_stress_csv, read_stress_json
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -36,7 +38,7 @@ tr.unidentifiable td{color:#888;background:repeating-linear-gradient(45deg,#f4f4
 
 def data_uri(png_path: str | Path) -> str:
     """The PNG file as a ``data:image/png;base64,`` URI."""
-    return "data:image/png;base64," + base64.b64encode(Path(png_path).read_bytes()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(read_bytes(png_path, "figure")).decode("ascii")
 
 
 def _e(s: object) -> str:
@@ -180,9 +182,14 @@ PER_LEVEL = {"trust": "trust", "rho": "ρ", "recalibrated": "K recalibrated (fra
 def read_stress(run_dir: str | Path) -> tuple[list[dict], dict]:
     """(tidy rows of stress.csv, stress.json metadata) of a run; empty when absent."""
     d = Path(run_dir)
-    rows = read_stress_csv(d / "stress.csv") if (d / "stress.csv").exists() else []
-    meta = json.loads((d / "stress.json").read_text()) if (d / "stress.json").exists() else {}
+    rows = read_stress_csv(d / "stress.csv", within=d) if _present(d / "stress.csv") else []
+    meta = read_stress_json(d / "stress.json", within=d) if _present(d / "stress.json") else {}
     return rows, meta
+
+
+def _present(p: Path) -> bool:
+    """Whether something is under the name `p` (a dangling link too: reading it says what is wrong)."""
+    return p.exists() or p.is_symlink()
 
 
 def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequence[Mapping] = (),
@@ -256,9 +263,9 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     d = Path(run_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"run directory not found: {d}")
-    figs = d / "figures"
-    cfg = (d / "config.yaml").read_text() if (d / "config.yaml").exists() else None
-    metrics = read_metrics(d / "metrics.csv") if (d / "metrics.csv").exists() else []
+    figs = inside(d, "figures", "the figures folder")  # a link out of the run is neither read nor written
+    cfg = read_text(d / "config.yaml", "config", within=d) if _present(d / "config.yaml") else None
+    metrics = read_metrics(d / "metrics.csv", within=d) if _present(d / "metrics.csv") else []
     stress_rows, stress_meta = read_stress(d)
     figures = [(cap, figs / f) for cap, f in (
         ("Reconstructions (top rows) and error maps |x̂ − x| on a shared colour scale (bottom rows)", "reconstructions.png"),

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from ..files import read_json
 from .evaluate import Reconstructor, atomic_write_json
 from .run_methods import RUN_METHODS
 
@@ -66,12 +67,9 @@ BASELINES = "baselines.json"
 def read_baselines(run_dir: str | Path | None) -> dict[str, dict]:
     """The entries of the run's ``baselines.json`` ({method: {"params", "how", ...}}); empty when absent."""
     path = None if run_dir is None else Path(run_dir) / BASELINES
-    if path is None or not path.exists():
+    if path is None or not (path.exists() or path.is_symlink()):
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, "baselines", within=run_dir)
     if not isinstance(data, dict) or not all(isinstance(v, dict) and isinstance(v.get("params", {}), dict)
                                              for v in data.values()):
         raise ValueError(f"{path}: expected {{method: {{\"params\": {{...}}}}}}")

@@ -26,6 +26,7 @@ import torch
 
 from ..capabilities import capabilities
 from ..config import Config
+from ..files import read_bytes
 
 #: files whose presence means a directory already holds a training run
 RUN_FILES = ("model.safetensors", "checkpoint.safetensors", "train_log.csv")
@@ -155,7 +156,13 @@ def keep_user_config(path: Path, text: str) -> None:
     --out my``: a commented, partial config): invmap never replaces it. A config.yaml that
     already holds `text` (written by an earlier start) is fine.
     """
-    if path.is_file() and path.read_bytes() != text.encode():
+    if not (path.exists() or path.is_symlink()):
+        return
+    try:  # a link, a FIFO or a device under that name is not this config either
+        same = read_bytes(path, "config", limit=len(text.encode())) == text.encode()
+    except (ValueError, FileNotFoundError):
+        same = False
+    if not same:
         raise FileExistsError(f"{path} exists and is not this run's resolved config (your own config file?); "
                               f"invmap never replaces it: choose another --out, e.g. {path.parent / 'run'}")
 
