@@ -28,8 +28,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-#: the most bytes a file invmap reads whole may hold (a run's tables and documents are kilobytes)
-MAX_BYTES = 64 << 20
+#: the most bytes a file invmap reads whole may hold (a run's tables and documents are kilobytes;
+#: parsed, a table or JSON document takes several times its size in memory)
+MAX_BYTES = 16 << 20
 #: the most rows a table invmap reads may hold (a stress study writes a few thousand)
 MAX_ROWS = 100_000
 

@@ -137,9 +137,9 @@ def _where(loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
-def validated(schema: type[D], data: Any, path: object) -> D:
-    """`data` (parsed JSON) checked against `schema`; a one-line ``ValueError`` naming the file
-    `path` and the first bad field otherwise."""
+def validated(schema: type[D], data: Any, path: object, what: str = "file") -> D:
+    """`data` (parsed JSON) checked against `schema`; a one-line ``ValueError`` naming `what`, the
+    file `path` and the first bad field otherwise."""
     try:
         return schema.model_validate(data)
     except pydantic.ValidationError as e:
@@ -148,7 +148,7 @@ def validated(schema: type[D], data: Any, path: object) -> D:
         shown = repr(got)[:60] if not isinstance(got, (dict, list)) else type(got).__name__
         if isinstance(got, float) and not math.isfinite(got):
             shown = repr(got)
-        raise ValueError(f"{path}: field {_where(err['loc'])}: {err['msg']} (got {shown})") from None
+        raise ValueError(f"{what} {path}: field {_where(err['loc'])}: {err['msg']} (got {shown})") from None
 
 
 __all__ = ["StressFile", "Condition", "Shift", "Verdict", "ModelShapes", "ZooCard", "validated",

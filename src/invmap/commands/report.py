@@ -16,8 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..evaluation import figures, report
-    from ..paths import inside
+    from ..evaluation import report
 
     from .. import zoo
 
@@ -28,9 +27,5 @@ def run(args: argparse.Namespace) -> int:
         d = Path(args.run_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"run directory not found: {d}")
-    log = d / "train_log.csv"
-    curves = inside(d, "figures", "the figures folder") / "training_curves.png"  # never written through a link out
-    if log.exists() and not curves.exists():
-        figures.training_curves(log, curves)
-    print(report.build_report(d, args.out))
+    print(report.build_report(d, args.out, curves=True))
     return 0

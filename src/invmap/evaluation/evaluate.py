@@ -283,8 +283,8 @@ def read_metrics(path: str | Path, within: str | Path | None = None) -> list[dic
     """Rows of a ``metrics.csv`` with numbers parsed (a one-line ValueError for anything else);
     ``data_range`` is a number or "max-min" (files written before it was recorded used L = 1)."""
     rows = []
-    header, table = read_csv(path, "metrics table", within=within)
     try:
+        header, table = read_csv(path, "metrics table", within=within)
         missing = [c for c in ("method", "n", "psnr_mean") if c not in header]
         if missing:
             raise ValueError(f"no {', '.join(repr(c) for c in missing)} column")
@@ -294,8 +294,11 @@ def read_metrics(path: str | Path, within: str | Path | None = None) -> list[dic
             dr = r.get("data_range") or "1"
             row["data_range"] = dr if dr == "max-min" else float(dr)
             rows.append(row)
+    except FileNotFoundError:
+        raise
     except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a metrics table written by invmap ({e})") from None
+        why = str(e).replace(f"metrics table {path}: ", "").replace(f"metrics table {path} ", "")
+        raise ValueError(f"{path}: not a metrics table written by invmap ({why})") from None
     return rows
 
 

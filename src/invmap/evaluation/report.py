@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 from ..files import read_bytes, read_text
 from ..paths import inside
 from .evaluate import atomic_write_text, bound_line, psnr_heading, read_metrics
+from .figures import training_curves
 from .runs import baselines_note, read_baselines
 from .stress import read_stress_csv, read_stress_json
 
@@ -258,15 +259,24 @@ def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequen
     return "\n".join(parts)
 
 
-def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``report.html`` for a run directory from the files it holds; returns its path."""
+def build_report(run_dir: str | Path, out: str | Path | None = None, curves: bool = False) -> Path:
+    """Write ``report.html`` for a run directory from the files it holds; returns its path.
+
+    Every file is read (and checked) before anything is written; with `curves`, the training
+    curves are drawn from ``train_log.csv`` first when the run has no figure of them."""
     d = Path(run_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"run directory not found: {d}")
+    if out is not None and Path(out).suffix.lower() not in (".html", ".htm"):  # never over a run's own files
+        raise ValueError(f"--out {out}: a report is an .html file; give a name ending in .html")
     figs = inside(d, "figures", "the figures folder")  # a link out of the run is neither read nor written
     cfg = read_text(d / "config.yaml", "config", within=d) if _present(d / "config.yaml") else None
     metrics = read_metrics(d / "metrics.csv", within=d) if _present(d / "metrics.csv") else []
     stress_rows, stress_meta = read_stress(d)
+    b = read_baselines(d)
+    log = d / "train_log.csv"
+    if curves and _present(log) and not (figs / "training_curves.png").exists():
+        training_curves(inside(d, "train_log.csv", "the training log"), figs / "training_curves.png")
     figures = [(cap, figs / f) for cap, f in (
         ("Reconstructions (top rows) and error maps |x̂ − x| on a shared colour scale (bottom rows)", "reconstructions.png"),
         ("Posterior samplers: the mean, its true error |x̂ − x| and 2·std (computed without ground truth) on one "
@@ -277,7 +287,6 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     stress_figs["_overview"] = figs / "stress_overview.png"
     stress_figs["_trust_roc"] = figs / "trust_roc.png"
     notes = []
-    b = read_baselines(d)
     if b:
         notes.append(f"Baseline parameters ({baselines_note(b)}): "
                      + "; ".join(f"{k}: {json.dumps(v.get('params', v))}" for k, v in b.items()))

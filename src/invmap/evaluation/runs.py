@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..files import read_json
+from ..files import check_regular, read_json
 from .evaluate import Reconstructor, atomic_write_json
 from .run_methods import RUN_METHODS
 
@@ -51,8 +51,9 @@ def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[A
         return load_config(p / "config.yaml", overrides), p
     p = Path(target)
     if p.is_dir():
-        if not (p / "config.yaml").exists():
+        if not ((p / "config.yaml").exists() or (p / "config.yaml").is_symlink()):
             raise FileNotFoundError(f"{p} is not a run directory (no config.yaml in it)")
+        check_regular(p / "config.yaml", "config", within=p)  # a run's own file, not a link out of it
         clean_orphans(p)
         clean_orphans(p / "figures")
         return load_config(p / "config.yaml", overrides), p

@@ -360,7 +360,7 @@ def read_stress_json(path: str | Path, within: str | Path | None = None) -> dict
     """The document of a ``stress.json`` (`invmap.files.read_json`), checked against
     `invmap.schemas.StressFile` (a one-line ValueError naming the file and field otherwise)."""
     meta = read_json(path, "stress study", within=within)
-    validated(StressFile, meta, path)
+    validated(StressFile, meta, path, "stress study")
     return meta
 
 

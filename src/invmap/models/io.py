@@ -204,9 +204,9 @@ def _json_path(path: str | os.PathLike) -> Path:
         p = p / MODEL_JSON
     elif p.suffix == ".safetensors":
         p = p.with_name(MODEL_JSON)
-    if not p.is_file():
+    if not (p.exists() or p.is_symlink()):
         raise FileNotFoundError(f"model file not found: {p}")
-    return p
+    return check_regular(p, "model file")  # a FIFO or a device under the name: refused unopened
 
 
 #: keys of model.json that loading and its callers read, with the JSON type each must have
@@ -233,7 +233,7 @@ def _check_doc(doc: Any, jpath: Path) -> dict:
         if key in doc and not isinstance(doc[key], types):
             want = " or ".join(_json_type(t()) if t is not type(None) else "null" for t in types)
             raise ValueError(f"{jpath}: \"{key}\" must be {want}, got {_json_type(doc[key])}")
-    validated(ModelShapes, doc, jpath)  # image and measurement sizes: whole numbers in range
+    validated(ModelShapes, doc, jpath, "model file")  # image and measurement sizes: whole numbers in range
     kind = doc.get("kind")
     if kind is not None and (not isinstance(kind, dict) or not isinstance(kind.get("name"), str)
                              or not isinstance(kind.get("params", {}), dict)):

@@ -27,9 +27,12 @@ import torch
 from ..capabilities import capabilities
 from ..config import Config
 from ..files import read_bytes
+from ..paths import inside
 
 #: files whose presence means a directory already holds a training run
 RUN_FILES = ("model.safetensors", "checkpoint.safetensors", "train_log.csv")
+#: the folders a training run writes into (figures by `invmap run`, snapshots, TensorBoard events)
+RUN_FOLDERS = ("figures", "snapshots", "tensorboard")
 
 
 def select_device(name: str) -> torch.device:
@@ -125,6 +128,8 @@ def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
     run = Path(out_dir)
     if run.exists() and not run.is_dir():
         raise NotADirectoryError(f"run directory {run} is a file")
+    for folder in RUN_FOLDERS:  # the folders training writes into: never a link out of the run
+        inside(run, folder, f"the {folder} folder")
     held = [f for f in RUN_FILES if (run / f).exists()]
     if resume:
         if not (run / CHECKPOINT).exists():

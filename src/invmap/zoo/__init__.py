@@ -66,7 +66,7 @@ def card(name: str) -> dict[str, Any]:
     path = _entry(name) / CARD
     try:
         doc = read_json(path, "zoo card", limit=MAX_CARD_BYTES)
-        validated(ZooCard, doc, path)
+        validated(ZooCard, doc, path, "zoo card")
     except (OSError, ValueError) as e:
         raise ValueError(f"zoo entry '{name}': {str(e).splitlines()[0][:300]}; reinstall invmap") from None
     return doc
