@@ -53,6 +53,7 @@ HOSTILE = {
           "stress-checkpoint-fifo"],
     "5": ["stress-json-size-infinity", "stress-json-skipped-number", "stress-json-60000-levels",
           "stress-json-reference-list", "stress-json-level-nan", "stress-json-shift-name-number",
+          "stress-json-shift-name-a-path",
           "stress-json-data-range-negative", "stress-json-verdict-text-missing", "stress-json-n-huge",
           "model-json-image-shape-infinity", "model-json-image-shape-negative", "model-json-channels-1e9",
           "model-json-channels-1e300", "zoo-card-task-text", "zoo-card-parameters-text", "zoo-show-card-kind-list",
@@ -63,7 +64,7 @@ RECOVER = {
     "1a": ["evaluate-beside-lookalikes", "stress-beside-lookalikes", "compare-beside-lookalikes",
            "train-beside-lookalikes", "report-beside-lookalikes"],
     "7": ["stress-earlier-deeply-nested", "stress-earlier-reference-list", "stress-earlier-fifo",
-          "stress-earlier-60000-levels"],
+          "stress-earlier-60000-levels", "stress-earlier-shift-name-a-path"],
 }
 
 _CHILD = r"""
@@ -311,6 +312,7 @@ def _build(base: Path) -> tuple[list, list, dict, dict]:
     stress_json("stress-json-reference-list", lambda m: m.__setitem__("reference", [1]), "field reference")
     stress_json("stress-json-level-nan", shift0("levels", [float("nan"), "×1"]), "shifts.0.levels")
     stress_json("stress-json-shift-name-number", shift0("name", 7), "shifts.0.name")
+    stress_json("stress-json-shift-name-a-path", shift0("name", "../../escaped"), "shifts.0.name")
     stress_json("stress-json-data-range-negative", lambda m: m.__setitem__("data_range", -1.0), "data_range")
     stress_json("stress-json-verdict-text-missing", lambda m: m["verdicts"][0].pop("text"), "verdicts.0.text")
     stress_json("stress-json-n-huge", lambda m: m["reference"].__setitem__("n", 10 ** 30), "reference.n")
@@ -377,6 +379,8 @@ def _build(base: Path) -> tuple[list, list, dict, dict]:
     earlier("stress-earlier-fifo", lambda p: _replace(p, "fifo"))
     earlier("stress-earlier-60000-levels",
             lambda p: _edit_json(p, lambda m: m["shifts"][0].__setitem__("levels", [str(i) for i in range(60_000)])))
+    earlier("stress-earlier-shift-name-a-path",  # kept, it would name a figure out of the run
+            lambda p: _edit_json(p, lambda m: m["shifts"].append({**m["shifts"][0], "name": "../../escaped"})))
 
     normal = [("normal-reconstruct", ["reconstruct", "--model", str(ct), "--simulate", "--input", str(x), "--output",
                                       str(scratch / "x.npy"), "--residual-map", str(scratch / "r.png")]),

@@ -31,7 +31,6 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 from .files import read_text
 
 DEFAULT_PATH = Path(__file__).with_name("default.yaml")

@@ -29,6 +29,8 @@ MAX_TEXT = 4096
 
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+#: a shift's name also names its figure (figures/stress_<name>.png): no path separators
+ShiftName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 Count = Annotated[int, Field(ge=0, le=1 << 31)]
@@ -56,7 +58,7 @@ class Condition(_Doc):
 class Shift(_Doc):
     """One shift of a stress study: its levels and what was left out of them."""
 
-    name: Name
+    name: ShiftName
     label: Text | None = None
     levels: Annotated[list[Level], Field(max_length=MAX_LEVELS)]
     training_level: Level | None = None

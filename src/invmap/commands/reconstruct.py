@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import budget
 from ..atomic import atomic_write
 from ..capabilities import capabilities
-from .. import budget
 from ..files import check_regular
 from ..paths import distinct_outputs
 

@@ -48,11 +48,11 @@ import torch
 
 from ..atomic import atomic_write_csv
 from ..files import read_bytes, read_csv, read_json
-from ..paths import inside
-from ..schemas import StressFile, validated
 from ..metrics import DataRange, data_range_label
 from ..operators.axes import KINDS as AXIS_KINDS
+from ..paths import inside
 from ..registry import Registry
+from ..schemas import StressFile, validated
 from .evaluate import Reconstructor, atomic_write_json, evaluate_methods
 from .task import Condition, build_noise, build_operator, images
 

@@ -288,7 +288,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     from .. import budget
 
     jpath = _json_path(path)
-    doc = _check_doc(read_json(jpath, "model file", limit=MAX_MODEL_JSON_BYTES), jpath)
+    try:
+        doc = read_json(jpath, "model file", limit=MAX_MODEL_JSON_BYTES)
+    except ValueError as e:
+        raise ValueError(f"{jpath}: not a valid model.json ({str(e).replace(f'model file {jpath}: ', '')})") from None
+    doc = _check_doc(doc, jpath)
     wpath = inside(jpath.parent, doc.get("weights", MODEL_WEIGHTS), f"{jpath}: \"weights\"")
     if not (wpath.exists() or wpath.is_symlink()):
         raise FileNotFoundError(f"model weights not found: {wpath}")
