@@ -250,8 +250,8 @@ def _build(base: Path) -> tuple[list, list, dict]:
 
     meta = json.loads((ct / "stress.json").read_text())
     for name, text, message in [
-        ("deeply-nested", "[" * 200_000 + "]" * 200_000, "RecursionError"),
-        ("reference-text", json.dumps({**meta, "reference": "tomography"}), "not a condition"),
+        ("deeply-nested", "[" * 200_000 + "]" * 200_000, "nested too deeply"),
+        ("reference-text", json.dumps({**meta, "reference": "tomography"}), "field reference"),
         ("levels-not-a-list", json.dumps({**meta, "shifts": [{**meta["shifts"][0], "levels": 7}]}), "shifts"),
         ("not-an-object", "[1, 2, 3]", "stress study"),
         ("binary", "\x00\xff" * 64, "stress study"),
@@ -261,7 +261,7 @@ def _build(base: Path) -> tuple[list, list, dict]:
     huge = _copy(ct, "ct-huge-metrics")
     with (huge / "metrics.csv").open("r+b") as f:  # sparse: 65 MiB declared, nothing written
         f.truncate(65 << 20)
-    case("compare-huge-metrics", ["compare", str(ct), str(huge), "--out", cmp_out], "larger than 64 MiB")
+    case("compare-huge-metrics", ["compare", str(ct), str(huge), "--out", cmp_out], "larger than 16 MiB")
     being_written = base / "runs" / "being-written"  # a training start: config.yaml only, so far
     being_written.mkdir()
     shutil.copy(ct / "config.yaml", being_written / "config.yaml")

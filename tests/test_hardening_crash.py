@@ -41,6 +41,16 @@ class Killed(BaseException):
     """Stands for kill -9: not an Exception, so no `except Exception` handler runs."""
 
 
+def _killed_write(path: Path) -> Path:
+    """The temporary directory an `atomic_write` of `path` leaves when its process is killed mid-write."""
+    before = set(path.parent.iterdir())
+    code = ("import os, sys; from pathlib import Path; from invmap.atomic import atomic_write; "
+            "atomic_write(sys.argv[1], lambda tmp: (Path(tmp).write_text('half'), os._exit(9)))")
+    assert subprocess.run([sys.executable, "-c", code, str(path)]).returncode == 9
+    (left,) = set(path.parent.iterdir()) - before
+    return left
+
+
 def _die_at_first(monkeypatch, module, name):
     real = getattr(module, name)
 
@@ -129,11 +139,10 @@ def test_orphaned_temp_files_are_removed_when_a_run_is_opened(tmp_path):
     _, cfg = _cfg(tmp_path)
     run = tmp_path / "run"
     train(cfg, run, progress=False)
-    old = run / ".train_log.csv.ab12cd34.tmp.csv"
-    new = run / ".model.json.zz99yy88.tmp.json"
-    for p in (old, new):
-        p.write_text("half")
-    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    old = _killed_write(run / "train_log.csv")
+    new = _killed_write(run / "model.json")
+    for p in (old, *old.iterdir()):
+        os.utime(p, (time.time() - 3600, time.time() - 3600))
     assert is_temp(old.name) and is_temp(new.name) and not is_temp("train_log.csv")
     train(load_config(_cfg(tmp_path)[0], ["training.epochs=3"]), run, resume=True, progress=False)
     assert not old.exists()   # a kill's leftover
@@ -147,7 +156,7 @@ def test_atomic_write_fsyncs_file_and_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd))[1])
     atomic_write(tmp_path / "a.txt", "x")
     atomic_write(tmp_path / "b.bin", lambda p: Path(p).write_bytes(b"y"))
-    assert sum(is_temp(Path(s).name) for s in synced) == 2  # each file's data before its rename
+    assert sum(is_temp(Path(s).parent.name) for s in synced) == 2  # each file's data before its rename
     assert synced.count(str(tmp_path)) == 2                   # the folder entry after it
 
 
@@ -237,10 +246,10 @@ def test_evaluate_and_stress_clean_orphans_of_their_run(tmp_path):
     run = tmp_path / "run"
     train(cfg, run, progress=False)
     (run / "figures").mkdir()
-    old = [run / ".metrics.csv.ab12cd34.tmp.csv", run / "figures" / ".curves.png.ab12cd34.tmp.png"]
+    old = [_killed_write(run / "metrics.csv"), _killed_write(run / "figures" / "curves.png")]
     for p in old:
-        p.write_text("half")
-        os.utime(p, (time.time() - 3600, time.time() - 3600))
+        for q in (p, *p.iterdir()):
+            os.utime(q, (time.time() - 3600, time.time() - 3600))
     runs.resolve(run)  # how evaluate and stress open a run
     assert not any(p.exists() for p in old)
 

@@ -1,12 +1,16 @@
-"""Atomic file writes: a temporary file in the target's folder, fsync, then ``os.replace``.
+"""Atomic file writes: a temporary file beside the target, fsync, then ``os.replace``.
 
 A crash, a kill -9 or an error mid-write leaves either the old file or the new one under
-the final name, never half of one. The temporary file has a unique name
-(``.<name>.<random>.tmp<suffix>``), its data is flushed to disk (``fsync``) before the
-rename and the folder's entry after it, so a power cut cannot leave an empty file either.
-An error removes the temporary file; a kill cannot, so `clean_orphans` removes such
-leftovers when a run directory is opened again. The new file gets the usual permissions
-(``0o666`` minus the umask), not ``mkstemp``'s private ``0o600``.
+the final name, never half of one. Each write works in a temporary directory of its own in
+the target's folder, named ``.invmap-tmp-<name>-<random>`` and holding a marker file
+(`MARKER`, content `MARKER_TEXT`) beside the file being written (named as the target, so a
+writer that goes by the suffix, e.g. ``np.save``, sees the right one). The data is flushed to
+disk (``fsync``) before the rename and the folder's entry after it, so a power cut cannot
+leave an empty file either. An error removes the temporary directory; a kill cannot, so
+`clean_orphans` removes such leftovers when a run directory is opened again — and only
+them: a directory is removed when invmap's marker is inside it, never because of its name
+alone, so a user's ``.album.tmp/`` or ``.notes.20261207.tmp.txt`` is never touched. The new
+file gets the usual permissions (``0o666`` minus the umask).
 
 This is the one writer for every file a run writes (models, checkpoints, logs, metrics,
 stress tables, figures, reports).
@@ -18,21 +22,20 @@ import contextlib
 import csv
 import io
 import os
-import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-#: the temporary names `atomic_write` uses: ``.<name>.<8 random chars>.tmp<suffix>``
-_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+#: every temporary name invmap makes starts with this
+TEMP_PREFIX = ".invmap-tmp-"
+#: the file inside each temporary directory that says invmap made it
+MARKER = ".invmap-temporary"
+MARKER_TEXT = b"invmap: a temporary directory of an atomic write; removed when left by a killed process\n"
+#: the longest part of the target's name kept in a temporary name (file names are at most 255 bytes)
+_NAME_CHARS = 120
 
 
 def _fsync_path(path: str | os.PathLike, directory: bool = False) -> None:
@@ -46,6 +49,24 @@ def _fsync_path(path: str | os.PathLike, directory: bool = False) -> None:
         os.close(fd)
 
 
+def _temp_dir(parent: Path, name: str) -> Path:
+    """A new marked temporary directory in `parent` for building `name`."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name[:_NAME_CHARS]}-", dir=parent))
+    fd = os.open(tmp / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, MARKER_TEXT)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o777 & ~_umask())  # a directory's usual permissions, not mkdtemp's 0o700
+    return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[str], None]) -> Path:
     """Write `content` to `path` atomically and durably; returns the path.
 
@@ -54,25 +75,22 @@ def atomic_write(path: str | os.PathLike, content: bytes | str | Callable[[str],
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    folder = _temp_dir(path.parent, path.name)
+    tmp = folder / path.name
     try:
         if callable(content):
-            os.close(fd)
-            content(tmp)
+            content(str(tmp))
             _fsync_path(tmp)
         else:
             data = content.encode() if isinstance(content, str) else content
-            with os.fdopen(fd, "wb") as f:
+            with open(tmp, "xb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
         _fsync_path(path.parent, directory=True)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return path
 
 
@@ -87,54 +105,77 @@ def atomic_write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iter
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory under a temporary name beside `path` (``.<name>.<random>.tmp``) and rename
-    it to `path` when the block ends without error; `path` must be absent or an empty directory.
+    """Build a directory inside a marked temporary directory beside `path` and rename it to
+    `path` when the block ends without error; `path` must be absent or an empty directory.
 
     A kill -9 inside the block leaves `path` as it was and the temporary directory, which
     `clean_orphans` removes later; an error removes it at once.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    folder = _temp_dir(target.parent, target.name)
     try:
-        mode = _umask_mode()
-        os.chmod(tmp, mode | (mode & 0o444) >> 2)  # a directory's usual permissions (x where r), not mkdtemp's 0o700
-        yield tmp
-        os.replace(tmp, target)  # POSIX: replaces an empty directory, never a non-empty one
+        building = folder / target.name
+        building.mkdir()
+        yield building
+        os.replace(building, target)  # POSIX: replaces an empty directory, never a non-empty one
         _fsync_path(target.parent, directory=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def is_temp(name: str) -> bool:
-    """Whether `name` is a temporary file name of `atomic_write`."""
-    return bool(_TEMP.match(name))
+    """Whether `name` is the name of one of invmap's temporary directories (its marker decides
+    whether `clean_orphans` may remove it)."""
+    return name.startswith(TEMP_PREFIX)
+
+
+def _is_ours(p: Path) -> bool:
+    """A real directory named as invmap's temporary ones, with invmap's marker inside (a regular
+    file, not a link, holding exactly `MARKER_TEXT`)."""
+    try:
+        if not stat.S_ISDIR(os.lstat(p).st_mode):
+            return False
+        m = os.lstat(p / MARKER)
+        if not stat.S_ISREG(m.st_mode) or m.st_size != len(MARKER_TEXT):
+            return False
+        with open(p / MARKER, "rb") as f:
+            return f.read(len(MARKER_TEXT) + 1) == MARKER_TEXT
+    except OSError:
+        return False
+
+
+def _newest(p: Path) -> float:
+    """The latest modification time of the temporary directory `p` and what it holds directly."""
+    times = [os.lstat(p).st_mtime]
+    with contextlib.suppress(OSError):
+        times += [os.lstat(q).st_mtime for q in p.iterdir()]
+    return max(times)
 
 
 def clean_orphans(folder: str | os.PathLike, min_age_s: float = 60.0) -> list[Path]:
-    """Remove temporary files of `atomic_write` (and directories of `atomic_dir`) that a killed
-    process left in `folder`.
+    """Remove the temporary directories of `atomic_write` / `atomic_dir` that a killed process
+    left in `folder`: those with invmap's marker inside (`MARKER`), nothing else.
 
-    Only files older than `min_age_s` seconds are removed, so a write in progress in
+    Only leftovers untouched for `min_age_s` seconds are removed, so a write in progress in
     another process (e.g. ``invmap stress`` beside ``invmap evaluate``) is left alone.
-    Returns the removed paths.
+    A `folder` that is a symbolic link is not entered. Returns the removed paths.
     """
     folder = Path(folder)
-    if not folder.is_dir():
+    if folder.is_symlink() or not folder.is_dir():
         return []
     now, removed = time.time(), []
-    for p in folder.iterdir():
-        if is_temp(p.name) and not p.is_symlink() and now - p.stat().st_mtime >= min_age_s:
-            try:
-                if p.is_dir():  # a directory `atomic_dir` was building
-                    shutil.rmtree(p)
-                else:
-                    p.unlink()
-            except OSError:  # a read-only folder: the leftover is harmless, reading goes on
+    for p in sorted(folder.iterdir()):
+        if not is_temp(p.name) or not _is_ours(p):
+            continue
+        try:
+            if now - _newest(p) < min_age_s:
                 continue
-            removed.append(p)
+            shutil.rmtree(p)
+        except OSError:  # a read-only folder: the leftover is harmless, reading goes on
+            continue
+        removed.append(p)
     return removed
 
 
-__all__ = ["atomic_write", "atomic_write_csv", "atomic_dir", "clean_orphans", "is_temp"]
+__all__ = ["atomic_write", "atomic_write_csv", "atomic_dir", "clean_orphans", "is_temp", "TEMP_PREFIX", "MARKER"]

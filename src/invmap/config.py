@@ -31,6 +31,8 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .files import read_text
+
 DEFAULT_PATH = Path(__file__).with_name("default.yaml")
 #: experiment presets (`invmap config --preset NAME`); a config path that is not a file may name one
 PRESETS_DIR = Path(__file__).with_name("configs")
@@ -647,12 +649,9 @@ def read_yaml(path: str | Path) -> dict:
         p = presets()[str(path)]
     if not p.exists():
         raise FileNotFoundError(f"config file not found: {p} (presets: {', '.join(presets())})")
-    if p.is_dir():
-        raise IsADirectoryError(f"config: {p} is a directory, expected a YAML file")
-    if p.stat().st_size > MAX_YAML_BYTES:
-        raise ValueError(f"config: {p}: larger than {MAX_YAML_BYTES} bytes; an experiment config is a few lines")
+    text = read_text(p, "config:", limit=MAX_YAML_BYTES)  # a regular file, bounded by what is read
     try:
-        data = load_yaml(p.read_text())
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         raise ValueError(f"config: {p}: not valid YAML ({' '.join(str(e).split())})") from None
     if data is None:

@@ -38,6 +38,7 @@ from .metrics import data_range_label
 from .evaluation.trust import add_trust_scores, calibrate
 from .experiment import Experiment
 from .method_output import MethodFailure
+from .paths import inside
 from .plugins import OutsideMethod
 
 
@@ -147,7 +148,9 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
     """
     config = exp.config
     metrics_csv = Path(out_dir) / "metrics.csv"
-    earlier = ev.read_metrics(metrics_csv) if metrics_csv.exists() else []  # a damaged table fails before any work
+    figs = inside(out_dir, "figures", "the figures folder")  # a link out of the run: refused before any work
+    earlier = (ev.read_metrics(metrics_csv, within=out_dir)  # a damaged table fails before any work
+               if metrics_csv.exists() or metrics_csv.is_symlink() else [])
     if built is None:
         built = prepare(exp, methods, exp.run_dir if exp.run_dir is not None else Path(out_dir), tune_seconds, say)
     recon = built.methods
@@ -176,14 +179,14 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
     if kept:
         say(f"note: kept the earlier rows of {', '.join(kept)} in {metrics_csv}")
     ev.write_metrics(rows, out_dir, failed=failed, budgets=outside_budgets(recon))
-    fig = Path(out_dir) / "figures" / "reconstructions.png"
+    fig = figs / "reconstructions.png"
     if figure and recons and kept and fig.exists():
         say(f"note: left {fig} as it was (it shows {', '.join(kept)} too); evaluate every method to redraw it")
     elif figure and recons:
         psnr = {m: results[m].scores["psnr"][:3].tolist() for m in recons}
         figures.recon_grid(x, y, recons, fig, n=3, psnr=psnr)
     if figure and spreads:
-        figures.posterior_grid(x, {m: recons[m] for m in spreads}, spreads, Path(out_dir) / "figures" / "posterior.png")
+        figures.posterior_grid(x, {m: recons[m] for m in spreads}, spreads, figs / "posterior.png")
     return rows
 
 
@@ -194,6 +197,8 @@ def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str]
     none); writes stress.csv / stress.json / figures. `built`: the methods `run` prepared for the
     evaluation (not when ``settings.tv_iters`` asks for another TV)."""
     config, run_dir = exp.config, Path(exp.run_dir)
+    inside(run_dir, "figures", "the figures folder")  # checked, and the earlier study read, before any work
+    previous = stress.read_previous(run_dir, say)
     if built is None or settings.tv_iters:
         overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
         built = prepare(exp, methods, run_dir, tune_seconds, say, overrides)
@@ -206,7 +211,7 @@ def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str]
                                          "baselines": runs.baselines_note(baselines),
                                          **outside_budgets(recon),
                                          **({"keep going": True} if settings.keep_going else {})},
-                               progress=say, keep_going=settings.keep_going)
+                               progress=say, keep_going=settings.keep_going, previous=previous)
 
 
 def outside_budgets(methods: dict[str, Any]) -> dict[str, str]:
@@ -260,7 +265,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
         print(ev.text_table(rows), file=sys.stderr)
     log = run_dir / "train_log.csv"
     if log.exists():
-        figures.training_curves(log, run_dir / "figures" / "training_curves.png")
+        figures.training_curves(log, inside(run_dir, "figures", "the figures folder") / "training_curves.png")
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 
     if not o.skip_stress:

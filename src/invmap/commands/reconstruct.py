@@ -37,11 +37,14 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .. import budget
 from ..atomic import atomic_write
 from ..capabilities import capabilities
 from ..byteorder import native_order
-from ..config import YAMLBoundsError, load_yaml
+from ..config import load_yaml, YAMLBoundsError
 from ..data.io import fit_items
+from ..files import check_regular
+from ..paths import distinct_outputs
 
 HELP = "reconstruct x from a measurement y (variational method or trained model)"
 
@@ -122,13 +125,15 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- io
 def read_array(path: str) -> np.ndarray:
     """A .npy array or an image file as float gray values in [0, 1]."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"input file not found: {path}")
+    p = check_regular(path, "input file")  # not a FIFO, a device or a directory
     suf = p.suffix.lower()
     if suf == ".npy":
         try:
+            header = np.load(p, mmap_mode="r", allow_pickle=False)  # the header only: refuse before reading
+            budget.check(int(header.nbytes), f"input {path} ({'×'.join(map(str, header.shape))} {header.dtype})")
             a = np.load(p, allow_pickle=False)
+        except budget.MemoryBudgetError:
+            raise
         except Exception as e:  # noqa: BLE001 - corrupt files: one line
             raise ValueError(f"cannot read {path} as .npy: {e}") from None
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
@@ -211,9 +216,16 @@ def run(args: argparse.Namespace) -> int:
     sidecar = trust_sidecar(args.output) if args.model is not None else None
     bands = interval_paths(args.output) if args.intervals else ()
     bands += sample_paths(args.output) if args.samples is not None else ()
+    outputs = {"--output": args.output, "the trust sidecar": sidecar, "--residual-map": args.residual_map,
+               **dict(zip(("the lower interval", "the upper interval", "the posterior std", "the posterior samples")
+                          if args.intervals else ("the posterior std", "the posterior samples"), bands))}
+    distinct_outputs(outputs)  # every output checked before the first is written
     for path in (args.output, sidecar, args.residual_map, *bands):
         if path is not None and Path(path).is_dir():  # --overwrite replaces files, never a directory
             raise IsADirectoryError(f"output is a directory: {path}; give a file name")
+    suffix = Path(args.output).suffix.lower()
+    if suffix != ".npy" and suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"unsupported output type '{suffix}' ({args.output}); use .npy or .png")
     for run in args.ensemble:
         if not Path(run).is_dir():
             raise FileNotFoundError(f"--ensemble: model run directory not found: {run}")

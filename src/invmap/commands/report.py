@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..evaluation import figures, report
+    from ..evaluation import report
 
     from .. import zoo
 
@@ -27,8 +27,5 @@ def run(args: argparse.Namespace) -> int:
         d = Path(args.run_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"run directory not found: {d}")
-    log = d / "train_log.csv"
-    if log.exists() and not (d / "figures" / "training_curves.png").exists():
-        figures.training_curves(log, d / "figures" / "training_curves.png")
-    print(report.build_report(d, args.out))
+    print(report.build_report(d, args.out, curves=True))
     return 0

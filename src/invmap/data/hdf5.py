@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .. import budget
+from ..files import check_regular
 from .io import _resize, centre_square, fit_items, split_counts
 from .sources import SOURCES, ImageSource, split_code
 
@@ -105,6 +106,7 @@ class HDF5(ImageSource):
     def _check(self, f: Path) -> int:
         """Open `f` once: the dataset must exist and hold images [N, H, W] (or [H, W]) of numbers."""
         h5py = _h5py()
+        check_regular(f, "hdf5 file")  # a FIFO or a device under a matching name: refused unopened
         try:
             with h5py.File(f, "r") as h:
                 if self.dataset in h and isinstance(h[self.dataset], h5py.Group):

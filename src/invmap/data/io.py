@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..byteorder import native_order
+from ..files import check_regular
 
 #: file suffixes read by `read_image`
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".npz")
@@ -37,6 +38,7 @@ def read_image(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndar
     """
     p = Path(path)
     suf = p.suffix.lower()
+    check_regular(p, "image")  # a FIFO or a device is refused before any decoder opens it
     _check_dimensions(p, suf, key)
     try:
         if suf in (".npy",):

@@ -35,6 +35,7 @@ import torch
 
 from ..atomic import atomic_write
 from ..byteorder import native_order
+from ..files import check_regular, read_json
 from .pairs import FORMAT, PairDataset
 from .sources import mix_seed
 
@@ -47,7 +48,7 @@ ORDER = ("format", "name", "source", "operator", "noise", "seed", "simulation", 
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with check_regular(path, "pair shard").open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -143,8 +144,10 @@ def _lookup(d: dict, dotted: str) -> Any:
 
 def _read_manifest(mpath: Path) -> dict:
     try:
-        man = json.loads(mpath.read_text())
-    except json.JSONDecodeError as e:
+        man = read_json(mpath, "manifest")
+    except FileNotFoundError:
+        raise
+    except ValueError as e:
         raise ValueError(f"manifest {mpath} is not valid JSON: {e}") from None
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise ValueError(f"manifest {mpath}: unknown format {man.get('format') if isinstance(man, dict) else man!r} "

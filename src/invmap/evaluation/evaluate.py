@@ -29,7 +29,8 @@ import torch
 
 from ..atomic import atomic_write, atomic_write_csv
 from ..capabilities import Method, capabilities
-from ..method_output import MethodFailure, check_output
+from ..method_output import check_output, MethodFailure
+from ..files import read_csv
 from ..metrics import DataRange
 
 Reconstructor = Method  # x̂ = method(y, physics): `invmap.capabilities`
@@ -287,24 +288,26 @@ def write_metrics(rows: Sequence[Mapping], out_dir: str | Path, failed: Mapping[
     return csv_path, md_path
 
 
-def read_metrics(path: str | Path) -> list[dict]:
+def read_metrics(path: str | Path, within: str | Path | None = None) -> list[dict]:
     """Rows of a ``metrics.csv`` with numbers parsed (a one-line ValueError for anything else);
     ``data_range`` is a number or "max-min" (files written before it was recorded used L = 1)."""
     rows = []
     try:
-        with Path(path).open(newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in ("method", "n", "psnr_mean") if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"no {', '.join(repr(c) for c in missing)} column")
-            for r in reader:
-                row = {k: (v if k == "method" else int(v) if k == "n" else None if k in OPTIONAL and not v
-                           else float(v)) for k, v in r.items() if k != "data_range"}
-                dr = r.get("data_range") or "1"
-                row["data_range"] = dr if dr == "max-min" else float(dr)
-                rows.append(row)
+        header, table = read_csv(path, "metrics table", within=within)
+        missing = [c for c in ("method", "n", "psnr_mean") if c not in header]
+        if missing:
+            raise ValueError(f"no {', '.join(repr(c) for c in missing)} column")
+        for r in table:
+            row = {k: (v if k == "method" else int(v) if k == "n" else None if k in OPTIONAL and not v
+                       else float(v)) for k, v in r.items() if k != "data_range"}
+            dr = r.get("data_range") or "1"
+            row["data_range"] = dr if dr == "max-min" else float(dr)
+            rows.append(row)
+    except FileNotFoundError:
+        raise
     except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a metrics table written by invmap ({e})") from None
+        why = str(e).replace(f"metrics table {path}: ", "").replace(f"metrics table {path} ", "")
+        raise ValueError(f"{path}: not a metrics table written by invmap ({why})") from None
     return rows
 
 

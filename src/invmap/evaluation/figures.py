@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write
+from ..files import read_csv
 from .verdicts import learned_of
 
 
@@ -135,14 +135,13 @@ def posterior_grid(x: torch.Tensor, means: Mapping[str, torch.Tensor], stds: Map
 def read_log(path: str | Path) -> dict[str, list[float]]:
     """Columns of a CSV log (e.g. ``train_log.csv``) as float lists (non-numbers → NaN)."""
     cols: dict[str, list[float]] = {}
-    with Path(path).open(newline="") as f:
-        for row in csv.DictReader(f):
-            for k, v in row.items():
-                try:
-                    val = float(v)
-                except (TypeError, ValueError):
-                    val = math.nan
-                cols.setdefault(k, []).append(val)
+    for row in read_csv(path, "log")[1]:
+        for k, v in row.items():
+            try:
+                val = float(v)
+            except (TypeError, ValueError):
+                val = math.nan
+            cols.setdefault(k, []).append(val)
     return cols
 
 

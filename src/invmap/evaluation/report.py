@@ -16,9 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..files import read_bytes, read_text
+from ..paths import inside
 from .evaluate import atomic_write_text, bound_line, psnr_heading, read_metrics
+from .figures import training_curves
 from .runs import baselines_note, read_baselines
-from .stress import read_stress_csv
+from .stress import read_stress_csv, read_stress_json
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -36,7 +39,7 @@ tr.unidentifiable td{color:#888;background:repeating-linear-gradient(45deg,#f4f4
 
 def data_uri(png_path: str | Path) -> str:
     """The PNG file as a ``data:image/png;base64,`` URI."""
-    return "data:image/png;base64," + base64.b64encode(Path(png_path).read_bytes()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(read_bytes(png_path, "figure")).decode("ascii")
 
 
 def _e(s: object) -> str:
@@ -180,9 +183,14 @@ PER_LEVEL = {"trust": "trust", "rho": "ρ", "recalibrated": "K recalibrated (fra
 def read_stress(run_dir: str | Path) -> tuple[list[dict], dict]:
     """(tidy rows of stress.csv, stress.json metadata) of a run; empty when absent."""
     d = Path(run_dir)
-    rows = read_stress_csv(d / "stress.csv") if (d / "stress.csv").exists() else []
-    meta = json.loads((d / "stress.json").read_text()) if (d / "stress.json").exists() else {}
+    rows = read_stress_csv(d / "stress.csv", within=d) if _present(d / "stress.csv") else []
+    meta = read_stress_json(d / "stress.json", within=d) if _present(d / "stress.json") else {}
     return rows, meta
+
+
+def _present(p: Path) -> bool:
+    """Whether something is under the name `p` (a dangling link too: reading it says what is wrong)."""
+    return p.exists() or p.is_symlink()
 
 
 def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequence[Mapping] = (),
@@ -251,15 +259,24 @@ def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequen
     return "\n".join(parts)
 
 
-def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``report.html`` for a run directory from the files it holds; returns its path."""
+def build_report(run_dir: str | Path, out: str | Path | None = None, curves: bool = False) -> Path:
+    """Write ``report.html`` for a run directory from the files it holds; returns its path.
+
+    Every file is read (and checked) before anything is written; with `curves`, the training
+    curves are drawn from ``train_log.csv`` first when the run has no figure of them."""
     d = Path(run_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"run directory not found: {d}")
-    figs = d / "figures"
-    cfg = (d / "config.yaml").read_text() if (d / "config.yaml").exists() else None
-    metrics = read_metrics(d / "metrics.csv") if (d / "metrics.csv").exists() else []
+    if out is not None and Path(out).suffix.lower() not in (".html", ".htm"):  # never over a run's own files
+        raise ValueError(f"--out {out}: a report is an .html file; give a name ending in .html")
+    figs = inside(d, "figures", "the figures folder")  # a link out of the run is neither read nor written
+    cfg = read_text(d / "config.yaml", "config", within=d) if _present(d / "config.yaml") else None
+    metrics = read_metrics(d / "metrics.csv", within=d) if _present(d / "metrics.csv") else []
     stress_rows, stress_meta = read_stress(d)
+    b = read_baselines(d)
+    log = d / "train_log.csv"
+    if curves and _present(log) and not (figs / "training_curves.png").exists():
+        training_curves(inside(d, "train_log.csv", "the training log"), figs / "training_curves.png")
     figures = [(cap, figs / f) for cap, f in (
         ("Reconstructions (top rows) and error maps |x̂ − x| on a shared colour scale (bottom rows)", "reconstructions.png"),
         ("Posterior samplers: the mean, its true error |x̂ − x| and 2·std (computed without ground truth) on one "
@@ -270,7 +287,6 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     stress_figs["_overview"] = figs / "stress_overview.png"
     stress_figs["_trust_roc"] = figs / "trust_roc.png"
     notes = []
-    b = read_baselines(d)
     if b:
         notes.append(f"Baseline parameters ({baselines_note(b)}): "
                      + "; ".join(f"{k}: {json.dumps(v.get('params', v))}" for k, v in b.items()))

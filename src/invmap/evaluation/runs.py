@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..timelimit import Budget
+from ..files import check_regular, read_json
 from .evaluate import Reconstructor, atomic_write_json
 from .run_methods import RUN_METHODS
 
@@ -51,8 +52,9 @@ def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[A
         return load_config(p / "config.yaml", overrides), p
     p = Path(target)
     if p.is_dir():
-        if not (p / "config.yaml").exists():
+        if not ((p / "config.yaml").exists() or (p / "config.yaml").is_symlink()):
             raise FileNotFoundError(f"{p} is not a run directory (no config.yaml in it)")
+        check_regular(p / "config.yaml", "config", within=p)  # a run's own file, not a link out of it
         clean_orphans(p)
         clean_orphans(p / "figures")
         return load_config(p / "config.yaml", overrides), p
@@ -69,12 +71,9 @@ TUNE_SECONDS = 600.0
 def read_baselines(run_dir: str | Path | None) -> dict[str, dict]:
     """The entries of the run's ``baselines.json`` ({method: {"params", "how", ...}}); empty when absent."""
     path = None if run_dir is None else Path(run_dir) / BASELINES
-    if path is None or not path.exists():
+    if path is None or not (path.exists() or path.is_symlink()):
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, "baselines", within=run_dir)
     if not isinstance(data, dict) or not all(isinstance(v, dict) and isinstance(v.get("params", {}), dict)
                                              for v in data.values()):
         raise ValueError(f"{path}: expected {{method: {{\"params\": {{...}}}}}}")

@@ -36,10 +36,8 @@ and trust's identifiable AUROC leaves it out.
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -49,11 +47,14 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..atomic import atomic_write_csv
+from ..files import read_bytes, read_csv, read_json
 from ..method_output import MethodFailure
 from ..metrics import DataRange, data_range_label
 from ..operators import resized_spec
 from ..operators.axes import KINDS as AXIS_KINDS
+from ..paths import inside
 from ..registry import Registry
+from ..schemas import StressFile, validated
 from .evaluate import Reconstructor, atomic_write_json, evaluate_methods
 from .task import Condition, build_noise, build_operator, images
 
@@ -351,15 +352,21 @@ def applicable_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str 
     return shifts
 
 
-def read_stress_csv(path: str | Path) -> list[dict]:
+def read_stress_csv(path: str | Path, within: str | Path | None = None) -> list[dict]:
     """The tidy rows of a ``stress.csv`` (mean and std as floats)."""
-    with Path(path).open(newline="") as f:
-        return [{**r, "mean": float(r["mean"]), "std": float(r["std"])} for r in csv.DictReader(f)]
+    header, table = read_csv(path, "stress table", within=within)
+    missing = [c for c in STRESS_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"{path}: no {', '.join(map(repr, missing))} column; not a stress table invmap wrote")
+    try:
+        return [{**r, "mean": float(r["mean"]), "std": float(r["std"])} for r in table]
+    except (TypeError, ValueError) as e:  # a short row (None) or a word where a number belongs
+        raise ValueError(f"{path}: not a stress table invmap wrote ({e})") from None
 
 
 def csv_digest(path: str | Path) -> str:
     """SHA-256 of a stress.csv as written: stress.json records it (``stress_csv_sha256``)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha256(read_bytes(path, "stress table")).hexdigest()
 
 
 def stress_mismatch(rows: Sequence[Mapping], meta: Mapping, digest: str | None = None) -> list[str]:
@@ -378,9 +385,38 @@ def stress_mismatch(rows: Sequence[Mapping], meta: Mapping, digest: str | None =
     return sorted(odd)
 
 
-def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
+def read_stress_json(path: str | Path, within: str | Path | None = None) -> dict:
+    """The document of a ``stress.json`` (`invmap.files.read_json`), checked against
+    `invmap.schemas.StressFile` (a one-line ValueError naming the file and field otherwise)."""
+    meta = read_json(path, "stress study", within=within)
+    validated(StressFile, meta, path, "stress study")
+    return meta
+
+
+def read_previous(out_dir: str | Path, progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
+    """(rows, meta) of the earlier study in `out_dir`, checked before a new study starts, so a
+    broken one costs no work: ``([], {})`` when there is none, or when it is unreadable, tampered
+    with or half written — it is then replaced by the new study (said to `progress`)."""
+    out = Path(out_dir)
+    old_json, old_csv = out / "stress.json", out / "stress.csv"
+    if not (old_json.exists() or old_json.is_symlink()) or not (old_csv.exists() or old_csv.is_symlink()):
+        return [], {}
+    try:
+        old = read_stress_json(old_json, within=out)
+        old_rows = read_stress_csv(old_csv, within=out)
+        odd = stress_mismatch(old_rows, old, csv_digest(old_csv))
+        if odd:
+            raise ValueError(f"stress.csv and stress.json disagree at {', '.join(odd[:3])}")
+    except (OSError, ValueError) as e:
+        if progress:
+            progress(f"stress: earlier results unreadable ({str(e)[:300]}); replacing them")
+        return [], {}
+    return old_rows, old
+
+
+def merge_previous(rows: list[dict], meta: dict, previous: tuple[list[dict], dict],
                    progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
-    """Keep the shifts of an earlier study in `out_dir` that this one did not recompute.
+    """Keep the shifts of the earlier study `previous` (`read_previous`) that this one did not recompute.
 
     ``invmap stress RUN --shifts noise --n 64`` then refreshes the noise shift without
     losing the others. Each shift records its own images per level and methods (verdicts
@@ -388,18 +424,8 @@ def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
     earlier results are dropped (and said so) only when the reference condition — the
     training conditions — differs.
     """
-    old_json, old_csv = out_dir / "stress.json", out_dir / "stress.csv"
-    if not (old_json.exists() and old_csv.exists()):
-        return rows, meta
-    try:
-        old = json.loads(old_json.read_text())
-        old_rows = read_stress_csv(old_csv)
-        odd = stress_mismatch(old_rows, old, csv_digest(old_csv))
-        if odd:
-            raise ValueError(f"stress.csv and stress.json disagree at {', '.join(odd[:3])}")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        if progress:
-            progress(f"stress: earlier results unreadable ({e}); replacing them")
+    old_rows, old = previous
+    if not old:
         return rows, meta
     new_names = {m["name"] for m in meta["shifts"]}
     kept = [m for m in old.get("shifts", []) if m["name"] not in new_names]
@@ -434,7 +460,8 @@ def merge_previous(rows: list[dict], meta: dict, out_dir: Path,
 def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: str | Path,
                  kinds: Sequence[str] = KINDS, folder: str | None = None, batch_size: int = 16,
                  settings: Mapping | None = None, progress: Callable[[str], None] | None = None,
-                 data_range: DataRange = 1.0, keep_going: bool = False) -> tuple[list[dict], dict]:
+                 data_range: DataRange = 1.0, keep_going: bool = False,
+                 previous: tuple[list[dict], dict] | None = None) -> tuple[list[dict], dict]:
     """Run the study and write ``stress.csv``, ``stress.json`` (shifts + verdicts) and
     ``figures/stress_<shift>.png`` into `out_dir`; returns (rows, meta).
 
@@ -442,13 +469,18 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     earlier study's files as they were; with `keep_going` its failures are listed in ``skipped``.
 
     PSNR/SSIM use the data range convention `data_range`, recorded in stress.json
-    (``data_range`` and the ``PSNR data range`` setting)."""
+    (``data_range`` and the ``PSNR data range`` setting). The earlier study in `out_dir` is
+    read first (`read_previous`; or given as `previous`) and its shifts not recomputed kept.
+    Every path written is checked to stay inside `out_dir` before the work starts."""
     from .figures import stress_overview, stress_plot, trust_roc
     from .trust import bound_summary, trust_summary
     from .verdicts import learned_names, verdicts_from_rows
 
     out = Path(out_dir)
+    figures = inside(out, "figures", "the figures folder")  # a link out of the run is never written through
     shifts = applicable_shifts(ref, kinds, folder)
+    if previous is None:
+        previous = read_previous(out, progress)
     missing = [k for k in kinds if not any(s.kind == k for s in shifts)]
     if missing and len(kinds) < len(KINDS) and progress:  # a subset the user asked for
         progress(f"stress: not applicable to operator '{ref.operator}' / noise '{ref.noise}': {', '.join(missing)}")
@@ -461,21 +493,21 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
                          "PSNR data range": data_range_label(data_range),
                          "seconds": round(time.perf_counter() - t0, 1)}, "data_range": data_range,
             "reference": ref.describe(), "methods": sorted(methods), "learned": learned, "shifts": metas}
-    rows, meta = merge_previous(rows, meta, out, progress)
+    rows, meta = merge_previous(rows, meta, previous, progress)
     meta["verdicts"] = [v.to_dict() for v in verdicts_from_rows(rows, meta["shifts"])]
     meta["trust"] = trust_summary(meta["shifts"])
     if meta["trust"] is None:
         del meta["trust"]
     else:
-        trust_roc(meta["trust"], out / "figures" / "trust_roc.png")
+        trust_roc(meta["trust"], figures / "trust_roc.png")
         meta["trust"]["bound"] = bound_summary(rows, meta["shifts"])
     meta["stress_csv_sha256"] = csv_digest(write_stress_csv(rows, out / "stress.csv"))  # the pair, checked on reading
     atomic_write_json(out / "stress.json", meta)
     for m in meta["shifts"]:
-        stress_plot(m, rows, out / "figures" / f"stress_{m['name']}.png")
-    stress_overview(meta["shifts"], rows, out / "figures" / "stress_overview.png")
+        stress_plot(m, rows, inside(figures, f"stress_{m['name']}.png", "a figure"))
+    stress_overview(meta["shifts"], rows, figures / "stress_overview.png")
     return rows, meta
 
 
 __all__ = ["Level", "Shift", "KINDS", "STRESS_COLUMNS", "NOISE_FACTORS",
-           "SHIFTS", "operator_shifts", "CRIME_NOT_DEPLOYED", "build_shifts", "parse_kinds", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "stress_mismatch", "csv_digest", "merge_previous", "comparable_photons"]
+           "SHIFTS", "operator_shifts", "CRIME_NOT_DEPLOYED", "build_shifts", "parse_kinds", "applicable_shifts", "run_shifts", "stress_study", "write_stress_csv", "read_stress_csv", "read_stress_json", "read_previous", "stress_mismatch", "csv_digest", "merge_previous", "comparable_photons"]

@@ -42,13 +42,17 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write
+from ..files import check_regular, read_json
 from ..paths import inside
+from ..schemas import ModelShapes, validated
 from .reconstructor import LearnedReconstructor, Reconstructor
 
 MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"
 FORMAT = "invmap-model"
 FORMAT_VERSION = 1
+#: the most bytes a model.json may hold (a description, never weights)
+MAX_MODEL_JSON_BYTES = 16 << 20
 HEADER_KEY = "invmap_model"  # the safetensors metadata key holding the model document
 RESERVED = ("format", "format_version", "kind", "architecture", "input", "network", "versions",
             "parameter_count", "tensors", "weights", "weights_sha256", "commit")
@@ -185,7 +189,7 @@ def repair_model_json(run_dir: str | os.PathLike) -> bool:
     if header is None:
         return False
     try:
-        doc = json.loads(jpath.read_text(encoding="utf-8")) if jpath.is_file() else None
+        doc = read_json(jpath, "model file", limit=MAX_MODEL_JSON_BYTES) if jpath.exists() else None
     except (OSError, ValueError):
         doc = None
     if isinstance(doc, dict) and doc.get("commit") == header.get("commit"):
@@ -200,9 +204,9 @@ def _json_path(path: str | os.PathLike) -> Path:
         p = p / MODEL_JSON
     elif p.suffix == ".safetensors":
         p = p.with_name(MODEL_JSON)
-    if not p.is_file():
+    if not (p.exists() or p.is_symlink()):
         raise FileNotFoundError(f"model file not found: {p}")
-    return p
+    return check_regular(p, "model file")  # a FIFO or a device under the name: refused unopened
 
 
 #: keys of model.json that loading and its callers read, with the JSON type each must have
@@ -229,6 +233,7 @@ def _check_doc(doc: Any, jpath: Path) -> dict:
         if key in doc and not isinstance(doc[key], types):
             want = " or ".join(_json_type(t()) if t is not type(None) else "null" for t in types)
             raise ValueError(f"{jpath}: \"{key}\" must be {want}, got {_json_type(doc[key])}")
+    validated(ModelShapes, doc, jpath, "model file")  # image and measurement sizes: whole numbers in range
     kind = doc.get("kind")
     if kind is not None and (not isinstance(kind, dict) or not isinstance(kind.get("name"), str)
                              or not isinstance(kind.get("params", {}), dict)):
@@ -284,20 +289,27 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 
     jpath = _json_path(path)
     try:
-        doc = json.loads(jpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ValueError(f"{jpath}: not a valid model.json ({type(e).__name__}: {str(e)[:200]})") from None
+        doc = read_json(jpath, "model file", limit=MAX_MODEL_JSON_BYTES)
+    except ValueError as e:
+        raise ValueError(f"{jpath}: not a valid model.json ({str(e).replace(f'model file {jpath}: ', '')})") from None
     doc = _check_doc(doc, jpath)
     wpath = inside(jpath.parent, doc.get("weights", MODEL_WEIGHTS), f"{jpath}: \"weights\"")
-    if not wpath.is_file():
+    if not (wpath.exists() or wpath.is_symlink()):
         raise FileNotFoundError(f"model weights not found: {wpath}")
+    check_regular(wpath, "model weights")
     header = _header_doc(wpath)
     if header is not None and header.get("commit") != doc.get("commit"):
         doc = _check_doc(header, wpath)  # a crash fell between the two writes: the weights' own document
     stored = _stored_shapes(wpath)
     budget.check(sum(math.prod(s) for s in stored.values()) * 4, f"{wpath}: the stored weights")
     name = doc["architecture"]["name"] if _kind(doc) == "post-processing" else _kind(doc)
-    expected = {k: list(v.shape) for k, v in budget.on_meta(lambda: _build(doc, jpath)).state_dict().items()}
+    try:  # described on the meta device: absurd sizes fail here, without memory
+        expected = {k: list(v.shape) for k, v in budget.on_meta(lambda: _build(doc, jpath)).state_dict().items()}
+    except (RuntimeError, OverflowError, ZeroDivisionError) as e:
+        if isinstance(e, RecursionError):
+            raise
+        raise ValueError(f"{jpath}: architecture '{name}' cannot be built from its parameters "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
     budget.check(sum(math.prod(s) for s in expected.values()) * 4, f"{jpath}: architecture '{name}'")
     for k, shape in expected.items():
         if k not in stored:

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write
+from ..files import check_regular
 
 #: bump when the matrix construction changes (invalidates disk caches)
 MATRIX_VERSION = 1
@@ -213,9 +214,10 @@ def cache_dir() -> Path | None:
 
 def _load(path: Path) -> dict[str, np.ndarray] | None:
     try:
+        check_regular(path, "geometry cache")  # a FIFO or device in the cache: not used, recomputed
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError):  # FileNotFoundError is an OSError
         return None
 
 

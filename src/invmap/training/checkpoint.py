@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 
 from ..atomic import atomic_write
+from ..files import check_regular
 
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_JSON = "checkpoint.json"
@@ -92,6 +93,7 @@ def load_checkpoint(run_dir: str | Path, device: str | torch.device = "cpu") -> 
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint to resume from: {path}")
+    check_regular(path, "checkpoint", within=run_dir)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -8,12 +8,12 @@ can be imported (the ``tensorboard`` package is optional, never required).
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_csv
+from ..files import read_csv
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "val_psnr", "val_ssim", "seconds")
 LOG = "train_log.csv"
@@ -63,8 +63,7 @@ def _epoch(row: dict[str, str]) -> int | None:
 
 def read_log(path: str | Path) -> list[dict[str, str]]:
     """Rows of a ``train_log.csv`` as dicts of strings."""
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return read_csv(path, "training log")[1]
 
 
 class TensorBoard:

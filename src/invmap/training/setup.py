@@ -26,9 +26,13 @@ import torch
 
 from ..capabilities import capabilities
 from ..config import Config
+from ..files import read_bytes
+from ..paths import inside
 
 #: files whose presence means a directory already holds a training run
 RUN_FILES = ("model.safetensors", "checkpoint.safetensors", "train_log.csv")
+#: the folders a training run writes into (figures by `invmap run`, snapshots, TensorBoard events)
+RUN_FOLDERS = ("figures", "snapshots", "tensorboard")
 
 
 def select_device(name: str) -> torch.device:
@@ -124,6 +128,8 @@ def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
     run = Path(out_dir)
     if run.exists() and not run.is_dir():
         raise NotADirectoryError(f"run directory {run} is a file")
+    for folder in RUN_FOLDERS:  # the folders training writes into: never a link out of the run
+        inside(run, folder, f"the {folder} folder")
     held = [f for f in RUN_FILES if (run / f).exists()]
     if resume:
         if not (run / CHECKPOINT).exists():
@@ -155,7 +161,13 @@ def keep_user_config(path: Path, text: str) -> None:
     --out my``: a commented, partial config): invmap never replaces it. A config.yaml that
     already holds `text` (written by an earlier start) is fine.
     """
-    if path.is_file() and path.read_bytes() != text.encode():
+    if not (path.exists() or path.is_symlink()):
+        return
+    try:  # a link, a FIFO or a device under that name is not this config either
+        same = read_bytes(path, "config", limit=len(text.encode())) == text.encode()
+    except (ValueError, FileNotFoundError):
+        same = False
+    if not same:
         raise FileExistsError(f"{path} exists and is not this run's resolved config (your own config file?); "
                               f"invmap never replaces it: choose another --out, e.g. {path.parent / 'run'}")
 

@@ -20,13 +20,14 @@ each time the entry is opened. Nothing is downloaded: the weights are installed 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_dir
+from ..files import check_regular, read_json
+from ..schemas import ZooCard, validated
 
 #: how a zoo entry is named where a run directory is expected
 PREFIX = "pretrained:"
@@ -36,6 +37,8 @@ FILES = ("model.safetensors", "model.json", "config.yaml", "baselines.json", "me
 #: does not): the trust calibration, so ``reconstruct --model pretrained:NAME`` needs no data beside it
 OPTIONAL = ("trust_calibration.json",)
 CARD = "card.json"
+#: the most bytes a card may hold
+MAX_CARD_BYTES = 1 << 20
 #: all entries together stay below this (the wheel carries them)
 MAX_TOTAL_BYTES = 25 << 20
 #: where the entries live (tests point it elsewhere)
@@ -61,20 +64,20 @@ def _entry(name: str) -> Path:
 
 
 def card(name: str) -> dict[str, Any]:
-    """The card of entry `name` (a one-line ValueError for an unknown name or a damaged card)."""
+    """The card of entry `name`, checked against `invmap.schemas.ZooCard` (a one-line ValueError
+    for an unknown name or a damaged card, naming the field)."""
     path = _entry(name) / CARD
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:
-        raise ValueError(f"zoo entry '{name}': {CARD} is not readable ({type(e).__name__}); reinstall invmap") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
-        raise ValueError(f"zoo entry '{name}': {CARD} lacks its file digests; reinstall invmap")
+        doc = read_json(path, "zoo card", limit=MAX_CARD_BYTES)
+        validated(ZooCard, doc, path, "zoo card")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"zoo entry '{name}': {str(e).splitlines()[0][:300]}; reinstall invmap") from None
     return doc
 
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with check_regular(path, "zoo file").open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

@@ -24,6 +24,7 @@ import torch
 
 from ..atomic import atomic_dir, atomic_write
 from ..config import load_config
+from ..files import read_csv, read_json
 from ..evaluation.evaluate import read_metrics
 from ..evaluation.runs import build_methods, load_baselines
 from ..evaluation.trust import calibrate_model
@@ -53,7 +54,7 @@ def commit() -> str:
 
 def write_weights(run: Path, out: Path, dtype: torch.dtype) -> None:
     """RUN's model with its floating tensors stored as `dtype` (model.json updated to match)."""
-    doc = json.loads((run / MODEL_JSON).read_text())
+    doc = read_json(run / MODEL_JSON, "model file", within=run)
     state = safetensors.torch.load_file(str(run / MODEL_WEIGHTS))
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     doc.update(weights_sha256=weights_digest(state), commit=secrets.token_hex(8), storage=str(dtype).split(".")[-1])
@@ -124,14 +125,11 @@ def learning_curve(run: str | Path, n: int | None = None) -> list[dict]:
 
 def read_curve(run: Path) -> list[dict] | None:
     """The rows of ``run/learning_curve.csv`` as the card records them, or None without one."""
-    import csv
-
     path = Path(run) / CURVE_CSV
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         return None
-    with path.open(newline="") as f:
-        return [{"minutes": float(r["minutes"]), "step": int(r["step"]), "n": int(r["n"]),
-                 "psnr": float(r["psnr_mean"])} for r in csv.DictReader(f)]
+    return [{"minutes": float(r["minutes"]), "step": int(r["step"]), "n": int(r["n"]),
+             "psnr": float(r["psnr_mean"])} for r in read_csv(path, "learning curve", within=run)[1]]
 
 
 def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, command: str, summary: str,
@@ -144,8 +142,8 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
     need = [f for f in (*FILES, "checkpoint.json", "train_log.csv") if not (run / f).is_file()]
     if need:
         raise FileNotFoundError(f"{run} lacks {', '.join(need)} (train it, then `invmap evaluate {run}`)")
-    ckpt = json.loads((run / "checkpoint.json").read_text())
-    model_doc = json.loads((run / MODEL_JSON).read_text())
+    ckpt = read_json(run / "checkpoint.json", "checkpoint", within=run)
+    model_doc = read_json(run / MODEL_JSON, "model file", within=run)
     cfg = load_config(run / "config.yaml")
     psnr32 = check_psnr(run)
     with atomic_dir(dest) as t:  # a hidden temporary directory: a killed build leaves no entry behind
