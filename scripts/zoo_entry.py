@@ -8,6 +8,8 @@ or ship the trust calibration of existing entries (`invmap.zoo.build.write_calib
 entry gets it when it is made):
 
     .venv/bin/python scripts/zoo_entry.py --calibrate NAME [NAME ...]
+
+(``--calibrate-plain``: the plain record only, without the one ``--safe`` needs.)
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from invmap.zoo.build import make_entry, write_calibration
 
 
 def main() -> int:
-    if sys.argv[1:2] == ["--calibrate"]:
+    if sys.argv[1:2] in (["--calibrate"], ["--calibrate-plain"]):  # -plain: without safe's promise
+        modes = (False,) if sys.argv[1] == "--calibrate-plain" else (False, True)
         for name in sys.argv[2:]:
-            card = write_calibration(zoo.ROOT / name)
+            card = write_calibration(zoo.ROOT / name, safe=modes)
             print(f"{name}: trust_calibration.json {card['files']['trust_calibration.json'][:12]}…")
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

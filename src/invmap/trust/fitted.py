@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..atomic import atomic_write
+from ..files import read_json
 from .conformal import PsnrBound
 from .intervals import PixelIntervals
 
@@ -92,22 +93,17 @@ class CalibrationStore:
         self.path = Path(run_dir) / FILE
 
     def _read(self) -> dict:
-        """{"records": {key: {"made": …, "for": …, "fitted": …}}}; empty when there is no file.
-        A file that is not a regular one, too large or not a store is a one-line ValueError."""
+        """{"records": {key: {"for": …, "fitted": …}}}; empty when there is no file. A file that is
+        not a regular one inside the run, too large or not a store is a one-line ValueError."""
         if not os.path.lexists(self.path):
             return {"records": {}}
-        if self.path.is_symlink() or not self.path.is_file():
-            raise ValueError(f"{self.path}: not a regular file; remove it to recompute the calibration")
-        with open(self.path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)
-        if len(raw) > MAX_BYTES:
-            raise ValueError(f"{self.path}: larger than {MAX_BYTES} bytes; remove it to recompute the calibration")
+        hint = "; remove it to recompute the calibration"
         try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ValueError(f"{self.path}: not valid JSON; remove it to recompute the calibration") from None
+            doc = read_json(self.path, "trust calibration", limit=MAX_BYTES, within=self.path.parent)
+        except ValueError as e:
+            raise ValueError(f"{e}{hint}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("records"), dict):
-            raise ValueError(f"{self.path}: not a calibration store; remove it to recompute the calibration")
+            raise ValueError(f"{self.path}: not a calibration store{hint}")
         return doc
 
     def get(self, key: str) -> Fitted | None:

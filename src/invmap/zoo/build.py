@@ -178,9 +178,11 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
     return json.loads((dest / CARD).read_text())
 
 
-def write_calibration(entry: str | Path, say: Callable[[str], None] | None = print) -> dict:
+def write_calibration(entry: str | Path, say: Callable[[str], None] | None = print,
+                      safe: tuple[bool, ...] = (False, True)) -> dict:
     """Calibrate the entry's model at its training conditions (`invmap.evaluation.trust.calibrate_model`,
-    as ``invmap reconstruct --model`` does: without and with safe) and ship the records in
+    as ``invmap reconstruct --model`` does: without and with safe, or the modes `safe` lists) and
+    ship the records in
     ``entry/trust_calibration.json``, its SHA-256 in the card; returns the card. The
     calibration reads the entry's validation data once, here, so that no user needs it."""
     entry = Path(entry)
@@ -189,8 +191,8 @@ def write_calibration(entry: str | Path, say: Callable[[str], None] | None = pri
     model.eval()
     baseline = build_methods(["tv"], entry)["tv"] if "tv" in load_baselines(entry) else None
     exp = Experiment(config, entry)
-    for safe in (False, True):
-        calibrate_model(model, exp, entry, baseline, safe=safe, say=say, store=True)
+    for with_safe in safe:
+        calibrate_model(model, exp, entry, baseline, safe=with_safe, say=say, store=True)
     card = json.loads((entry / CARD).read_text())
     card["files"].update({f: sha256(entry / f) for f in OPTIONAL if (entry / f).is_file()})
     atomic_write(entry / CARD, json.dumps(card, indent=2) + "\n")
