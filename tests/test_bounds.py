@@ -136,6 +136,12 @@ def test_evaluate_and_reconstruct_state_the_bound_with_its_probability(run, tmp_
         assert err.startswith("invmap: error:") and "\n" not in err and message in err, err
         assert not (tmp_path / "xh.npy").exists()
     assert main(base + ["--bound", "0.8"]) == 0
+    out = capsys.readouterr().out  # a flat image: the check calls it suspect, so the bound is not printed
+    assert "suspect: " in out and "no PSNR bound for the model's x̂: the trust check finds this image unlike" in out
+    rec = json.loads((tmp_path / "xh.trust.json").read_text())["images"][0]["psnr_bound"]
+    assert rec["db"] is None and "unlike the training conditions" in rec["why"]
+    monkeypatch.setattr("invmap.commands.reconstruct.no_bound_because", lambda *a: None)  # were it printed:
+    assert main(base + ["--bound", "0.8", "--overwrite"]) == 0
     assert "dB with probability 0.8" in capsys.readouterr().out
     rec = json.loads((tmp_path / "xh.trust.json").read_text())["images"][0]["psnr_bound"]
     assert rec["probability"] == 0.8 and math.isfinite(rec["db"]) and rec["of"] == "model"
@@ -148,7 +154,10 @@ def test_reconstruct_writes_risk_controlled_intervals(run, big_run, tmp_path, ca
     import numpy as np
 
     monkeypatch.chdir(tmp_path)
-    np.save(tmp_path / "x.npy", np.full((32, 32), 0.5, np.float32))
+    from invmap.data import build_source
+
+    # a validation image of the run: on one the trust check calls suspect no bound is printed
+    np.save(tmp_path / "x.npy", build_source("ellipses", 32, split="val", count=12, seed=0).batch([0])[0, 0].numpy())
     base = ["reconstruct", "--simulate", "--input", "x.npy", "--output", "xh.npy", "--intervals"]
     assert main(["evaluate", str(run), "--n", "2", "--no-figure"]) == 0  # its tuned tv
     capsys.readouterr()

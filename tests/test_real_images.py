@@ -16,7 +16,7 @@ from invmap.config import load_config
 from invmap.data import PairDataset, build_source
 from invmap.data.augment import Augmented
 from invmap.data.mixture import Mixture, mix_counts
-from invmap.physics import Physics
+from invmap.physics import Physics, resized_physics
 from invmap.training import train
 
 CT_SLICES = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct-slices"
@@ -245,7 +245,7 @@ def test_a_model_trained_on_patches_reconstructs_whole_images(tmp_path, size, ca
     x_hat = np.load(out)
     assert x_hat.shape[-2:] == (size, size)
     recon, meta = load_model(run)
-    physics = Physics.from_spec(meta["physics"], (size, size))  # K and FBP built for the new size
+    physics = resized_physics(meta["physics"], (size, size))  # K and FBP built for the new size
     y = physics.measure(torch.from_numpy(x).float()[None, None], torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = recon(y, physics)
