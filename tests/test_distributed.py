@@ -5,6 +5,7 @@ keeps what was written; several "nodes" on localhost; NCCL when GPUs are present
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -180,6 +181,48 @@ def test_a_dead_peer_is_one_line_and_the_run_resumes(two, config, tmp_path):
     assert r.returncode == 0, r.stderr
     a, b = tensors(two), tensors(out)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# Each rank trains (or fails at epoch 2), then names the threads its process still runs (as an
+# uncaught error would find them at exit).
+THREADS_AFTER_TRAINING = """
+import json, os, sys
+from invmap.config import load_config
+from invmap.training import setup, train
+config, out, fail = sys.argv[1:]
+if fail == "fail":
+    epoch = setup.Pairs.epoch
+    def failing(self, batches, e):
+        if e == 2:
+            raise ValueError("cannot read shard 7")
+        return epoch(self, batches, e)
+    setup.Pairs.epoch = failing
+def threads():
+    return [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+try:
+    train(load_config(config), out, progress=False)
+    print(json.dumps(threads()))
+except ValueError:  # read while the exception, its traceback and the frames it holds are alive
+    print(json.dumps(threads()))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="names threads through /proc")
+@pytest.mark.parametrize("ending", ["done", "fail"])
+def test_no_gloo_thread_outlives_training(config, tmp_path, ending):
+    """After `train` returns or raises, a rank runs no thread of its process group: a group kept
+    alive past `Dist.stop` keeps gloo's C++ threads into the interpreter's shutdown, which
+    aborted a finished rank under load (exit -6)."""
+    env = {**ENV, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    ranks = [subprocess.Popen([sys.executable, "-c", THREADS_AFTER_TRAINING, str(config), str(tmp_path / "run"),
+                               ending], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(2)]
+    results = [p.communicate(timeout=180) for p in ranks]
+    assert all(p.returncode == 0 for p in ranks), results
+    threads = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
+    assert all(len(names) >= 1 for names in threads)  # the main thread, at least, was read
+    assert not [n for names in threads for n in names if "gloo" in n], threads
+    assert load_checkpoint(tmp_path / "run")["epoch"] == (3 if ending == "done" else 1)
 
 
 def test_a_wrong_world_size_fails_in_bounded_time(config, tmp_path):
