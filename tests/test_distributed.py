@@ -77,6 +77,7 @@ def two(config, tmp_path_factory):
     return out
 
 
+@pytest.mark.processes
 def test_two_processes_match_one(two, config, tmp_path):
     one = train(load_config(config), tmp_path / "one", progress=False)
     a, b = tensors(one.run_dir), tensors(two)
@@ -92,6 +93,7 @@ def test_two_processes_match_one(two, config, tmp_path):
     assert not [p for p in two.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.processes
 def test_a_failing_rank_stops_all_and_resume_is_bit_identical(two, config, tmp_path, caplog):
     out, script = tmp_path / "failed", tmp_path / "failing_rank.py"
     script.write_text(FAILING_RANK)
@@ -162,6 +164,7 @@ if os.environ.get("RANK") == "1" and os.environ.get("INVMAP_TEST_DIE_AT"):
 """
 
 
+@pytest.mark.processes
 def test_a_dead_peer_is_one_line_and_the_run_resumes(two, config, tmp_path):
     """A rank killed by SIGKILL mid-run: `invmap train --nproc 2` stops the others, says so in
     one line (exit 2), keeps the last checkpoint, and `--resume` finishes bit-identically."""
@@ -207,6 +210,7 @@ except ValueError:  # read while the exception, its traceback and the frames it 
 """
 
 
+@pytest.mark.processes
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="names threads through /proc")
 @pytest.mark.parametrize("ending", ["done", "fail"])
 def test_no_gloo_thread_outlives_training(config, tmp_path, ending):
@@ -225,6 +229,7 @@ def test_no_gloo_thread_outlives_training(config, tmp_path, ending):
     assert load_checkpoint(tmp_path / "run")["epoch"] == (3 if ending == "done" else 1)
 
 
+@pytest.mark.processes
 def test_a_wrong_world_size_fails_in_bounded_time(config, tmp_path):
     """WORLD_SIZE=2 with only one rank started: the rank waits INVMAP_DIST_TIMEOUT seconds for the
     other, then says so in one line; no run directory is left."""
@@ -271,6 +276,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_two_nodes_on_localhost(two, config, tmp_path):
     """The multi-node command (c10d rendezvous) with two 'nodes' of one process each."""
@@ -286,6 +292,7 @@ def test_two_nodes_on_localhost(two, config, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.processes
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (NCCL)")
 def test_nccl_on_gpus(config, tmp_path):
     n = min(2, torch.cuda.device_count())
@@ -351,6 +358,7 @@ def group():
     tdist.destroy_process_group()
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name", __import__("invmap.models", fromlist=["names"]).names())
 def test_every_model_trains_under_ddp(group, name):
     """Every registered network, wrapped by `Dist.wrap`, takes steps whose gradients DDP reduces
@@ -375,6 +383,7 @@ def test_every_model_trains_under_ddp(group, name):
     assert all(p.grad is not None for p in recon.parameters())
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("kind", [k for k in __import__("invmap.models", fromlist=["KINDS"]).KINDS.names()
                                   if k != "pnp"])
 def test_every_trained_kind_trains_under_ddp(group, kind):
