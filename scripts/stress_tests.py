@@ -47,9 +47,15 @@ def run_once(pytest_args: list[str]) -> tuple[int, str, float]:
     """One pytest session over the marked tests: (exit code, its output, seconds)."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", SELECTION, *pytest_args]
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True)
-    return r.returncode, r.stdout, time.perf_counter() - t0
+    p = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    try:
+        output, _ = p.communicate()
+    except BaseException:  # interrupted: end the session's processes too (the ranks a test started)
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        raise
+    return p.returncode, output, time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
