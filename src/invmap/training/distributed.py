@@ -36,8 +36,10 @@ from typing import Sequence
 
 import torch
 import torch.distributed as tdist
-import torch.distributed.nn  # noqa: F401  before any process group exists: see `Dist.stop`
 from torch import nn
+
+if tdist.is_available():  # before any process group exists: see `Dist.stop`
+    import torch.distributed.nn  # noqa: F401
 
 
 class _Call(nn.Module):
