@@ -9,8 +9,9 @@ this script starts a CPU hog — one busy-looping process per core, in its own s
 the whole session and stops it at the end (also on Ctrl-C). The tests are the ones marked
 ``@pytest.mark.processes`` (tests/test_process_marker.py checks that every test starting a
 process, a thread or a timer has the mark). It stops at the first failing run, prints that
-run's pytest output, and ends with a summary: runs, passes, failures, minutes.
-Exit status: 0 when every run passed, 1 after a failing run, 2 on a bad argument.
+run's pytest output, and ends with a summary: runs, passes, failures, minutes (also when
+interrupted: the runs that finished). Exit status: 0 when every run passed, 1 after a failing
+run, 2 on a bad argument, 130 / 143 when interrupted by Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stress_tests: {args.runs} runs of pytest -m {SELECTION!r} {' '.join(args.pytest_args)} beside "
           f"{args.hog} busy-looping process(es)", flush=True)
     times: list[float] = []
-    failed = None
+    failed = interrupted = None
     t0 = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the hog on a plain kill too
     try:
@@ -85,16 +86,18 @@ def main(argv: list[str] | None = None) -> int:
                 failed = i
                 print(f"\n---- output of run {i} ----\n{output}---- end of run {i} ----\n", flush=True)
                 break
+    except (KeyboardInterrupt, SystemExit) as e:  # the summary of the runs that finished, then stop
+        interrupted = 130 if isinstance(e, KeyboardInterrupt) else e.code
     finally:
         stop_hog(hog)
         signal.signal(signal.SIGTERM, previous)
     total = time.perf_counter() - t0
     passes = len(times) - (failed is not None)
-    print(f"stress_tests: {len(times)} run(s), {passes} passed, {len(times) - passes} failed, "
-          f"{total / 60:.1f} min in all (a run: min {min(times):.0f} s, mean {sum(times) / len(times):.0f} s, "
-          f"max {max(times):.0f} s); hog {args.hog}", flush=True)
-    return 0 if failed is None else 1
-
+    spread = (f" (a run: min {min(times):.0f} s, mean {sum(times) / len(times):.0f} s, max {max(times):.0f} s)"
+              if times else "")
+    print(f"stress_tests: {len(times)} run(s), {passes} passed, {len(times) - passes} failed, {total / 60:.1f} min in "
+          f"all{spread}; hog {args.hog}{'; interrupted' if interrupted is not None else ''}", flush=True)
+    return interrupted if interrupted is not None else 0 if failed is None else 1
 
 if __name__ == "__main__":
     sys.exit(main())
