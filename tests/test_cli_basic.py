@@ -42,6 +42,7 @@ def test_unknown_operator_is_a_one_line_error(capsys):
     assert "Traceback" not in cap.err
 
 
+@pytest.mark.processes
 def test_module_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "invmap.cli", "operators", "no-such-op"],
                        capture_output=True, text=True, timeout=120)

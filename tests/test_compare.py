@@ -102,6 +102,7 @@ def _tree(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("case", ["one-run", "twice", "out-inside-run", "out-not-empty", "missing-run", "no-tables",
                                   "corrupt-stress-json", "corrupt-metrics", "huge-file", "bad-margin"])
 def test_hostile_input_is_one_line_and_writes_nothing(runs, tmp_path, case):

@@ -230,6 +230,7 @@ def test_pairs_shapes_determinism_and_batched_path():
     assert not torch.allclose(y, ds.physics.operator(x[None])[0])  # noise was added
 
 
+@pytest.mark.processes
 def test_dataloader_workers_give_identical_samples():
     ds = _pairs(n=8, fresh_noise=True)
     dl2 = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2, persistent_workers=True)
@@ -288,6 +289,7 @@ def test_materialise_round_trip_and_refusal(tmp_path):
         D.load_pairs(path)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("workers, world", [(0, 1), (2, 1), (1, 2)])
 def test_pair_shards_stream_every_pair_once(tmp_path, workers, world):
     ds = _pairs(n=7)

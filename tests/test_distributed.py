@@ -5,6 +5,7 @@ keeps what was written; several "nodes" on localhost; NCCL when GPUs are present
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -76,6 +77,7 @@ def two(config, tmp_path_factory):
     return out
 
 
+@pytest.mark.processes
 def test_two_processes_match_one(two, config, tmp_path):
     one = train(load_config(config), tmp_path / "one", progress=False)
     a, b = tensors(one.run_dir), tensors(two)
@@ -91,6 +93,7 @@ def test_two_processes_match_one(two, config, tmp_path):
     assert not [p for p in two.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.processes
 def test_a_failing_rank_stops_all_and_resume_is_bit_identical(two, config, tmp_path, caplog):
     out, script = tmp_path / "failed", tmp_path / "failing_rank.py"
     script.write_text(FAILING_RANK)
@@ -161,6 +164,7 @@ if os.environ.get("RANK") == "1" and os.environ.get("INVMAP_TEST_DIE_AT"):
 """
 
 
+@pytest.mark.processes
 def test_a_dead_peer_is_one_line_and_the_run_resumes(two, config, tmp_path):
     """A rank killed by SIGKILL mid-run: `invmap train --nproc 2` stops the others, says so in
     one line (exit 2), keeps the last checkpoint, and `--resume` finishes bit-identically."""
@@ -182,6 +186,50 @@ def test_a_dead_peer_is_one_line_and_the_run_resumes(two, config, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+# Each rank trains (or fails at epoch 2), then names the threads its process still runs (as an
+# uncaught error would find them at exit).
+THREADS_AFTER_TRAINING = """
+import json, os, sys
+from invmap.config import load_config
+from invmap.training import setup, train
+config, out, fail = sys.argv[1:]
+if fail == "fail":
+    epoch = setup.Pairs.epoch
+    def failing(self, batches, e):
+        if e == 2:
+            raise ValueError("cannot read shard 7")
+        return epoch(self, batches, e)
+    setup.Pairs.epoch = failing
+def threads():
+    return [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+try:
+    train(load_config(config), out, progress=False)
+    print(json.dumps(threads()))
+except ValueError:  # read while the exception, its traceback and the frames it holds are alive
+    print(json.dumps(threads()))
+"""
+
+
+@pytest.mark.processes
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="names threads through /proc")
+@pytest.mark.parametrize("ending", ["done", "fail"])
+def test_no_gloo_thread_outlives_training(config, tmp_path, ending):
+    """After `train` returns or raises, a rank runs no thread of its process group: a group kept
+    alive past `Dist.stop` keeps gloo's C++ threads into the interpreter's shutdown, which
+    aborted a finished rank under load (exit -6)."""
+    env = {**ENV, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    ranks = [subprocess.Popen([sys.executable, "-c", THREADS_AFTER_TRAINING, str(config), str(tmp_path / "run"),
+                               ending], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(2)]
+    results = [p.communicate(timeout=180) for p in ranks]
+    assert all(p.returncode == 0 for p in ranks), results
+    threads = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
+    assert all(len(names) >= 1 for names in threads)  # the main thread, at least, was read
+    assert not [n for names in threads for n in names if "gloo" in n], threads
+    assert load_checkpoint(tmp_path / "run")["epoch"] == (3 if ending == "done" else 1)
+
+
+@pytest.mark.processes
 def test_a_wrong_world_size_fails_in_bounded_time(config, tmp_path):
     """WORLD_SIZE=2 with only one rank started: the rank waits INVMAP_DIST_TIMEOUT seconds for the
     other, then says so in one line; no run directory is left."""
@@ -228,6 +276,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_two_nodes_on_localhost(two, config, tmp_path):
     """The multi-node command (c10d rendezvous) with two 'nodes' of one process each."""
@@ -243,6 +292,7 @@ def test_two_nodes_on_localhost(two, config, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.processes
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (NCCL)")
 def test_nccl_on_gpus(config, tmp_path):
     n = min(2, torch.cuda.device_count())
@@ -308,6 +358,7 @@ def group():
     tdist.destroy_process_group()
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name", __import__("invmap.models", fromlist=["names"]).names())
 def test_every_model_trains_under_ddp(group, name):
     """Every registered network, wrapped by `Dist.wrap`, takes steps whose gradients DDP reduces
@@ -332,6 +383,7 @@ def test_every_model_trains_under_ddp(group, name):
     assert all(p.grad is not None for p in recon.parameters())
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("kind", [k for k in __import__("invmap.models", fromlist=["KINDS"]).KINDS.names()
                                   if k != "pnp"])
 def test_every_trained_kind_trains_under_ddp(group, kind):

@@ -181,6 +181,7 @@ def test_nonsense_is_a_one_line_error(override, expected):
     assert expected in msg and "\n" not in msg
 
 
+@pytest.mark.processes
 def test_cli_reports_a_bad_distribution_in_one_line(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("operator:\n  angles: {choice: [-15, 60]}\n")

@@ -29,6 +29,7 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.processes
 def test_the_site_has_every_page_and_the_api_reference(site):
     for page in ("index.html", "readme/index.html", "CONVENTIONS/index.html", "benchmarks/index.html",
                  "contributing/index.html", "gallery/index.html", "api/trust/index.html", "api/operators/index.html"):
@@ -39,6 +40,7 @@ def test_the_site_has_every_page_and_the_api_reference(site):
     assert "10_your_own_method" in gallery and "examples/01_linear_model.py" in gallery
 
 
+@pytest.mark.processes
 def test_the_site_renders_in_a_browser(site, tmp_path):
     from test_report_browser import CHROMIUM, rendered
 

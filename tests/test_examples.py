@@ -81,6 +81,7 @@ def test_example_listed_in_readme(path):
     assert f"`{path.name}`" in readme, f"examples/README.md has no line for {path.name}"
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", ["positional", "option"])
 def test_example_command_line(tmp_path, form):
     out = tmp_path / "o"

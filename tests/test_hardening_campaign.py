@@ -375,10 +375,12 @@ def campaign(tmp_path_factory) -> dict:
             "tree": done[normal[-1][0]]["tree"], "names": [n for n, _ in cases]}
 
 
+@pytest.mark.processes
 def test_the_case_list_is_complete(campaign):
     assert campaign["names"] == CASES
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name", CASES)
 def test_hostile_input_is_one_line_exit_2_bounded_and_writes_nothing(campaign, name):
     r = campaign["cases"][name]

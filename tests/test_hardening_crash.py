@@ -195,6 +195,7 @@ def _continue(cfg_path, run, cwd):
     return "resume"
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_kill9_loop_in_the_start_window(tmp_path):
 
@@ -212,6 +213,7 @@ def test_kill9_loop_in_the_start_window(tmp_path):
         models.load_model(run)
 
 
+@pytest.mark.processes
 @pytest.mark.slow
 def test_kill9_during_log_and_model_writes_then_resume(tmp_path):
     cfg_path, _ = _cfg(tmp_path, epochs=6)
@@ -262,6 +264,7 @@ def _tensors(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / ckpt.CHECKPOINT))
 
 
+@pytest.mark.processes
 def test_kill9_during_drawn_physics_training_then_resume_is_bit_identical(tmp_path):
     """Training over drawn geometries (each sample its own K, seeded by index) killed by SIGKILL
     mid-epoch, twice: each `--resume` continues from the last checkpoint, and the finished run
@@ -339,6 +342,7 @@ def test_a_stress_study_killed_between_its_two_files_is_refused_then_replaced(lp
     assert shifts == {"geometry"}  # the study that was half written is not merged in
 
 
+@pytest.mark.processes
 def test_kill9_during_stress_of_a_model_based_kind_then_rerun(lpd_run, tmp_path):
     """SIGKILL at several moments of `invmap stress` on an LPD run: every time the run's stress
     files are a whole study (the old or the new one) or refused as interrupted, and a rerun
@@ -365,6 +369,7 @@ def test_kill9_during_stress_of_a_model_based_kind_then_rerun(lpd_run, tmp_path)
     assert not [q for q in run.rglob("*") if is_temp(q.name) and time.time() - q.stat().st_mtime > 3600]
 
 
+@pytest.mark.processes
 def test_kill9_during_compare_leaves_out_as_it_was_then_rerun(lpd_run, tmp_path):
     """`compare` builds its directory under a temporary name and renames it whole: killed at any
     moment it leaves --out absent (a rerun into it works) and a hidden leftover that

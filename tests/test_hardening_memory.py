@@ -152,6 +152,7 @@ CASES = ["yaml-alias-bomb", "base_channels-100000", "base_channels-3000", "data.
          "model.json-image_shape-1e52", "model.json-channels-100000", "model.json-channels-3000"]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("case", CASES)
 def test_hostile_input_is_one_line_bounded_and_writes_nothing(cli_results, case):
     d, results, base_mb = cli_results

@@ -352,6 +352,7 @@ def test_input_shape_matches_preprocess(op_name, strategy):
     assert probe.input_shape(phys) == tuple(z.shape[1:])
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("override", ["model.base_channels=100000", "model.base_channels=3000"])
 def test_config_check_rejects_a_network_too_big_like_train(tmp_path, override):
     """The memory budget (`invmap.budget`) refuses the network before allocating: `config

@@ -60,6 +60,7 @@ def test_other_names_split_by_file(tmp_path):
     assert float(scaled[0].max()) == pytest.approx(0.5)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("stream", [False, True])
 def test_trains_and_evaluates_through_data_source(lodopab, tmp_path, capsys, stream):
     cfg, out = config_file(tmp_path, lodopab, stream=stream, num_workers=int(stream)), tmp_path / "run"
@@ -108,6 +109,7 @@ def test_a_bad_file_is_one_line(lodopab, tmp_path, capsys, kind, message):
     assert "no files match" in capsys.readouterr().err
 
 
+@pytest.mark.processes
 def test_streaming_trains_like_in_memory(lodopab, tmp_path):
     """training.stream reads each minibatch from the files (through 2 DataLoader workers) and
     holds no pairs; with K = I the pairs are the same bits, so the weights are too."""

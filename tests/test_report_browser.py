@@ -73,6 +73,7 @@ def rendered(page: Path, tmp_path: Path) -> dict:
     return json.loads(m.group(1).replace("&quot;", '"'))
 
 
+@pytest.mark.processes
 def test_report_renders_images_and_tables_in_chromium(tmp_path):
     page = _report(tmp_path)
     html = page.read_text()
@@ -86,6 +87,7 @@ def test_report_renders_images_and_tables_in_chromium(tmp_path):
     assert out["table_height"] > 20
 
 
+@pytest.mark.processes
 def test_compare_report_renders_both_heatmaps_and_the_difference(tmp_path):
     from invmap.evaluation.compare import compare_runs
     from test_compare import make_run

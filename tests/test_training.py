@@ -299,6 +299,7 @@ def test_psnr_loss_does_not_let_the_hard_images_rule_the_batch():
     assert pulls["mse"] > 3 and 0.2 < pulls["psnr"] < 0.5  # √10 ≈ 3.2 vs 1/√10 ≈ 0.32
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("option", ["training.optimizer=sgd", "training.optimizer=adamw", "training.schedule=step",
                                     "training.schedule=constant", "training.loss=l1", "training.loss=psnr",
                                     "training.loss=ssim-mix",

@@ -38,6 +38,9 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
+if tdist.is_available():  # before any process group exists: see `Dist.stop`
+    import torch.distributed.nn  # noqa: F401
+
 
 class _Call(nn.Module):
     """``module.<method>(*args)`` as a module's forward, so DDP can wrap any method."""
@@ -94,6 +97,20 @@ class Dist:
         return device
 
     def stop(self) -> None:
+        """Leave the process group, and with it end its threads, before this process exits.
+
+        gloo runs a group on C++ threads (a socket loop, the collectives' workers) that are
+        joined only when the group object is freed; ``destroy_process_group`` drops torch's
+        own references to it, not others. A group still referenced at exit keeps those
+        threads running while the interpreter shuts down, and the process then ends in no
+        fixed order: under load a rank aborted after a finished run ("terminate called
+        without an active exception", exit code −6). So nothing may hold the group here: the
+        DDP wrapper is gone when training returns (a failed training's frames are cleared,
+        `invmap.training.loop.train`), and ``torch.distributed.nn`` is imported at the top of
+        this module, before any group exists — its functions take ``group=group.WORLD`` as a
+        default argument, evaluated when it is first imported (DDP imports it), which would
+        otherwise keep the job's group alive to the end.
+        """
         if self.world > 1 and tdist.is_initialized():
             tdist.destroy_process_group()
 

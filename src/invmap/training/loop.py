@@ -20,6 +20,7 @@ import logging
 import math
 import shutil
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -95,6 +96,10 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
     device = dist.start(select_device(tc.device))
     try:
         return _train(config, out_dir, resume, progress and dist.main, hooks, dist, device, physics)
+    except BaseException as e:
+        if dist.world > 1:  # the failed frames' locals (the DDP wrapper) would keep the process group alive
+            traceback.clear_frames(e.__traceback__)  # past `Dist.stop`; the traceback's text stays
+        raise
     finally:
         dist.stop()
 
