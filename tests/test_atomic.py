@@ -44,6 +44,7 @@ def test_failed_write_keeps_the_old_file(tmp_path):
     assert os.listdir(tmp_path) == ["model.json"]
 
 
+@pytest.mark.processes
 def test_atomic_dir_publishes_whole_or_not_at_all(tmp_path):
     from invmap.atomic import atomic_dir, clean_orphans, is_temp
 
@@ -109,6 +110,7 @@ LOOKALIKES = {
 }
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("case", sorted(LOOKALIKES))
 def test_clean_up_never_removes_a_users_lookalike(tmp_path, case):
     from invmap.atomic import MARKER, clean_orphans
@@ -137,6 +139,7 @@ def test_clean_up_never_removes_a_users_lookalike(tmp_path, case):
     assert sorted(str(q) for q in tmp_path.rglob("*")) == before
 
 
+@pytest.mark.processes
 def test_clean_up_removes_invmaps_own_leftovers_once_old(tmp_path):
     from invmap.atomic import clean_orphans
 

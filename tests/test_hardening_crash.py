@@ -135,6 +135,7 @@ def test_model_json_edits_are_not_overridden_by_the_weights_header(tmp_path):
         models.load_model(tmp_path)
 
 
+@pytest.mark.processes
 def test_orphaned_temp_files_are_removed_when_a_run_is_opened(tmp_path):
     _, cfg = _cfg(tmp_path)
     run = tmp_path / "run"
@@ -241,6 +242,7 @@ def test_kill9_during_log_and_model_writes_then_resume(tmp_path):
     assert ckpt.load_checkpoint(run)["epoch"] == 6
 
 
+@pytest.mark.processes
 def test_evaluate_and_stress_clean_orphans_of_their_run(tmp_path):
     from invmap.evaluation import runs
 

@@ -406,12 +406,14 @@ def campaign(tmp_path_factory) -> dict:
             "tree": done[normal[-1][0]]["tree"], "names": [n for n, _ in cases]}
 
 
+@pytest.mark.processes
 def test_the_case_lists_are_complete(campaign):
     hostile = [n for n in campaign["names"] if n in campaign["expect"]]
     assert sorted(hostile) == sorted(n for names in HOSTILE.values() for n in names)
     assert sorted(campaign["recover"]) == sorted(n for names in RECOVER.values() for n in names)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name", [n for names in HOSTILE.values() for n in names])
 def test_hostile_file_is_one_line_exit_2_bounded_and_writes_nothing(campaign, name):
     r = campaign["cases"][name]
@@ -427,6 +429,7 @@ def test_hostile_file_is_one_line_exit_2_bounded_and_writes_nothing(campaign, na
     assert r["tree"] == campaign["tree"], "a file was written, changed or removed"
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name", RECOVER["1a"])
 def test_a_users_lookalike_files_survive_every_clean_up(campaign, name):
     r = campaign["cases"][name]
@@ -435,6 +438,7 @@ def test_a_users_lookalike_files_survive_every_clean_up(campaign, name):
     assert _kept(campaign["recover"][name])
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name", RECOVER["7"])
 def test_an_unreadable_earlier_study_is_replaced_not_the_new_one_lost(campaign, name):
     from invmap.evaluation.stress import read_previous

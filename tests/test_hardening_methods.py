@@ -297,10 +297,12 @@ def campaign(tmp_path_factory) -> dict:
             "tree": done[normal[-1][0]]["tree"], "names": [n for n, _ in cases], "large": [n for n, _ in large]}
 
 
+@pytest.mark.processes
 def test_the_case_list_is_complete(campaign):
     assert campaign["names"] == CASES
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("name", CASES)
 def test_hostile_input_is_one_line_exit_2_bounded_and_writes_nothing(campaign, name):
     r = campaign["cases"][name]
@@ -316,6 +318,7 @@ def test_hostile_input_is_one_line_exit_2_bounded_and_writes_nothing(campaign, n
     assert not (campaign["scratch"] / "never").exists() and not (campaign["scratch"] / "never.npy").exists()
 
 
+@pytest.mark.processes
 def test_a_large_batch_is_reconstructed_in_chunks_within_twice_the_memory_of_a_small_one(campaign):
     """1024 sinograms through pnp (class 3): the whole batch at once took 3× the memory of 16."""
     normal_peak = max(n["peak_mb"] for n in campaign["normal"])
@@ -324,6 +327,7 @@ def test_a_large_batch_is_reconstructed_in_chunks_within_twice_the_memory_of_a_s
     assert np.load(campaign["scratch"] / "x1024.npy").shape == (1024, 32, 32)
 
 
+@pytest.mark.processes
 def test_integer_and_big_endian_outputs_are_images_and_big_endian_input_is_read(campaign):
     from invmap.evaluation.evaluate import read_metrics
 
@@ -333,6 +337,7 @@ def test_integer_and_big_endian_outputs_are_images_and_big_endian_input_is_read(
     assert np.load(campaign["scratch"] / "be.npy").shape == (32, 32)
 
 
+@pytest.mark.processes
 def test_keep_going_scores_the_others_and_records_the_failure(campaign):
     scratch = campaign["scratch"]
     assert "hostile:raises failed and has no row: method 'hostile:raises' raised RuntimeError" in \

@@ -213,6 +213,7 @@ def test_a_zoo_calibration_is_verified_and_read_like_a_run_s(name):
     assert records and all(CalibrationStore(d).get(k) is not None for k in records)
 
 
+@pytest.mark.processes
 def test_the_real_ct_entry_runs_where_its_training_data_is_not(tmp_path):
     """unet-ct-real was calibrated on ../shared's slices; from any other folder it reads its record."""
     if "unet-ct-real" not in SHIPPED:

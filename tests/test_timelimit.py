@@ -11,6 +11,7 @@ import pytest
 from invmap.timelimit import Budget, BudgetExceeded, time_limit
 
 
+@pytest.mark.processes
 def test_a_block_past_its_limit_is_stopped_and_the_timer_is_disarmed():
     with pytest.raises(BudgetExceeded, match="too slow"):
         with time_limit(0.2, "too slow"):
@@ -21,6 +22,7 @@ def test_a_block_past_its_limit_is_stopped_and_the_timer_is_disarmed():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+@pytest.mark.processes
 def test_an_enclosing_limit_that_ends_first_stays_in_charge_and_is_rearmed_after_an_inner_one():
     with pytest.raises(BudgetExceeded, match="outer"):
         with time_limit(0.3, "outer"):
