@@ -242,7 +242,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
         f"{time.perf_counter() - t0:.1f} s; the training and validation pairs are drawn as they are used")
     t0 = time.perf_counter()
     say(f"[2/6] tune baselines ({', '.join(baselines) or 'none'}) on {min(o.tune_n, exp.val_size())} validation "
-        f"pairs within {o.tune_seconds:.0f} s")
+        f"pairs (a fixed plan, capped at {o.tune_seconds:.0f} s)")
     runs.tune_baselines(exp, baselines, run_dir, n_val=o.tune_n, time_budget=o.tune_seconds, progress=say)
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 

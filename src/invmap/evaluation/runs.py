@@ -121,7 +121,7 @@ def ensure_baselines(exp: Any, names: Sequence[str], run_dir: str | Path, time_b
                if n not in have or (config.evaluation.tune and have[n].get("tune_off"))]
     if missing:
         if announce:
-            how = (f"tuning them now on {min(n_val, exp.val_size())} validation pairs within {time_budget:g} s"
+            how = (f"tuning them now on {min(n_val, exp.val_size())} validation pairs (a fixed plan, capped at {time_budget:g} s)"
                    if config.evaluation.tune else "using their default parameters (evaluation.tune is off)")
             announce(f"invmap: {run_dir}: no tuned parameters for {', '.join(missing)} in {BASELINES}; {how}")
         have.update(tune_baselines(exp, missing, None, n_val=n_val, time_budget=time_budget, progress=progress))
