@@ -43,9 +43,9 @@ def image(size: int, out: Path) -> Path:
 
 def timed(args: list[str], cwd: Path) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "invmap", *args], cwd=cwd, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "invmap", "reconstruct", *args], cwd=cwd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"invmap {' '.join(args)} failed: {r.stderr.strip()[-400:]}")
+        raise SystemExit(f"invmap reconstruct {' '.join(args)} failed: {r.stderr.strip()[-400:]}")
     return time.perf_counter() - t0
 
 
