@@ -38,7 +38,7 @@ TASK = ["operator.name=blur", "noise.relative=null", "noise.sigma=0.01"]
 def main(out_dir: str | Path, quick: bool = False) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    size, n, n_val, chains = (48, 3, 3, 3) if quick else (96, 8, 6, 8)
+    size, n, n_val, chains = (48, 3, 3, 3) if quick else (96, 8, 6, 4)
     cfg = load_config(None, TASK + [f"data.size={size}", f"data.val={n_val}"])
     yv, xv, pv = make_pairs(condition_from_config(cfg, n=n_val, simulation=cfg.data.nominal_simulation), split="val")
     y, x, phys = make_pairs(condition_from_config(cfg, n=n), split="test")
