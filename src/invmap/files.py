@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import hashlib
 import json
 import os
 import stat
@@ -133,4 +134,13 @@ def read_csv(path: str | os.PathLike, what: str = "table", limit: int = MAX_BYTE
     return header, rows
 
 
-__all__ = ["MAX_BYTES", "MAX_ROWS", "check_regular", "read_bytes", "read_text", "read_json", "read_csv"]
+def sha256(path: str | os.PathLike, what: str = "file", within: str | os.PathLike | None = None) -> str:
+    """The SHA-256 of the regular file `path` (`check_regular`), read in blocks of 1 MiB."""
+    h = hashlib.sha256()
+    with check_regular(path, what, within).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+__all__ = ["MAX_BYTES", "MAX_ROWS", "check_regular", "read_bytes", "read_text", "read_json", "read_csv", "sha256"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import TUNE_HELP, TUNE_SECONDS
+from . import TUNE_HELP, TUNE_SECONDS, add_failure_options, outside_budget
 
 HELP = "score the trained model and classical methods on the test set (metrics.csv, metrics.md)"
 
@@ -28,17 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                  "for a config: runs/NAME-eval)")
     p.add_argument("--tune-seconds", type=float, default=TUNE_SECONDS, help=TUNE_HELP)
     p.add_argument("--no-figure", action="store_true", help="skip figures/reconstructions.png")
-    p.add_argument("--keep-going", action="store_true",
-                   help="when a method fails (raises, runs out of time, returns no finite image batch), score the "
-                        "others and record the failure in metrics.md instead of stopping with exit 2")
-    p.add_argument("--outside-seconds", type=float, metavar="S",
-                   help="time budget of each method from outside (module:attr) for all its calls in this command "
-                        "(default evaluation.outside_seconds, 600; one call: evaluation.outside_call_seconds, 300)")
-
-
-def outside_budget(args: argparse.Namespace) -> list[str]:
-    """``--outside-seconds S`` as the config override it stands for (checked by the config: S > 0)."""
-    return [] if args.outside_seconds is None else [f"evaluation.outside_seconds={args.outside_seconds!r}"]
+    add_failure_options(p, "metrics.md")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import TUNE_HELP, TUNE_SECONDS
+from . import TUNE_HELP, TUNE_SECONDS, add_failure_options, outside_budget
 
 HELP = "stress-test a trained run under shifts of noise, geometry, calibration, resolution, object class"
 
@@ -30,12 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune-seconds", type=float, default=TUNE_SECONDS, help=TUNE_HELP)
     p.add_argument("--folder", help="also test on the images of this folder (object-class shift)")
     p.add_argument("--no-report", action="store_true", help="do not rewrite report.html")
-    p.add_argument("--keep-going", action="store_true",
-                   help="when a method fails (raises, runs out of time, returns no finite image batch), score the "
-                        "others and record the failure in stress.json (skipped) instead of stopping with exit 2")
-    p.add_argument("--outside-seconds", type=float, metavar="S",
-                   help="time budget of each method from outside (module:attr) for all its calls in this command "
-                        "(default evaluation.outside_seconds, 600; one call: evaluation.outside_call_seconds, 300)")
+    add_failure_options(p, "stress.json (skipped)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.stress import parse_kinds
     from ..experiment import Experiment
     from ..pipeline import StressSettings, stress_run
-    from .evaluate import outside_budget
 
     config, run_dir = runs.resolve(args.run_dir, outside_budget(args))
     if run_dir is None:

@@ -20,7 +20,6 @@ condition), with the ROC curve of the overall set.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Collection, Mapping, Sequence
 import torch
 
 from ..capabilities import capabilities
+from ..files import sha256
 from ..trust.diagnostics import reference_physics
 from ..trust.fitted import CalibrationStore, Fitted, calibration_key
 from ..trust.safe import SafeReconstructor
@@ -36,15 +36,6 @@ from .verdicts import LEARNED, MODEL
 
 #: the baseline whose ρ the learned methods are compared with (when it ran)
 BASELINE = "tv"
-
-
-def sha256_file(path: Path) -> str:
-    """The SHA-256 of a file's bytes, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _finite_or_nan(t: torch.Tensor) -> torch.Tensor:
@@ -130,7 +121,7 @@ def calibration_parts(exp: Any, model_dir: str | Path, baseline: Any | None, saf
             "n": int(n), "bound": float(ev.bound), "pixel_risk": float(ev.pixel_risk),
             "pixel_delta": float(ev.pixel_delta), "data_range": ev.data_range,
             "baseline": None if baseline is None else {"method": baseline.name, "params": baseline.params()},
-            "weights": sha256_file(weights) if weights.is_file() else None, "safe": bool(safe)}
+            "weights": sha256(weights, "model weights") if weights.is_file() else None, "safe": bool(safe)}
 
 
 def calibrate_stored(methods: Mapping[str, Any], exp: Any, model_dir: str | Path, baseline: Any | None = None,

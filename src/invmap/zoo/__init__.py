@@ -19,14 +19,14 @@ each time the entry is opened. Nothing is downloaded: the weights are installed 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from .. import files
 from ..atomic import atomic_dir
-from ..files import check_regular, read_json
+from ..files import read_json
 from ..schemas import ZooCard, validated
 
 #: how a zoo entry is named where a run directory is expected
@@ -76,11 +76,8 @@ def card(name: str) -> dict[str, Any]:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with check_regular(path, "zoo file").open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The SHA-256 of an entry's file (`invmap.files.sha256`)."""
+    return files.sha256(path, "zoo file")
 
 
 def verify(name: str) -> Path:
