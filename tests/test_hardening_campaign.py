@@ -64,39 +64,8 @@ RUNS = {
             "model.channels=4", "model.depth=2", "model.variant=light"],
 }
 
-_CHILD = r"""
-import contextlib, hashlib, io, json, os, resource, sys, time
-from pathlib import Path
-from invmap.cli import main
-
-def digest(root):
-    h = hashlib.sha1()
-    for p in sorted(Path(root).rglob("*")):
-        if "__pycache__" in p.parts:
-            continue
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file() and not p.is_symlink():
-            h.update(hashlib.sha1(p.read_bytes()).digest())
-    return h.hexdigest()
-
-root, cases = sys.argv[1], json.loads(sys.argv[2])
-out = []
-for name, argv in cases:
-    err = io.StringIO()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            rc = main(argv)
-        except SystemExit as e:
-            rc = e.code
-        except BaseException as e:
-            import traceback
-            err.write("Traceback (uncaught)\n" + traceback.format_exc())
-            rc = "raised"
-    out.append({"name": name, "rc": rc, "stderr": err.getvalue(), "seconds": time.perf_counter() - t0,
-                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "tree": digest(root)})
-print(json.dumps(out))
-"""
+#: the child process that runs the cases (shared by test_hardening_campaign.py and test_hardening_methods.py)
+_CHILD = Path(__file__).with_name("_campaign_child.py")
 
 
 def _sets(options: list[str]) -> list[str]:
@@ -363,7 +332,7 @@ def campaign(tmp_path_factory) -> dict:
     normal, cases, expect = _build(base)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop(budget.PIXELS_ENV, None)
-    p = subprocess.run([sys.executable, "-c", _CHILD, str(base), json.dumps(normal + cases)], env=env,
+    p = subprocess.run([sys.executable, str(_CHILD), str(base), json.dumps(normal + cases)], env=env,
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(p.stdout.strip().splitlines()[-1])
