@@ -25,7 +25,8 @@ from .verdicts import learned_of
 def _plt():
     import matplotlib
 
-    matplotlib.use("Agg", force=True)
+    if "inline" not in matplotlib.get_backend():  # a notebook's inline backend stays (its own plots show)
+        matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     return plt
