@@ -1,12 +1,16 @@
 """mkdocs hooks: the pages made at build time (see mkdocs.yml).
 
-- ``readme.md``, ``benchmarks.md``, ``contributing.md``: README.md, BENCHMARKS.md and
+- ``index.md``, ``benchmarks.md``, ``contributing.md``: README.md, BENCHMARKS.md and
   CONTRIBUTING.md of the repository, their links to other pages rewritten to the site's;
+- ``tutorials/NN_*.md``: every ``tutorials/NN_*.py`` (a jupytext percent script) executed in a
+  Jupyter kernel in its quick mode and rendered with its outputs and figures (docs/notebooks.py);
 - ``api/*.md``: the API reference, one page per part of the package (mkdocstrings renders
   the docstrings);
 - ``gallery.md``: every ``examples/NN_*.py`` with its docstring, its source and the figures
-  it writes when run with ``--quick`` (``INVMAP_DOCS_RUN_EXAMPLES=0`` leaves the figures out,
-  e.g. for a quick check of the site).
+  it writes when run with ``--quick``.
+
+``INVMAP_DOCS_RUN_EXAMPLES=0`` runs neither the examples nor the tutorials (the pages then show
+their sources without outputs), e.g. for a quick check of the site.
 """
 
 from __future__ import annotations
@@ -21,15 +25,19 @@ from pathlib import Path
 
 from mkdocs.structure.files import File, Files
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import notebooks  # noqa: E402  (docs/notebooks.py: read, execute and render the tutorials)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: repository files shown as pages, and the page names they get
-COPIED = {"README.md": "readme.md", "BENCHMARKS.md": "benchmarks.md", "CONTRIBUTING.md": "contributing.md"}
-#: link targets in those files → the site's pages
-LINKS = {"docs/CONVENTIONS.md": "CONVENTIONS.md", "docs/CONTRACTS.md": "CONTRACTS.md", **COPIED}
+COPIED = {"README.md": "index.md", "BENCHMARKS.md": "benchmarks.md", "CONTRIBUTING.md": "contributing.md"}
+#: link targets in those files → the site's pages (and any ``docs/PATH`` → ``PATH``)
+LINKS = {**COPIED}
 
 #: API pages: title → modules rendered on it
 API = {
+    "study": ("Notebook API: a study you hold", ["invmap.study"]),
     "operators": ("Operators", ["invmap.operators", "invmap.operators.base", "invmap.operators.axes",
                                 "invmap.operators.tomography", "invmap.operators.blur", "invmap.operators.mri",
                                 "invmap.operators.downsample", "invmap.operators.inpainting"]),
@@ -66,6 +74,8 @@ def _relink(text: str) -> str:
             return m.group(0)
         if target in LINKS:
             return f"]({LINKS[target]}{anchor})"
+        if target.startswith("docs/"):
+            return f"]({target.removeprefix('docs/')}{anchor})"
         return f"]({'#' if not anchor else anchor})"
     return _LINK.sub(sub, text)
 
@@ -114,10 +124,29 @@ def _gallery(config, files: Files) -> str:
     return "\n".join(parts)
 
 
+def _tutorials(config, files: Files) -> None:
+    """Each tutorial as a page ``tutorials/NN_name.md``: executed (quick mode) unless
+    ``INVMAP_DOCS_RUN_EXAMPLES=0``, its figures as files beside it."""
+    run = os.environ.get("INVMAP_DOCS_RUN_EXAMPLES", "1") != "0"
+    tmp = Path(tempfile.mkdtemp(prefix="invmap-tutorials-"))
+    for path in notebooks.tutorials():
+        nb = notebooks.execute(path, tmp / path.stem) if run else notebooks.read(path)
+        text, images = notebooks.to_markdown(nb, path.stem)
+        note = ("" if run else "\n\n!!! note \"Not executed\"\n    This build of the site skipped running the "
+                "tutorials (`INVMAP_DOCS_RUN_EXAMPLES=0`): the code is shown without its outputs.\n")
+        head, _, rest = text.partition("\n")
+        source = (f"\n\n*Source: `tutorials/{path.name}` — open it as a notebook with jupytext, or run it as a "
+                  f"script; `INVMAP_QUICK=1` runs its small sizes, as this page does.*\n")
+        files.append(File.generated(config, f"tutorials/{path.stem}.md", content=head + source + note + rest))
+        for name, png in images.items():
+            files.append(File.generated(config, f"tutorials/{name}", content=png))
+
+
 def on_files(files: Files, config) -> Files:
     for src, page in COPIED.items():
         files.append(File.generated(config, page, content=_relink((ROOT / src).read_text(encoding="utf-8"))))
     for name, (title, modules) in API.items():
         files.append(File.generated(config, f"api/{name}.md", content=_api_page(title, modules)))
     files.append(File.generated(config, "gallery.md", content=_gallery(config, files)))
+    _tutorials(config, files)
     return files
