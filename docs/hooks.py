@@ -136,7 +136,7 @@ def _tutorials(config, files: Files) -> None:
                 "tutorials (`INVMAP_DOCS_RUN_EXAMPLES=0`): the code is shown without its outputs.\n")
         head, _, rest = text.partition("\n")
         source = (f"\n\n*Source: `tutorials/{path.name}` — open it as a notebook with jupytext, or run it as a "
-                  f"script; `INVMAP_QUICK=1` runs its small sizes, as this page does.*\n")
+                  "script; `INVMAP_QUICK=1` runs its small sizes" + (", as this page did" if run else "") + ".*\n")
         files.append(File.generated(config, f"tutorials/{path.stem}.md", content=head + source + note + rest))
         for name, png in images.items():
             files.append(File.generated(config, f"tutorials/{name}", content=png))
