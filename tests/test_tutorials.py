@@ -46,6 +46,9 @@ def test_the_homework_workflow_fits_in_30_lines():
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(path, tmp_path):
     nb = notebooks.execute(path, tmp_path)
+    if "study.train()" in path.read_text(encoding="utf-8") or ".run(" in path.read_text(encoding="utf-8"):
+        widgets = [o for c in nb.cells for o in c.get("outputs", []) if notebooks.WIDGET in o.get("data", {})]
+        assert widgets, f"{path.name}: training drew no notebook progress bar (a tqdm.auto widget)"
     text, images = notebooks.to_markdown(nb, path.stem)
     assert text.startswith("# "), "a tutorial opens with its title"
     assert "\r" not in text
