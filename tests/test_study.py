@@ -168,3 +168,32 @@ def test_drawing_the_run_s_figures_keeps_a_notebook_s_inline_backend(trained, mo
         assert "inline" in matplotlib.get_backend()
     finally:
         matplotlib.use(before, force=True)
+
+
+def _deep(n: int) -> dict:
+    d: dict = {"x": 1}
+    for _ in range(n):
+        d = {"a": d}
+    return d
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda out: Study(out=out, data=_deep(10_000)), "nested more than 64 levels"),   # no RecursionError
+    (lambda out: Study(out=out, training={"lr": float("nan")}), "config: training.lr"),
+    (lambda out: Study(out=out, training={"lr": -1}), "config: training.lr"),
+    (lambda out: Study(out=out, training={"l.r": 1}), "a key is a plain name"),
+    (lambda out: Study(out=out, **{"training=x": 1}), "a key is a plain name"),
+    (lambda out: Study(123, out=out), "config: a YAML path"),
+    (lambda out: Study(out=out, overrides="training.lr=3e-4"), "a list of KEY=VALUE"),
+    (lambda out: Study(out=out, overrides=["training.lr"]), "expected KEY=VALUE"),
+    (lambda out: Study(out=out, data={"size": 10 ** 30}), "config: data.size"),
+    (lambda out: Study(out / "none.yaml", out=out), "config file not found"),
+])
+def test_hostile_arguments_are_one_line_errors_and_write_nothing(call, match, tmp_path):
+    """Bad keyword sections, values and config arguments: an exception with one line naming the
+    problem (the CLI's message where the CLI has one), in bounded time; nothing written."""
+    out = tmp_path / "runs"
+    with pytest.raises((ValueError, FileNotFoundError), match=match) as e:
+        call(out)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 2000
+    assert not out.exists()

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from .atomic import atomic_write
-from .config import Config, load_config
+from .config import MAX_YAML_DEPTH, Config, load_config
 from .evaluation import report as run_report
 from .evaluation import runs
 from .evaluation.compare import compare_runs
@@ -74,7 +74,7 @@ def _yaml_value(value: Any) -> str:
     return text.removesuffix("\n...").strip()
 
 
-def overrides_of(sections: Mapping[str, Any], prefix: str = "") -> list[str]:
+def overrides_of(sections: Mapping[str, Any], prefix: str = "", depth: int = 0) -> list[str]:
     """Keyword sections as ``--set`` overrides: ``{"training": {"lr": 3e-4}}`` → ``["training.lr=0.0003"]``.
 
     Nested mappings become dotted keys (an empty one is set as ``{}``); every other value is
@@ -83,11 +83,15 @@ def overrides_of(sections: Mapping[str, Any], prefix: str = "") -> list[str]:
         >>> overrides_of({"model": {"name": "cnn", "depth": 3}, "training": {"lr": 1e-5}})
         ['model.name=cnn', 'model.depth=3', 'training.lr=1.0e-05']
     """
+    if depth >= MAX_YAML_DEPTH:  # as deep as a YAML config may nest
+        raise ValueError(f"config: {prefix.rstrip('.')[:80]}: nested more than {MAX_YAML_DEPTH} levels")
     out: list[str] = []
     for key, value in sections.items():
+        if not isinstance(key, str) or not key or "=" in key or "." in key:
+            raise ValueError(f"config: {prefix}{str(key)[:80]!s}: a key is a plain name (no '.' or '=')")
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            out += overrides_of(value, f"{name}.")
+            out += overrides_of(value, f"{name}.", depth + 1)
         else:
             out.append(f"{name}={_yaml_value(dict(value) if isinstance(value, Mapping) else value)}")
     return out
@@ -141,7 +145,11 @@ class Study:
 
     def __init__(self, config: str | Path | Config | None = None, *, out: str | Path = "runs",
                  overrides: Sequence[str] = (), verbose: bool = True, **sections: Any) -> None:
+        if isinstance(overrides, str):
+            raise ValueError("overrides: a list of KEY=VALUE strings, e.g. ['training.lr=3e-4']")
         changes = list(overrides) + overrides_of(sections)
+        if not (config is None or isinstance(config, (str, Path, Config))):
+            raise ValueError(f"config: a YAML path, a preset name, a Config or None, got {type(config).__name__}")
         if isinstance(config, Config):
             if changes:
                 raise ValueError("overrides apply to a config file or preset name; change a Config with "
