@@ -1,6 +1,6 @@
 """Learning from real images: scores on held-out real slices, and training throughput.
 
-Quality (BENCHMARKS.md "Learning from real images"): trained runs, FBP and TV — both tuned
+Quality (BENCHMARKS.md; docs/benchmarks-archive.md "Learning from real images"): trained runs, FBP and TV — both tuned
 on the real validation slices of the task config at each size — scored on the held-out
 real test slices, at the training size and at another (`--sizes 128,256`; the models
 trained on 128² images and patches reconstruct the 256² images whole, K and FBP built for
