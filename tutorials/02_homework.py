@@ -8,9 +8,9 @@
 # sections and four calls (the code cell below the folder is the whole workflow: under 30 lines).
 #
 # **The slices.** The course's 32 CT slices live in `../shared/data/ct-slices` (PNG files, one
-# slice per file). Point `slices` at your own folder instead; where it is absent (as when the
-# docs are built) the tutorial makes a tiny folder of the package's own phantoms, so every
-# line below runs anywhere.
+# slice per file). Point `slices` at your own folder instead. Where it is absent, and in the
+# quick mode the docs build and the tests run (`INVMAP_QUICK=1`), the tutorial makes a tiny
+# folder of the package's own phantoms instead, so every line below runs anywhere.
 
 # %%
 import os

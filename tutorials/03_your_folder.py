@@ -9,7 +9,8 @@
 # **Your folder.** Any folder of PNG/JPEG/TIFF/NPY/NPZ files is an image source,
 # `folder:<path>`. It is split by file in name order into train | validation | test, so name
 # the files so that one scan's slices sort together (`scanA_012.png`). Here: the course's CT
-# slices where they are, else a folder of the package's phantoms made on the spot.
+# slices where they are (in the quick mode of the docs build and the tests, and where they are
+# absent, a folder of the package's phantoms made on the spot).
 
 # %%
 import json
