@@ -253,11 +253,12 @@ def test_a_cut_tuning_is_labelled_wherever_its_numbers_are_described(tmp_path):
 
 
 # ------------------------------------------------------------------ ‖K‖ once per K, not once per build
-def test_the_norm_of_one_acquisition_is_computed_once_per_process(monkeypatch):
+def test_the_norm_of_one_acquisition_is_computed_once_per_process(monkeypatch, tmp_path):
     """The stress study rebuilds K at every level; ‖K‖ and PDHG's ‖[K; s∇]‖ are computed once per spec."""
     import invmap.operators.base as base
     import invmap.variational.pdhg as pdhg
 
+    monkeypatch.setenv("INVMAP_CACHE_DIR", str(tmp_path))  # nothing kept on disk by earlier processes
     calls = []
     real = base.top_eigenvalue
 
@@ -276,3 +277,40 @@ def test_the_norm_of_one_acquisition_is_computed_once_per_process(monkeypatch):
     fresh = ops.build("tomography", image_shape=(20, 20), angles=7)
     fresh._cache["spec_digest"] = None  # an operator without a spec keeps its own
     assert fresh.norm() == a.norm() and len(calls) == 4
+
+
+def test_the_norms_of_a_ct_acquisition_are_kept_on_disk_for_the_next_process(monkeypatch, tmp_path):
+    """A new process reads ‖K‖ and ‖[K; s∇]‖ beside the cached matrix, bit for bit, instead of iterating
+    again; a damaged numbers file is ignored and rewritten; with the disk cache off nothing is kept."""
+    import invmap.operators.base as base
+    import invmap.variational.pdhg as pdhg
+
+    calls = []
+    real = base.top_eigenvalue
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(base, "top_eigenvalue", counted)
+    monkeypatch.setattr(pdhg, "top_eigenvalue", counted)
+    monkeypatch.setenv("INVMAP_CACHE_DIR", str(tmp_path))
+
+    def new_process() -> tuple[float, float]:
+        monkeypatch.setattr(base, "_REMEMBERED", type(base._REMEMBERED)())
+        op = ops.build("tomography", image_shape=(20, 20), angles=7)
+        return op.norm(), pdhg.stacked_norm(op, 0.5)
+
+    first = new_process()
+    assert len(calls) == 2
+    (kept,) = (tmp_path / "tomography").glob("*.numbers.json")
+    assert new_process() == first and len(calls) == 2  # read, not recomputed: the same floats
+    kept.write_text('{"x": ')  # damaged: recomputed, the same numbers, and the file whole again
+    assert new_process() == first and len(calls) == 4
+    assert new_process() == first and len(calls) == 4
+    kept.write_text(kept.read_text().replace(repr(first[0]), "-1.0"))  # not a norm: ignored
+    assert new_process() == first and len(calls) == 5
+    monkeypatch.setenv("INVMAP_CACHE_DIR", "off")
+    kept.unlink()
+    assert new_process() == first and len(calls) == 7
+    assert not list((tmp_path / "tomography").glob("*.numbers.json"))

@@ -29,13 +29,14 @@ every uniform set with an even number of views — only one view of each pair is
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from . import axes
-from ._geometry import Geometry, csr_tensor, default_detectors, system_matrix
+from ._geometry import Geometry, cache_dir, csr_tensor, default_detectors, system_matrix
 from .base import CalibrationEstimate, LinearOperator
 from .registry import OPERATORS
 
@@ -89,6 +90,11 @@ class _RayTransform(LinearOperator):
     def fbp_geometry(self) -> Geometry:
         """The geometry FBP filters and back-projects along (`invmap.variational.fbp`)."""
         return self.geometry
+
+    def numbers_file(self) -> Path | None:
+        """‖K‖ and the like kept beside the cached system matrix, under its geometry's key (`cache_dir`)."""
+        folder = cache_dir()
+        return None if folder is None else folder / f"{self.geometry.key()}.numbers.json"
 
     def stress_axes(self) -> list[axes.StressAxis]:
         """Views (geometry), arc (limited angle), angle offset and detector shift (calibration)."""
