@@ -129,6 +129,23 @@ def _reconstruct(capsys, *args: str) -> tuple[int, str, str]:
     return code, got.out, got.err
 
 
+def test_the_trust_checks_tv_tells_its_progress_and_computes_the_same(run, image, tmp_path, capsys, monkeypatch):
+    """The tuned tv the trust check runs (a minute at 512²) says so on stderr, then a line every
+    TICK_SECONDS of its iterations; telling does not change what it computes."""
+    import invmap.commands.reconstruct as rec
+
+    args = ["--model", str(run), "--input", str(image), "--simulate"]
+    code, _, err = _reconstruct(capsys, *args, "--output", str(tmp_path / "a.npy"))
+    iters = json.loads((run / "baselines.json").read_text())["tv"]["params"]["iters"]
+    assert code == 0 and f"trust check: the run's tuned tv on the same y ({iters} iterations)" in err
+    monkeypatch.setattr(rec, "TICK_SECONDS", 0.0)
+    code, _, err = _reconstruct(capsys, *args, "--output", str(tmp_path / "b.npy"))
+    ticks = [ln for ln in err.splitlines() if ln.startswith("trust check: tv ")]
+    assert code == 0 and len(ticks) == iters and ticks[-1].startswith(f"trust check: tv {iters} of {iters} iterations")
+    a, b = (json.loads((tmp_path / f"{n}.trust.json").read_text())["images"] for n in "ab")
+    assert a == b
+
+
 def test_the_calibration_is_computed_once_then_read(run, image, tmp_path, capsys):
     for f in run.glob(FILE):
         f.unlink()
