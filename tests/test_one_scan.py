@@ -331,3 +331,21 @@ def test_the_norms_of_a_ct_acquisition_are_kept_on_disk_for_the_next_process(mon
     kept.unlink()
     assert new_process() == first and len(calls) == 7
     assert not list((tmp_path / "tomography").glob("*.numbers.json"))
+
+
+def test_the_trust_reference_at_another_size_is_the_acquisition_resized():
+    """The sensitivity's reference conditions at --size N: the model's acquisition rebuilt for N×N as
+    the input's is (a detector covering the image; it kept the 128² model's 183 detectors), so both
+    use one system matrix; at the training size the training physics itself."""
+    from invmap.trust import reference_physics
+
+    home = Physics.from_spec({"operator": {"name": "tomography", "params": {"angles": 60}},
+                              "noise": {"name": "gaussian", "params": {"relative": 0.01}}}, (128, 128))
+
+    class Model:
+        training_physics = home
+
+    ref = reference_physics(Model(), (512, 512))
+    assert ref.operator.spec() == resized_physics(home.spec(), (512, 512)).operator.spec()
+    assert ref.operator.params()["detectors"] >= 512 * 2 ** 0.5 and ref.noise is home.noise
+    assert reference_physics(Model(), (128, 128)) is home
