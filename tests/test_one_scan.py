@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import invmap.operators as ops
+from invmap.operators import tomography
 from invmap import zoo
 from invmap.cli import main
 from invmap.commands.reconstruct import VACUOUS_DB, no_bound_because
@@ -312,6 +313,7 @@ def test_the_norms_of_a_ct_acquisition_are_kept_on_disk_for_the_next_process(mon
     monkeypatch.setattr(base, "top_eigenvalue", counted)
     monkeypatch.setattr(pdhg, "top_eigenvalue", counted)
     monkeypatch.setenv("INVMAP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tomography, "MIN_NUMBERS_NNZ", 0)  # kept for a large K: here a tiny one
 
     def new_process() -> tuple[float, float]:
         monkeypatch.setattr(base, "_REMEMBERED", type(base._REMEMBERED)())
@@ -330,6 +332,10 @@ def test_the_norms_of_a_ct_acquisition_are_kept_on_disk_for_the_next_process(mon
     monkeypatch.setenv("INVMAP_CACHE_DIR", "off")
     kept.unlink()
     assert new_process() == first and len(calls) == 7
+    assert not list((tmp_path / "tomography").glob("*.numbers.json"))
+    monkeypatch.setenv("INVMAP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tomography, "MIN_NUMBERS_NNZ", 10 ** 9)  # a K whose norms take milliseconds: not kept
+    assert new_process() == first and len(calls) == 9
     assert not list((tmp_path / "tomography").glob("*.numbers.json"))
 
 

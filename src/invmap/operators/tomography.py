@@ -41,6 +41,11 @@ from .base import CalibrationEstimate, LinearOperator
 from .registry import OPERATORS
 
 
+#: below this many stored entries the ~150 Lanczos products of ‖K‖ and ‖[K; s∇]‖ take milliseconds, and
+#: their numbers are not kept on disk (`LinearOperator.numbers_file`; 60 views at 128²: 1.4 million)
+MIN_NUMBERS_NNZ = 100_000
+
+
 def view_angles(angles: int | Sequence[float], arc: float, start: float = 0.0) -> tuple[float, ...]:
     """Angles in degrees: ``angles`` uniform views over [start, start + arc), or the given list."""
     if isinstance(angles, (int, np.integer)) and not isinstance(angles, bool):
@@ -92,9 +97,12 @@ class _RayTransform(LinearOperator):
         return self.geometry
 
     def numbers_file(self) -> Path | None:
-        """‖K‖ and the like kept beside the cached system matrix, under its geometry's key (`cache_dir`)."""
+        """‖K‖ and the like kept in the disk cache of system matrices, under the geometry's key
+        (`cache_dir`); None for a matrix of fewer than `MIN_NUMBERS_NNZ` entries."""
         folder = cache_dir()
-        return None if folder is None else folder / f"{self.geometry.key()}.numbers.json"
+        if folder is None or self.nnz() < MIN_NUMBERS_NNZ:
+            return None
+        return folder / f"{self.geometry.key()}.numbers.json"
 
     def stress_axes(self) -> list[axes.StressAxis]:
         """Views (geometry), arc (limited angle), angle offset and detector shift (calibration)."""
