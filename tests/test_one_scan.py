@@ -138,7 +138,7 @@ def test_the_trust_checks_tv_tells_its_progress_and_computes_the_same(run, image
     args = ["--model", str(run), "--input", str(image), "--simulate"]
     code, _, err = _reconstruct(capsys, *args, "--output", str(tmp_path / "a.npy"))
     iters = json.loads((run / "baselines.json").read_text())["tv"]["params"]["iters"]
-    assert code == 0 and f"trust check: the run's tuned tv on the same y ({iters} iterations)" in err
+    assert code == 0 and f"trust check: the run's tuned tv on the same y ({iters} iterations" in err
     monkeypatch.setattr(rec, "TICK_SECONDS", 0.0)
     code, _, err = _reconstruct(capsys, *args, "--output", str(tmp_path / "b.npy"))
     ticks = [ln for ln in err.splitlines() if ln.startswith("trust check: tv ")]

@@ -579,8 +579,11 @@ def baseline_with_progress(baseline: Any, y: Any, physics: Any, say: Any = None)
 
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
     iters = baseline.params().get("iters")
+    kept = physics.operator.numbers_file()
+    first = "" if kept is not None and kept.exists() else (
+        ", after ‖K‖ and ‖[K; s∇]‖ by Lanczos" + (": once for this acquisition, then kept on disk" if kept else ""))
     say(f"trust check: the run's tuned {baseline.name} on the same y"
-        f"{f' ({iters} iterations)' if iters else ''} …")
+        f"{f' ({iters} iterations{first})' if iters else ''} …")
     t0 = time.perf_counter()
     last = [t0]
 
