@@ -579,9 +579,8 @@ def baseline_with_progress(baseline: Any, y: Any, physics: Any, say: Any = None)
 
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
     iters = baseline.params().get("iters")
-    kept = physics.operator.numbers_file()
-    first = "" if kept is not None and kept.exists() else (
-        ", after ‖K‖ and ‖[K; s∇]‖ by Lanczos" + (": once for this acquisition, then kept on disk" if kept else ""))
+    kept = physics.operator.numbers_file()  # a CT acquisition's norms: on disk after its first call
+    first = ", after ‖K‖ and ‖[K; s∇]‖ by Lanczos: once for this acquisition" if kept and not kept.exists() else ""
     say(f"trust check: the run's tuned {baseline.name} on the same y"
         f"{f' ({iters} iterations{first})' if iters else ''} …")
     t0 = time.perf_counter()
