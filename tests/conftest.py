@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,9 @@ import torch
 # Test tensors are tiny: one intra-op thread per process is fastest, and avoids OpenMP
 # threads spinning against each other on a shared 2-core machine or under pytest-xdist.
 torch.set_num_threads(1)
+# The processes the tests start (the CLI as a process, torchrun ranks) inherit it: beside
+# scripts/stress_tests.py's CPU hog a 2-thread child's small sparse products ran 4× slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from invmap.cli import main
 from invmap.evaluation.compare import compare_runs
 
 REF = {"operator": {"name": "blur", "params": {"sigma": 1.0}}, "noise": {"name": "gaussian", "params": {"relative": 0.05}}}
@@ -94,18 +93,24 @@ def test_three_runs_compare_each_with_the_first(runs, tmp_path):
     assert result["differences"][f"{labels[1]} − fixed"] == result["differences"][f"{labels[2]} − fixed"]
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invmap", "compare", *args], capture_output=True, text=True, timeout=120)
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    """(exit status, stderr) of `invmap compare ARGS`, run by the CLI's own `main` in this process (the
+    entry point as a process: test_cli_basic.py::test_module_entry_point_runs)."""
+    capsys.readouterr()
+    try:
+        code = main(["compare", *args])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    return code, capsys.readouterr().err
 
 
 def _tree(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.processes
 @pytest.mark.parametrize("case", ["one-run", "twice", "out-inside-run", "out-not-empty", "missing-run", "no-tables",
                                   "corrupt-stress-json", "corrupt-metrics", "huge-file", "bad-margin"])
-def test_hostile_input_is_one_line_and_writes_nothing(runs, tmp_path, case):
+def test_hostile_input_is_one_line_and_writes_nothing(runs, tmp_path, case, capsys):
     a, b = runs
     before = {r: _tree(r) for r in (a, b)}
     out = tmp_path / "cmp"
@@ -136,9 +141,9 @@ def test_hostile_input_is_one_line_and_writes_nothing(runs, tmp_path, case):
         args = [str(a), str(bad), "--out", str(out)]
     elif case == "bad-margin":
         args += ["--margin", "nan"]
-    r = _cli(*args)
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("invmap: error: "), r.stderr
+    code, err = _cli(capsys, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("invmap: error: "), err
     assert {x: _tree(x) for x in (a, b)} == before  # the runs are only read
     assert not out.exists() or _tree(out) == ({"notes.txt": b"mine"} if case == "out-not-empty" else {})
 

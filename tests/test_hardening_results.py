@@ -353,12 +353,13 @@ def test_input_shape_matches_preprocess(op_name, strategy):
 
 
 @pytest.mark.processes
-@pytest.mark.parametrize("override", ["model.base_channels=100000", "model.base_channels=3000"])
-def test_config_check_rejects_a_network_too_big_like_train(tmp_path, override):
+def test_config_check_rejects_a_network_too_big_like_train(tmp_path):
     """The memory budget (`invmap.budget`) refuses the network before allocating: `config
-    --check` and `train` say the same line (each run with an address-space cap, so a
-    regression fails instead of taking the machine's memory)."""
+    --check` and `train` say the same line (run by the CLI's `main` in one child process with an
+    address-space cap, tests/_campaign_child.py, so a regression fails instead of taking the
+    machine's memory)."""
     pytest.importorskip("invmap.budget")
+    import os
     import resource
     import subprocess
     import sys
@@ -369,13 +370,21 @@ def test_config_check_rejects_a_network_too_big_like_train(tmp_path, override):
     def cap():
         resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
 
-    env = {**__import__("os").environ, "INVMAP_MAX_MEMORY": "2G"}
-    outs = []
-    for args in (["config", "--check", str(cfg)], ["train", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]):
-        r = subprocess.run([sys.executable, "-m", "invmap.cli", *args, "--set", override], capture_output=True,
-                           text=True, timeout=300, preexec_fn=cap, env=env, cwd=tmp_path)
-        err = r.stderr.strip().splitlines()
-        assert r.returncode == 2 and len(err) == 1 and err[0].startswith("invmap: error: "), r.stderr[-500:]
-        outs.append(err[0])
-    assert outs[0] == outs[1] and "memory" in outs[0]
+    env = {**os.environ, "INVMAP_MAX_MEMORY": "2G"}
+    overrides = ["model.base_channels=100000", "model.base_channels=3000"]
+    commands = {"config": ["config", "--check", str(cfg)], "train": ["train", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]}
+    cases = [[f"{o} {c}", [*argv, "--set", o]] for o in overrides for c, argv in commands.items()]
+    child = Path(__file__).with_name("_campaign_child.py")
+    p = subprocess.run([sys.executable, str(child), str(tmp_path), json.dumps(cases)], capture_output=True, text=True,
+                       timeout=600, preexec_fn=cap, env=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    done = {r["name"]: r for r in json.loads(p.stdout.strip().splitlines()[-1])}
+    for o in overrides:
+        outs = []
+        for c in commands:
+            r = done[f"{o} {c}"]
+            err = r["stderr"].strip().splitlines()
+            assert r["rc"] == 2 and len(err) == 1 and err[0].startswith("invmap: error: "), (o, c, r["stderr"][-500:])
+            outs.append(err[0])
+        assert outs[0] == outs[1] and "memory" in outs[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]

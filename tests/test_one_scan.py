@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import invmap.operators as ops
+from invmap.operators import tomography
 from invmap import zoo
 from invmap.cli import main
 from invmap.commands.reconstruct import VACUOUS_DB, no_bound_because
@@ -127,6 +128,23 @@ def _reconstruct(capsys, *args: str) -> tuple[int, str, str]:
     code = main(["reconstruct", *args])
     got = capsys.readouterr()
     return code, got.out, got.err
+
+
+def test_the_trust_checks_tv_tells_its_progress_and_computes_the_same(run, image, tmp_path, capsys, monkeypatch):
+    """The tuned tv the trust check runs (a minute at 512²) says so on stderr, then a line every
+    TICK_SECONDS of its iterations; telling does not change what it computes."""
+    import invmap.commands.reconstruct as rec
+
+    args = ["--model", str(run), "--input", str(image), "--simulate"]
+    code, _, err = _reconstruct(capsys, *args, "--output", str(tmp_path / "a.npy"))
+    iters = json.loads((run / "baselines.json").read_text())["tv"]["params"]["iters"]
+    assert code == 0 and f"trust check: the run's tuned tv on the same y ({iters} iterations" in err
+    monkeypatch.setattr(rec, "TICK_SECONDS", 0.0)
+    code, _, err = _reconstruct(capsys, *args, "--output", str(tmp_path / "b.npy"))
+    ticks = [ln for ln in err.splitlines() if ln.startswith("trust check: tv ")]
+    assert code == 0 and len(ticks) == iters and ticks[-1].startswith(f"trust check: tv {iters} of {iters} iterations")
+    a, b = (json.loads((tmp_path / f"{n}.trust.json").read_text())["images"] for n in "ab")
+    assert a == b
 
 
 def test_the_calibration_is_computed_once_then_read(run, image, tmp_path, capsys):
@@ -253,11 +271,12 @@ def test_a_cut_tuning_is_labelled_wherever_its_numbers_are_described(tmp_path):
 
 
 # ------------------------------------------------------------------ ‖K‖ once per K, not once per build
-def test_the_norm_of_one_acquisition_is_computed_once_per_process(monkeypatch):
+def test_the_norm_of_one_acquisition_is_computed_once_per_process(monkeypatch, tmp_path):
     """The stress study rebuilds K at every level; ‖K‖ and PDHG's ‖[K; s∇]‖ are computed once per spec."""
     import invmap.operators.base as base
     import invmap.variational.pdhg as pdhg
 
+    monkeypatch.setenv("INVMAP_CACHE_DIR", str(tmp_path))  # nothing kept on disk by earlier processes
     calls = []
     real = base.top_eigenvalue
 
@@ -276,3 +295,63 @@ def test_the_norm_of_one_acquisition_is_computed_once_per_process(monkeypatch):
     fresh = ops.build("tomography", image_shape=(20, 20), angles=7)
     fresh._cache["spec_digest"] = None  # an operator without a spec keeps its own
     assert fresh.norm() == a.norm() and len(calls) == 4
+
+
+def test_the_norms_of_a_ct_acquisition_are_kept_on_disk_for_the_next_process(monkeypatch, tmp_path):
+    """A new process reads ‖K‖ and ‖[K; s∇]‖ beside the cached matrix, bit for bit, instead of iterating
+    again; a damaged numbers file is ignored and rewritten; with the disk cache off nothing is kept."""
+    import invmap.operators.base as base
+    import invmap.variational.pdhg as pdhg
+
+    calls = []
+    real = base.top_eigenvalue
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(base, "top_eigenvalue", counted)
+    monkeypatch.setattr(pdhg, "top_eigenvalue", counted)
+    monkeypatch.setenv("INVMAP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tomography, "MIN_NUMBERS_NNZ", 0)  # kept for a large K: here a tiny one
+
+    def new_process() -> tuple[float, float]:
+        monkeypatch.setattr(base, "_REMEMBERED", type(base._REMEMBERED)())
+        op = ops.build("tomography", image_shape=(20, 20), angles=7)
+        return op.norm(), pdhg.stacked_norm(op, 0.5)
+
+    first = new_process()
+    assert len(calls) == 2
+    (kept,) = (tmp_path / "tomography").glob("*.numbers.json")
+    assert new_process() == first and len(calls) == 2  # read, not recomputed: the same floats
+    kept.write_text('{"x": ')  # damaged: recomputed, the same numbers, and the file whole again
+    assert new_process() == first and len(calls) == 4
+    assert new_process() == first and len(calls) == 4
+    kept.write_text(kept.read_text().replace(repr(first[0]), "-1.0"))  # not a norm: ignored
+    assert new_process() == first and len(calls) == 5
+    monkeypatch.setenv("INVMAP_CACHE_DIR", "off")
+    kept.unlink()
+    assert new_process() == first and len(calls) == 7
+    assert not list((tmp_path / "tomography").glob("*.numbers.json"))
+    monkeypatch.setenv("INVMAP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tomography, "MIN_NUMBERS_NNZ", 10 ** 9)  # a K whose norms take milliseconds: not kept
+    assert new_process() == first and len(calls) == 9
+    assert not list((tmp_path / "tomography").glob("*.numbers.json"))
+
+
+def test_the_trust_reference_at_another_size_is_the_acquisition_resized():
+    """The sensitivity's reference conditions at --size N: the model's acquisition rebuilt for N×N as
+    the input's is (a detector covering the image; it kept the 128² model's 183 detectors), so both
+    use one system matrix; at the training size the training physics itself."""
+    from invmap.trust import reference_physics
+
+    home = Physics.from_spec({"operator": {"name": "tomography", "params": {"angles": 60}},
+                              "noise": {"name": "gaussian", "params": {"relative": 0.01}}}, (128, 128))
+
+    class Model:
+        training_physics = home
+
+    ref = reference_physics(Model(), (512, 512))
+    assert ref.operator.spec() == resized_physics(home.spec(), (512, 512)).operator.spec()
+    assert ref.operator.params()["detectors"] >= 512 * 2 ** 0.5 and ref.noise is home.noise
+    assert reference_physics(Model(), (128, 128)) is home

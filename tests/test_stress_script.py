@@ -25,8 +25,9 @@ def stress(monkeypatch):
 
 @pytest.mark.processes
 @pytest.mark.parametrize("selection, code, summary", [
-    (["tests/test_cli_basic.py", "-k", "module_entry_point"], 0, "2 run(s), 2 passed, 0 failed"),
-    (["tests/test_cli_basic.py", "-k", "no_such_test"], 1, "1 run(s), 0 passed, 1 failed"),  # pytest: nothing ran
+    # a marked test that starts a timer, not a process: each run is a pytest session beside the hog, no more
+    (["tests/test_timelimit.py", "-k", "block_past_its_limit"], 0, "2 run(s), 2 passed, 0 failed"),
+    (["tests/test_timelimit.py", "-k", "no_such_test"], 1, "1 run(s), 0 passed, 1 failed"),  # pytest: nothing ran
 ])
 def test_runs_under_a_hog_and_stops_it(stress, capsys, selection, code, summary):
     module, started = stress

@@ -22,6 +22,7 @@ import re
 from typing import Callable, TypeVar
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 T = TypeVar("T")
 
@@ -92,10 +93,27 @@ def check_pixels(count: int, what: str) -> None:
                                 f"raise it with {PIXELS_ENV}=<count> if you mean it")
 
 
+#: in-place random fills: on a meta tensor (no values) they do nothing, so `on_meta` skips them
+#: (torch's first ``normal_`` on the meta device costs about 2 s, a network's whole description)
+RANDOM_FILLS = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.bernoulli_,
+                          torch.Tensor.random_, torch.Tensor.exponential_, torch.Tensor.log_normal_,
+                          torch.Tensor.cauchy_, torch.Tensor.geometric_, torch.Tensor.erfinv_})
+
+
+class _NoFillOnMeta(TorchFunctionMode):
+    """A random fill of a meta tensor returns the tensor unchanged: it has no values to fill."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in RANDOM_FILLS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 def on_meta(build: Callable[[], T]) -> T:
     """Run `build` with torch factories on the meta device: shapes without memory
-    (e.g. a network of 10¹¹ parameters is described in microseconds)."""
-    with torch.device("meta"):
+    (e.g. a network of 10¹¹ parameters is described in microseconds); random initialisation,
+    which has nothing to fill there, is skipped (`RANDOM_FILLS`)."""
+    with torch.device("meta"), _NoFillOnMeta():
         return build()
 
 

@@ -485,8 +485,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         check_same_operator(model, other, args.model, run)
         others.append(on_device(other.to(device)))
     ref = reference_physics(model, tuple(x_hat.shape[-2:]))
-    with torch.no_grad():
-        x_b = None if baseline is None else baseline(y, physics)
+    x_b = None if baseline is None else baseline_with_progress(baseline, y, physics)
     diag = diagnose(on_device(model), y, physics, x_hat=x_hat, x_baseline=x_b, others=others, reference=ref,
                     calibration=capabilities(model).trust_calibration)
     if baseline is None:
@@ -565,6 +564,36 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         doc["residual_map"] = str(args.residual_map)
         print(f"wrote {args.residual_map} (Kᵀ(K x̂ − y))")
     return out, doc
+
+
+#: seconds between two progress lines of a long step (the trust check's tv at 512² runs for a while)
+TICK_SECONDS = 5.0
+
+
+def baseline_with_progress(baseline: Any, y: Any, physics: Any, say: Any = None) -> Any:
+    """The tuned baseline's x̂_b on y (no gradients), its progress told to `say` (stderr): once when it
+    starts and every `TICK_SECONDS` of its iterations (‖K‖ and ‖[K; s∇]‖ come first, once per acquisition)."""
+    import sys
+
+    import torch
+
+    say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    iters = baseline.params().get("iters")
+    kept = physics.operator.numbers_file()  # a CT acquisition's norms: on disk after its first call
+    first = ", after ‖K‖ and ‖[K; s∇]‖ by Lanczos: once for this acquisition" if kept and not kept.exists() else ""
+    say(f"trust check: the run's tuned {baseline.name} on the same y"
+        f"{f' ({iters} iterations{first})' if iters else ''} …")
+    t0 = time.perf_counter()
+    last = [t0]
+
+    def tick(k: int, _x: Any) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= TICK_SECONDS:
+            last[0] = now
+            say(f"trust check: {baseline.name} {k}{f' of {iters}' if iters else ''} iterations ({now - t0:.0f} s)")
+
+    with torch.no_grad():
+        return baseline.run(y, physics, callback=tick)
 
 
 #: the PSNR a constant mid-range image reaches on any image with values in a range of length L:

@@ -40,9 +40,12 @@ import json
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+
+from . import numbers
 
 Shape = tuple[int, ...]
 
@@ -311,7 +314,8 @@ class LinearOperator:
         """A number that depends on K alone (‖K‖, a step size), computed once per process for
         every operator with the same spec: the stress study rebuilds one K at many levels (noise,
         object class) and each build would otherwise repeat the same Lanczos iteration. An
-        operator without a spec (unregistered) caches on itself only."""
+        operator without a spec (unregistered) caches on itself only. An operator that names a
+        `numbers_file` keeps them there for the next process too (`invmap.operators.numbers`)."""
         key = self._spec_digest()
         if key is None:
             hit = self._cache.get(what)
@@ -320,10 +324,17 @@ class LinearOperator:
             return hit
         full = (key, what)
         if full not in _REMEMBERED:
-            _REMEMBERED[full] = compute()
+            path = self.numbers_file()
+            _REMEMBERED[full] = compute() if path is None else numbers.remembered(path, (key, *what), compute)
             while len(_REMEMBERED) > _REMEMBERED_MAX:
                 _REMEMBERED.popitem(last=False)
         return _REMEMBERED[full]
+
+    def numbers_file(self) -> Path | None:
+        """The file that keeps the numbers `remembered` for this K across processes, or None (the
+        default: each process computes its own). An operator whose matrix is cached on disk keeps
+        them beside it, under the same key."""
+        return None
 
     def _spec_digest(self) -> str | None:
         if "spec_digest" not in self._cache:

@@ -29,15 +29,21 @@ every uniform set with an even number of views — only one view of each pair is
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from . import axes
-from ._geometry import Geometry, csr_tensor, default_detectors, system_matrix
+from ._geometry import Geometry, cache_dir, csr_tensor, default_detectors, system_matrix
 from .base import CalibrationEstimate, LinearOperator
 from .registry import OPERATORS
+
+
+#: below this many stored entries the ~150 Lanczos products of ‖K‖ and ‖[K; s∇]‖ take milliseconds, and
+#: their numbers are not kept on disk (`LinearOperator.numbers_file`; 60 views at 128²: 1.4 million)
+MIN_NUMBERS_NNZ = 100_000
 
 
 def view_angles(angles: int | Sequence[float], arc: float, start: float = 0.0) -> tuple[float, ...]:
@@ -89,6 +95,14 @@ class _RayTransform(LinearOperator):
     def fbp_geometry(self) -> Geometry:
         """The geometry FBP filters and back-projects along (`invmap.variational.fbp`)."""
         return self.geometry
+
+    def numbers_file(self) -> Path | None:
+        """‖K‖ and the like kept in the disk cache of system matrices, under the geometry's key
+        (`cache_dir`); None for a matrix of fewer than `MIN_NUMBERS_NNZ` entries."""
+        folder = cache_dir()
+        if folder is None or self.nnz() < MIN_NUMBERS_NNZ:
+            return None
+        return folder / f"{self.geometry.key()}.numbers.json"
 
     def stress_axes(self) -> list[axes.StressAxis]:
         """Views (geometry), arc (limited angle), angle offset and detector shift (calibration)."""

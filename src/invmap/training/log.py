@@ -1,4 +1,4 @@
-"""Training logs: a CSV file per run, a tqdm progress bar, TensorBoard when installed.
+"""Training logs: a CSV file per run, a progress bar (a line per epoch in a log), TensorBoard when installed.
 
 ``train_log.csv`` has one row per epoch (epoch 0 = the untrained network):
 ``epoch, step, lr, train_loss, val_psnr, val_ssim, seconds``.
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..atomic import atomic_write_csv
 from ..files import read_csv
+from ..progress import Progress
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "val_psnr", "val_ssim", "seconds")
 LOG = "train_log.csv"
@@ -92,16 +93,9 @@ class TensorBoard:
             self.writer.close()
 
 
-def progress_bar(total: int, initial: int, enabled: bool):
-    """A tqdm bar over optimizer steps (disabled → a no-op bar)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
-                leave=True, mininterval=0.5)
-
-
 class TrainProgress:
-    """The training bar: optimizer steps, or — with a time budget — seconds.
+    """The training's progress: optimizer steps, or — with a time budget — seconds; on a terminal
+    a bar, elsewhere (a log file, a pipe) one line per epoch (`epoch`), never a ``\r`` stream.
 
     With a budget of B seconds the bar counts elapsed training seconds, and its total (hence
     its ETA) is the sooner of B and the time the remaining epochs are predicted to take at
@@ -110,18 +104,16 @@ class TrainProgress:
     """
 
     def __init__(self, total_steps: int, initial_step: int, enabled: bool, budget_s: float = 0.0,
-                 elapsed_s: float = 0.0):
-        from tqdm.auto import tqdm
-
+                 elapsed_s: float = 0.0, stream: TextIO | None = None):
         self.total_steps, self.budget = int(total_steps), float(budget_s)
         self.start = (int(initial_step), float(elapsed_s))
         if not self.budget:
-            self.bar = progress_bar(total_steps, initial_step, enabled)
+            self.bar = Progress(total_steps, initial_step, enabled=enabled, unit="step", stream=stream)
             return
-        self.bar = tqdm(total=self.budget, initial=min(float(elapsed_s), self.budget), disable=not enabled,
-                        desc=f"≤ {self.budget / 60:g} min budget", unit="s", dynamic_ncols=True, leave=True,
-                        mininterval=0.5, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
-                                                    "[{elapsed}<{remaining}{postfix}]")
+        self.bar = Progress(self.budget, min(float(elapsed_s), self.budget), enabled=enabled, unit="s",
+                            desc=f"≤ {self.budget / 60:g} min budget", stream=stream,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                                       "[{elapsed}<{remaining}{postfix}]")
 
     def step(self, step: int, elapsed_s: float) -> None:
         """One optimizer step done: `step` steps in all, `elapsed_s` seconds of training."""
@@ -130,8 +122,15 @@ class TrainProgress:
             return
         s0, e0 = self.start
         predicted = elapsed_s + (self.total_steps - step) * (elapsed_s - e0) / max(1, step - s0)
-        self.bar.total = max(min(self.budget, predicted), elapsed_s)
+        self.bar.set_total(max(min(self.budget, predicted), elapsed_s))
         self.bar.update(min(elapsed_s, self.bar.total) - self.bar.n)
+
+    def epoch(self, epoch: int, epochs: int, step: int, loss: float, psnr: float, elapsed_s: float) -> None:
+        """The line of one finished epoch where no bar is drawn: its mean training loss, the
+        validation PSNR, the steps and the seconds so far (against the budget, if any)."""
+        budget = f" of the ≤ {self.budget / 60:g} min budget" if self.budget else ""
+        self.bar.stage(f"epoch {epoch}/{epochs}: loss {loss:.4g}, val PSNR {psnr:.2f} dB, step {step}/"
+                       f"{self.total_steps}, {elapsed_s:.0f} s{budget}")
 
     def set_postfix(self, *args, **kwargs) -> None:
         self.bar.set_postfix(*args, **kwargs)

@@ -260,6 +260,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                 st["bad_epochs"] += 1
             shown = f"{psnr:.2f}"
             bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4g}", val_psnr=shown)
+            bar.epoch(epoch, tc.epochs, st["step"], row["train_loss"], psnr, st["seconds"])
             if tc.max_minutes and st["seconds"] >= tc.max_minutes * 60:
                 st["stopped"] = "time"
             if tc.early_stopping_patience and st["bad_epochs"] >= tc.early_stopping_patience:

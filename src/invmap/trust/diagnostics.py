@@ -135,16 +135,17 @@ def spread(x_hat: torch.Tensor, others: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def reference_physics(method: Any, shape: Sequence[int] | None = None) -> Any | None:
     """The physics `method` was trained for (its ``training_physics``), rebuilt for images of
-    `shape` (H, W) when the operator can be; None when the method declares none."""
+    `shape` (H, W) when the operator can be — the same acquisition at that size, its size-bound
+    parameters rescaled (`invmap.physics.resized_physics`: a CT detector covering the image, as
+    ``reconstruct --size`` builds it, so the two share one system matrix); None when the method
+    declares none."""
     ref = capabilities(method).training_physics
     if ref is None or shape is None or tuple(ref.operator.in_shape) == tuple(shape):
         return ref
-    from ..operators import from_spec
-    from ..physics import Physics
+    from ..physics import Physics, resized_physics
 
-    spec = dict(ref.spec()["operator"], image_shape=list(shape))
     try:
-        return Physics(from_spec(spec), ref.noise)
+        return Physics(resized_physics(ref.spec(), tuple(shape)).operator, ref.noise)
     except (ValueError, TypeError):
         return None
 
