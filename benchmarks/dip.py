@@ -1,6 +1,6 @@
 """The deep image prior on the default task: PSNR and seconds per 128² image against tuned TV.
 
-    .venv/bin/python benchmarks/dip.py [--n 1] [--val 8] [--threads 2] [--param lr=0.01 ...]
+    .venv/bin/python benchmarks/dip.py [--n 1] [--val 8] [--tv-lam L] [--threads 2] [--param lr=0.01 ...]
         [--sweep] [--out dip.json]
 
 The default task (`invmap config --show-default`: ellipses, 128², parallel-beam CT with 60
@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1, help="test images")
     ap.add_argument("--val", type=int, default=8, help="validation pairs TV is tuned on")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tv-lam", type=float, default=None, help="TV's λ as tuned by an earlier run of this script "
+                    "(skips the tuning)")
     ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a dip parameter")
     ap.add_argument("--sweep", action="store_true", help="also try rates and widths on one validation image")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
@@ -63,7 +65,8 @@ def main() -> None:
     exp = Experiment(load_config(None))
     y, x, phys = exp.test_pairs(args.n)
     t0 = time.perf_counter()
-    tuned = tune_baselines(exp, ["tv"], n_val=args.val)["tv"]
+    tuned = tune_baselines(exp, ["tv"], n_val=args.val)["tv"] if args.tv_lam is None else \
+        {"params": var.build("tv", lam=args.tv_lam).params(), "how": f"λ = {args.tv_lam:g} from --tv-lam"}
     tune_seconds = time.perf_counter() - t0
     tv = var.build("tv", **tuned["params"])
     tv_rows = []
