@@ -27,10 +27,12 @@ stopped — by a rule that reads y and the noise model only, never x (``stop``):
 - ``steps``: no rule, all ``steps``.
 
 Every rule is bounded by ``steps`` and by ``seconds`` per image, and ends where the data are
-fitted to float32 precision, ‖K x − y‖² ≤ 10⁻⁶‖y‖² (``history`` records per image which one ended the fit, the step, the misfit and the seconds, so a cut fit is said to be one).
+fitted to float32 precision, ‖K x − y‖² ≤ 10⁻⁶‖y‖² (``history`` records per image which one
+ended the fit, the step, the misfit and its target, the seconds: a cut fit is said to be one).
 Deterministic: z and Θ₀ come from ``seed`` alone, the same for every image of a batch, so an
-image's x̂ does not depend on the batch it arrives in; the images are fitted one after another
-(each its own network). A fit that runs for more than `PROGRESS_SECONDS` reports its progress
+image's x̂ does not depend on the batch it arrives in — except where ``seconds`` ends a fit, which
+depends on the machine's speed. The images are fitted one after another, each its own network
+(not batched: the per-image stop and the time budget are per image). The network: `network`. A fit that runs for more than `PROGRESS_SECONDS` reports its progress
 through ``progress`` (stderr by default; None: silent).
 """
 
@@ -49,8 +51,8 @@ from .. import budget, models
 from ..noise import measured_count
 from .methods import METHODS, Method
 
-#: the most Adam steps one image may take (one step of the default network on a 128² image is
-#: about 0.05 s on a 2-core CPU: the bound is hours, not days)
+#: the most Adam steps one image may take (one step of the default network on a 128² CT image took
+#: 0.16 s on one thread of the loaded 2-core CPU: the bound is hours, not days)
 MAX_STEPS = 100_000
 #: the widest network (channels at the finest scale): width 128 at depth 6 is ~100 M parameters
 MAX_WIDTH = 128
