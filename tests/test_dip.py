@@ -215,3 +215,20 @@ def test_a_refused_setting_in_the_config_is_one_line(tmp_path, capsys):
     assert main(["config", "--check", str(cfg), "--set", "evaluation.params={dip: {width: 1000}}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("invmap: error:") and "\n" not in err and "evaluation.params.dip" in err, err
+
+
+def test_a_fit_beyond_the_memory_budget_is_refused_before_it_starts(tmp_path, capsys, monkeypatch):
+    """The network's activations and the variance window are checked against INVMAP_MAX_MEMORY
+    (`invmap.budget`) before the first step: one line, nothing written."""
+    from invmap import budget
+
+    img = tmp_path / "x.npy"
+    np.save(img, _images(1)[0, 0].numpy())
+    cfg = tmp_path / "task.yaml"
+    cfg.write_text("name: dip\n")
+    monkeypatch.setenv(budget.MEMORY_ENV, "1M")
+    assert main(["reconstruct", "--method", "dip", "--param", "width=128", "--task", str(cfg), "--simulate",
+                 "--input", str(img), "--output", str(tmp_path / "o.npy")] + _task(tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("invmap: error:") and "\n" not in err and "dip: a fit of a 16×16 image" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task.yaml", "x.npy"]
