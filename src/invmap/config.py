@@ -395,6 +395,11 @@ class TrainingConfig(_Section):
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default
     init: str | None = None  # fine-tuning: start from the weights of this trained run directory
     snapshots: list[float] = Field(default_factory=list, max_length=32)  # minutes: weights saved for a learning curve
+    # learning from y alone (`invmap.selfsup`): x = pairs (y, x) with `loss`; mc | ei | sure | split never read x
+    supervision: Literal["x", "mc", "ei", "sure", "split"] = "x"
+    ei_group: Literal["rotations", "flips", "shifts"] = "rotations"  # ei: the transform group (asked of K)
+    ei_weight: float = Field(1.0, gt=0, le=1e6)  # ei: weight of the equivariance term beside MC
+    sure_eps: float = Field(0.01, gt=0, le=10)  # sure: Monte-Carlo divergence step, a fraction of the noise σ
 
     @pydantic.field_validator("snapshots")
     @classmethod

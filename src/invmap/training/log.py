@@ -1,7 +1,9 @@
 """Training logs: a CSV file per run, a tqdm progress bar, TensorBoard when installed.
 
 ``train_log.csv`` has one row per epoch (epoch 0 = the untrained network):
-``epoch, step, lr, train_loss, val_psnr, val_ssim, seconds``.
+``epoch, step, lr, train_loss, val_psnr, val_ssim, seconds``; a run trained from y alone
+(`invmap.selfsup`) has ``val_loss, val_sure`` (its self-supervised loss and SURE's estimate) in
+place of the PSNR and SSIM it cannot compute.
 TensorBoard event files go to ``run_dir/tensorboard`` when ``torch.utils.tensorboard``
 can be imported (the ``tensorboard`` package is optional, never required).
 """
@@ -16,6 +18,7 @@ from ..atomic import atomic_write_csv
 from ..files import read_csv
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "val_psnr", "val_ssim", "seconds")
+SELFSUP_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_sure", "seconds")
 LOG = "train_log.csv"
 
 
@@ -36,8 +39,9 @@ class CSVLog:
     parsed are dropped too.
     """
 
-    def __init__(self, run_dir: str | Path, keep_until_epoch: int | None = None, enabled: bool = True):
-        self.path, self.enabled = Path(run_dir) / LOG, enabled
+    def __init__(self, run_dir: str | Path, keep_until_epoch: int | None = None, enabled: bool = True,
+                 columns: tuple[str, ...] = COLUMNS):
+        self.path, self.enabled, self.columns = Path(run_dir) / LOG, enabled, columns
         if not enabled:  # a data-parallel rank other than 0 writes nothing
             return
         old = read_log(self.path) if (keep_until_epoch is not None and self.path.exists()) else []
@@ -47,11 +51,11 @@ class CSVLog:
     def write(self, **row: Any) -> None:
         if not self.enabled:
             return
-        self.rows.append({c: _fmt(row.get(c)) for c in COLUMNS})
+        self.rows.append({c: _fmt(row.get(c)) for c in self.columns})
         self._flush()
 
     def _flush(self) -> None:
-        atomic_write_csv(self.path, COLUMNS, self.rows)
+        atomic_write_csv(self.path, self.columns, self.rows)
 
 
 def _epoch(row: dict[str, str]) -> int | None:

@@ -1,0 +1,264 @@
+"""Learning from y alone (`invmap.selfsup`): the losses' mathematics (MC blind to the null space,
+SURE unbiased, EI's groups and the splits asked of the operator), training with each loss for a
+post-processing and a K-inside model without reading x, resume = uninterrupted, drawn physics,
+and the one-line refusals of a loss the task cannot serve."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import invmap.noise as noise_mod
+import invmap.operators as ops
+from invmap.cli import main
+from invmap.config import load_config
+from invmap.physics import Physics
+from invmap.selfsup import GROUPS, SelfSupervised, measurement_consistency, noise_weights, sure
+from invmap.selfsup import transforms
+from invmap.training import load_checkpoint, read_log, train
+from invmap.training import setup as training_setup
+
+LOSSES = ("mc", "ei", "sure", "split")
+# inpainting of 32×32 ellipses (half the pixels missing) with a tiny residual CNN on Kᵀy: every
+# loss applies (rotations for EI, pixels to split, Gaussian noise of known σ for SURE)
+TINY = ["operator.name=inpainting", "noise.relative=null", "noise.sigma=0.05",
+        "model.name=cnn", "model.input=adjoint", "model.channels=8", "model.depth=3", "model.residual=true",
+        "data.size=32", "data.train=16", "data.val=8", "data.simulation=crime", "training.epochs=3",
+        "training.batch_size=4", "training.max_minutes=0", "training.lr=3e-3", "training.warmup_epochs=1",
+        "training.threads=1", "training.amp=off"]
+# a model-based kind (K inside every iteration) in place of the CNN
+KIND = "model: {name: unrolled, iterations: 2, channels: 4, depth: 2}\n"
+
+
+def tiny(*more: str, kind_file=None):
+    """The tiny config; with `kind_file` (a path to write to), the model-based kind in place of the CNN."""
+    if kind_file is None:
+        return load_config(None, TINY + list(more))
+    kind_file.write_text(KIND)
+    return load_config(kind_file, [s for s in TINY if not s.startswith("model.")] + list(more))
+
+
+def images(b: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
+    from invmap.data import build_source
+
+    src = build_source("ellipses", size=size, count=b, seed=seed)
+    return src.batch(list(range(b)))
+
+
+# ------------------------------------------------------------------ the losses' mathematics
+
+def test_measurement_consistency_is_blind_to_the_null_space():
+    """MC(x̂ + u) = MC(x̂) for every u with K u = 0 (here: any image on the missing pixels), while
+    an error K sees raises it: what MC alone cannot learn."""
+    K = ops.build("inpainting", image_shape=(32, 32), missing=0.5)
+    phys = Physics(K, noise_mod.build("none"))
+    x = images()
+    y = K(x)
+    u = torch.rand_like(x) * (1 - K.mask.float())  # K u = 0
+    assert float(measurement_consistency(x, y, phys).abs().max()) == 0.0
+    assert float(measurement_consistency(x + u, y, phys).abs().max()) == 0.0
+    assert bool((measurement_consistency(x + 0.1 * K.mask.float(), y, phys) > 0).all())
+
+
+def test_noise_weights_follow_the_noise_model():
+    """Gaussian noise of one σ: W = I on the measured entries (0 off them); Poisson: W ∝ 1/Kx."""
+    K = ops.build("inpainting", image_shape=(32, 32), missing=0.5)
+    y = K(images()) + 0.1
+    w = noise_weights(y, Physics(K, noise_mod.build("gaussian", sigma=0.05)))
+    assert torch.allclose(w, K.measured().float().expand_as(w), atol=1e-6)
+    wp = noise_weights(y, Physics(ops.build("identity", image_shape=(32, 32)), noise_mod.build("poisson", photons=100)))
+    ratio = wp * y
+    assert float((ratio / ratio.mean(dim=(-2, -1), keepdim=True) - 1).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("op", ["identity", "inpainting", "mri"])
+def test_sure_is_unbiased_for_the_error_k_sees(op):
+    """Averaged over noise draws, SURE equals the true ‖K(x̂ − x)‖²/(n‖K‖²) of a fixed map
+    x̂ = a·Kᵀy (for K = I: the MSE itself), within 4 standard errors."""
+    K = ops.build(op, image_shape=(32, 32))
+    phys = Physics(K, noise_mod.build("gaussian", sigma=0.1))
+    x = images(16).repeat(4, 1, 1, 1)
+    g = torch.Generator().manual_seed(1)
+    y = torch.cat([phys.noisy(K(x[i:i + 1]), torch.Generator().manual_seed(100 + i)) for i in range(len(x))])
+
+    def call(v, p):
+        return 0.7 * p.operator.adjoint(v)
+
+    x_hat = call(y, phys)
+    est = sure(call, y, phys, x_hat, [torch.Generator().manual_seed(int(torch.randint(1 << 30, (1,), generator=g)))
+                                      for _ in range(len(x))])
+    e = K(x_hat - x)
+    e = torch.view_as_real(e) if e.is_complex() else e
+    true = (e ** 2).flatten(1).sum(1) / (32 * 32 * K.norm() ** 2)
+    d = est - true
+    assert abs(float(d.mean())) < 4 * float(d.std()) / len(d) ** 0.5 + 1e-9, (float(d.mean()), float(d.std()))
+    assert float(true.mean()) > 10 * float(d.std()) / len(d) ** 0.5  # the test can tell a wrong estimate
+
+
+def test_transform_draws_are_group_elements_other_than_the_identity():
+    x = images(2)
+    g = torch.Generator().manual_seed(0)
+    for name in GROUPS:
+        for _ in range(20):
+            e = transforms.draw(name, tuple(x.shape), g)
+            t = transforms.apply(name, e, x)
+            assert t.shape == x.shape and not torch.equal(t, x)
+            assert torch.equal(t.flatten(1).sort().values, x.flatten(1).sort().values)  # a permutation of pixels
+
+
+@pytest.mark.parametrize("name", ops.names())
+def test_what_each_operator_offers_the_self_supervised_losses(name):
+    """Declared groups are known groups; a declared shift group commutes with K; every split is
+    consistent (K_S x = take_S(K x)) and the two halves cover the measured units."""
+    extra = {"angles": 12} if name in ("tomography", "fanbeam") else {}
+    K = ops.build(name, image_shape=(16, 16), **extra)
+    x = images(2, 16)
+    groups = K.transform_groups()
+    assert set(groups) <= set(GROUPS)
+    if "shifts" in groups:
+        T = lambda v: torch.roll(v, (3, 5), dims=(-2, -1))  # noqa: E731
+        assert torch.allclose(K(T(x)), T(K(x)), atol=1e-5)
+    units = K.split_units()
+    if units is None:
+        return
+    assert tuple(units.shape) == tuple(K.out_shape)
+    loss = SelfSupervised("split")
+    covered = None
+    for sub, take in loss._halves(K):
+        assert torch.allclose(sub(x), take(K(x)), atol=1e-5)
+        m = take(torch.ones_like(K(x)).abs()) if sub.out_shape == K.out_shape else None
+        if m is not None:
+            covered = m if covered is None else covered + m
+    if covered is not None:
+        measured = K.measured()
+        assert torch.equal(covered[0, 0] > 0, measured if measured is not None else torch.ones_like(covered[0, 0]) > 0)
+
+
+# ------------------------------------------------------------------ training from y alone
+
+def never_read_x(monkeypatch):
+    """Training pairs whose x is NaN: any loss or validation that read x would turn NaN."""
+    init = training_setup.Pairs.__init__
+
+    def poisoned(self, *a, **k):
+        init(self, *a, **k)
+        self.x = torch.full_like(self.x, float("nan"))
+
+    monkeypatch.setattr(training_setup.Pairs, "__init__", poisoned)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("model", ["post-processing", "unrolled"])
+def test_each_loss_trains_each_kind_from_y_alone(loss, model, tmp_path, monkeypatch):
+    never_read_x(monkeypatch)
+    cfg = tiny(f"training.supervision={loss}", kind_file=tmp_path / "kind.yaml" if model == "unrolled" else None)
+    res = train(cfg, tmp_path / "run", progress=False)
+    rows = read_log(tmp_path / "run" / "train_log.csv")
+    assert set(rows[0]) == {"epoch", "step", "lr", "train_loss", "val_loss", "val_sure", "seconds"}
+    assert res.supervision == loss and res.best_val_loss < res.initial_val_loss
+    assert all(float(r["val_loss"]) == float(r["val_loss"]) for r in rows)  # finite: x (NaN) never entered
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["supervision"]["loss"] == loss and meta["supervision"]["reads_x"] is False
+    assert "val_psnr" not in meta and meta["val_loss"] == pytest.approx(res.best_val_loss, rel=1e-5)
+    assert "PSNR" not in res.summary().replace("no PSNR", "")
+
+
+def test_sure_validation_estimates_the_denoising_mse(tmp_path):
+    """Denoising (K = I): validation's SURE column is an estimate of the MSE of the saved model."""
+    cfg = tiny("operator.name=identity", "training.supervision=sure")
+    train(cfg, tmp_path / "run", progress=False)
+    from invmap.models import load_model
+    from invmap.training.setup import Pairs
+
+    recon, meta = load_model(tmp_path / "run")
+    val = Pairs(cfg, cfg.physics(), "val", recon, torch.device("cpu"))
+    mse = []
+    with torch.no_grad():
+        for z, x, _ in val.epoch(val.minibatches(torch.arange(val.n), 8), 0):
+            mse.append(((recon.from_input(z) - x) ** 2).flatten(1).mean(1))
+    true = float(torch.cat(mse).mean())
+    assert meta["val_sure"] == pytest.approx(true, rel=0.2)  # 8 images, one probe each (measured: 3% apart)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_resume_equals_uninterrupted(loss, tmp_path):
+    cfg = tiny(f"training.supervision={loss}")
+    ref = train(cfg, tmp_path / "ref", progress=False)
+    out = tmp_path / "resumed"
+
+    def interrupt(info):
+        if info["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out, progress=False, hooks=[interrupt])
+    assert load_checkpoint(out)["epoch"] == 1
+    res = train(cfg, out, resume=True, progress=False)
+    assert (res.steps, res.best_epoch) == (ref.steps, ref.best_epoch)
+    a, b = load_file(str(ref.run_dir / "checkpoint.safetensors")), load_file(str(out / "checkpoint.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_log(ref.run_dir / "train_log.csv") == [
+        {**r, "seconds": ra["seconds"]} for r, ra in zip(read_log(out / "train_log.csv"), read_log(ref.run_dir / "train_log.csv"))]
+
+
+def test_resume_cannot_change_the_supervision(tmp_path):
+    cfg = tiny("training.supervision=mc", "training.epochs=1")
+    train(cfg, tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "checkpoint.json").read_bytes()
+    with pytest.raises(ValueError, match="training.supervision would change"):
+        train(tiny("training.supervision=ei", "training.epochs=2"), tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "checkpoint.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("loss", ["ei", "split"])
+def test_drawn_physics_train_from_y_alone(loss, tmp_path, monkeypatch):
+    """Each sample's own drawn mask: the loss sees every minibatch with its shared K."""
+    never_read_x(monkeypatch)
+    cfg = tiny(f"training.supervision={loss}", "operator.missing={choice: [0.3, 0.5]}")
+    res = train(cfg, tmp_path / "run", progress=False)
+    assert res.best_val_loss < res.initial_val_loss
+
+
+# ------------------------------------------------------------------ refusals: one line, nothing written
+
+BAD = {
+    "sure under poisson noise": (["training.supervision=sure", "noise.name=poisson", "noise.photons=1000"],
+                                 "sure needs Gaussian noise of a known σ"),
+    "sure under a drawn noise level": (["training.supervision=sure", "noise.sigma=null",
+                                        "noise.sigma_range=[0.01, 0.1]"], "sure needs Gaussian noise"),
+    "ei with a group the operator does not declare": (["training.supervision=ei", "training.ei_group=shifts"],
+                                                      "does not declare it"),
+    "ei on an operator without groups": (["training.supervision=ei", "operator.name=matrix"], "does not declare it"),
+    "split with nothing to split": (["training.supervision=split", "operator.name=blur"],
+                                    "nothing to split"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_a_loss_the_task_cannot_serve_is_one_line_before_anything_is_written(case, tmp_path, capsys):
+    sets, message = BAD[case]
+    other_noise = any(s.startswith("noise.name=") for s in sets)
+    base = [s for s in TINY if not (other_noise and s.startswith("noise."))]
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--quiet"]
+    for s in base + sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("invmap: error:") and message in err[0], err
+    assert not out.exists()
+    with pytest.raises(ValueError, match=message):  # `invmap run` and `invmap config --check` say it too
+        training_setup.check_config(load_config(None, base + sets))
+
+
+def test_show_default_lists_the_supervisions(capsys):
+    assert main(["config", "--show-default"]) == 0
+    text = capsys.readouterr().out
+    for name in ("supervision:", "ei_group:", "ei_weight:", "sure_eps:"):
+        line = next(line for line in text.splitlines() if line.strip().startswith(name))
+        assert "#" in line, line
+    for loss in LOSSES:
+        assert f"{loss}:" in text or f" {loss} " in text
