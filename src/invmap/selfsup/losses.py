@@ -224,9 +224,9 @@ class SelfSupervised:
             g = self._generator(split, step)
             halves = self._halves(physics.operator)
             first = int(torch.randint(0, 2, (1,), generator=g))
-            (k_in, take_in), (k_out, take_out) = halves[first], halves[1 - first]
+            k_in, take_in = halves[first]
             x_hat = call(take_in(y), Physics(k_in, physics.noise))
-            return measurement_consistency(x_hat, take_out(y), Physics(k_out, physics.noise), scale_by=physics)
+            return measurement_consistency(x_hat, y, physics)  # the held-out half and the input half
         x_hat = call(y, physics)
         mc = measurement_consistency(x_hat, y, physics)
         if self.kind == "mc":
