@@ -262,3 +262,13 @@ def test_show_default_lists_the_supervisions(capsys):
         assert "#" in line, line
     for loss in LOSSES:
         assert f"{loss}:" in text or f" {loss} " in text
+
+
+@pytest.mark.parametrize("loss", ["ei", "split"])
+def test_mixed_precision_runs_the_network_alone_in_bfloat16(loss, tmp_path):
+    """Under ``training.amp: on`` the network runs in bfloat16 while K, Kᵀ and FBP (sparse
+    products without a bfloat16 path) of the loss stay in float32."""
+    cfg = tiny(f"training.supervision={loss}", "training.amp=on", "operator.name=tomography", "operator.angles=12",
+               "model.input=fbp", "training.epochs=1")
+    res = train(cfg, tmp_path / "run", progress=False)
+    assert "bfloat16" in res.device and res.steps == 4

@@ -20,6 +20,7 @@ error, keeping the last good checkpoint and best model — on a non-finite loss.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -97,15 +98,21 @@ def validate(recon, val: Pairs, batch_size: int, data_range: metrics.DataRange =
 
 class SelfSupervisedStep(torch.nn.Module):
     """One step's self-supervised loss as one module call, mean over the batch: f_Θ is called
-    several times inside it (y and its transform or half), and data parallelism sees one forward."""
+    several times inside it (y and its transform or half), and data parallelism sees one forward.
+    `autocast` (the run's mixed precision) covers the network alone: K, Kᵀ and P(y, K) of the
+    loss run in float32, as outside training."""
 
-    def __init__(self, recon: torch.nn.Module, loss: SelfSupervised):
+    def __init__(self, recon: torch.nn.Module, loss: SelfSupervised,
+                 autocast: Callable[[], Any] = contextlib.nullcontext):
         super().__init__()
-        self.recon, self.loss = recon, loss
+        self.recon, self.loss, self.autocast = recon, loss, autocast
 
     def call(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
-        """x̂ = f_Θ(y, K) = recon.from_input(recon.preprocess(y, K), K)."""
-        return self.recon.from_input(self.recon.preprocess(y, physics), physics)
+        """x̂ = f_Θ(y, K) = recon.from_input(recon.preprocess(y, K), K), in float32."""
+        z = self.recon.preprocess(y, physics)
+        with self.autocast():
+            x_hat = self.recon.from_input(z, physics)
+        return x_hat.float()
 
     def forward(self, y: torch.Tensor, physics: Any, split: str, step: int, ids: Sequence[int]) -> torch.Tensor:
         return self.loss(self.call, y, physics, split, step, ids).mean()
@@ -194,7 +201,8 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     if prec.channels_last:
         recon = recon.to(memory_format=torch.channels_last)
     step_net = dist.wrap(recon, "from_input")  # x̂ = f_Θ(z, K), gradients averaged over the ranks
-    step_loss = dist.wrap(SelfSupervisedStep(recon, selfsup), "forward") if selfsup is not None else None
+    step_loss = (dist.wrap(SelfSupervisedStep(recon, selfsup, lambda: prec.autocast(device)), "forward")
+                 if selfsup is not None else None)
     opt = build_optimizer(recon.parameters(), tc.optimizer, tc.lr, tc.momentum, tc.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=prec.scaler)
     steps_per_epoch = len(train_set.minibatches(torch.arange(train_set.n), tc.batch_size))
@@ -306,10 +314,10 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                 if prec.channels_last and z.dim() == 4:
                     z = z.contiguous(memory_format=torch.channels_last)
                 lr = sched.apply(opt, tc.lr, st["step"], clock())
-                with prec.autocast(device):
-                    if step_loss is not None:  # z = y; x is not read
-                        loss = step_loss(z, phys, "train", st["step"], ids.tolist())
-                    else:
+                if step_loss is not None:  # z = y; x is not read (the network alone under autocast)
+                    loss = step_loss(z, phys, "train", st["step"], ids.tolist())
+                else:
+                    with prec.autocast(device):
                         loss = loss_fn(step_net(z, phys), x)  # phys: the task's K, or the batch's drawn one
                 lv = loss.item() if dist.world == 1 else dist.sum([loss * share * b])[0] / (dist.world * b)
                 if not math.isfinite(lv):
