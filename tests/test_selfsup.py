@@ -272,3 +272,48 @@ def test_mixed_precision_runs_the_network_alone_in_bfloat16(loss, tmp_path):
                "model.input=fbp", "training.epochs=1")
     res = train(cfg, tmp_path / "run", progress=False)
     assert "bfloat16" in res.device and res.steps == 4
+
+
+def test_compare_says_how_each_run_was_supervised(tmp_path, capsys):
+    """`invmap compare` of a run trained from y alone against a supervised one of the same task:
+    both evaluated on the test set (which has x), each run's supervision in compare.json and the page."""
+    from invmap.evaluation.compare import compare_runs
+
+    evaluation = ["evaluation.methods=[adjoint, model]", "evaluation.bound=0", "evaluation.pixel_risk=0",
+                  "evaluation.zoo=false", "data.test=4", "training.epochs=1"]
+    runs = {}
+    for sup in ("x", "ei"):
+        runs[sup] = tmp_path / sup
+        train(tiny(f"training.supervision={sup}", *evaluation), runs[sup], progress=False)
+        assert main(["evaluate", str(runs[sup])]) == 0
+    capsys.readouterr()
+    result = compare_runs([runs["x"], runs["ei"]], tmp_path / "cmp")
+    said = {r["label"]: r["supervision"] for r in result["runs"]}
+    assert said["x"] == "supervised: pairs (y, x)"
+    assert said["ei"].startswith("self-supervised from y alone (ei") and "x never read" in said["ei"]
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "self-supervised from y alone (ei" in page and "supervised: pairs (y, x)" in page
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("loss", ["ei", "split"])
+def test_two_processes_learn_from_y_as_one_does(loss, tmp_path):
+    """Under torchrun (``--nproc 2``) each rank takes its slice of every batch with the same
+    per-step draws (g, the split half) and each sample's own noise: the weights end where one
+    process ends, up to float32 summation order."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tiny(f"training.supervision={loss}")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(cfg.to_yaml())
+    one = train(cfg, tmp_path / "one", progress=False)
+    r = subprocess.run([sys.executable, "-m", "invmap", "train", str(path), "--out", str(tmp_path / "two"), "--quiet",
+                        "--nproc", "2"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "from y alone" in r.stdout and "on 2 processes" in r.stdout
+    a, b = load_file(str(one.run_dir / "checkpoint.safetensors")), load_file(str(tmp_path / "two" / "checkpoint.safetensors"))
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point()) < 1e-5
