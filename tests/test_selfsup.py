@@ -317,3 +317,18 @@ def test_two_processes_learn_from_y_as_one_does(loss, tmp_path):
     a, b = load_file(str(one.run_dir / "checkpoint.safetensors")), load_file(str(tmp_path / "two" / "checkpoint.safetensors"))
     assert a.keys() == b.keys()
     assert max(float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point()) < 1e-5
+
+
+@pytest.mark.parametrize("value", ["training.supervision=pairs", "training.supervision=[ei, mc]",
+                                   "training.ei_weight=nan", "training.ei_weight=-1", "training.ei_weight=1e400",
+                                   "training.sure_eps=inf", "training.sure_eps=0", "training.ei_group=rotate",
+                                   "training.ei_group={a: 1}"])
+def test_hostile_values_of_the_new_keys_are_one_line(value, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--quiet"]
+    for s in TINY + [value]:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("invmap: error:") and value.split("=")[0].split(".")[1] in err[0], err
+    assert not out.exists()
