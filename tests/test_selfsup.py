@@ -29,16 +29,26 @@ TINY = ["operator.name=inpainting", "noise.relative=null", "noise.sigma=0.05",
         "data.size=32", "data.train=16", "data.val=8", "data.simulation=crime", "training.epochs=3",
         "training.batch_size=4", "training.max_minutes=0", "training.lr=3e-3", "training.warmup_epochs=1",
         "training.threads=1", "training.amp=off"]
-# a model-based kind (K inside every iteration) in place of the CNN
-KIND = "model: {name: unrolled, iterations: 2, channels: 4, depth: 2}\n"
+# every trainable reconstructor kind (K inside every iteration), tiny, in place of the CNN
+KINDS = {"lgd": "{name: lgd, iterations: 2, memory: 2, channels: 4, depth: 2}",
+         "lpd": "{name: lpd, iterations: 2, primal: 2, dual: 2, channels: 4, depth: 2}",
+         "unrolled": "{name: unrolled, iterations: 2, channels: 4, depth: 2}",
+         "denoiser": "{name: denoiser, depth: 2, base_channels: 4}"}
+UNTRAINED = {"pnp"}  # a fixed denoiser whose strength is fitted on x: refused (below)
 
 
-def tiny(*more: str, kind_file=None):
-    """The tiny config; with `kind_file` (a path to write to), the model-based kind in place of the CNN."""
+def tiny(*more: str, kind_file=None, kind: str = "unrolled"):
+    """The tiny config; with `kind_file` (a path to write to), the model-based `kind` in place of the CNN."""
     if kind_file is None:
         return load_config(None, TINY + list(more))
-    kind_file.write_text(KIND)
+    kind_file.write_text(f"model: {KINDS[kind]}\n")
     return load_config(kind_file, [s for s in TINY if not s.startswith("model.")] + list(more))
+
+
+def test_every_kind_is_covered():
+    from invmap.models import KINDS as registry
+
+    assert set(KINDS) | UNTRAINED == set(registry.names())
 
 
 def images(b: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -151,10 +161,11 @@ def never_read_x(monkeypatch):
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("model", ["post-processing", "unrolled"])
+@pytest.mark.parametrize("model", ["post-processing", *KINDS])
 def test_each_loss_trains_each_kind_from_y_alone(loss, model, tmp_path, monkeypatch):
     never_read_x(monkeypatch)
-    cfg = tiny(f"training.supervision={loss}", kind_file=tmp_path / "kind.yaml" if model == "unrolled" else None)
+    cfg = tiny(f"training.supervision={loss}", kind_file=tmp_path / "kind.yaml" if model in KINDS else None,
+               kind=model)
     res = train(cfg, tmp_path / "run", progress=False)
     rows = read_log(tmp_path / "run" / "train_log.csv")
     assert set(rows[0]) == {"epoch", "step", "lr", "train_loss", "val_loss", "val_sure", "seconds"}
@@ -332,3 +343,14 @@ def test_hostile_values_of_the_new_keys_are_one_line(value, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("invmap: error:") and value.split("=")[0].split(".")[1] in err[0], err
     assert not out.exists()
+
+
+def test_a_model_with_nothing_to_learn_from_y_is_refused(tmp_path):
+    """PnP's kind fits its strength on x before training and has no weights to train: refused."""
+    train(tiny("operator.name=identity", "training.epochs=1"), tmp_path / "denoiser", progress=False)
+    f = tmp_path / "pnp.yaml"
+    f.write_text(f"model: {{name: pnp, denoiser: {tmp_path / 'denoiser'}, iterations: 2}}\n")
+    cfg = load_config(f, [s for s in TINY if not s.startswith("model.")] + ["training.supervision=ei"])
+    with pytest.raises(ValueError, match="no parameters to learn from y"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
