@@ -17,6 +17,7 @@ from invmap.cli import main
 from invmap.config import load_config
 from invmap.physics import Physics
 from invmap.selfsup import GROUPS, SelfSupervised, measurement_consistency, noise_weights, sure
+from invmap.selfsup.losses import mean_gain
 from invmap.selfsup import transforms
 from invmap.training import load_checkpoint, read_log, train
 from invmap.training import setup as training_setup
@@ -86,7 +87,7 @@ def test_noise_weights_follow_the_noise_model():
 
 @pytest.mark.parametrize("op", ["identity", "inpainting", "mri"])
 def test_sure_is_unbiased_for_the_error_k_sees(op):
-    """Averaged over noise draws, SURE equals the true ‖K(x̂ − x)‖²/(n‖K‖²) of a fixed map
+    """Averaged over noise draws, SURE equals the true ‖K(x̂ − x)‖²/‖K‖_F² of a fixed map
     x̂ = a·Kᵀy (for K = I: the MSE itself), within 4 standard errors."""
     K = ops.build(op, image_shape=(32, 32))
     phys = Physics(K, noise_mod.build("gaussian", sigma=0.1))
@@ -102,7 +103,7 @@ def test_sure_is_unbiased_for_the_error_k_sees(op):
                                       for _ in range(len(x))])
     e = K(x_hat - x)
     e = torch.view_as_real(e) if e.is_complex() else e
-    true = (e ** 2).flatten(1).sum(1) / (32 * 32 * K.norm() ** 2)
+    true = (e ** 2).flatten(1).sum(1) / (32 * 32 * mean_gain(K))
     d = est - true
     assert abs(float(d.mean())) < 4 * float(d.std()) / len(d) ** 0.5 + 1e-9, (float(d.mean()), float(d.std()))
     assert float(true.mean()) > 10 * float(d.std()) / len(d) ** 0.5  # the test can tell a wrong estimate
@@ -354,3 +355,14 @@ def test_a_model_with_nothing_to_learn_from_y_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no parameters to learn from y"):
         train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_loss_scale_is_the_mean_gain_of_k():
+    """g = ‖K‖_F²/n: exactly 1 for K = I, the kept fraction for a mask, and ‖K‖_F²/n of a dense
+    matrix within the error of four probes."""
+    assert mean_gain(ops.build("identity", image_shape=(16, 16))) == pytest.approx(1.0, abs=1e-6)
+    K = ops.build("inpainting", image_shape=(32, 32), missing=0.25)
+    assert mean_gain(K) == pytest.approx(0.75, rel=0.05)
+    M = ops.build("matrix", image_shape=(8, 8), m=40, seed=3)
+    dense = M(torch.eye(64).reshape(64, 1, 8, 8))
+    assert mean_gain(M) == pytest.approx(float((dense ** 2).sum()) / 64, rel=0.2)

@@ -1,10 +1,13 @@
 """Self-supervised losses: learning x̂ = f_Θ(y, K) from measurements y = K x + e alone (x never read).
 
 Every loss is computed per image (a tensor ``[B]``; training takes the batch mean) and is scaled
-to image units: a measurement-space squared error is divided by n‖K‖² (n pixels), so that an
-error e along K's top singular vector costs its MSE ‖e‖²/n, whatever the operator.
+to image units: a measurement-space squared error is divided by ‖K‖_F² = n·g (n pixels, g the mean
+gain E‖K b‖²/n over white images b, `mean_gain`), so that a white error e costs its MSE ‖e‖²/n
+whatever the operator, and the consistency and equivariance terms of EI weigh alike on CT (where
+‖K‖² is ~170 g) as on inpainting. (Scaling by ‖K‖² instead let EI's term drown the consistency on
+CT: 23.4 dB against MC alone's 27.0 on 32² images, 16 views, 384 steps.)
 
-- ``mc`` (measurement consistency): ‖K x̂ − y‖²_W / (n‖K‖²), W = diag(v̄/v_j) the inverse noise
+- ``mc`` (measurement consistency): ‖K x̂ − y‖²_W / ‖K‖_F², W = diag(v̄/v_j) the inverse noise
   variances v_j of the entries (`measurement_consistency`; v̄ their mean over the image, so W = I
   for Gaussian noise of one σ and the weighted least squares of Poisson noise otherwise). Alone
   it cannot see the null space of K: x̂ + u with K u = 0 costs the same.
@@ -16,8 +19,8 @@ error e along K's top singular vector costs its MSE ‖e‖²/n, whatever the op
   SURE = ‖K x̂ − y‖² − Σ_j v_j + 2 Σ_j v_j ∂(K f)_j/∂y_j, an unbiased estimate of ‖K(x̂ − x)‖²;
   the divergence by one Monte-Carlo probe b ~ N(0, I): Σ_j v_j b_j [K f(y + εb) − K f(y)]_j / ε,
   ε = `sure_eps`·√v̄ (`sure`). For denoising (K = I) it estimates the MSE itself; for a general K
-  it estimates ‖K(x̂ − x)‖²/(n‖K‖²) ≤ ‖x̂ − x‖²/n, a lower bound on the MSE (the part of the
-  error K sees; the null-space part stays invisible to it as to MC).
+  it estimates ‖K(x̂ − x)‖²/‖K‖_F², the error as K weighs it (the null-space part stays invisible
+  to it as to MC).
 - ``split`` (measurement splitting, after Noise2Inverse, Hendriksen et al. 2020): the units of y
   the operator offers (`LinearOperator.split_units`: CT views, sampled MRI lines, observed
   pixels) are split in two interleaved halves A, B; each step one half is the input and the
@@ -85,18 +88,34 @@ def noise_weights(y: torch.Tensor, physics: Physics) -> torch.Tensor:
     return torch.where(m, w, torch.zeros_like(w))
 
 
+#: white probe images of `mean_gain` (a fixed seed: every run scales its loss alike)
+GAIN_PROBES = 4
+
+
+def mean_gain(op) -> float:
+    """g = ‖K‖_F²/n = E‖K b‖²/n over white images b, uniform on the sphere ‖b‖² = n (Hutchinson,
+    `GAIN_PROBES` fixed probes; exactly 1 for K = I): the mean squared singular value of K;
+    remembered per operator (`remembered`)."""
+    def compute() -> float:
+        b = torch.randn(GAIN_PROBES, 1, *op.in_shape, generator=torch.Generator().manual_seed(0))
+        b = b / b.flatten(1).pow(2).mean(1).sqrt().reshape(-1, 1, 1, 1)
+        kb = _real(op(b))
+        return float((kb * kb).sum()) / b.numel()
+
+    return op.remembered(("mean-gain", GAIN_PROBES), compute)
+
+
 def _scale(x_hat: torch.Tensor, physics: Physics) -> float:
-    """n‖K‖²: a measurement-space squared error divided by it reads in image MSE units."""
-    return float(x_hat[0].numel()) * float(physics.operator.norm()) ** 2
+    """‖K‖_F² = n·g: a measurement-space squared error divided by it reads in image MSE units."""
+    return float(x_hat[0].numel()) * mean_gain(physics.operator)
 
 
 def measurement_consistency(x_hat: torch.Tensor, y: torch.Tensor, physics: Physics,
                             scale_by: Physics | None = None) -> torch.Tensor:
-    """‖K x̂ − y‖²_W / (n‖K‖²) per image ``[B]`` (W = `noise_weights`; module docstring).
+    """‖K x̂ − y‖²_W / ‖K‖_F² per image ``[B]`` (W = `noise_weights`; module docstring).
 
-    `scale_by`: the physics whose ‖K‖ scales the loss (default `physics`; measurement splitting
-    scales both halves by the whole K). Reusable by any method fitting x̂ to y, e.g. a
-    per-image prior's early stopping.
+    `scale_by`: the physics whose ‖K‖_F² scales the loss (default `physics`). Reusable by any
+    method fitting x̂ to y, e.g. a per-image prior's early stopping.
     """
     r = _real(physics.operator(x_hat.float()) - y)
     return _per_image(noise_weights(y, physics) * r * r) / _scale(x_hat, scale_by or physics)
@@ -104,7 +123,7 @@ def measurement_consistency(x_hat: torch.Tensor, y: torch.Tensor, physics: Physi
 
 def sure(call: Call, y: torch.Tensor, physics: Physics, x_hat: torch.Tensor, probes: Sequence[torch.Generator],
          eps: float = 0.01) -> torch.Tensor:
-    """SURE of ‖K(x̂ − x)‖² / (n‖K‖²) per image ``[B]`` for Gaussian noise of known variance,
+    """SURE of ‖K(x̂ − x)‖² / ‖K‖_F² per image ``[B]`` for Gaussian noise of known variance,
     x̂ = call(y, physics) given; one Monte-Carlo probe per image from `probes` (module docstring)."""
     op = physics.operator
     v, m = _variance(y, physics)
@@ -241,7 +260,7 @@ class SelfSupervised:
 
     def sure_estimate(self, call: Call, y: torch.Tensor, physics: Physics, step: int, ids: Sequence[int],
                       split: str = "val") -> torch.Tensor | None:
-        """SURE of ‖K(x̂ − x)‖²/(n‖K‖²) per image (the MSE for K = I), or None where SURE is not
+        """SURE of ‖K(x̂ − x)‖²/‖K‖_F² per image (the MSE for K = I), or None where SURE is not
         valid for the noise (validation reports it beside the loss)."""
         if not sure_available(physics):
             return None
@@ -249,4 +268,5 @@ class SelfSupervised:
         return sure(call, y, physics, x_hat, [self._generator(split, step, int(i), 1) for i in ids], self.sure_eps)
 
 
-__all__ = ["SUPERVISIONS", "SelfSupervised", "measurement_consistency", "noise_weights", "sure", "sure_available"]
+__all__ = ["SUPERVISIONS", "SelfSupervised", "mean_gain", "measurement_consistency", "noise_weights", "sure",
+           "sure_available"]
