@@ -366,3 +366,88 @@ def test_the_loss_scale_is_the_mean_gain_of_k():
     M = ops.build("matrix", image_shape=(8, 8), m=40, seed=3)
     dense = M(torch.eye(64).reshape(64, 1, 8, 8))
     assert mean_gain(M) == pytest.approx(float((dense ** 2).sum()) / 64, rel=0.2)
+
+
+# ------------------------------------------------------------------ measurements without x
+
+def write_measurements(folder, n: int = 12, op: str = "inpainting", size: int = 32):
+    """`n` noisy measurements y of ellipses as .npy files (what a scanner would give: no x)."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    K = ops.build(op, image_shape=(size, size))
+    phys = Physics(K, noise_mod.build("gaussian", sigma=0.05))
+    y = phys.noisy(K(images(n, size, seed=5)), torch.Generator().manual_seed(0))
+    for i in range(n):
+        np.save(folder / f"y_{i:03d}.npy", y[i, 0].numpy())
+    return folder
+
+
+@pytest.mark.parametrize("loss", ["ei", "split"])
+def test_training_from_a_folder_of_measurements(loss, tmp_path):
+    """y from files (the last data.val validate), K and the noise from the config; the test set of
+    data.source (with x) measures the result."""
+    folder = write_measurements(tmp_path / "scans")
+    cfg = tiny(f"training.supervision={loss}", f"data.measurements={folder}", "data.train=100", "data.val=4",
+               "data.test=4", "evaluation.methods=[adjoint, model]", "evaluation.bound=0", "evaluation.pixel_risk=0",
+               "evaluation.zoo=false")
+    res = train(cfg, tmp_path / "run", progress=False)
+    assert res.steps == 3 * 2  # 8 training files in batches of 4, 3 epochs
+    assert res.best_val_loss < res.initial_val_loss
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+    rows = (tmp_path / "run" / "metrics.csv").read_text()
+    assert "model" in rows
+
+
+def _bad_folder(tmp_path, case):
+    import numpy as np
+
+    folder = write_measurements(tmp_path / "scans", n=6)
+    if case == "a file of another shape":
+        np.save(folder / "y_002.npy", np.zeros((16, 16), dtype=np.float32))
+        return folder, "y_002.npy: shape [16, 16], but K measures [32, 32]"
+    if case == "NaN values":
+        a = np.load(folder / "y_001.npy")
+        a[3, 4] = np.nan
+        np.save(folder / "y_001.npy", a)
+        np.save(folder / "y_004.npy", a)
+        return folder, "y_001.npy: holds NaN or Inf"
+    if case == "complex values for a real K":
+        np.save(folder / "y_000.npy", np.zeros((32, 32), dtype=np.complex64))
+        return folder, "y_000.npy: dtype complex64"
+    if case == "not an array":
+        (folder / "y_003.npy").write_bytes(b"\x00garbage" * 10)
+        return folder, "y_003.npy: not a .npy array"
+    if case == "an object array":
+        np.save(folder / "y_003.npy", np.array([{"a": 1}] * 4, dtype=object).reshape(2, 2), allow_pickle=True)
+        return folder, "y_003.npy: shape [2, 2]"
+    if case == "an empty folder":
+        for f in folder.iterdir():
+            f.unlink()
+        return folder, "holds no .npy measurements"
+    if case == "too few files":
+        for f in sorted(folder.iterdir())[1:]:
+            f.unlink()
+        return folder, "at least 5 are needed"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["a file of another shape", "NaN values", "complex values for a real K",
+                                  "not an array", "an object array", "an empty folder", "too few files",
+                                  "supervised", "drawn physics"])
+def test_bad_measurements_are_one_line_naming_the_first_bad_file(case, tmp_path, capsys):
+    if case in ("supervised", "drawn physics"):
+        folder = write_measurements(tmp_path / "scans", n=6)
+        more = (["training.supervision=x"] if case == "supervised" else
+                ["training.supervision=mc", "operator.missing={choice: [0.3, 0.5]}"])
+        message = "supervised training" if case == "supervised" else "drawn operator or noise"
+    else:
+        (folder, message), more = _bad_folder(tmp_path, case), ["training.supervision=mc"]
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--quiet"]
+    for s in TINY + [f"data.measurements={folder}", "data.val=4"] + more:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("invmap: error:") and message in err[0], err
+    assert not out.exists()

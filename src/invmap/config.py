@@ -276,6 +276,9 @@ class DataConfig(_Section):
     mix: list[MixConfig] = Field(default_factory=list)
     fill: bool = True
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    #: a folder of .npy measurements y without x (`invmap.data.measurements`): training and validation
+    #: data of a run learning from y alone; `source` then gives only the test set (with x)
+    measurements: str | None = Field(None, min_length=1, max_length=4096)
 
     @property
     def nominal_simulation(self) -> str:

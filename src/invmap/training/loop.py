@@ -40,8 +40,8 @@ from .distributed import Dist
 from .log import SELFSUP_COLUMNS, CSVLog, TensorBoard, TrainProgress
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
-from .setup import (Pairs, Precision, Preprocessed, build_reconstructor, check_memory, check_resume, load_init,
-                    prepare_run_dir, select_device, versions)
+from .setup import (Pairs, Precision, Preprocessed, build_reconstructor, check_measurements, check_memory,
+                    check_resume, load_init, prepare_run_dir, select_device, versions)
 
 
 class TrainingDiverged(ValueError):
@@ -174,6 +174,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     selfsup = SelfSupervised.from_config(config)  # None: supervised by x
     if selfsup is not None:
         selfsup.check(physics, recon)  # a loss the task cannot serve: one line, nothing written
+    check_measurements(config, physics)  # given measurements (no x): their files, before anything is written
     new_dir = not Path(out_dir).exists()
     saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
     was = ((saved or {}).get("info") or {}).get("supervision", "x") if saved is not None else tc.supervision

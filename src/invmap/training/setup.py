@@ -274,6 +274,17 @@ class Pairs:
         self.n, self.num_workers = len(self.ds), num_workers
         self.shared = self.ds.drawn is not None and (raw or capabilities(recon).operator_inside)
         self.preprocess = _measurement if raw else recon.preprocess
+        self.given = bool(d.measurements) and split != "test"  # y from files, no x (`invmap.data.measurements`)
+        if self.given:
+            from ..data.measurements import read_measurements, split_files
+
+            op = physics.operator
+            self.clean = read_measurements(split_files(d.measurements, split, d.train, d.val), op.out_shape,
+                                           bool(op.complex_output)).to(device)  # the measurements, noise and all
+            self.n = len(self.clean)
+            self.x = torch.full((self.n, 1, d.size, d.size), float("nan"), device=device)  # no x: never read
+            self.z = self.inputs(list(range(self.n)))
+            return
         self.clean: torch.Tensor | list[torch.Tensor] | None = None
         self.z: torch.Tensor | list[torch.Tensor] | None = None
         if stream or hasattr(src, "set_epoch"):  # augmented images: y = K x' + e simulated per minibatch
@@ -326,7 +337,10 @@ class Pairs:
         return self.ds.physics_of(self.ds.draw(int(idx[0])))
 
     def noisy(self, idx: Sequence[int]) -> torch.Tensor:
-        """y = noise(K x_i) with sample i's own generator (the data set's current epoch)."""
+        """y = noise(K x_i) with sample i's own generator (the data set's current epoch); given
+        measurements as they are."""
+        if self.given:
+            return self.clean[list(idx)]
         if self.clean is None:  # streaming
             return self.ds.simulate(idx, device=self.device)[0]
         return torch.cat([self.physics.noisy(self.clean[i:i + 1], self.ds.generator(i)) for i in idx])
@@ -386,7 +400,8 @@ class Preprocessed:
     def inputs(self, idx) -> torch.Tensor:
         idx = torch.as_tensor(list(idx), dtype=torch.long)
         p = self.pairs
-        return torch.cat([self.recon.preprocess(p.inputs(b.tolist()), p.physics_for(b)) for b in p.minibatches(idx, p.chunk)])
+        return torch.cat([self.recon.preprocess(p.batch(b, 0)[0] if p.z is not None else p.inputs(b.tolist()),
+                                                p.physics_for(b)) for b in p.minibatches(idx, p.chunk)])
 
 
 class _Clean(torch.utils.data.Dataset):
@@ -491,6 +506,26 @@ def check_memory(config: Config, physics) -> int:
 
 
 
+def check_measurements(config: Config, physics) -> None:
+    """Given measurements (``data.measurements``) hold y without x: only a self-supervised run can
+    learn from them, with the config's one K; every file is checked (shape, kind, finite values)
+    here, before anything is written. One-line ValueErrors."""
+    from ..data.measurements import read_measurements, split_files
+
+    d = config.data
+    if not d.measurements:
+        return
+    if config.training.supervision == "x":
+        raise ValueError("data.measurements holds y without x: supervised training (training.supervision x) cannot "
+                         "learn from it; choose mc, ei, sure or split")
+    if config.physics_distribution().random:
+        raise ValueError("data.measurements: given measurements were taken with one K (the config's); drawn "
+                         "operator or noise parameters cannot describe them")
+    op = physics.operator
+    for split in ("train", "val"):
+        read_measurements(split_files(d.measurements, split, d.train, d.val), op.out_shape, bool(op.complex_output))
+
+
 def check_config(config: Config, device: torch.device = torch.device("meta")) -> Any:
     """Build what a run builds — physics, network, the image source of every split — so that
     a bad value fails with its own message before anything is written. On the ``meta``
@@ -504,6 +539,7 @@ def check_config(config: Config, device: torch.device = torch.device("meta")) ->
     selfsup = SelfSupervised.from_config(config)
     if selfsup is not None:  # a self-supervised loss the task cannot serve
         selfsup.check(physics, recon)
+    check_measurements(config, physics)
     for split in ("train", "val", "test"):
         config.data.images(split, config.seed)
     return physics
