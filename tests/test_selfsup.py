@@ -451,3 +451,20 @@ def test_bad_measurements_are_one_line_naming_the_first_bad_file(case, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("invmap: error:") and message in err[0], err
     assert not out.exists()
+
+
+def test_a_run_from_measurements_calibrates_no_bound_on_x_it_lacks(tmp_path, capsys):
+    """`invmap evaluate` of a run trained from a folder of y: the PSNR bound and pixel intervals,
+    calibrated on validation pairs (y, x) of the training data, are not fitted, and it says why."""
+    folder = write_measurements(tmp_path / "scans")
+    cfg = tiny("training.supervision=mc", f"data.measurements={folder}", "data.val=4", "data.test=4",
+               "training.epochs=1", "evaluation.methods=[tv, model]", "evaluation.zoo=false",
+               "evaluation.tune_grid={tv: {lam: [0.01, 0.03]}}", "data.val=4")
+    train(cfg, tmp_path / "run", progress=False)
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+    said = capsys.readouterr()
+    assert "note: no PSNR bound: this run learned from measurements without x" in said.out + said.err
+    import csv
+
+    rows = {r["method"]: r for r in csv.DictReader((tmp_path / "run" / "metrics.csv").open())}
+    assert rows["model"]["psnr_bound_mean"] in ("", "nan") and rows["model"]["psnr_mean"] not in ("", "nan")
