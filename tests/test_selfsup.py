@@ -468,3 +468,28 @@ def test_a_run_from_measurements_calibrates_no_bound_on_x_it_lacks(tmp_path, cap
 
     rows = {r["method"]: r for r in csv.DictReader((tmp_path / "run" / "metrics.csv").open())}
     assert rows["model"]["psnr_bound_mean"] in ("", "nan") and rows["model"]["psnr_mean"] not in ("", "nan")
+
+
+def test_hdf5_observations_train_and_a_bad_file_is_one_line(tmp_path, capsys):
+    """``data.measurements: hdf5:<glob>``: observation files of [N, *out_shape] frames (as LoDoPaB-CT's
+    observation_*.hdf5) train like .npy files; a file whose frames do not fit K is named."""
+    h5py = pytest.importorskip("h5py")
+    K = ops.build("inpainting", image_shape=(32, 32))
+    y = Physics(K, noise_mod.build("gaussian", sigma=0.05)).noisy(K(images(10, seed=5)), torch.Generator().manual_seed(0))
+    for k, part in enumerate((y[:6], y[6:])):
+        with h5py.File(tmp_path / f"observation_train_{k:03d}.hdf5", "w") as h:
+            h["data"] = part[:, 0].numpy()
+    spec = f"hdf5:{tmp_path}/observation_*.hdf5"
+    res = train(tiny("training.supervision=ei", f"data.measurements={spec}", "data.val=3"), tmp_path / "run",
+                progress=False)
+    assert res.steps == 3 * 2 and res.best_val_loss < res.initial_val_loss  # 7 training frames, batches of 4
+    with h5py.File(tmp_path / "observation_train_002.hdf5", "w") as h:
+        h["data"] = torch.zeros(2, 16, 16).numpy()
+    out = tmp_path / "bad"
+    args = ["train", "--out", str(out), "--quiet"]
+    for s in TINY + ["training.supervision=ei", f"data.measurements={spec}", "data.val=3"]:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "observation_train_002.hdf5: dataset 'data' is [2, 16, 16]" in err[0], err
+    assert not out.exists()

@@ -276,11 +276,11 @@ class Pairs:
         self.preprocess = _measurement if raw else recon.preprocess
         self.given = bool(d.measurements) and split != "test"  # y from files, no x (`invmap.data.measurements`)
         if self.given:
-            from ..data.measurements import read_measurements, split_files
+            from ..data.measurements import load_split
 
             op = physics.operator
-            self.clean = read_measurements(split_files(d.measurements, split, d.train, d.val), op.out_shape,
-                                           bool(op.complex_output)).to(device)  # the measurements, noise and all
+            self.clean = load_split(d.measurements, split, d.train, d.val, op.out_shape,
+                                    bool(op.complex_output)).to(device)  # the measurements, noise and all
             self.n = len(self.clean)
             self.x = torch.full((self.n, 1, d.size, d.size), float("nan"), device=device)  # no x: never read
             self.z = self.inputs(list(range(self.n)))
@@ -510,7 +510,7 @@ def check_measurements(config: Config, physics) -> None:
     """Given measurements (``data.measurements``) hold y without x: only a self-supervised run can
     learn from them, with the config's one K; every file is checked (shape, kind, finite values)
     here, before anything is written. One-line ValueErrors."""
-    from ..data.measurements import read_measurements, split_files
+    from ..data.measurements import load_split
 
     d = config.data
     if not d.measurements:
@@ -523,7 +523,7 @@ def check_measurements(config: Config, physics) -> None:
                          "operator or noise parameters cannot describe them")
     op = physics.operator
     for split in ("train", "val"):
-        read_measurements(split_files(d.measurements, split, d.train, d.val), op.out_shape, bool(op.complex_output))
+        load_split(d.measurements, split, d.train, d.val, op.out_shape, bool(op.complex_output))
 
 
 def check_config(config: Config, device: torch.device = torch.device("meta")) -> Any:
