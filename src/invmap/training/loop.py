@@ -177,7 +177,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     check_measurements(config, physics)  # given measurements (no x): their files, before anything is written
     new_dir = not Path(out_dir).exists()
     saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
-    was = ((saved or {}).get("info") or {}).get("supervision", "x") if saved is not None else tc.supervision
+    was = (saved.get("info") or {}).get("supervision", "x") if saved is not None else tc.supervision
     if was != tc.supervision:
         raise ValueError(f"cannot resume {out_dir}: training.supervision would change from {was!r} to "
                          f"{tc.supervision!r}; train a new run (or fine-tune from this one with training.init)")
@@ -201,9 +201,10 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         recon.load_state_dict(start[0])
     if prec.channels_last:
         recon = recon.to(memory_format=torch.channels_last)
-    step_net = dist.wrap(recon, "from_input")  # x̂ = f_Θ(z, K), gradients averaged over the ranks
-    step_loss = (dist.wrap(SelfSupervisedStep(recon, selfsup, lambda: prec.autocast(device)), "forward")
-                 if selfsup is not None else None)
+    if selfsup is None:
+        step_net, step_loss = dist.wrap(recon, "from_input"), None  # x̂ = f_Θ(z, K), gradients averaged over the ranks
+    else:  # one wrapper only: two over the same parameters would both reduce their gradients
+        step_net, step_loss = None, dist.wrap(SelfSupervisedStep(recon, selfsup, lambda: prec.autocast(device)), "forward")
     opt = build_optimizer(recon.parameters(), tc.optimizer, tc.lr, tc.momentum, tc.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=prec.scaler)
     steps_per_epoch = len(train_set.minibatches(torch.arange(train_set.n), tc.batch_size))
