@@ -23,9 +23,12 @@ CT: 23.4 dB against MC alone's 27.0 on 32² images, 16 views, 384 steps.)
   to it as to MC).
 - ``split`` (measurement splitting, after Noise2Inverse, Hendriksen et al. 2020): the units of y
   the operator offers (`LinearOperator.split_units`: CT views, sampled MRI lines, observed
-  pixels) are split in two interleaved halves A, B; each step one half is the input and the
-  other the target: x̂ = f(y_A, K_A), loss = MC of x̂ against (y_B, K_B). The noise of the two
-  halves is independent, so the loss cannot reward copying noise.
+  pixels) are split in two interleaved halves A, B; each step one half is the input:
+  x̂ = f(y_A, K_A), loss = MC of x̂ against all of y. The held-out half y_B (its noise independent
+  of the input's) must be predicted; the input half keeps x̂ consistent with what it was given
+  (without it, the part of x̂ only K_A sees is never fitted: on inpainting and MRI that part came
+  out arbitrary). At reconstruction the network gets all of y — inputs unlike the half-inputs it
+  was trained on (Noise2Inverse averages over the splits instead; not done here).
 
 What a task cannot serve is refused before anything runs (`SelfSupervised.check`): SURE without
 Gaussian noise of known σ, a transform group the operator does not declare, splitting an
