@@ -191,3 +191,14 @@ def test_11_one_learned_prior_deblurs_and_its_spread_follows_the_error(run_examp
     assert min(p["tv"], p["pnp"], p["diffpir mean"]) > p["blurred (Kᵀy)"] + 2.0
     assert p["pnp"] >= p["tv"] - 0.25
     assert res["std_min"] >= 0 and res["spearman"] > 0.2
+
+
+def test_12_equivariance_learns_the_null_space_that_measurement_consistency_cannot(run_example):
+    """Trained on y alone, MC leaves the missing pixels where Kᵀy has them (its error lies in the
+    null space of K); EI and splitting learn them, EI close to the supervised network."""
+    res, _ = run_example("12_learning_without_x")
+    p, null = res["psnr"], res["null_share"]
+    assert p["mc"] < p["Kᵀy"] + 0.5 and null["mc"] > 0.9
+    assert p["ei"] > p["mc"] + 3.0 and null["ei"] < null["mc"]
+    assert p["split"] > p["mc"] + 1.0
+    assert p["supervised"] > p["ei"] - 2.0

@@ -276,6 +276,9 @@ class DataConfig(_Section):
     mix: list[MixConfig] = Field(default_factory=list)
     fill: bool = True
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    #: a folder of .npy measurements y without x (`invmap.data.measurements`): training and validation
+    #: data of a run learning from y alone; `source` then gives only the test set (with x)
+    measurements: str | None = Field(None, min_length=1, max_length=4096)
 
     @property
     def nominal_simulation(self) -> str:
@@ -395,6 +398,11 @@ class TrainingConfig(_Section):
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default
     init: str | None = None  # fine-tuning: start from the weights of this trained run directory
     snapshots: list[float] = Field(default_factory=list, max_length=32)  # minutes: weights saved for a learning curve
+    # learning from y alone (`invmap.selfsup`): x = pairs (y, x) with `loss`; mc | ei | sure | split never read x
+    supervision: Literal["x", "mc", "ei", "sure", "split"] = "x"
+    ei_group: Literal["rotations", "flips", "shifts"] = "rotations"  # ei: the transform group (asked of K)
+    ei_weight: float = Field(1.0, gt=0, le=1e6)  # ei: weight of the equivariance term beside MC
+    sure_eps: float = Field(0.01, gt=0, le=10)  # sure: Monte-Carlo divergence step, a fraction of the noise σ
 
     @pydantic.field_validator("snapshots")
     @classmethod

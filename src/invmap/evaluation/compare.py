@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..files import MAX_BYTES
+from ..files import MAX_BYTES, read_json
 from ..atomic import atomic_dir, atomic_write, clean_orphans
 from .evaluate import atomic_write_json, read_metrics
 from .figures import delta_heatmap, stress_overview
@@ -69,6 +69,7 @@ class Run:
     stress_meta: dict = field(default_factory=dict)
     baselines: dict = field(default_factory=dict)
     task: dict | None = None
+    supervision: str = ""  # how its model was trained: from pairs (y, x), or from y alone (`supervision_of`)
 
     def psnr(self, shift: str, level: str, method: str = MODEL) -> float:
         """Mean PSNR of `method` at (shift, level); the test set is shift ``test``, level ``nominal``."""
@@ -105,7 +106,26 @@ def read_run(path: str | Path, label: str) -> Run:
     if run.stress_meta:
         check_stress_pair(run)
     run.task = task_of(run)
+    run.supervision = supervision_of(d)
     return run
+
+
+def describe_supervision(sup: Mapping[str, Any] | None) -> str:
+    """A model.json ``supervision`` record in words (absent: a model trained before it was recorded,
+    always from pairs (y, x))."""
+    loss = str((sup or {}).get("loss", "x"))[:20]
+    if loss == "x":
+        return "supervised: pairs (y, x)"
+    extra = {"ei": lambda s: f", group {str(s.get('group'))[:20]}, weight {s.get('weight')}"}.get(loss, lambda s: "")
+    return f"self-supervised from y alone ({loss}{extra(sup or {})}; x never read)"
+
+
+def supervision_of(d: Path) -> str:
+    """How the model of run directory `d` was trained (its model.json; "" when it holds none)."""
+    if not (d / "model.json").exists():
+        return ""
+    meta = read_json(d / "model.json", "model description", within=d)
+    return describe_supervision(meta.get("supervision") if isinstance(meta, dict) else None)
 
 
 def task_of(run: Run) -> dict | None:
@@ -362,7 +382,9 @@ def render_compare(runs: Sequence[Run], verdicts: Sequence[str], heatmaps: Seque
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
              f"content=\"width=device-width, initial-scale=1\"><title>invmap compare</title><style>{_CSS}</style>"
              f"</head><body>", f"<h1>invmap compare: {_e(' · '.join(r.label for r in runs))}</h1>",
-             "<p class=\"muted\">Runs: " + "; ".join(f"{_e(r.label)} = {_e(r.path)}" for r in runs)
+             "<p class=\"muted\">Runs: " + "; ".join(f"{_e(r.label)} = {_e(r.path)}"
+                                                    + (f" (model {_e(r.supervision)})" if r.supervision else "")
+                                                    for r in runs)
              + f". Differences are each run's model against the first ({_e(ref.label)}).</p>",
              "<h2>Verdicts</h2>"]
     parts += [f"<p class=\"verdict\">{_e(v)}</p>" for v in verdicts] or ["<p>No common numbers to compare.</p>"]
@@ -430,7 +452,8 @@ def _write_compare(runs: Sequence[Run], out_dir: Path, margin: float) -> dict:
         grid = [(g, cells) for g, cells in grid if cells]
         title = f"model PSNR: {r.label} − {ref.label} (dB) per shift and level; framed: training conditions"
         diff_maps.append((f"{r.label} − {ref.label}", delta_heatmap(grid, figs / f"difference_{i + 2}_minus_1.png", title)))
-    result = {"runs": [{"label": r.label, "path": str(r.path)} for r in runs], "reference": ref.label, "margin": margin,
+    result = {"runs": [{"label": r.label, "path": str(r.path), "supervision": r.supervision} for r in runs],
+              "reference": ref.label, "margin": margin,
               "differences": diffs, "baseline_gaps": {r.label: baseline_gaps(r) for r in runs}, "verdicts": verdicts,
               "figures": {"heatmaps": [str(p.relative_to(out_dir)) for _, p in heatmaps if p is not None],
                           "differences": [str(p.relative_to(out_dir)) for _, p in diff_maps if p is not None]}}

@@ -195,6 +195,16 @@ def _enough(what: str, m: int, config: Any, say: Any, strict: bool) -> bool:
         need = intervals.min_pairs(ev.pixel_risk, ev.pixel_delta) if asked else 0
         msg = (f"pixel intervals with risk ≤ {ev.pixel_risk:g} at confidence {1 - ev.pixel_delta:g} need at least "
                f"{need} calibration pairs (n ≥ log δ / log(1 − α))")
+    if asked and getattr(config.data, "measurements", None):  # trained from y alone: no (y, x) of its own data
+        key = "bound" if what == "bound" else "pixel_risk"
+        msg = (f"this run learned from measurements without x (data.measurements): "
+               f"{'a PSNR bound' if what == 'bound' else 'pixel intervals'} would be calibrated on validation pairs "
+               f"(y, x) of its training data, which it lacks; set evaluation.{key}=0")
+        if strict:
+            raise ValueError(msg)
+        if say is not None:
+            say(f"note: no {'PSNR bound' if what == 'bound' else 'pixel intervals'}: {msg}")
+        return False
     if not asked or m >= need:
         return asked
     msg += f" besides those of the trust score; the run's data.val = {config.data.val} leaves {m}"

@@ -29,7 +29,9 @@ An operator says what it can do instead of being recognised by a name: ``spec()`
 describe the acquisition, can be miscalibrated, are lengths in pixels),
 ``estimate_calibration(y)`` (the calibration parameters that measurements alone reveal,
 e.g. a CT detector offset; `CalibrationEstimate`) and ``stress_axes()`` (the
-operator-specific shifts of the stress study, see `invmap.operators.axes`);
+operator-specific shifts of the stress study, see `invmap.operators.axes`),
+``transform_groups()`` (the groups equivariant imaging may draw from) and ``split_units()`` /
+``restricted(keep)`` (what measurement splitting may divide y into; `invmap.selfsup`);
 ``capabilities()`` sums them up.
 """
 
@@ -355,6 +357,35 @@ class LinearOperator:
         """
         return None
 
+    def transform_groups(self) -> tuple[str, ...]:
+        """The transform groups {T_g} under which the images K is built for stay images of the same
+        kind (x ∈ X ⇒ T_g x ∈ X): what equivariant imaging (`invmap.selfsup`) may draw g from.
+        Names of `invmap.selfsup.transforms.GROUPS`; none here (a matrix knows nothing of images)."""
+        return ()
+
+    def _image_groups(self, shifts: bool = False) -> tuple[str, ...]:
+        """Rotations by 90° (square images only) and flips, and circular shifts when K commutes
+        with them (K T_g = T_g K): the groups of an operator on a pixel grid."""
+        square = len(self.in_shape) == 2 and self.in_shape[0] == self.in_shape[1]
+        return ("rotations",) * square + ("flips",) + ("shifts",) * shifts
+
+    def split_units(self) -> torch.Tensor | None:
+        """Measurement splitting (`invmap.selfsup`): a long tensor shaped ``out_shape`` giving each
+        entry of y the unit it belongs to (a CT view, a sampled MRI line, an observed pixel), −1
+        for entries never measured; None when K has nothing to split (every entry of y sees the
+        whole image through one kernel: blur, identity, a dense matrix)."""
+        return None
+
+    def restricted(self, keep: torch.Tensor) -> tuple["LinearOperator", Callable[[torch.Tensor], torch.Tensor]]:
+        """(K_S, take_S) for the units S of `split_units` where `keep` (bool, one per unit) is
+        true: y_S = take_S(y) = K_S x + e_S. Here K_S = M_S K, the entries outside S set to 0
+        (y keeps its shape); an operator with a cheaper restriction (CT: fewer views) overrides it."""
+        units = self.split_units()
+        if units is None:
+            raise ValueError(f"{self.name or type(self).__name__} has no units to split its measurements into")
+        entries = (units >= 0) & keep.to(torch.bool)[units.clamp_min(0)]
+        return Masked(self, entries), lambda y: y * entries.to(y.device)
+
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """KᵀK x."""
         return self.adjoint(self.forward(x))
@@ -408,7 +439,8 @@ class LinearOperator:
         return {"fbp": self.has_fbp, "geometry_params": list(self.geometry_params),
                 "calibration_params": list(self.calibration_params), "pixel_params": list(self.pixel_params),
                 "estimable_params": list(self.estimable_params),
-                "stress_axes": [a.name for a in self.stress_axes()]}
+                "stress_axes": [a.name for a in self.stress_axes()],
+                "transform_groups": list(self.transform_groups()), "splits": self.split_units() is not None}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({_shape_str(self.in_shape)} -> {_shape_str(self.out_shape)})"
@@ -547,3 +579,34 @@ class _Scaled(LinearOperator):
 
     def norm(self, *args, **kwargs) -> float:
         return abs(self.c) * self.a.norm(*args, **kwargs)
+
+
+class Masked(LinearOperator):
+    """M K: the entries of y outside the boolean mask M (shaped ``out_shape``) set to 0, y = M ⊙ K x;
+    adjoint Kᵀ(M ⊙ y), ‖M K‖ ≤ ‖K‖ (the bound `norm` returns). The measured entries are M's
+    (and K's own). Built by `LinearOperator.restricted` for measurement splitting; no spec."""
+
+    def __init__(self, a: LinearOperator, mask: torch.Tensor):
+        super().__init__(a.in_shape, a.out_shape)
+        if tuple(mask.shape) != tuple(a.out_shape):
+            raise ValueError(f"mask {_shape_str(mask.shape)} does not match the measurements {_shape_str(a.out_shape)}")
+        self.a, self.mask = a, mask.to(torch.bool)
+        self.complex_output = a.complex_output
+        self.complex_input = a.complex_input
+        self.grad_via_adjoint = a.grad_via_adjoint
+
+    def spec(self) -> dict:
+        raise ValueError("a masked operator (measurement splitting) has no spec")
+
+    def measured(self) -> torch.Tensor:
+        m = self.a.measured()
+        return self.mask if m is None else self.mask & m
+
+    def _forward(self, x):
+        return self.a._forward(x) * self.mask.to(x.device)
+
+    def _adjoint(self, y):
+        return self.a._adjoint(y * self.mask.to(y.device))
+
+    def norm(self, *args, **kwargs) -> float:
+        return self.a.norm(*args, **kwargs)

@@ -165,6 +165,10 @@ class Blur(LinearOperator):
             self._params.update(radius=float(radius))
 
     geometry_params = ("kernel", "sigma", "size", "length", "angle", "radius", "psf", "boundary")
+
+    def transform_groups(self) -> tuple[str, ...]:
+        """Rotations and flips of the scene; circular shifts with a circular boundary (then K commutes with them)."""
+        return self._image_groups(shifts=self.boundary == "circular")
     calibration_params = ("sigma", "length", "radius")
     pixel_params = ("sigma", "length", "radius", "size")
 

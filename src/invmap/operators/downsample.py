@@ -58,6 +58,10 @@ class Downsample(LinearOperator):
     calibration_params = ("sigma",)
     pixel_params = ("factor", "sigma")
 
+    def transform_groups(self) -> tuple[str, ...]:
+        """Rotations and flips of the scene (decimation does not commute with shifts by less than the factor)."""
+        return self._image_groups()
+
     def stress_axes(self) -> list[axes.StressAxis]:
         """Decimation factor (geometry); anti-alias kernel width error (calibration, Gaussian filter)."""
         levels, skipped = axes.scaled(self, "factor", (0.5, 1.0, 2.0), "×{v}", integer=True)

@@ -24,3 +24,7 @@ class Identity(LinearOperator):
 
     def norm(self, *args, **kwargs) -> float:
         return 1.0
+
+    def transform_groups(self) -> tuple[str, ...]:
+        """Rotations, flips and shifts (K = I commutes with each)."""
+        return self._image_groups(shifts=True)

@@ -86,5 +86,14 @@ class Inpainting(LinearOperator):
         """The observed pixels M."""
         return self.mask > 0
 
+    def transform_groups(self) -> tuple[str, ...]:
+        """Rotations and flips of the scene (the mask does not commute with them: what EI learns from)."""
+        return self._image_groups()
+
+    def split_units(self) -> torch.Tensor:
+        """One unit per observed pixel (−1: missing)."""
+        idx = torch.arange(self.mask.numel()).reshape(self.mask.shape)
+        return torch.where(self.mask > 0, idx, torch.full_like(idx, -1))
+
     def norm(self, *args, **kwargs) -> float:
         return float(self.mask.max())

@@ -128,5 +128,14 @@ class MRI(LinearOperator):
         """The sampled k-space entries M (whole phase-encoding rows)."""
         return self.mask > 0
 
+    def transform_groups(self) -> tuple[str, ...]:
+        """Rotations and flips of the scene (the line mask does not commute with them)."""
+        return self._image_groups()
+
+    def split_units(self) -> torch.Tensor:
+        """One unit per sampled phase-encoding line (row index; −1: a line not sampled)."""
+        rows = torch.arange(self.mask.shape[0])[:, None].expand(self.mask.shape)
+        return torch.where(self.mask > 0, rows, torch.full_like(rows, -1))
+
     def norm(self, *args, **kwargs) -> float:
         return 1.0 if bool(self.lines.any()) else 0.0

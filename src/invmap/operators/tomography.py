@@ -321,6 +321,28 @@ class Tomography(_RayTransform):
             p["detectors"] = now if int(p["detectors"]) == was else max(1, round(int(p["detectors"]) * now / was))
         return p
 
+    def transform_groups(self) -> tuple[str, ...]:
+        """Rotations by 90° and flips of the scene: parallel-beam views over an arc see a rotated
+        object as other views (R_θ(rot_δ x) = R_{θ+δ} x), which the sparse view set lacks —
+        what equivariant imaging learns the missing views from."""
+        return self._image_groups()
+
+    def split_units(self) -> torch.Tensor:
+        """One unit per view (the row of y it fills)."""
+        views, cells = self.out_shape
+        return torch.arange(views)[:, None].expand(views, cells)
+
+    def restricted(self, keep: torch.Tensor):
+        """(K_S, take_S): the same scanner with the views S only (an explicit list of their angles,
+        FBP applies), y_S = the rows S of y."""
+        rows = torch.nonzero(keep.to(torch.bool)).flatten()
+        if len(rows) == 0:
+            raise ValueError("tomography: a measurement split keeps no view")
+        p = {k: v for k, v in self.params().items() if k not in ("angle_offset", "arc")}
+        p["angles"] = [float(self.angles[int(i)]) for i in rows]  # the offset is inside self.angles
+        sub = type(self)(self.in_shape, **p)
+        return sub, lambda y: y.index_select(-2, rows.to(y.device))
+
     def estimate_calibration(self, y: torch.Tensor) -> dict[str, CalibrationEstimate]:
         """The detector offset the measurements say, per sample (`detector_offset_from_moments`)."""
         g = self.geometry

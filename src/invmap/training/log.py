@@ -1,7 +1,9 @@
 """Training logs: a CSV file per run, a progress bar (a line per epoch in a log), TensorBoard when installed.
 
 ``train_log.csv`` has one row per epoch (epoch 0 = the untrained network):
-``epoch, step, lr, train_loss, val_psnr, val_ssim, seconds``.
+``epoch, step, lr, train_loss, val_psnr, val_ssim, seconds``; a run trained from y alone
+(`invmap.selfsup`) has ``val_loss, val_sure`` (its self-supervised loss and SURE's estimate) in
+place of the PSNR and SSIM it cannot compute.
 TensorBoard event files go to ``run_dir/tensorboard`` when ``torch.utils.tensorboard``
 can be imported (the ``tensorboard`` package is optional, never required).
 """
@@ -17,6 +19,7 @@ from ..files import read_csv
 from ..progress import Progress
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "val_psnr", "val_ssim", "seconds")
+SELFSUP_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_sure", "seconds")
 LOG = "train_log.csv"
 
 
@@ -37,8 +40,9 @@ class CSVLog:
     parsed are dropped too.
     """
 
-    def __init__(self, run_dir: str | Path, keep_until_epoch: int | None = None, enabled: bool = True):
-        self.path, self.enabled = Path(run_dir) / LOG, enabled
+    def __init__(self, run_dir: str | Path, keep_until_epoch: int | None = None, enabled: bool = True,
+                 columns: tuple[str, ...] = COLUMNS):
+        self.path, self.enabled, self.columns = Path(run_dir) / LOG, enabled, columns
         if not enabled:  # a data-parallel rank other than 0 writes nothing
             return
         old = read_log(self.path) if (keep_until_epoch is not None and self.path.exists()) else []
@@ -48,11 +52,11 @@ class CSVLog:
     def write(self, **row: Any) -> None:
         if not self.enabled:
             return
-        self.rows.append({c: _fmt(row.get(c)) for c in COLUMNS})
+        self.rows.append({c: _fmt(row.get(c)) for c in self.columns})
         self._flush()
 
     def _flush(self) -> None:
-        atomic_write_csv(self.path, COLUMNS, self.rows)
+        atomic_write_csv(self.path, self.columns, self.rows)
 
 
 def _epoch(row: dict[str, str]) -> int | None:
@@ -125,11 +129,12 @@ class TrainProgress:
         self.bar.set_total(max(min(self.budget, predicted), elapsed_s))
         self.bar.update(min(elapsed_s, self.bar.total) - self.bar.n)
 
-    def epoch(self, epoch: int, epochs: int, step: int, loss: float, psnr: float, elapsed_s: float) -> None:
+    def epoch(self, epoch: int, epochs: int, step: int, loss: float, val: str, elapsed_s: float) -> None:
         """The line of one finished epoch where no bar is drawn: its mean training loss, the
-        validation PSNR, the steps and the seconds so far (against the budget, if any)."""
+        validation score `val` ("val PSNR 31.20 dB", or a self-supervised run's "val loss 0.0123"),
+        the steps and the seconds so far (against the budget, if any)."""
         budget = f" of the ≤ {self.budget / 60:g} min budget" if self.budget else ""
-        self.bar.stage(f"epoch {epoch}/{epochs}: loss {loss:.4g}, val PSNR {psnr:.2f} dB, step {step}/"
+        self.bar.stage(f"epoch {epoch}/{epochs}: loss {loss:.4g}, {val}, step {step}/"
                        f"{self.total_steps}, {elapsed_s:.0f} s{budget}")
 
     def set_postfix(self, *args, **kwargs) -> None:

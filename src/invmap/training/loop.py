@@ -8,6 +8,10 @@ end to end, K and Kᵀ inside for the model-based kinds. The call is split as
 ``recon.prepare(train, val, data_range=)`` fits what gradients do not (input scale, PnP's strength).
 Every epoch: validation PSNR/SSIM on fixed pairs, the best model saved (``model.safetensors`` + ``model.json``), a row of ``train_log.csv``, a checkpoint.
 ``training.init: RUN`` starts from RUN's trained weights (fine-tuning, recorded as ``init`` in model.json).
+Self-supervised training (``training.supervision``: mc, ei, sure, split; `invmap.selfsup`) learns
+from the measurements alone: the loss calls the whole map f_Θ(y, K) on y (and on its transforms or
+halves), x is never read, validation scores the same loss (and SURE's estimate where the noise
+allows), and the best model is the one of least validation loss; model.json records ``supervision``.
 ``training.snapshots: [1, 3, 10, …]`` keeps the weights at those training-clock minutes in
 ``snapshots/<m>min/`` (each a loadable model, for a learning curve; a resumed run skips the ones on disk).
 Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
@@ -16,6 +20,7 @@ error, keeping the last good checkpoint and best model — on a non-finite loss.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -29,13 +34,14 @@ import torch
 
 from .. import metrics
 from ..config import Config
+from ..selfsup import SelfSupervised
 from . import checkpoint as ckpt
 from .distributed import Dist
-from .log import CSVLog, TensorBoard, TrainProgress
+from .log import SELFSUP_COLUMNS, CSVLog, TensorBoard, TrainProgress
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
-from .setup import (Pairs, Precision, build_reconstructor, check_memory, check_resume, load_init, prepare_run_dir,
-                    select_device, versions)
+from .setup import (Pairs, Precision, Preprocessed, build_reconstructor, check_measurements, check_memory,
+                    check_resume, load_init, prepare_run_dir, select_device, versions)
 
 
 class TrainingDiverged(ValueError):
@@ -55,9 +61,17 @@ class TrainResult:
     stopped: str           # epochs | time | early-stopping
     device: str
     processes: int = 1     # data-parallel ranks (torchrun)
+    supervision: str = "x"  # x: pairs (y, x); else the self-supervised loss (`invmap.selfsup`)
+    best_val_loss: float = math.nan  # self-supervised: the validation loss of the saved model
+    initial_val_loss: float = math.nan
 
     def summary(self) -> str:
         on = f" on {self.processes} processes" if self.processes > 1 else ""
+        if self.supervision != "x":
+            return (f"trained {self.epochs} epochs from y alone ({self.supervision} loss, {self.steps} steps, "
+                    f"{self.seconds:.0f} s, {self.device}{on}; stopped: {self.stopped}); best epoch {self.best_epoch}: "
+                    f"val {self.supervision} loss {self.best_val_loss:.4g} (untrained: {self.initial_val_loss:.4g}); "
+                    f"no PSNR: x was not read")
         return (f"trained {self.epochs} epochs ({self.steps} steps, {self.seconds:.0f} s, {self.device}{on}; "
                 f"stopped: {self.stopped}); best epoch {self.best_epoch}: val PSNR {self.best_val_psnr:.2f} dB, "
                 f"SSIM {self.best_val_ssim:.4f} (untrained: {self.initial_val_psnr:.2f} dB)")
@@ -80,6 +94,48 @@ def validate(recon, val: Pairs, batch_size: int, data_range: metrics.DataRange =
                   else torch.full_like(ps[-1], math.nan))
     p, s, n = dist.sum([torch.cat(ps).double().sum(), torch.cat(ss).double().sum(), len(mine)])
     return p / n, s / n
+
+
+class SelfSupervisedStep(torch.nn.Module):
+    """One step's self-supervised loss as one module call, mean over the batch: f_Θ is called
+    several times inside it (y and its transform or half), and data parallelism sees one forward.
+    `autocast` (the run's mixed precision) covers the network alone: K, Kᵀ and P(y, K) of the
+    loss run in float32, as outside training."""
+
+    def __init__(self, recon: torch.nn.Module, loss: SelfSupervised,
+                 autocast: Callable[[], Any] = contextlib.nullcontext):
+        super().__init__()
+        self.recon, self.loss, self.autocast = recon, loss, autocast
+
+    def call(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
+        """x̂ = f_Θ(y, K) = recon.from_input(recon.preprocess(y, K), K), in float32."""
+        z = self.recon.preprocess(y, physics)
+        with self.autocast():
+            x_hat = self.recon.from_input(z, physics)
+        return x_hat.float()
+
+    def forward(self, y: torch.Tensor, physics: Any, split: str, step: int, ids: Sequence[int]) -> torch.Tensor:
+        return self.loss(self.call, y, physics, split, step, ids).mean()
+
+
+@torch.no_grad()
+def validate_selfsup(recon, loss: SelfSupervised, val: Pairs, batch_size: int,
+                     dist: Dist = Dist()) -> tuple[float, float]:
+    """Mean self-supervised loss, and mean SURE estimate (NaN where the noise does not allow it),
+    of x̂ = f_Θ(y, K) over the validation measurements (x is not read); float32, summed over ranks."""
+    recon.eval()
+    step = SelfSupervisedStep(recon, loss)
+    call = lambda v, p: step.call(v, p).float()  # noqa: E731
+    mine = torch.tensor_split(torch.arange(val.n), dist.world)[dist.rank]
+    batches = val.minibatches(mine, batch_size)
+    ls, ss = [torch.zeros(0, dtype=torch.float64)], [torch.zeros(0, dtype=torch.float64)]
+    for idx, (y, _, physics) in zip(batches, val.epoch(batches, 0)):
+        ids = idx.tolist()
+        ls.append(loss(call, y, physics, "val", 0, ids).double().cpu())
+        s = loss.sure_estimate(call, y, physics, 0, ids)
+        ss.append(s.double().cpu() if s is not None else torch.full((len(ids),), math.nan, dtype=torch.float64))
+    lv, sv, n = dist.sum([torch.cat(ls).sum(), torch.cat(ss).sum(), len(mine)])
+    return lv / n, sv / n
 
 
 def train(config: Config, out_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -115,25 +171,40 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         physics = config.physics()  # a bad operator / noise / model value fails before the run directory exists
     check_memory(config, physics)  # and so does a run that would not fit in memory
     recon = build_reconstructor(config, physics, device)
+    selfsup = SelfSupervised.from_config(config)  # None: supervised by x
+    if selfsup is not None:
+        selfsup.check(physics, recon)  # a loss the task cannot serve: one line, nothing written
+    check_measurements(config, physics)  # given measurements (no x): their files, before anything is written
     new_dir = not Path(out_dir).exists()
     saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
+    was = (saved.get("info") or {}).get("supervision", "x") if saved is not None else tc.supervision
+    if was != tc.supervision:
+        raise ValueError(f"cannot resume {out_dir}: training.supervision would change from {was!r} to "
+                         f"{tc.supervision!r}; train a new run (or fine-tune from this one with training.init)")
     start = load_init(config, recon, physics) if tc.init and not resume else None  # fine-tuning
     run = prepare_run_dir(out_dir, config, resume) if dist.main else Path(out_dir)  # rank 0 alone writes
     try:
+        raw = selfsup is not None  # minibatches of y itself: the loss calls f_Θ(y, K) whole
         train_set = Pairs(config, physics, "train", recon, device, fresh_noise=tc.fresh_noise,
-                          num_workers=tc.num_workers, stream=tc.stream)
-        val = Pairs(config, physics, "val", recon, device, num_workers=tc.num_workers)
+                          num_workers=tc.num_workers, stream=tc.stream, raw=raw)
+        val = Pairs(config, physics, "val", recon, device, num_workers=tc.num_workers, raw=raw)
     except BaseException:  # e.g. an unreadable image: leave no half-made run behind
         if dist.main and new_dir and {f.name for f in run.iterdir()} <= {"config.yaml"}:
             shutil.rmtree(run)
         raise
     if not resume:
-        recon.prepare(train_set, val, data_range=config.evaluation.data_range)
+        if selfsup is None:
+            recon.prepare(train_set, val, data_range=config.evaluation.data_range)
+        else:  # from the inputs z = P(y, K) alone (the input scale); `check` refused kinds that fit on x
+            recon.prepare(Preprocessed(train_set, recon), None, data_range=config.evaluation.data_range)
     if start is not None:  # after prepare: the trained run's input scale is part of what it learned
         recon.load_state_dict(start[0])
     if prec.channels_last:
         recon = recon.to(memory_format=torch.channels_last)
-    step_net = dist.wrap(recon, "from_input")  # x̂ = f_Θ(z, K), gradients averaged over the ranks
+    if selfsup is None:
+        step_net, step_loss = dist.wrap(recon, "from_input"), None  # x̂ = f_Θ(z, K), gradients averaged over the ranks
+    else:  # one wrapper only: two over the same parameters would both reduce their gradients
+        step_net, step_loss = None, dist.wrap(SelfSupervisedStep(recon, selfsup, lambda: prec.autocast(device)), "forward")
     opt = build_optimizer(recon.parameters(), tc.optimizer, tc.lr, tc.momentum, tc.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=prec.scaler)
     steps_per_epoch = len(train_set.minibatches(torch.arange(train_set.n), tc.batch_size))
@@ -141,14 +212,14 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     loss_fn = build_loss(tc.loss, tc.ssim_weight, tc.mix_base)
     gens = {"shuffle": torch.Generator().manual_seed(config.seed)}
     st = {"epoch": 0, "step": 0, "seconds": 0.0, "best_psnr": -math.inf, "best_ssim": math.nan, "best_epoch": 0,
-          "initial_psnr": math.nan, "bad_epochs": 0, "stopped": ""}
+          "initial_psnr": math.nan, "bad_epochs": 0, "stopped": "", "best_loss": math.inf, "initial_loss": math.nan}
     if saved is not None:
         recon.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         if saved.get("scaler") and prec.scaler:  # float16 on CUDA; other precisions keep no scale
             scaler.load_state_dict(saved["scaler"])
         ckpt.set_rng_state(saved["rng"], gens)
-        st.update({k: saved[k] for k in st}, stopped="")
+        st.update({k: saved.get(k, st[k]) for k in st}, stopped="")  # older checkpoints: no best_loss
         info = saved.get("info") or {}
         before = info.get("processes", 1)
         if before != dist.world and dist.main:
@@ -162,20 +233,39 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                 f"invmap train: note: resuming a run trained in {str(was)[:40]} with {prec.describe()} (training.amp: "
                 f"{tc.amp} on {device.type}); the weights carry over, the numbers from here on are not "
                 "bit-identical to an uninterrupted run")
-    log = CSVLog(run, keep_until_epoch=st["epoch"] if resume else None, enabled=dist.main)
+    log = CSVLog(run, keep_until_epoch=st["epoch"] if resume else None, enabled=dist.main,
+                 **({"columns": SELFSUP_COLUMNS} if selfsup is not None else {}))
     tb = TensorBoard(run, enabled=dist.main)
     meta = {"name": config.name, "physics": physics.spec(), "data": config.data.model_dump(mode="json"),
             "training": {"optimizer": tc.optimizer, "loss": tc.loss, "lr": tc.lr, "batch_size": tc.batch_size},
-            "software": versions(), **({"init": start[1]} if start is not None else {})}
+            "software": versions(), **({"init": start[1]} if start is not None else {}),
+            "supervision": selfsup.describe() if selfsup is not None else {"loss": "x", "reads_x": True}}
     if config.physics_distribution().random:  # trained over drawn physics; `physics` is the nominal one
         meta["physics_distributions"] = config.physics_distribution().spec()
 
     def save_best(epoch: int, psnr: float, ssim: float) -> None:
-        st.update(best_psnr=psnr, best_ssim=ssim, best_epoch=epoch, bad_epochs=0)
+        if selfsup is not None:  # (psnr, ssim) are (val loss, val SURE): no PSNR without x
+            st.update(best_loss=psnr, best_epoch=epoch, bad_epochs=0)
+            scores = {"val_loss": psnr, **({"val_sure": ssim} if math.isfinite(ssim) else {})}
+        else:
+            st.update(best_psnr=psnr, best_ssim=ssim, best_epoch=epoch, bad_epochs=0)
+            scores = {"val_psnr": psnr, "val_ssim": ssim}
         if not dist.main:
             return
         from ..models import save_model
-        save_model(run, recon, {**meta, "best_epoch": epoch, "val_psnr": psnr, "val_ssim": ssim}, physics=physics)
+        save_model(run, recon, {**meta, "best_epoch": epoch, **scores}, physics=physics)
+
+    def validation() -> tuple[float, float]:
+        """(val PSNR, SSIM) by x; self-supervised: (val loss, SURE estimate) by y alone."""
+        if selfsup is not None:
+            return validate_selfsup(recon, selfsup, val, config.evaluation.batch_size, dist)
+        return validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range, dist)
+
+    def improved(score: float) -> bool:
+        return score < st["best_loss"] if selfsup is not None else score > st["best_psnr"]
+
+    def scalars(p: float, s: float) -> dict:
+        return {"val_loss": p, "val_sure": s} if selfsup is not None else {"val_psnr": p, "val_ssim": s}
 
     def save_checkpoint() -> None:
         if not dist.main:
@@ -184,7 +274,8 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                                    "scaler": scaler.state_dict() if prec.scaler else None,
                                    "rng": ckpt.rng_state(gens), **st, "info": {"config": config.name, "device": str(device),
                                                                           "processes": dist.world,
-                                                                          "precision": prec.describe()}})
+                                                                          "precision": prec.describe(),
+                                                                          "supervision": tc.supervision}})
 
     def take_snapshots(seconds: float) -> None:
         """The weights at each `training.snapshots` minute passed (rank 0; written whole or not at all)."""
@@ -200,16 +291,17 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                                physics=physics)
 
     if not resume:  # epoch 0: the untrained network
-        p0, s0 = validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range, dist)
-        st["initial_psnr"] = p0
+        p0, s0 = validation()
+        st["initial_loss" if selfsup is not None else "initial_psnr"] = p0
         save_best(0, p0, s0)
-        log.write(epoch=0, step=0, lr=tc.lr, val_psnr=p0, val_ssim=s0, seconds=0.0)
-        tb.scalars(0, **{"val/psnr": p0, "val/ssim": s0})
+        log.write(epoch=0, step=0, lr=tc.lr, seconds=0.0, **scalars(p0, s0))
+        tb.scalars(0, **{f"val/{k[4:]}": v for k, v in scalars(p0, s0).items()})
         save_checkpoint()
     if not any(p.requires_grad for p in recon.parameters()):  # e.g. PnP: a fixed denoiser, tuned in prepare
         st["stopped"] = "nothing to train"
     bar = TrainProgress(tc.epochs * steps_per_epoch, st["step"], progress, tc.max_minutes * 60, st["seconds"])
-    t0, shown = time.perf_counter() - st["seconds"], f"{st['best_psnr']:.2f}"
+    t0, shown = time.perf_counter() - st["seconds"], (f"{st['best_loss']:.4g}" if selfsup is not None
+                                                      else f"{st['best_psnr']:.2f}")
 
     def clock() -> float:
         """Seconds of training so far by rank 0's clock (every rank takes the same time decisions)."""
@@ -220,12 +312,15 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
             recon.train()
             perm, total, count, lr = torch.randperm(train_set.n, generator=gens["shuffle"]), 0.0, 0, tc.lr
             parts = dist.batches(train_set.minibatches(perm, tc.batch_size))  # this rank's slice of each batch
-            for (_, share, b), (z, x, phys) in zip(parts, train_set.epoch([p[0] for p in parts], epoch)):
+            for (ids, share, b), (z, x, phys) in zip(parts, train_set.epoch([p[0] for p in parts], epoch)):
                 if prec.channels_last and z.dim() == 4:
                     z = z.contiguous(memory_format=torch.channels_last)
                 lr = sched.apply(opt, tc.lr, st["step"], clock())
-                with prec.autocast(device):
-                    loss = loss_fn(step_net(z, phys), x)  # phys: the task's K, or the batch's drawn one
+                if step_loss is not None:  # z = y; x is not read (the network alone under autocast)
+                    loss = step_loss(z, phys, "train", st["step"], ids.tolist())
+                else:
+                    with prec.autocast(device):
+                        loss = loss_fn(step_net(z, phys), x)  # phys: the task's K, or the batch's drawn one
                 lv = loss.item() if dist.world == 1 else dist.sum([loss * share * b])[0] / (dist.world * b)
                 if not math.isfinite(lv):
                     raise TrainingDiverged(
@@ -244,23 +339,25 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                 bar.step(st["step"], time.perf_counter() - t0)  # rank 0's bar, its own clock
                 if tc.snapshots:
                     take_snapshots(clock())
-                bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val_psnr=shown, refresh=False)
+                bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val=shown, refresh=False)
                 if tc.max_minutes and clock() >= tc.max_minutes * 60:
                     st["stopped"] = "time"
                     break
-            psnr, ssim = validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range, dist)
+            psnr, ssim = validation()  # self-supervised: (val loss, SURE estimate)
             st.update(epoch=epoch, seconds=clock())
-            row = dict(epoch=epoch, step=st["step"], lr=lr, train_loss=total / max(count, 1), val_psnr=psnr,
-                       val_ssim=ssim, seconds=st["seconds"])
+            row = dict(epoch=epoch, step=st["step"], lr=lr, train_loss=total / max(count, 1), **scalars(psnr, ssim),
+                       seconds=st["seconds"])
             log.write(**row)
-            tb.scalars(st["step"], **{"loss/train": row["train_loss"], "val/psnr": psnr, "val/ssim": ssim, "lr": lr})
-            if psnr > st["best_psnr"]:
+            tb.scalars(st["step"], **{"loss/train": row["train_loss"], "lr": lr},
+                       **{f"val/{k[4:]}": v for k, v in scalars(psnr, ssim).items()})
+            if improved(psnr):
                 save_best(epoch, psnr, ssim)
             else:
                 st["bad_epochs"] += 1
-            shown = f"{psnr:.2f}"
-            bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4g}", val_psnr=shown)
-            bar.epoch(epoch, tc.epochs, st["step"], row["train_loss"], psnr, st["seconds"])
+            shown = f"{psnr:.4g}" if selfsup is not None else f"{psnr:.2f}"
+            bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4g}", val=shown)
+            bar.epoch(epoch, tc.epochs, st["step"], row["train_loss"],
+                      f"val loss {shown}" if selfsup is not None else f"val PSNR {shown} dB", st["seconds"])
             if tc.max_minutes and st["seconds"] >= tc.max_minutes * 60:
                 st["stopped"] = "time"
             if tc.early_stopping_patience and st["bad_epochs"] >= tc.early_stopping_patience:
@@ -276,7 +373,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         tb.close()
     return TrainResult(run, st["epoch"], st["step"], st["best_epoch"], st["best_psnr"], st["best_ssim"],
                        st["initial_psnr"], st["seconds"], st["stopped"] or "epochs", f"{device}, {prec.describe()}",
-                       dist.world)
+                       dist.world, config.training.supervision, st["best_loss"], st["initial_loss"])
 
 
-__all__ = ["train", "TrainResult", "TrainingDiverged", "validate"]
+__all__ = ["train", "TrainResult", "TrainingDiverged", "validate", "validate_selfsup", "SelfSupervisedStep"]

@@ -28,6 +28,7 @@ from ..capabilities import capabilities
 from ..config import Config
 from ..files import read_bytes
 from ..paths import inside
+from ..selfsup import SelfSupervised
 
 #: files whose presence means a directory already holds a training run
 RUN_FILES = ("model.safetensors", "checkpoint.safetensors", "train_log.csv")
@@ -252,10 +253,15 @@ class Pairs:
     inside its map (``recon.operator_inside``: lgd, lpd, unrolled, PnP) is called with one K
     per minibatch, so `minibatches` then makes every minibatch of samples that share their K
     (``shared``) and `epoch` yields each minibatch's physics with it.
+
+    ``raw`` (self-supervised training, `invmap.selfsup`): the minibatches carry y itself in place
+    of z (the loss calls the whole map f(y, K) on y and on y's transforms or halves), and every
+    minibatch shares its K under drawn physics.
     """
 
     def __init__(self, config: Config, physics, split: str, recon, device: torch.device,
-                 fresh_noise: bool = False, chunk: int = 64, num_workers: int = 0, stream: bool = False):
+                 fresh_noise: bool = False, chunk: int = 64, num_workers: int = 0, stream: bool = False,
+                 raw: bool = False):
         from ..data import PairDataset
 
         d = config.data
@@ -266,7 +272,19 @@ class Pairs:
                               fresh_noise=fresh_noise, simulation=sim)
         self.physics, self.recon, self.device, self.chunk = physics, recon, device, chunk
         self.n, self.num_workers = len(self.ds), num_workers
-        self.shared = self.ds.drawn is not None and capabilities(recon).operator_inside
+        self.shared = self.ds.drawn is not None and (raw or capabilities(recon).operator_inside)
+        self.preprocess = _measurement if raw else recon.preprocess
+        self.given = bool(d.measurements) and split != "test"  # y from files, no x (`invmap.data.measurements`)
+        if self.given:
+            from ..data.measurements import load_split
+
+            op = physics.operator
+            self.clean = load_split(d.measurements, split, d.train, d.val, op.out_shape,
+                                    bool(op.complex_output)).to(device)  # the measurements, noise and all
+            self.n = len(self.clean)
+            self.x = torch.full((self.n, 1, d.size, d.size), float("nan"), device=device)  # no x: never read
+            self.z = self.inputs(list(range(self.n)))
+            return
         self.clean: torch.Tensor | list[torch.Tensor] | None = None
         self.z: torch.Tensor | list[torch.Tensor] | None = None
         if stream or hasattr(src, "set_epoch"):  # augmented images: y = K x' + e simulated per minibatch
@@ -319,7 +337,10 @@ class Pairs:
         return self.ds.physics_of(self.ds.draw(int(idx[0])))
 
     def noisy(self, idx: Sequence[int]) -> torch.Tensor:
-        """y = noise(K x_i) with sample i's own generator (the data set's current epoch)."""
+        """y = noise(K x_i) with sample i's own generator (the data set's current epoch); given
+        measurements as they are."""
+        if self.given:
+            return self.clean[list(idx)]
         if self.clean is None:  # streaming
             return self.ds.simulate(idx, device=self.device)[0]
         return torch.cat([self.physics.noisy(self.clean[i:i + 1], self.ds.generator(i)) for i in idx])
@@ -328,10 +349,10 @@ class Pairs:
         """Network inputs z = P(y, K) for `idx`, computed in chunks (drawn physics: each sample's own K)."""
         idx = list(idx)
         if self.ds.drawn is not None:
-            return torch.cat([self.ds.inputs_each(idx[i:i + self.chunk], self.clean, self.recon.preprocess,
+            return torch.cat([self.ds.inputs_each(idx[i:i + self.chunk], self.clean, self.preprocess,
                                                  self.recon.noise_conditional)
                               for i in range(0, len(idx), self.chunk)])
-        return torch.cat([self.recon.preprocess(self.noisy(idx[i:i + self.chunk]), self.physics)
+        return torch.cat([self.preprocess(self.noisy(idx[i:i + self.chunk]), self.physics)
                           for i in range(0, len(idx), self.chunk)])
 
     def batch(self, idx: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
@@ -354,13 +375,33 @@ class Pairs:
             for idx in batches:
                 part = idx.tolist()
                 ys, x = self.ds.clean_each(part, device=self.device)
-                z = self.ds.inputs_each(part, dict(zip(part, ys)), self.recon.preprocess, self.recon.noise_conditional)
+                z = self.ds.inputs_each(part, dict(zip(part, ys)), self.preprocess, self.recon.noise_conditional)
                 yield z, x, self.physics_for(idx)
             return
         loader = torch.utils.data.DataLoader(self.ds, batch_sampler=[b.tolist() for b in batches],
                                              num_workers=self.num_workers)
         for y, x in loader:
-            yield self.recon.preprocess(y.to(self.device), self.physics), x.to(self.device), self.physics
+            yield self.preprocess(y.to(self.device), self.physics), x.to(self.device), self.physics
+
+
+def _measurement(y: torch.Tensor, physics) -> torch.Tensor:
+    """z = y: what `Pairs` hands a self-supervised loss."""
+    return y
+
+
+class Preprocessed:
+    """The network inputs z = P(y, K) of raw `Pairs` (y in place of z), for ``recon.prepare``
+    (the input scale of post-processing from up to 256 training inputs; never x)."""
+
+    def __init__(self, pairs: Pairs, recon):
+        self.pairs, self.recon, self.n, self.z = pairs, recon, pairs.n, None
+        self.physics = pairs.physics
+
+    def inputs(self, idx) -> torch.Tensor:
+        idx = torch.as_tensor(list(idx), dtype=torch.long)
+        p = self.pairs
+        return torch.cat([self.recon.preprocess(p.batch(b, 0)[0] if p.z is not None else p.inputs(b.tolist()),
+                                                p.physics_for(b)) for b in p.minibatches(idx, p.chunk)])
 
 
 class _Clean(torch.utils.data.Dataset):
@@ -465,6 +506,26 @@ def check_memory(config: Config, physics) -> int:
 
 
 
+def check_measurements(config: Config, physics) -> None:
+    """Given measurements (``data.measurements``) hold y without x: only a self-supervised run can
+    learn from them, with the config's one K; every file is checked (shape, kind, finite values)
+    here, before anything is written. One-line ValueErrors."""
+    from ..data.measurements import load_split
+
+    d = config.data
+    if not d.measurements:
+        return
+    if config.training.supervision == "x":
+        raise ValueError("data.measurements holds y without x: supervised training (training.supervision x) cannot "
+                         "learn from it; choose mc, ei, sure or split")
+    if config.physics_distribution().random:
+        raise ValueError("data.measurements: given measurements were taken with one K (the config's); drawn "
+                         "operator or noise parameters cannot describe them")
+    op = physics.operator
+    for split in ("train", "val"):
+        load_split(d.measurements, split, d.train, d.val, op.out_shape, bool(op.complex_output))
+
+
 def check_config(config: Config, device: torch.device = torch.device("meta")) -> Any:
     """Build what a run builds — physics, network, the image source of every split — so that
     a bad value fails with its own message before anything is written. On the ``meta``
@@ -474,7 +535,11 @@ def check_config(config: Config, device: torch.device = torch.device("meta")) ->
     select_device(config.training.device)  # e.g. cuda on a machine without one
     physics = config.physics()
     check_memory(config, physics)
-    build_reconstructor(config, physics, device)
+    recon = build_reconstructor(config, physics, device)
+    selfsup = SelfSupervised.from_config(config)
+    if selfsup is not None:  # a self-supervised loss the task cannot serve
+        selfsup.check(physics, recon)
+    check_measurements(config, physics)
     for split in ("train", "val", "test"):
         config.data.images(split, config.seed)
     return physics

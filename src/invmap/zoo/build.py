@@ -82,8 +82,12 @@ def kind_of(doc: dict) -> str:
 
 
 def curve(run: Path) -> list[list[float]]:
-    """[minutes of training, validation PSNR] after each epoch (train_log.csv): the learning curve."""
-    return [[round(float(r["seconds"]) / 60, 2), round(float(r["val_psnr"]), 3)] for r in read_log(run / "train_log.csv")]
+    """[minutes of training, validation PSNR] after each epoch (train_log.csv): the learning curve
+    (none for a run trained from y alone: it never computed a validation PSNR)."""
+    rows = read_log(run / "train_log.csv")
+    if rows and "val_psnr" not in rows[0]:
+        return []
+    return [[round(float(r["seconds"]) / 60, 2), round(float(r["val_psnr"]), 3)] for r in rows]
 
 
 #: the test-PSNR learning curve of a run trained with ``training.snapshots`` (`learning_curve`)
