@@ -25,6 +25,9 @@ from typing import Any
 
 import torch
 
+from .data import build_source
+from .evaluation.task import condition_from_config, make_pairs
+
 Pairs = tuple[torch.Tensor, torch.Tensor, Any]  # (y, x, physics)
 
 
@@ -52,8 +55,6 @@ class Experiment:
     def val_pairs(self, n: int | None = None) -> Pairs:
         """(y, x, physics) of the first `n` validation pairs (default and at most ``data.val``;
         fewer when the source has fewer), each simulated once."""
-        from .evaluation.task import condition_from_config, make_pairs
-
         d = self.config.data
         n = min(self.val_size(), self.val_size() if n is None else max(1, int(n)))
         if n == 0:
@@ -69,8 +70,6 @@ class Experiment:
 
     def val_size(self) -> int:
         """The pairs the validation split holds: ``data.val``, fewer when the source has fewer."""
-        from .data import build_source
-
         if self._val_size is None:
             d = self.config.data
             src = build_source(d.source, int(d.size), split="val", count=int(d.val), seed=int(self.config.seed), **d.params)
@@ -79,8 +78,6 @@ class Experiment:
 
     def test_pairs(self, n: int | None = None) -> Pairs:
         """(y, x, physics) of the first `n` test images (default ``data.test``; ``data.test_simulation``)."""
-        from .evaluation.task import condition_from_config, make_pairs
-
         n = int(self.config.data.test if n is None else n)
         if n not in self._test:
             self._test[n] = make_pairs(condition_from_config(self.config, n=n), split="test", physics=self.physics)

@@ -27,11 +27,13 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from .. import metrics
 from ..atomic import atomic_write, atomic_write_csv
 from ..capabilities import Method, capabilities
-from ..method_output import check_output, MethodFailure
 from ..files import read_csv
-from ..metrics import DataRange
+from ..method_output import check_output, MethodFailure
+from ..metrics import data_range_label, DataRange
+from ..trust.spread import coverage, spearman
 
 Reconstructor = Method  # x̂ = method(y, physics): `invmap.capabilities`
 
@@ -76,8 +78,6 @@ class MethodScores:
 def score(x_hat: torch.Tensor, x: torch.Tensor, data_range: DataRange = 1.0) -> dict[str, torch.Tensor]:
     """Per-image PSNR, SSIM (data range L by the convention `data_range`) and relative error
     of `x_hat` against `x` (both [B, 1, H, W])."""
-    from .. import metrics
-
     x_hat = x_hat.detach().to(torch.float32).cpu()
     x = x.detach().to(torch.float32).cpu()
     ranged = {"psnr", "ssim"}
@@ -162,8 +162,6 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
             continue
         results[name] = MethodScores(name, score(x_hat, x, data_range), secs / max(1, y.shape[0]))
         if spread:  # a posterior sampler: does its std map point at the true error?
-            from ..trust.spread import coverage, spearman
-
             std, err = torch.cat(spread), (x_hat - x.detach().cpu().float()).abs()
             results[name].scores["std_spearman"] = spearman(std, err)
             results[name].scores["std_coverage"] = coverage(err, std)
@@ -213,8 +211,6 @@ def merge_rows(old: Sequence[Mapping], new: Sequence[Mapping]) -> tuple[list[dic
 
 def psnr_heading(rows: Sequence[Mapping]) -> str:
     """"PSNR (dB, L = …)": the PSNR column heading with the rows' data range convention."""
-    from ..metrics import data_range_label
-
     ranges = {str(r.get("data_range", 1.0)) for r in rows}
     if len(ranges) != 1:
         return "PSNR (dB)"

@@ -56,7 +56,10 @@ from ..paths import inside
 from ..registry import Registry
 from ..schemas import StressFile, validated
 from .evaluate import Reconstructor, atomic_write_json, evaluate_methods
-from .task import Condition, build_noise, build_operator, images
+from .figures import stress_overview, stress_plot, trust_roc
+from .task import build_noise, build_operator, Condition, images, make_pairs
+from .trust import add_trust_scores, bound_summary, level_records, trust_summary
+from .verdicts import learned_names, verdicts_from_rows
 
 STRESS_COLUMNS = ["shift", "level", "method", "metric", "mean", "std"]
 
@@ -268,10 +271,6 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
     per-image (trust, worse than the best baseline?) pairs in ``trust_images``.
     """
 
-    from .task import make_pairs
-    from .trust import add_trust_scores, level_records
-    from .verdicts import learned_names
-
     learned = learned_names(methods)  # never counted as a baseline
     cache: dict[str, Any] = {}
     rows: list[dict] = []
@@ -472,10 +471,6 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     (``data_range`` and the ``PSNR data range`` setting). The earlier study in `out_dir` is
     read first (`read_previous`; or given as `previous`) and its shifts not recomputed kept.
     Every path written is checked to stay inside `out_dir` before the work starts."""
-    from .figures import stress_overview, stress_plot, trust_roc
-    from .trust import bound_summary, trust_summary
-    from .verdicts import learned_names, verdicts_from_rows
-
     out = Path(out_dir)
     figures = inside(out, "figures", "the figures folder")  # a link out of the run is never written through
     shifts = applicable_shifts(ref, kinds, folder)

@@ -28,7 +28,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .. import metrics
+from ..atomic import atomic_dir
 from ..config import Config
+from ..models import save_model
 from . import checkpoint as ckpt
 from .distributed import Dist
 from .log import CSVLog, TensorBoard, TrainProgress
@@ -174,7 +176,6 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         st.update(best_psnr=psnr, best_ssim=ssim, best_epoch=epoch, bad_epochs=0)
         if not dist.main:
             return
-        from ..models import save_model
         save_model(run, recon, {**meta, "best_epoch": epoch, "val_psnr": psnr, "val_ssim": ssim}, physics=physics)
 
     def save_checkpoint() -> None:
@@ -190,8 +191,6 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         """The weights at each `training.snapshots` minute passed (rank 0; written whole or not at all)."""
         if not dist.main:
             return
-        from ..atomic import atomic_dir
-        from ..models import save_model
         for m in tc.snapshots:
             where = run / "snapshots" / f"{m:g}min"
             if seconds >= m * 60 and not where.exists():

@@ -57,7 +57,9 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..capabilities import Method, capabilities
+from ..operators import from_spec
 from ..operators.base import CalibrationEstimate
+from ..physics import Physics
 
 Reconstructor = Method  # x̂ = method(y, physics): `invmap.capabilities`
 
@@ -139,9 +141,6 @@ def reference_physics(method: Any, shape: Sequence[int] | None = None) -> Any | 
     ref = capabilities(method).training_physics
     if ref is None or shape is None or tuple(ref.operator.in_shape) == tuple(shape):
         return ref
-    from ..operators import from_spec
-    from ..physics import Physics
-
     spec = dict(ref.spec()["operator"], image_shape=list(shape))
     try:
         return Physics(from_spec(spec), ref.noise)

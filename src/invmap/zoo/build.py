@@ -22,17 +22,19 @@ from typing import Callable
 import safetensors.torch
 import torch
 
-from ..atomic import atomic_dir, atomic_write
+from ..atomic import atomic_dir, atomic_write, atomic_write_csv
 from ..config import load_config
 from ..files import read_csv, read_json
-from ..evaluation.evaluate import read_metrics
+from ..evaluation.evaluate import evaluate_methods, read_metrics
 from ..evaluation.runs import build_methods, load_baselines
+from ..evaluation.task import condition_from_config, make_pairs
 from ..evaluation.trust import calibrate_model
 from ..experiment import Experiment
 from ..models import load_model
 from ..models.io import HEADER_KEY, MODEL_JSON, MODEL_WEIGHTS, weights_digest
 from ..training.log import read_log
-from . import CARD, CHECK_N, FILES, OPTIONAL, check_psnr, sha256
+from . import CARD, FILES, OPTIONAL, sha256
+from ..evaluation.zoo_task import CHECK_N, check_psnr
 
 
 def cpu_model() -> str:
@@ -96,12 +98,6 @@ def learning_curve(run: str | Path, n: int | None = None) -> list[dict]:
     ``training.snapshots`` minutes of the training clock) evaluated in float32 on the first `n`
     test pairs of the run's task (default: ``data.test``); written to ``run/learning_curve.csv``
     and returned, earliest first."""
-    from ..atomic import atomic_write_csv
-    from ..config import load_config
-    from ..evaluation.evaluate import evaluate_methods
-    from ..evaluation.task import condition_from_config, make_pairs
-    from ..models import load_model
-
     run = Path(run)
     config = load_config(run / "config.yaml")
     snaps = sorted((p for p in (run / "snapshots").glob("*min") if (p / MODEL_WEIGHTS).is_file()),
