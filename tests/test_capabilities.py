@@ -121,7 +121,7 @@ def test_old_saved_physics_still_load_and_bad_ones_fail_in_one_line():
 def test_config_condition_and_saved_model_share_one_physics_spec():
     """The config, the stress study's condition and `Physics.spec()` describe a task the same way."""
     from invmap.config import load_config
-    from invmap.evaluation.task import build_physics as condition_physics
+    from invmap.evaluation.task import condition_physics
     from invmap.evaluation.task import condition_from_config
 
     cfg = load_config(None, ["data.size=16", "operator.name=blur", "operator.sigma=1.0", "noise.relative=0.02"])

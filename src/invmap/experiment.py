@@ -28,7 +28,7 @@ import torch
 from .data import build_source
 from .evaluation.task import condition_from_config, make_pairs
 
-Pairs = tuple[torch.Tensor, torch.Tensor, Any]  # (y, x, physics)
+Measured = tuple[torch.Tensor, torch.Tensor, Any]  # (y, x, physics)
 
 
 @dataclass
@@ -38,8 +38,8 @@ class Experiment:
     config: Any
     run_dir: Path | None = None
     physics: Any = None
-    _val: Pairs | None = field(default=None, repr=False)
-    _test: dict[int, Pairs] = field(default_factory=dict, repr=False)
+    _val: Measured | None = field(default=None, repr=False)
+    _test: dict[int, Measured] = field(default_factory=dict, repr=False)
     _val_size: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -52,7 +52,7 @@ class Experiment:
         """The task's nominal K."""
         return self.physics.operator
 
-    def val_pairs(self, n: int | None = None) -> Pairs:
+    def val_pairs(self, n: int | None = None) -> Measured:
         """(y, x, physics) of the first `n` validation pairs (default and at most ``data.val``;
         fewer when the source has fewer), each simulated once."""
         d = self.config.data
@@ -76,7 +76,7 @@ class Experiment:
             self._val_size = min(int(d.val), len(src))
         return self._val_size
 
-    def test_pairs(self, n: int | None = None) -> Pairs:
+    def test_pairs(self, n: int | None = None) -> Measured:
         """(y, x, physics) of the first `n` test images (default ``data.test``; ``data.test_simulation``)."""
         n = int(self.config.data.test if n is None else n)
         if n not in self._test:
@@ -84,4 +84,4 @@ class Experiment:
         return self._test[n]
 
 
-__all__ = ["Experiment", "Pairs"]
+__all__ = ["Experiment", "Measured"]

@@ -132,7 +132,7 @@ def posterior_grid(x: torch.Tensor, means: Mapping[str, torch.Tensor], stds: Map
     return _save(fig, path)
 
 
-def read_log(path: str | Path) -> dict[str, list[float]]:
+def read_curves(path: str | Path) -> dict[str, list[float]]:
     """Columns of a CSV log (e.g. ``train_log.csv``) as float lists (non-numbers → NaN)."""
     cols: dict[str, list[float]] = {}
     for row in read_csv(path, "log")[1]:
@@ -147,7 +147,7 @@ def read_log(path: str | Path) -> dict[str, list[float]]:
 
 def training_curves(log_path: str | Path, path: str | Path) -> Path | None:
     """Loss columns (log scale) and validation PSNR against the epoch; None when the log is empty."""
-    cols = read_log(log_path)
+    cols = read_curves(log_path)
     if not cols or not next(iter(cols.values())):
         return None
     plt = _plt()
@@ -296,7 +296,7 @@ def delta_heatmap(grid: Sequence[tuple[str, Sequence[tuple[str, float, bool]]]],
 
 
 __all__ = ["recon_grid", "posterior_grid", "training_curves", "stress_plot", "stress_overview", "delta_heatmap", "measurement_image",
-           "read_log", "trust_roc"]
+           "read_curves", "trust_roc"]
 
 
 def trust_roc(summary: Mapping, path: str | Path) -> Path | None:

@@ -16,9 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..atomic import atomic_write
 from ..files import read_bytes, read_text
 from ..paths import inside
-from .evaluate import atomic_write_text, bound_line, psnr_heading, read_metrics
+from .evaluate import bound_line, psnr_heading, read_metrics
 from .figures import training_curves
 from .runs import baselines_note, read_baselines
 from .stress import read_stress_csv, read_stress_json
@@ -292,7 +293,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, curves: boo
                      + "; ".join(f"{k}: {json.dumps(v.get('params', v))}" for k, v in b.items()))
     text = render_report(f"invmap run: {d.name}", config_yaml=cfg, metrics=metrics, figures=figures,
                          stress_rows=stress_rows, stress_meta=stress_meta, stress_figures=stress_figs, notes=notes)
-    return atomic_write_text(Path(out) if out else d / "report.html", text)
+    return atomic_write(Path(out) if out else d / "report.html", text)
 
 
 __all__ = ["build_report", "render_report", "html_table", "metrics_html", "stress_table_html", "trust_html", "data_uri",

@@ -28,12 +28,13 @@ import torch
 
 from .. import variational, zoo
 from ..atomic import clean_orphans
+from ..capabilities import Method
 from ..config import check_model_matches, load_config
 from ..files import check_regular, read_json
 from ..models import load_model
 from ..plugins import load_method
 from ..timelimit import Budget
-from .evaluate import Reconstructor, atomic_write_json
+from .evaluate import atomic_write_json
 from .resolve import MODEL, RUN_METHODS, classical, parse
 from .zoo_task import task_difference
 
@@ -144,12 +145,12 @@ def check_fixed_params(config: Any) -> None:
 def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
                   baselines: Mapping[str, Mapping] | None = None,
                   overrides: Mapping[str, Mapping] | None = None, device: str | None = None,
-                  config: Any = None, model: Reconstructor | None = None) -> dict[str, Reconstructor]:
+                  config: Any = None, model: Method | None = None) -> dict[str, Method]:
     """name → reconstructor. `overrides` replace parameters (e.g. ``{"tv": {"iters": 100}}``).
     With `config`, the trained model must be the one it describes (`check_model_matches`);
     ``safe`` wraps `model` (default: the run's, loaded here)."""
     tuned = dict(load_baselines(run_dir)) if baselines is None else {k: dict(v) for k, v in baselines.items()}
-    methods: dict[str, Reconstructor] = {}
+    methods: dict[str, Method] = {}
     for n in names:
         scheme = parse(n).scheme  # an unknown name fails here, in one line
         if scheme == "run":  # built from the run's model and fresh copies of the baselines it reuses
@@ -166,7 +167,7 @@ def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
     return methods
 
 
-def _run_model(run_dir: str | Path | None, config: Any = None) -> Reconstructor:
+def _run_model(run_dir: str | Path | None, config: Any = None) -> Method:
     """The run's trained network (`invmap.models.load_model`), checked against `config`."""
     if run_dir is None or not (Path(run_dir) / "model.safetensors").exists():
         raise FileNotFoundError(f"method 'model' needs a trained run directory with model.safetensors"
@@ -179,7 +180,7 @@ def _run_model(run_dir: str | Path | None, config: Any = None) -> Reconstructor:
     return recon
 
 
-def load_pretrained(target: str, config: Any = None) -> Reconstructor:
+def load_pretrained(target: str, config: Any = None) -> Method:
     """The model of zoo entry `target` (``pretrained:NAME``, verified against its card), in eval mode;
     with `config`, only when the entry is of its task (`invmap.evaluation.zoo_task.task_difference`): its scores
     then stand in the same tables as the run's methods."""

@@ -47,6 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..atomic import atomic_write_csv
+from ..capabilities import Method
 from ..files import read_bytes, read_csv, read_json
 from ..method_output import MethodFailure
 from ..metrics import DataRange, data_range_label
@@ -55,7 +56,7 @@ from ..operators.axes import KINDS as AXIS_KINDS
 from ..paths import inside
 from ..registry import Registry
 from ..schemas import StressFile, validated
-from .evaluate import Reconstructor, atomic_write_json, evaluate_methods
+from .evaluate import atomic_write_json, evaluate_methods
 from .figures import stress_overview, stress_plot, trust_roc
 from .task import build_noise, build_operator, Condition, images, make_pairs
 from .trust import add_trust_scores, bound_summary, level_records, trust_summary
@@ -257,7 +258,7 @@ def build_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | Non
 # Running the study
 # ---------------------------------------------------------------------------------------
 
-def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Sequence[Shift],
+def run_shifts(methods: Mapping[str, Method], ref: Condition, shifts: Sequence[Shift],
                batch_size: int = 16, progress: Callable[[str], None] | None = None,
                data_range: DataRange = 1.0, trust: bool = True, keep_going: bool = False) -> list[dict]:
     """Score every method at every level of every shift; tidy rows (`STRESS_COLUMNS`).
@@ -456,7 +457,7 @@ def merge_previous(rows: list[dict], meta: dict, previous: tuple[list[dict], dic
     return [r for r in old_rows if r["shift"] in keep] + rows, {**meta, "settings": settings, "shifts": shifts}
 
 
-def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: str | Path,
+def stress_study(methods: Mapping[str, Method], ref: Condition, out_dir: str | Path,
                  kinds: Sequence[str] = KINDS, folder: str | None = None, batch_size: int = 16,
                  settings: Mapping | None = None, progress: Callable[[str], None] | None = None,
                  data_range: DataRange = 1.0, keep_going: bool = False,

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 
 from ..data import build_source, PairDataset
-from ..physics import build_physics as build, Physics, physics_spec
+from ..physics import Physics, build_physics, physics_spec
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,11 @@ def condition_from_config(config: Any, n: int | None = None, simulation: str | N
                         n=int(n if n is not None else config.data.test))
 
 
-def build_physics(c: Condition, sim: bool = False):
+def condition_physics(c: Condition, sim: bool = False):
     """The condition's `Physics`: K (or K_sim) for ``size``² images and the noise, its level
     multiplied by ``noise_scale`` (`invmap.physics.build_physics`)."""
     spec = {**c.physics_spec(), **({"operator": c.operator_spec(sim=True)} if sim else {})}
-    p = build(spec, (c.size, c.size))
+    p = build_physics(spec, (c.size, c.size))
     if c.noise_scale != 1.0:
         p.noise = p.noise.scaled(c.noise_scale)
     return p
@@ -119,12 +119,12 @@ def build_physics(c: Condition, sim: bool = False):
 
 def build_noise(c: Condition):
     """The noise model of the condition, its level multiplied by ``noise_scale``."""
-    return build_physics(c).noise
+    return condition_physics(c).noise
 
 
 def build_operator(c: Condition, sim: bool = False):
     """K (or K_sim) of the condition."""
-    return build_physics(c, sim).operator
+    return condition_physics(c, sim).operator
 
 
 def images(c: Condition, split: str = "test"):
@@ -150,7 +150,7 @@ def make_pairs(c: Condition, split: str = "test", indices: Sequence[int] | None 
     n = min(c.n, len(src))
     if n == 0:
         raise ValueError(f"image source '{c.source}' has no {split} images")
-    phys = physics if physics is not None else build_physics(c)
+    phys = physics if physics is not None else condition_physics(c)
     sim = Physics(build_operator(c, sim=True), phys.noise) if c.sim_operator is not None else phys
     ds = PairDataset(src, sim, seed=c.seed, simulation=c.simulation)
     with torch.no_grad():
@@ -182,4 +182,4 @@ def canonical_physics(spec: object, size: object) -> object:
         return spec
 
 
-__all__ = ["TASK_FIELDS", "config_task", "canonical_physics", "Condition", "condition_from_config", "make_pairs", "images", "build_physics", "build_operator", "build_noise"]
+__all__ = ["TASK_FIELDS", "config_task", "canonical_physics", "Condition", "condition_from_config", "make_pairs", "images", "condition_physics", "build_operator", "build_noise"]

@@ -26,7 +26,7 @@ import torch
 
 import invmap
 from .. import budget, models, zoo
-from ..atomic import clean_orphans
+from ..atomic import atomic_write, clean_orphans
 from ..capabilities import capabilities
 from ..config import check_model_matches, Config, first_difference, load_config
 from ..data import PairDataset
@@ -34,7 +34,7 @@ from ..files import read_bytes
 from ..models import check_compatible, load_model, MODELS
 from ..models.io import repair_model_json
 from ..paths import inside
-from .checkpoint import atomic_write_text, CHECKPOINT, load_checkpoint
+from .checkpoint import CHECKPOINT, load_checkpoint
 from .log import LOG, read_log
 
 #: files whose presence means a directory already holds a training run
@@ -151,7 +151,7 @@ def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     clean_orphans(run)
     repair_model_json(run)
-    atomic_write_text(run / "config.yaml", text)
+    atomic_write(run / "config.yaml", text)
     return run
 
 

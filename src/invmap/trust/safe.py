@@ -42,12 +42,13 @@ from typing import Any, Mapping
 import torch
 
 from .. import metrics
+from ..capabilities import Method
 from ..operators import from_spec
 from ..physics import Physics
 from ..variational.methods import _box
 from ..variational.pdhg import ChambollePockTV
 from .conformal import fit
-from .diagnostics import Diagnostics, Reconstructor, diagnose
+from .diagnostics import Diagnostics, diagnose
 
 #: estimated calibration parameters are rounded to these steps (the parameter's units; others
 #: to 0.01) before K is rebuilt with them, so that nearby estimates share one operator and one
@@ -70,7 +71,7 @@ class SafeReconstructor:
 
     learned = True  # it wraps a trained model: never a classical baseline in the verdicts
 
-    def __init__(self, model: Reconstructor, baseline: Any, mu0: float = 1e-2, free: float = 2.0,
+    def __init__(self, model: Method, baseline: Any, mu0: float = 1e-2, free: float = 2.0,
                  decade: float = 2.0, draws: int = 0, reference: Any | None = None,
                  reuses: Mapping[str, str] | None = None, recalibrate: bool = True):
         if not hasattr(baseline, "lam") or not hasattr(baseline, "iters"):
@@ -93,7 +94,7 @@ class SafeReconstructor:
         self.promise: Any = None
 
     @property
-    def wraps(self) -> Reconstructor:
+    def wraps(self) -> Method:
         """The learned method it refines: calibrated for it (`invmap.capabilities`)."""
         return self.model
 
