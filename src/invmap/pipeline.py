@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 from . import zoo
 from .evaluation import evaluate as ev
 from .evaluation import figures, report, runs, stress
-from .evaluation.resolve import MODEL, applicable_methods, check_names, classical, loaded_first
+from .evaluation.resolve import MODEL, TV, applicable_methods, check_names, classical, loaded_first
 from .evaluation.task import condition_from_config
 from .evaluation.trust import add_trust_scores, calibrate
 from .evaluation.zoo_task import beside
@@ -204,14 +204,14 @@ def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str]
     inside(run_dir, "figures", "the figures folder")  # checked, and the earlier study read, before any work
     previous = stress.read_previous(run_dir, say)
     if built is None or settings.tv_iters:
-        overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
+        overrides = {TV: {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
         built = prepare(exp, methods, run_dir, tune_seconds, say, overrides)
     recon, baselines = built.methods, built.baselines
     ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.nominal_simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
                                batch_size=settings.batch_size, data_range=config.evaluation.data_range,
                                settings={"TV iterations": settings.tv_iters or (
-                                             "as tuned" if runs.is_tuned(baselines.get("tv", {})) else "default"),
+                                             "as tuned" if runs.is_tuned(baselines.get(TV, {})) else "default"),
                                          "baselines": runs.baselines_note(baselines),
                                          **outside_budgets(recon),
                                          **({"keep going": True} if settings.keep_going else {})},

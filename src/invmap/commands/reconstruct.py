@@ -44,6 +44,7 @@ from ..capabilities import capabilities
 from ..config import first_difference, load_config, load_yaml, YAMLBoundsError
 from ..data.io import dtype_max, fit_items, read_image
 from ..evaluation.evaluate import atomic_write_json
+from ..evaluation.resolve import BASELINE, SAFE
 from ..evaluation.runs import build_methods, load_baselines, resolve
 from ..evaluation.trust import calibrate_model
 from ..experiment import Experiment
@@ -441,7 +442,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         return lambda yy, p: m(yy.to(device), p).detach().cpu()
 
     tuned = load_baselines(args.model)
-    baseline = build_methods(["tv"], args.model)["tv"] if "tv" in tuned else None
+    baseline = build_methods([BASELINE], args.model)[BASELINE] if BASELINE in tuned else None
     promise, home = None, None
     if (Path(args.model) / "config.yaml").exists():  # the score's spreads at its training conditions
         config = resolve(args.model)[0]
@@ -456,7 +457,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         home = exp.physics
         methods = calibrate_model(model, exp, args.model, baseline, safe=args.safe,
                                   say=print, strict=strict, store=not args.pretrained)  # a zoo entry ships its record
-        promise = capabilities(methods["safe"]).promise if "safe" in methods else None
+        promise = capabilities(methods[SAFE]).promise if SAFE in methods else None
     elif args.bound is not None or args.intervals:
         raise ValueError(f"--bound and --intervals need the model's run directory with its config.yaml "
                          f"(calibration pairs); {args.model} has none")

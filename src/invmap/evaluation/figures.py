@@ -19,6 +19,7 @@ import torch
 
 from ..atomic import atomic_write
 from ..files import read_csv
+from .resolve import MODEL
 from .verdicts import learned_of
 
 
@@ -193,7 +194,7 @@ def stress_plot(shift: Mapping, rows: Sequence[Mapping], path: str | Path, metri
         for m in methods:
             mu = np.array([val.get((lv, m), (math.nan, math.nan))[0] for lv in levels])
             sd = np.array([val.get((lv, m), (math.nan, math.nan))[1] for lv in levels])
-            style = dict(lw=2.4, color="black") if m == "model" else dict(lw=1.4)
+            style = dict(lw=2.4, color="black") if m == MODEL else dict(lw=1.4)
             ax.errorbar(xs, mu, yerr=sd, marker="o", ms=4, capsize=2, label=m, **style)
         if train is not None and str(train) in levels:
             t = levels.index(str(train))
@@ -206,7 +207,7 @@ def stress_plot(shift: Mapping, rows: Sequence[Mapping], path: str | Path, metri
             mu = [val.get((lv, m), (math.nan, math.nan))[0] for lv in levels]
             sd = [val.get((lv, m), (math.nan, math.nan))[1] for lv in levels]
             ax.bar(xs + (j - (len(methods) - 1) / 2) * w, mu, w, yerr=sd, capsize=2, label=m,
-                   color="black" if m == "model" else None, alpha=0.85)
+                   color="black" if m == MODEL else None, alpha=0.85)
         finite = [val[k][0] for k in val if math.isfinite(val[k][0])]
         if finite:
             lo, hi = min(finite), max(finite)

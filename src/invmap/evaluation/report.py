@@ -21,6 +21,7 @@ from ..files import read_bytes, read_text
 from ..paths import inside
 from .evaluate import bound_line, psnr_heading, read_metrics
 from .figures import training_curves
+from .resolve import MODEL
 from .runs import baselines_note, read_baselines
 from .stress import read_stress_csv, read_stress_json
 
@@ -84,7 +85,7 @@ def metrics_html(rows: Sequence[Mapping]) -> str:
              f"{_num(r['relative_error_mean'], 3)} ± {_num(r['relative_error_std'], 3)}",
              _num(1e3 * float(r["seconds_per_image"]), 1), r["n"],
              _num(_or_nan(r.get("rho_mean"))), _num(_or_nan(r.get("trust_mean")))] for r in rows]
-    table = html_table(header, body, ["model" if r["method"] == "model" else "" for r in rows])
+    table = html_table(header, body, ["model" if r["method"] == MODEL else "" for r in rows])
     return table + "".join(f"\n<p>{_e(bound_line(r))}.</p>" for r in rows if bound_line(r))
 
 

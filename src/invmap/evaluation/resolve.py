@@ -32,8 +32,10 @@ from ..trust import SafeReconstructor
 MODEL = "model"
 #: the trained network anchored to the tuned baseline (`invmap.trust.SafeReconstructor`)
 SAFE = "safe"
+#: total-variation regularisation (`invmap.variational.pdhg`), the classical baseline named by invmap
+TV = "tv"
 #: the baseline the safe mode falls back to and the trust score compares against: tuned TV
-BASELINE = "tv"
+BASELINE = TV
 
 Scheme = Literal["run", "pretrained", "registry", "entry-point", "module"]
 
@@ -141,5 +143,5 @@ def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = T
     return out, notes
 
 
-__all__ = ["MODEL", "SAFE", "BASELINE", "RunMethod", "RUN_METHODS", "MethodName", "parse", "check_names", "classical",
+__all__ = ["MODEL", "SAFE", "TV", "BASELINE", "RunMethod", "RUN_METHODS", "MethodName", "parse", "check_names", "classical",
            "is_outside", "loaded_first", "applicable_methods"]

@@ -37,10 +37,8 @@ from ..trust.fitted import CalibrationStore, Fitted, calibration_key
 from ..trust.intervals import fit as fit_intervals, outside, width_map
 from ..trust.safe import SafeReconstructor, TOLERANCE_DB
 from .evaluate import reconstruct
-from .verdicts import LEARNED, MODEL
-
-#: the baseline whose ρ the learned methods are compared with (when it ran)
-BASELINE = "tv"
+from .resolve import BASELINE, MODEL, SAFE  # BASELINE: the one whose ρ the learned methods are compared with
+from .verdicts import LEARNED
 
 
 def _finite_or_nan(t: torch.Tensor) -> torch.Tensor:
@@ -132,7 +130,7 @@ def calibrate_stored(methods: Mapping[str, Any], exp: Any, model_dir: str | Path
     is used when there is one; otherwise it is computed (announced to `say`: it takes a while)
     and, with `store` and a writable run directory, saved for the next call. Returns how:
     ``"stored"``, ``"computed"`` or ``"computed and stored"``."""
-    model, safe = methods["model"], methods.get("safe")
+    model, safe = methods[MODEL], methods.get(SAFE)
     parts = calibration_parts(exp, model_dir, baseline, safe is not None, n)
     key, st = calibration_key(parts), CalibrationStore(model_dir)
     fitted = st.get(key)
@@ -165,10 +163,10 @@ def calibrate_model(model: Any, exp: Any, model_dir: str | Path, baseline: Any |
     """A run's trained `model` (and, with `safe` and a baseline, the `SafeReconstructor` around it)
     calibrated at its training conditions — the experiment `exp` of the run's own config — through
     `calibrate_stored`; returns ``{"model": …[, "safe": …]}`` as calibrated."""
-    methods: dict[str, Any] = {"model": model}
+    methods: dict[str, Any] = {MODEL: model}
     if safe and baseline is not None:  # what safe can promise: fitted on the same held-out pairs
         size = int(exp.config.data.size)
-        methods["safe"] = SafeReconstructor(model, baseline, reference=reference_physics(model, (size, size)))
+        methods[SAFE] = SafeReconstructor(model, baseline, reference=reference_physics(model, (size, size)))
     calibrate_stored(methods, exp, model_dir, baseline=baseline, say=say, strict=strict, store=store)
     return methods
 

@@ -18,6 +18,7 @@ from ..config import first_difference, load_config
 from ..models import load_model
 from ..zoo import PREFIX, card, is_pretrained, names, verify
 from .evaluate import evaluate_methods
+from .resolve import MODEL
 from .task import condition_from_config, config_task, make_pairs
 
 
@@ -79,8 +80,8 @@ def check_psnr(run: str | os.PathLike, n: int = CHECK_N) -> float:
     config = load_config(d / "config.yaml")
     model, _ = load_model(d)
     y, x, physics = make_pairs(condition_from_config(config, n=n))
-    res, _ = evaluate_methods({"model": model}, y, x, physics, data_range=config.evaluation.data_range, strict=True)
-    return float(res["model"].scores["psnr"].mean())
+    res, _ = evaluate_methods({MODEL: model}, y, x, physics, data_range=config.evaluation.data_range, strict=True)
+    return float(res[MODEL].scores["psnr"].mean())
 
 
 __all__ = ["task_difference", "kind_of_config", "matching", "beside", "check_psnr", "CHECK_N"]

@@ -26,6 +26,7 @@ from ..atomic import atomic_dir, atomic_write, atomic_write_csv
 from ..config import load_config
 from ..files import read_csv, read_json
 from ..evaluation.evaluate import evaluate_methods, read_metrics
+from ..evaluation.resolve import BASELINE, MODEL
 from ..evaluation.runs import build_methods, load_baselines
 from ..evaluation.task import condition_from_config, make_pairs
 from ..evaluation.trust import calibrate_model
@@ -108,9 +109,9 @@ def learning_curve(run: str | Path, n: int | None = None) -> list[dict]:
     rows = []
     for p in snaps:
         model, doc = load_model(p)
-        res, _ = evaluate_methods({"model": model}, y, x, physics, data_range=config.evaluation.data_range,
+        res, _ = evaluate_methods({MODEL: model}, y, x, physics, data_range=config.evaluation.data_range,
                                   strict=True)
-        sc = res["model"].scores
+        sc = res[MODEL].scores
         rows.append({"minutes": float(p.name[:-3]), "seconds": round(float(doc["seconds"]), 1), "step": doc["step"],
                      "n": int(x.shape[0]), "data_range": config.evaluation.data_range,
                      "psnr_mean": round(float(sc["psnr"].mean()), 4), "psnr_std": round(float(sc["psnr"].std()), 4),
@@ -185,7 +186,7 @@ def write_calibration(entry: str | Path, say: Callable[[str], None] | None = pri
     config = load_config(entry / "config.yaml")
     model, _ = load_model(entry)
     model.eval()
-    baseline = build_methods(["tv"], entry)["tv"] if "tv" in load_baselines(entry) else None
+    baseline = build_methods([BASELINE], entry)[BASELINE] if BASELINE in load_baselines(entry) else None
     exp = Experiment(config, entry)
     for with_safe in safe:
         calibrate_model(model, exp, entry, baseline, safe=with_safe, say=say, store=True)
