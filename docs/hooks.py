@@ -52,7 +52,7 @@ API = {
                                                        "invmap.evaluation.resolve"]),
     "trust": ("Trust at inference", ["invmap.trust.diagnostics", "invmap.trust.safe", "invmap.trust.conformal",
                                      "invmap.trust.intervals", "invmap.evaluation.trust"]),
-    "zoo-and-plugins": ("The zoo and methods from outside", ["invmap.zoo", "invmap.zoo.build", "invmap.plugins"]),
+    "zoo-and-plugins": ("The zoo and methods from outside", ["invmap.zoo", "invmap.evaluation.zoo_build", "invmap.plugins"]),
 }
 
 _LINK = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")

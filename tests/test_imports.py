@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("invmap.config",)),
     ("training", ("invmap.training",)),
     ("trust", ("invmap.trust",)),
-    ("evaluation", ("invmap.evaluation", "invmap.experiment", "invmap.zoo.build")),
+    ("evaluation", ("invmap.evaluation", "invmap.experiment")),
     ("pipeline", ("invmap.pipeline",)),
     ("commands", ("invmap.commands", "invmap.cli", "invmap.__main__")),
 ]

@@ -16,7 +16,7 @@ import pytest
 from invmap import zoo
 from invmap.cli import main
 from invmap.evaluation.zoo_task import check_psnr
-from invmap.zoo.build import learning_curve, make_entry
+from invmap.evaluation.zoo_build import learning_curve, make_entry
 
 SHIPPED = zoo.names()
 TINY = ["data.size=32", "data.train=8", "data.val=4", "data.test=4", "training.epochs=1", "training.batch_size=4",

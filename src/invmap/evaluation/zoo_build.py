@@ -24,18 +24,18 @@ import torch
 
 from ..atomic import atomic_dir, atomic_write, atomic_write_csv
 from ..config import load_config
-from ..files import read_csv, read_json
-from ..evaluation.evaluate import evaluate_methods, read_metrics
-from ..evaluation.resolve import BASELINE, MODEL
-from ..evaluation.runs import build_methods, load_baselines
-from ..evaluation.task import condition_from_config, make_pairs
-from ..evaluation.trust import calibrate_model
 from ..experiment import Experiment
+from ..files import read_csv, read_json
 from ..models import load_model
 from ..models.io import HEADER_KEY, MODEL_JSON, MODEL_WEIGHTS, weights_digest
 from ..training.log import read_log
-from . import CARD, FILES, OPTIONAL, sha256
-from ..evaluation.zoo_task import CHECK_N, check_psnr
+from ..zoo import CARD, FILES, OPTIONAL, sha256
+from .evaluate import evaluate_methods, read_metrics
+from .resolve import BASELINE, MODEL
+from .runs import build_methods, load_baselines
+from .task import condition_from_config, make_pairs
+from .trust import calibrate_model
+from .zoo_task import CHECK_N, check_psnr
 
 
 def cpu_model() -> str:
