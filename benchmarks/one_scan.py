@@ -35,7 +35,7 @@ from invmap.metrics import psnr
 from invmap.models import load_model
 from invmap.physics import resized_physics
 from invmap.variational import build as build_method
-from invmap.zoo.build import cpu_model
+from invmap.evaluation.zoo_build import cpu_model
 
 
 def image(size: int, out: Path) -> Path:

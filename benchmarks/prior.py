@@ -214,7 +214,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="also write the numbers as JSON")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from invmap.zoo.build import cpu_model
+    from invmap.evaluation.zoo_build import cpu_model
 
     parts = a.part.split(",")
     res: dict = {"cpu": cpu_model(), "threads": a.threads, "precision": "float32",

@@ -57,10 +57,10 @@ API = {
     "evaluation": ("Evaluation and the stress study", ["invmap.evaluation.evaluate", "invmap.evaluation.stress",
                                                        "invmap.evaluation.compare", "invmap.evaluation.verdicts",
                                                        "invmap.pipeline", "invmap.experiment",
-                                                       "invmap.evaluation.run_methods"]),
+                                                       "invmap.evaluation.resolve"]),
     "trust": ("Trust at inference", ["invmap.trust.diagnostics", "invmap.trust.safe", "invmap.trust.conformal",
                                      "invmap.trust.intervals", "invmap.evaluation.trust"]),
-    "zoo-and-plugins": ("The zoo and methods from outside", ["invmap.zoo", "invmap.zoo.build", "invmap.plugins"]),
+    "zoo-and-plugins": ("The zoo and methods from outside", ["invmap.zoo", "invmap.evaluation.zoo_build", "invmap.plugins"]),
 }
 
 _LINK = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")

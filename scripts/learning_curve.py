@@ -1,4 +1,4 @@
-"""Test PSNR of a run's snapshots against training minutes (`invmap.zoo.build.learning_curve`):
+"""Test PSNR of a run's snapshots against training minutes (`invmap.evaluation.zoo_build.learning_curve`):
 
     .venv/bin/python scripts/learning_curve.py RUN [--n 128]
 
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from invmap.zoo.build import learning_curve
+from invmap.evaluation.zoo_build import learning_curve
 
 
 def main() -> int:

@@ -1,10 +1,10 @@
 """Make a zoo entry (src/invmap/zoo/NAME/) from a trained and evaluated run directory
-(`invmap.zoo.build.make_entry`):
+(`invmap.evaluation.zoo_build.make_entry`):
 
     .venv/bin/python scripts/zoo_entry.py RUN NAME --config configs/zoo/NAME.yaml \\
         --command "invmap train configs/zoo/NAME.yaml --out RUN" --summary "…" --task "…"
 
-or ship the trust calibration of existing entries (`invmap.zoo.build.write_calibration`; a new
+or ship the trust calibration of existing entries (`invmap.evaluation.zoo_build.write_calibration`; a new
 entry gets it when it is made):
 
     .venv/bin/python scripts/zoo_entry.py --calibrate NAME [NAME ...]
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from invmap import zoo
-from invmap.zoo.build import make_entry, write_calibration
+from invmap.evaluation.zoo_build import make_entry, write_calibration
 
 
 def main() -> int:

@@ -121,7 +121,7 @@ def test_old_saved_physics_still_load_and_bad_ones_fail_in_one_line():
 def test_config_condition_and_saved_model_share_one_physics_spec():
     """The config, the stress study's condition and `Physics.spec()` describe a task the same way."""
     from invmap.config import load_config
-    from invmap.evaluation.task import build_physics as condition_physics
+    from invmap.evaluation.task import condition_physics
     from invmap.evaluation.task import condition_from_config
 
     cfg = load_config(None, ["data.size=16", "operator.name=blur", "operator.sigma=1.0", "noise.relative=0.02"])
@@ -248,8 +248,8 @@ def test_what_a_learned_reconstructor_carries_is_declared_on_its_class():
 @pytest.mark.parametrize("op", ["tomography", "blur"])
 def test_a_run_asks_a_method_whether_it_can_run_with_k(name, op):
     """`cannot_run(K)` is None or the reason; a method that cannot run names a fallback that can,
-    and `runs.applicable_methods` swaps it in with a note (no method names in the run's code)."""
-    from invmap.evaluation.runs import applicable_methods
+    and `resolve.applicable_methods` swaps it in with a note (no method names in the run's code)."""
+    from invmap.evaluation.resolve import applicable_methods
 
     K = ops.build(op, image_shape=(32, 32), **({"angles": 8} if op == "tomography" else {}))
     cls = variational.METHODS.get(name)
@@ -266,7 +266,7 @@ def test_a_run_asks_a_method_whether_it_can_run_with_k(name, op):
 def test_safe_declares_what_it_wraps_falls_back_to_and_promises():
     """Calibration and the evaluation ask `capabilities` for safe's model, baseline and promise."""
     from invmap.capabilities import capabilities
-    from invmap.evaluation.run_methods import RUN_METHODS
+    from invmap.evaluation.resolve import RUN_METHODS
 
     def net(y, physics):
         return physics.operator.adjoint(y)

@@ -53,7 +53,7 @@ def test_module_entry_point_runs():
 @pytest.mark.parametrize("command, registries", [("operators", ["invmap.operators:OPERATORS"]),
                                                  ("models", ["invmap.models:KINDS", "invmap.models:MODELS"]),
                                                  ("methods", ["invmap.variational:METHODS",
-                                                              "invmap.evaluation.run_methods:RUN_METHODS"])])
+                                                              "invmap.evaluation.resolve:RUN_METHODS"])])
 def test_listing_commands_cover_their_registry(command, registries, capsys):
     """`invmap operators|models|methods` print one line per registered entry, with its parameters
     (`invmap models`: the reconstructor kinds, then the architectures, each under a heading;

@@ -326,13 +326,13 @@ def test_global_batches_are_split_over_the_ranks(world):
     ("1", RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:41234"), 1, None),  # rank 0 says why
 ])
 def test_what_a_rank_reports(config, tmp_path, monkeypatch, capsys, rank, error, code, line):
-    import invmap.training
     from invmap.cli import main
+    from invmap.commands import train as train_command
 
     def failing(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(invmap.training, "train", failing)
+    monkeypatch.setattr(train_command, "train", failing)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", rank)
     assert main(["train", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == code

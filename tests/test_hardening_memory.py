@@ -255,7 +255,7 @@ def test_weights_file_checked_against_model_json_before_building(tmp_path, monke
     _model_dir(tmp_path, lambda doc: _set_channels(doc, 3000))
     built = []
     real = models.build
-    monkeypatch.setattr(models, "build", lambda *a, **k: (built.append(torch.empty(0).device.type), real(*a, **k))[1])
+    monkeypatch.setattr(models.io, "build", lambda *a, **k: (built.append(torch.empty(0).device.type), real(*a, **k))[1])
     with pytest.raises(ValueError, match="does not match architecture"):
         models.load_model(tmp_path)
     assert built == ["meta"]  # only the shape-only description was built

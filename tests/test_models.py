@@ -219,7 +219,7 @@ def test_input_strategies(strategy, opname):
         c = (op(a) * y).sum() / (op(a) ** 2).sum()
         assert (op(z) - y).norm() < 0.5 * (op(c * a) - y).norm() + 1e-6
     else:
-        from invmap.variational.fbp import fbp
+        from invmap.solvers.fbp import fbp
 
         torch.testing.assert_close(z, fbp(y, op))
     out = recon(y, phys)

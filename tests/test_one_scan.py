@@ -25,7 +25,7 @@ from invmap.config import load_config
 from invmap.data import build_source
 from invmap.evaluation.runs import baselines_note, tune_baselines
 from invmap.evaluation.stress import resolution_shift
-from invmap.evaluation.task import Condition, build_physics
+from invmap.evaluation.task import Condition, condition_physics
 from invmap.experiment import Experiment
 from invmap.physics import Physics, resized_physics
 from invmap.trust.fitted import FILE, CalibrationStore
@@ -81,7 +81,7 @@ def test_the_stress_resolution_shift_rescales_a_stated_detector():
                                            "noise": {"name": "gaussian", "params": {"relative": 0.01}}})
     for lv in resolution_shift(stated)[0].levels:
         size = lv.changes["size"]
-        op = build_physics(stated.with_changes(**lv.changes)).operator
+        op = condition_physics(stated.with_changes(**lv.changes)).operator
         assert op.out_shape[1] == ops.build("tomography", image_shape=(size, size), angles=8).out_shape[1]
     unstated = Condition.of("ellipses", 24, {"operator": {"name": "tomography", "params": {"angles": 8}}})
     assert all(set(lv.changes) == {"size"} for lv in resolution_shift(unstated)[0].levels)  # nothing else moves

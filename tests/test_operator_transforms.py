@@ -88,7 +88,7 @@ def test_solver_steps_stay_inside_the_true_bound(boundary):
     from invmap.variational.fista import FISTA
     from invmap.variational.gd import GradientDescent
     from invmap.variational.pdhg import ChambollePockTV
-    from invmap.variational.solver import STEP_SAFETY
+    from invmap.solvers.iterative import STEP_SAFETY
 
     n = 20
     op = ops.build("blur", image_shape=(n, n), boundary=boundary, sigma=1.0)

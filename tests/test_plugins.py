@@ -10,7 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from invmap import plugins
+from invmap.operators import registry as operator_registry
 from invmap.cli import main
+from invmap.evaluation.resolve import parse
 
 MODULE = '''
 import torch
@@ -104,8 +106,9 @@ def test_entry_points_declare_methods_and_operators(mod, monkeypatch, capsys):
            "invmap.operators": [SimpleNamespace(name="good", value="my_ops", load=lambda: loaded.append("good")),
                                 SimpleNamespace(name="bad", value="nope", load=lambda: 1 / 0)]}
     monkeypatch.setattr(plugins, "entry_points", lambda group: eps.get(group, []))
-    assert plugins.method_names() == ["halved"] and plugins.is_external("halved")
-    assert plugins.load_operator_plugins() == ["good"] and loaded == ["good"]
+    monkeypatch.setattr(operator_registry, "entry_points", lambda group: eps.get(group, []))
+    assert plugins.method_names() == ["halved"] and parse("halved").scheme == "entry-point"
+    assert operator_registry.load_operator_plugins() == ["good"] and loaded == ["good"]
     assert main(["evaluate", "task.yaml", "--out", "d", "--n", "2", "--no-figure",
                  "--methods", "fbp,halved"]) == 0
     assert "halved" in (mod / "d" / "metrics.csv").read_text()

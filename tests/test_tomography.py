@@ -12,9 +12,9 @@ import torch
 import invmap.operators as ops
 from invmap.operators import _geometry, tomography
 from invmap.operators.base import inner
-from invmap.variational.fbp import FILTERS, angular_weights, fbp, filter_response
+from invmap.solvers.fbp import FILTERS, angular_weights, fbp, filter_response
 
-fbp_module = importlib.import_module("invmap.variational.fbp")  # the module (the package exports the function)
+fbp_module = importlib.import_module("invmap.solvers.fbp")  # the reconstruction formula, its filters and weights
 skimage = pytest.importorskip("skimage")
 from skimage.data import shepp_logan_phantom  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio  # noqa: E402

@@ -15,7 +15,8 @@ import pytest
 
 from invmap import zoo
 from invmap.cli import main
-from invmap.zoo.build import learning_curve, make_entry
+from invmap.evaluation.zoo_task import check_psnr
+from invmap.evaluation.zoo_build import learning_curve, make_entry
 
 SHIPPED = zoo.names()
 TINY = ["data.size=32", "data.train=8", "data.val=4", "data.test=4", "training.epochs=1", "training.batch_size=4",
@@ -43,7 +44,7 @@ def test_a_shipped_entry_reproduces_its_card(name):
     d = zoo.verify(name)  # every file against its SHA-256
     if _images_absent(d):
         pytest.skip(f"{name}: {_images_absent(d)}")
-    assert zoo.check_psnr(d, card["check"]["n"]) == pytest.approx(card["check"]["psnr"], abs=card["check"]["tolerance_db"])
+    assert check_psnr(d, card["check"]["n"]) == pytest.approx(card["check"]["psnr"], abs=card["check"]["tolerance_db"])
     t = card["training"]
     assert t["steps"] > 0 and t["minutes"] > 0 and t["commit"] and t["cpu"] and Path(t["config"]).name
     scored = set(card["test"]["psnr"])
@@ -83,11 +84,11 @@ def test_an_entry_records_its_run_and_loads_within_the_storage_rule(tiny_zoo):
     assert [m for m, _ in card["training"]["curve"]][0] == 0 and len(card["training"]["curve"]) == 2  # epochs 0, 1
     (snap,) = card["training"]["test_curve"]  # the weights after the first step
     assert snap["minutes"] == 0.00001 and snap["step"] == 1 and snap["n"] == 4 and math.isfinite(snap["psnr"])
-    full = zoo.check_psnr(tiny_zoo)
+    full = check_psnr(tiny_zoo)
     assert card["check"]["psnr_float32_weights"] == pytest.approx(full, abs=1e-3)
     if card["storage"] == "float16":
         assert abs(card["check"]["psnr"] - full) < 0.05
-    assert zoo.check_psnr(zoo.verify("tiny")) == pytest.approx(card["check"]["psnr"], abs=1e-3)
+    assert check_psnr(zoo.verify("tiny")) == pytest.approx(card["check"]["psnr"], abs=1e-3)
     rows = {r.split(",")[0]: r for r in (zoo.verify("tiny") / "metrics.csv").read_text().splitlines()[1:]}
     assert set(rows) == set(card["test"]["psnr"]) == {"fbp", "tv", "model"}
 

@@ -22,16 +22,22 @@ Sections::
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Iterable, Literal, Mapping
 
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from . import distributions, models, noise, operators
+from .data.crime import check_mode
+from .data.mixture import split_source
+from .data.sources import parse_source, PATH_SOURCES, SOURCES
+from .distributions import parse, PhysicsDistribution
 from .files import read_text
+from .operators import OPERATORS
+from .physics import build_physics
 
 DEFAULT_PATH = Path(__file__).with_name("default.yaml")
 #: experiment presets (`invmap config --preset NAME`); a config path that is not a file may name one
@@ -147,8 +153,12 @@ _yaml_load = load_yaml  # the name it had before it was public
 # registry look-ups (lazy: a section is validated against the registry of its stage)
 # ---------------------------------------------------------------------------------------
 
+#: the packages whose registries a config section is validated against, by the name a section gives
+_PACKAGES = {"invmap.operators": operators, "invmap.noise": noise, "invmap.models": models}
+
+
 def _registry(module: str, attr: str):
-    mod = importlib.import_module(module)
+    mod = _PACKAGES[module]
     reg = getattr(mod, attr, None)
     if reg is None:
         raise ValueError(f"{module} has no registry {attr}")
@@ -169,8 +179,6 @@ def _validate_drawn(module: str, attr: str, name: str, extras: dict[str, Any],
     """Registry-checked parameter sets of a section whose parameters may be distributions
     (`invmap.distributions`): the nominal values first, then each distribution's extremes.
     Distributions are kept as written in the returned first set."""
-    from . import distributions
-
     if not any(distributions.is_distribution(v) for v in extras.values()):
         return [_validate_extras("", module, attr, name, extras, reserved)]
     reg = _registry(module, attr)
@@ -211,8 +219,6 @@ class _Open(BaseModel):
 
 def _check_source(source: str, params: dict[str, Any]) -> None:
     """A one-line error for an unknown image source or parameters it does not take."""
-    from .data.sources import PATH_SOURCES, SOURCES, parse_source
-
     name, fixed = parse_source(source)
     if name not in SOURCES.names():
         raise ValueError(f"unknown image source '{source}'; available: "
@@ -283,16 +289,11 @@ class DataConfig(_Section):
     @property
     def nominal_simulation(self) -> str:
         """``simulation``, or the nominal mode of its distribution (validation of baselines, stress)."""
-        from .distributions import parse
-
         return self.simulation if isinstance(self.simulation, str) else parse(self.simulation).nominal
 
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":
         if isinstance(self.simulation, dict):
-            from .data.crime import check_mode
-            from .distributions import parse
-
             d = parse(self.simulation)
             for mode in d.extremes():
                 check_mode(mode)
@@ -304,8 +305,6 @@ class DataConfig(_Section):
 
     def images(self, split: str, seed: int):
         """The `invmap.data.ImageSource` of `split` (`invmap.data.mixture.split_source`)."""
-        from .data.mixture import split_source
-
         count = {"train": self.train, "val": self.val, "test": self.test}[split]
         return split_source(self.source, self.size, split, count, seed, self.params,
                             mix=[m.model_dump() for m in self.mix], fill=self.fill,
@@ -333,8 +332,6 @@ class NoiseConfig(_Open):
     def _check(self) -> "NoiseConfig":
         sets = _validate_drawn("invmap.noise", "NOISES", self.name, self.params())
         _store(self, sets[0])
-        from . import noise
-
         for params in sets[1:] if len(sets) > 1 else sets:  # cheap: catches conflicting levels (sigma and relative)
             noise.build(self.name, **params)
         return self
@@ -501,9 +498,6 @@ class Config(_Section):
     def _check_distributions(self) -> "Config":
         """Distribution-valued operator parameters: K built with every extreme of each (cheap:
         geometry only, no matrices), and a model and data path that can take per-sample K."""
-        from . import distributions
-        from .operators import OPERATORS
-
         params = self.operator.params()
         drawn = [k for k, v in params.items() if distributions.is_distribution(v)]
         if not drawn and not isinstance(self.data.simulation, dict) and not any(
@@ -558,15 +552,11 @@ class Config(_Section):
     def physics_distribution(self):
         """`invmap.distributions.PhysicsDistribution` of the training pairs: the operator and noise
         parameters and ``data.simulation`` as written (values or distributions)."""
-        from .distributions import PhysicsDistribution
-
         return PhysicsDistribution({"name": self.operator.name, "params": self.operator.params()},
                                    {"name": self.noise.name, "params": self.noise.params()}, self.data.simulation)
 
     def physics(self):
         """`invmap.physics.Physics` (K, noise) described by this config (`build_physics`)."""
-        from .physics import build_physics
-
         return build_physics(self.physics_spec(), self.image_shape)
 
 
@@ -689,6 +679,25 @@ def first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | N
     return None if a == b else (path, a, b)
 
 
+def check_model_matches(config: Any, meta: Mapping, where: str | Path = "the run") -> None:
+    """A one-line ``ValueError`` when the config (the run's config.yaml, with any ``--set``)
+    describes another network or image size than the trained model (``model.json``) — e.g. a
+    config.yaml rewritten after training: scoring the model under it would be wrong silently."""
+    m = config.model
+    kind = meta.get("kind") or {}
+    arch = (meta.get("architecture") or {}) if kind.get("name", "post-processing") == "post-processing" else kind
+    stored = arch.get("params") or {}
+    pairs = [("model.name", m.name, arch.get("name")),
+             ("model.input", m.input, (meta.get("input") or {}).get("input", m.input)),
+             ("the image shape (data.size)", list(config.image_shape),
+              meta.get("image_shape", list(config.image_shape)))]
+    pairs += [(f"model.{k}", v, stored[k]) for k, v in m.params().items() if k in stored]
+    for key, want, have in pairs:
+        if want != have:
+            raise ValueError(f"{where}: the config says {key} = {want!r} but the trained model (model.json) has "
+                             f"{have!r}; the config does not describe this model")
+
+
 def merge(base: dict, user: dict) -> dict:
     """`user` laid over `base` (nested dicts merged key by key).
 
@@ -731,6 +740,6 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     return validate_config(data)
 
 
-__all__ = ["load_yaml", "YAMLBoundsError", "first_difference", "Config", "DataConfig", "OperatorConfig", "NoiseConfig", "ModelConfig", "TrainingConfig",
+__all__ = ["load_yaml", "YAMLBoundsError", "first_difference", "check_model_matches", "Config", "DataConfig", "OperatorConfig", "NoiseConfig", "ModelConfig", "TrainingConfig",
            "EvaluationConfig", "load_config", "validate_config", "apply_overrides", "parse_override",
            "read_yaml", "default_text", "presets", "DEFAULT_PATH", "PRESETS_DIR"]

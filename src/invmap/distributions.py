@@ -57,6 +57,10 @@ from typing import Any, Mapping
 
 import torch
 
+from . import noise as noise_mod
+from .operators import OPERATORS
+from .physics import physics_spec
+
 #: points of the grid a continuous operator parameter is snapped to (``grid: n`` changes it)
 DEFAULT_GRID = 5
 #: a truncated normal keeps μ ± TRUNCATE·σ
@@ -351,9 +355,6 @@ class PhysicsDistribution:
     """
 
     def __init__(self, operator: Mapping[str, Any], noise: Mapping[str, Any], simulation: Any = "crime"):
-        from . import noise as noise_mod
-        from .operators import OPERATORS
-
         self.operator_name, self.noise_name = operator["name"], noise["name"]
         cls = OPERATORS.get(self.operator_name)
         defaults = {p.name: p.default for p in OPERATORS.params(self.operator_name)}
@@ -381,8 +382,6 @@ class PhysicsDistribution:
 
     def nominal_spec(self) -> dict:
         """The physics spec of the nominal values (evaluation, tuning, stress reference, model.json)."""
-        from .physics import physics_spec
-
         op, nz = self.nominal_params()
         return physics_spec({"name": self.operator_name, "params": op}, {"name": self.noise_name, "params": nz})
 

@@ -25,7 +25,10 @@ from typing import Any
 
 import torch
 
-Pairs = tuple[torch.Tensor, torch.Tensor, Any]  # (y, x, physics)
+from .data import build_source
+from .evaluation.task import condition_from_config, make_pairs
+
+Measured = tuple[torch.Tensor, torch.Tensor, Any]  # (y, x, physics)
 
 
 @dataclass
@@ -35,8 +38,8 @@ class Experiment:
     config: Any
     run_dir: Path | None = None
     physics: Any = None
-    _val: Pairs | None = field(default=None, repr=False)
-    _test: dict[int, Pairs] = field(default_factory=dict, repr=False)
+    _val: Measured | None = field(default=None, repr=False)
+    _test: dict[int, Measured] = field(default_factory=dict, repr=False)
     _val_size: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,11 +52,9 @@ class Experiment:
         """The task's nominal K."""
         return self.physics.operator
 
-    def val_pairs(self, n: int | None = None) -> Pairs:
+    def val_pairs(self, n: int | None = None) -> Measured:
         """(y, x, physics) of the first `n` validation pairs (default and at most ``data.val``;
         fewer when the source has fewer), each simulated once."""
-        from .evaluation.task import condition_from_config, make_pairs
-
         d = self.config.data
         n = min(self.val_size(), self.val_size() if n is None else max(1, int(n)))
         if n == 0:
@@ -69,22 +70,18 @@ class Experiment:
 
     def val_size(self) -> int:
         """The pairs the validation split holds: ``data.val``, fewer when the source has fewer."""
-        from .data import build_source
-
         if self._val_size is None:
             d = self.config.data
             src = build_source(d.source, int(d.size), split="val", count=int(d.val), seed=int(self.config.seed), **d.params)
             self._val_size = min(int(d.val), len(src))
         return self._val_size
 
-    def test_pairs(self, n: int | None = None) -> Pairs:
+    def test_pairs(self, n: int | None = None) -> Measured:
         """(y, x, physics) of the first `n` test images (default ``data.test``; ``data.test_simulation``)."""
-        from .evaluation.task import condition_from_config, make_pairs
-
         n = int(self.config.data.test if n is None else n)
         if n not in self._test:
             self._test[n] = make_pairs(condition_from_config(self.config, n=n), split="test", physics=self.physics)
         return self._test[n]
 
 
-__all__ = ["Experiment", "Pairs"]
+__all__ = ["Experiment", "Measured"]

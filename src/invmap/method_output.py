@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .byteorder import native_order
+from .operators.base import operator_of
 
 
 class MethodFailure(ValueError):
@@ -29,7 +30,7 @@ class MethodFailure(ValueError):
 
 def expected_shape(y: torch.Tensor, physics: Any) -> tuple[int, ...]:
     """[B, 1, H, W]: B measurements of y, (H, W) the image shape of K (``physics.operator.in_shape``)."""
-    op = getattr(physics, "operator", physics)
+    op = operator_of(physics)
     return (int(y.shape[0]), 1, *(int(s) for s in op.in_shape))
 
 

@@ -22,6 +22,7 @@ import torch
 
 from . import noise as noise_mod
 from .operators import LinearOperator, from_spec, resized_spec
+from .operators.base import operator_of
 
 NO_NOISE = {"name": "none", "params": {}}
 
@@ -90,4 +91,14 @@ def resized_physics(spec: Mapping[str, Any], image_shape: Sequence[int]) -> Phys
     return build_physics({**spec, "operator": resized_spec(spec["operator"], image_shape)}, image_shape)
 
 
-__all__ = ["Physics", "physics_spec", "build_physics", "resized_physics"]
+def as_physics(physics: Physics | LinearOperator) -> Physics:
+    """The `Physics` of y = K x + e given a `Physics` or a bare operator K (noise: none); its K
+    alone is `operator_of` (`invmap.operators.base`)."""
+    if isinstance(physics, Physics):
+        return physics
+    if isinstance(physics, LinearOperator):
+        return Physics(physics)
+    raise TypeError(f"expected an invmap Physics or LinearOperator, got {type(physics).__name__}")
+
+
+__all__ = ["Physics", "physics_spec", "build_physics", "resized_physics", "as_physics", "operator_of"]

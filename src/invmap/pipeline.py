@@ -33,13 +33,17 @@ from typing import Any, Callable, Sequence
 from . import zoo
 from .evaluation import evaluate as ev
 from .evaluation import figures, report, runs, stress
+from .evaluation.resolve import MODEL, TV, applicable_methods, check_names, classical, loaded_first
 from .evaluation.task import condition_from_config
-from .metrics import data_range_label
 from .evaluation.trust import add_trust_scores, calibrate
+from .evaluation.zoo_task import beside
 from .experiment import Experiment
 from .method_output import MethodFailure
+from .metrics import data_range_label
 from .paths import inside
 from .plugins import OutsideMethod
+from .training import train
+from .training.setup import check_config
 
 
 @dataclass
@@ -95,14 +99,14 @@ def _methods(exp: Experiment, names: Sequence[str], tune_dir: Path, tune_seconds
     has not tuned are tuned now (announced on stderr) and recorded in `tune_dir`.
     """
     config, run_dir = exp.config, exp.run_dir
-    runs.check_names(names)  # an unknown name fails before anything is tuned or written
-    first = (["model"] if set(runs.RUN_METHODS) & set(names) else []) + [n for n in names if runs.is_outside(n)]
+    check_names(names)  # an unknown name fails before anything is tuned or written
+    first = loaded_first(names)
     model = runs.build_methods(first, run_dir, config=config)  # zoo entries and outside methods load first too
     baselines = runs.ensure_baselines(exp, names, tune_dir, time_budget=tune_seconds, announce=_say(True),
                                       progress=say)
     rest = runs.build_methods([n for n in names if n not in model],
                               baselines={k: v["params"] for k, v in baselines.items()}, overrides=overrides,
-                              model=model.get("model"), config=config)
+                              model=model.get(MODEL), config=config)
     return {n: model.get(n) or rest[n] for n in names}, baselines
 
 
@@ -120,7 +124,7 @@ def prepare(exp: Experiment, names: Sequence[str] | None, tune_dir: Path, tune_s
     """The applicable methods of `names` (default ``evaluation.methods``; notes said), built
     (`_methods`) and calibrated on the experiment's validation pairs (`calibrate`)."""
     have_model = exp.run_dir is not None and (exp.run_dir / "model.safetensors").exists()
-    applicable, notes = runs.applicable_methods(list(names or exp.config.evaluation.methods), exp.operator,
+    applicable, notes = applicable_methods(list(names or exp.config.evaluation.methods), exp.operator,
                                                 have_model=have_model)
     for n in notes:
         say(f"note: {n}")
@@ -200,14 +204,14 @@ def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str]
     inside(run_dir, "figures", "the figures folder")  # checked, and the earlier study read, before any work
     previous = stress.read_previous(run_dir, say)
     if built is None or settings.tv_iters:
-        overrides = {"tv": {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
+        overrides = {TV: {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
         built = prepare(exp, methods, run_dir, tune_seconds, say, overrides)
     recon, baselines = built.methods, built.baselines
     ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.nominal_simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
                                batch_size=settings.batch_size, data_range=config.evaluation.data_range,
                                settings={"TV iterations": settings.tv_iters or (
-                                             "as tuned" if runs.is_tuned(baselines.get("tv", {})) else "default"),
+                                             "as tuned" if runs.is_tuned(baselines.get(TV, {})) else "default"),
                                          "baselines": runs.baselines_note(baselines),
                                          **outside_budgets(recon),
                                          **({"keep going": True} if settings.keep_going else {})},
@@ -221,20 +225,17 @@ def outside_budgets(methods: dict[str, Any]) -> dict[str, str]:
 
 def run(config: Any, options: RunOptions | None = None) -> Path:
     """Run the whole pipeline for `config`; returns the run directory (holding report.html)."""
-    from .training import train
-    from .training.setup import check_config
-
     o = options or RunOptions()
     say = _say(o.progress)
     t_start = time.perf_counter()
     physics = check_config(config)  # a bad value fails here, before the run directory exists
-    zoo.beside(config)  # and so does an evaluation.zoo entry that is unknown or of another task
+    beside(config)  # and so does an evaluation.zoo entry that is unknown or of another task
     runs.check_fixed_params(config)  # and an evaluation.params setting a method refuses
     run_dir = new_run_dir(o.out, config.name)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     say(f"invmap run: {config.name} → {run_dir}")
     exp = Experiment(config, run_dir, physics)  # the physics, built once for every stage
-    baselines = runs.classical(runs.applicable_methods(config.evaluation.methods, exp.operator)[0])
+    baselines = classical(applicable_methods(config.evaluation.methods, exp.operator)[0])
 
     t0 = time.perf_counter()
     test = exp.test_pairs(o.test_n)  # made once: the evaluation scores every method on them
@@ -255,7 +256,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
-    methods = list(config.evaluation.methods) + zoo.beside(config)  # what long training buys, beside the model
+    methods = list(config.evaluation.methods) + beside(config)  # what long training buys, beside the model
     extra = [m for m in methods if zoo.is_pretrained(m)]
     say("[4/6] evaluate on the test set" + (f" (beside the model: {', '.join(extra)}, see `invmap zoo`)"
                                               if extra else ""))

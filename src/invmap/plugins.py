@@ -22,9 +22,8 @@ raises, runs out of time or returns anything else is the method's failure (`Meth
 as such. Callables of Python's standard library or builtins (``os:system``, ``builtins:exec``) are
 refused: a method is the user's own code.
 
-Operators: a package declaring modules under the entry-point group ``invmap.operators`` has
-them imported when invmap's operator registry loads, so their ``@OPERATORS.register("name")``
-classes build by name in configs like the built-in ones (`load_operator_plugins`).
+Operators from outside: a package declaring modules under the entry-point group ``invmap.operators``
+has them imported when invmap's operator registry loads (`invmap.operators.registry.load_operator_plugins`).
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import logging
 import sys
 import sysconfig
 from importlib.metadata import entry_points
@@ -46,7 +44,6 @@ from .timelimit import Budget, BudgetExceeded
 
 #: entry-point groups invmap reads
 METHODS_GROUP = "invmap.methods"
-OPERATORS_GROUP = "invmap.operators"
 
 
 def _entry_points(group: str) -> dict[str, Any]:
@@ -57,13 +54,6 @@ def _entry_points(group: str) -> dict[str, Any]:
 def method_names() -> list[str]:
     """The methods installed packages declare (``invmap.methods``)."""
     return sorted(_entry_points(METHODS_GROUP))
-
-
-def is_external(name: str) -> bool:
-    """Whether `name` names an outside method: ``module:attr`` (not ``pretrained:NAME``) or a declared one."""
-    from .zoo import is_pretrained
-
-    return (":" in name and not is_pretrained(name)) or name in _entry_points(METHODS_GROUP)
 
 
 def _first_line(e: BaseException) -> str:
@@ -207,19 +197,4 @@ class OutsideMethod:
         return f"OutsideMethod({self.name!r})"
 
 
-def load_operator_plugins() -> list[str]:
-    """Import the modules installed packages declare under ``invmap.operators`` (their operators
-    register themselves); a plugin that fails to import is logged and skipped. Returns the names
-    of the ones loaded."""
-    loaded = []
-    for name, ep in sorted(_entry_points(OPERATORS_GROUP).items()):
-        try:
-            ep.load()
-            loaded.append(name)
-        except Exception as e:  # noqa: BLE001 - one broken plugin must not break invmap
-            logging.getLogger(__name__).warning(f"invmap: operator plugin '{name}' ({ep.value}) not loaded: "
-                                                f"{type(e).__name__}: {e}")
-    return loaded
-
-
-__all__ = ["load_method", "OutsideMethod", "standard_library", "is_external", "method_names", "load_operator_plugins", "METHODS_GROUP", "OPERATORS_GROUP"]
+__all__ = ["load_method", "OutsideMethod", "standard_library", "method_names", "METHODS_GROUP"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..evaluation.compare import compare_runs
+
 HELP = "compare two or more trained runs: test metrics, stress heatmaps and their difference, verdicts"
 
 
@@ -24,8 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from ..evaluation.compare import compare_runs
 
     result = compare_runs(args.runs, args.out, margin=args.margin)
     for v in result["verdicts"]:

@@ -16,6 +16,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import default_text, load_config, presets
+from ..evaluation.runs import check_fixed_params
+from ..evaluation.zoo_task import beside
+from ..training.setup import check_config
+
 HELP = "show the default experiment config or check a config file"
 
 
@@ -30,8 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import default_text, load_config, presets
-
     if args.presets:
         for name, path in presets().items():
             print(f"{name}: {path.read_text().splitlines()[0].lstrip('# ')}")
@@ -44,14 +47,10 @@ def run(args: argparse.Namespace) -> int:
     if args.show_default and not args.overrides:
         print(default_text(), end="")
         return 0
-    from .. import zoo
-    from ..evaluation.runs import check_fixed_params
-    from ..training.setup import check_config
-
     cfg = load_config(args.check, args.overrides)
     check_config(cfg)  # what `train` builds, on the meta device: no memory, same errors
     if isinstance(cfg.evaluation.zoo, list):  # and what `invmap run` refuses before it starts: the zoo
-        zoo.beside(cfg)                        # entries named (unknown, of another task), fixed method settings
+        beside(cfg)                            # entries named (unknown, of another task), fixed method settings
     check_fixed_params(cfg)
     print(cfg.to_yaml(), end="")
     if args.check:

@@ -13,6 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..atomic import atomic_write
+from ..evaluation import runs
+from ..evaluation.evaluate import text_table
+from ..evaluation.resolve import parse
+from ..experiment import Experiment
+from ..pipeline import evaluate_run, new_run_dir
 from . import TUNE_HELP, TUNE_SECONDS, add_failure_options, outside_budget
 
 HELP = "score the trained model and classical methods on the test set (metrics.csv, metrics.md)"
@@ -32,19 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import atomic_write
-    from ..evaluation import runs
-    from ..evaluation.evaluate import text_table
-    from ..experiment import Experiment
-    from ..pipeline import evaluate_run, new_run_dir
-
     config, run_dir = runs.resolve(args.target, args.overrides + outside_budget(args))
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    for learned in runs.RUN_METHODS:
-        if methods is not None and learned in methods and run_dir is None:
-            raise ValueError(f"method '{learned}' needs a run directory (runs/NAME), not a config file")
+    for name in methods or ():
+        if run_dir is None and parse(name).scheme == "run":
+            raise ValueError(f"method '{name}' needs a run directory (runs/NAME), not a config file")
     if args.out:
         out = Path(args.out)
     elif run_dir is not None:

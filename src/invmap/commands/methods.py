@@ -1,9 +1,12 @@
 """List every registered variational reconstruction method with its parameters, then the
-methods of a trained run (`invmap.evaluation.run_methods`)."""
+methods of a trained run (`invmap.evaluation.resolve.RUN_METHODS`)."""
 
 from __future__ import annotations
 
 import argparse
+
+from ..evaluation.resolve import RUN_METHODS
+from ..variational import METHODS
 
 HELP = "list the reconstruction methods (fbp, cgls, tikhonov, tv, pnp, ...; model, safe) and their parameters"
 
@@ -13,9 +16,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.run_methods import RUN_METHODS
-    from ..variational import METHODS
-
     def line(m) -> str:
         return f"{m.name}(reuses: {', '.join(m.reuses) or 'nothing'})  — {m.help}"
 

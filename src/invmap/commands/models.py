@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..models import KINDS, listing, MODELS
+
 HELP = "list the reconstructor kinds and network architectures with their parameters"
 
 
@@ -12,8 +14,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import KINDS, MODELS, listing
-
     if args.name is None:
         print(listing())
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..operators import OPERATORS
+
 HELP = "list the registered forward operators and their parameters"
 
 
@@ -12,7 +14,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..operators import OPERATORS
-
     print(OPERATORS.listing(args.name))
     return 0

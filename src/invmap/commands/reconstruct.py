@@ -37,14 +37,25 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .. import budget
+from .. import budget, variational, zoo
 from ..atomic import atomic_write
-from ..capabilities import capabilities
 from ..byteorder import native_order
-from ..config import load_yaml, YAMLBoundsError
-from ..data.io import fit_items
+from ..capabilities import capabilities
+from ..config import first_difference, load_config, load_yaml, YAMLBoundsError
+from ..data.io import dtype_max, fit_items, read_image
+from ..evaluation.evaluate import atomic_write_json
+from ..evaluation.resolve import BASELINE, SAFE
+from ..evaluation.runs import build_methods, load_baselines, resolve
+from ..evaluation.trust import calibrate_model
+from ..experiment import Experiment
 from ..files import check_regular
+from ..models import check_compatible, load_model
 from ..paths import distinct_outputs
+from ..physics import Physics, resized_physics
+from ..trust import diagnose, reference_physics, SafeReconstructor
+from ..trust.conformal import agreement
+from ..trust.safe import TOLERANCE_DB
+from ..variational.posterior import Posterior
 
 HELP = "reconstruct x from a measurement y (variational method or trained model)"
 
@@ -93,8 +104,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- task
 def task_physics(path: str | None, overrides: list[str]) -> tuple[Any, int, int]:
     """(Physics, image size, seed) from an experiment config — the one coupling to `invmap.config`."""
-    from ..config import load_config
-
     if path is not None and not Path(path).is_file():
         raise FileNotFoundError(f"task config not found: {path}")
     cfg = load_config(path, overrides)
@@ -140,8 +149,6 @@ def read_array(path: str) -> np.ndarray:
             raise ValueError(f"{path}: expected a numeric array, got dtype {a.dtype}")
         return native_order(a)
     if suf in IMAGE_SUFFIXES:
-        from ..data.io import dtype_max, read_image
-
         a, stored = read_image(p)  # gray, as the folder loader reads it
         return a / (dtype_max(stored) or 1.0)
     raise ValueError(f"unsupported input type '{suf}' ({path}); use .npy or an image file ({', '.join(IMAGE_SUFFIXES)})")
@@ -187,16 +194,12 @@ def write_output(path: str, x: np.ndarray, overwrite: bool) -> None:
 
 # ------------------------------------------------------------------------------ run
 def run(args: argparse.Namespace) -> int:
-    from .. import variational
-
     if args.list:
         for n in variational.names():
             print(variational.METHODS.describe(n))
         return 0
     if not args.input or not args.output:
         raise ValueError("reconstruct needs --input and --output")
-    from .. import zoo
-
     args.pretrained = zoo.is_pretrained(args.model)
     if args.model is not None:  # pretrained:NAME → the zoo entry's (verified) directory, only read
         args.model = str(zoo.run_dir(args.model))
@@ -250,9 +253,6 @@ def run(args: argparse.Namespace) -> int:
                              f"{', '.join(n for n in variational.names() if variational.build(n).posterior)}")
         physics, _, seed = task_physics(args.task, args.overrides)
     else:
-        from ..models import check_compatible, load_model
-        from ..physics import Physics, resized_physics
-
         if params:
             raise ValueError("--param applies to --method only")
         if not Path(args.model).is_dir():
@@ -319,8 +319,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {std_path} (per-pixel posterior std, mean {float(drawn.std.mean()):.4g}) and {samples_path} "
               f"({args.samples} samples)")
     if report is not None:
-        from ..evaluation.evaluate import atomic_write_json
-
         atomic_write_json(sidecar, report)
         print(f"wrote {sidecar} (trust diagnostics)")
     return 0
@@ -347,14 +345,11 @@ def reconstruct_in_chunks(method: Any, y: Any, physics: Any, device: Any, sample
 
     import torch
 
-    from ..budget import check
-    from ..variational.posterior import Posterior
-
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
     shape = tuple(physics.operator.in_shape)
     b = int(y.shape[0])
     if samples is not None:  # what the draws will hold in the end, before any of them is drawn
-        check(4 * int(samples) * b * int(np.prod(shape)), f"{samples} samples of {b} images of {shape}")
+        budget.check(4 * int(samples) * b * int(np.prod(shape)), f"{samples} samples of {b} images of {shape}")
     step = chunk_images(shape, samples)
     t0, means, stds, draws = time.perf_counter(), [], [], []
     talk = b > step or (samples or 0) > 1
@@ -426,8 +421,6 @@ def sample_paths(output: str) -> tuple[str, str]:
 def check_same_operator(model: Any, other: Any, model_dir: str, other_dir: str) -> None:
     """An ``--ensemble`` member must have been trained for the model's operator K (its nominal
     one; the image size may differ): the disagreement of maps of other tasks says nothing."""
-    from ..config import first_difference
-
     a, b = (capabilities(m).training_physics for m in (model, other))
     if a is None or b is None:
         return
@@ -445,18 +438,11 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
     ``--residual-map``; returns (x̂ to write, the sidecar's JSON document)."""
     import torch
 
-    from ..evaluation.runs import build_methods, load_baselines, resolve
-    from ..evaluation.trust import calibrate_model
-    from ..experiment import Experiment
-    from ..models import check_compatible, load_model
-    from ..trust import SafeReconstructor, diagnose, reference_physics
-    from ..trust.conformal import agreement
-
     def on_device(m: Any) -> Any:
         return lambda yy, p: m(yy.to(device), p).detach().cpu()
 
     tuned = load_baselines(args.model)
-    baseline = build_methods(["tv"], args.model)["tv"] if "tv" in tuned else None
+    baseline = build_methods([BASELINE], args.model)[BASELINE] if BASELINE in tuned else None
     promise, home = None, None
     if (Path(args.model) / "config.yaml").exists():  # the score's spreads at its training conditions
         config = resolve(args.model)[0]
@@ -471,7 +457,7 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         home = exp.physics
         methods = calibrate_model(model, exp, args.model, baseline, safe=args.safe,
                                   say=print, strict=strict, store=not args.pretrained)  # a zoo entry ships its record
-        promise = capabilities(methods["safe"]).promise if "safe" in methods else None
+        promise = capabilities(methods[SAFE]).promise if SAFE in methods else None
     elif args.bound is not None or args.intervals:
         raise ValueError(f"--bound and --intervals need the model's run directory with its config.yaml "
                          f"(calibration pairs); {args.model} has none")
@@ -531,8 +517,6 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         print(f"safe: TV solve anchored at x̂ with μ/‖K‖² = {', '.join(f'{m:.2g}' for m in mu)} "
               f"({safe.mu0:g} within {safe.free:g} spreads of the training conditions)")
         if promise is not None:  # never silent about an image it cannot vouch for
-            from ..trust.safe import TOLERANCE_DB
-
             safe.promise = promise
             lows, ok = safe.promised(diag.trust)
             doc["safe"]["promise"] = {"tolerance_db": TOLERANCE_DB, "probability": promise.level,
@@ -604,8 +588,6 @@ VACUOUS_DB = 20.0 * float(np.log10(2.0))
 def away_from_calibration(physics: Any, home: Any | None) -> str | None:
     """How the input's physics differs from the one the model was calibrated at (its run's task),
     as ``key: ours against theirs``; None when they are the same (or there is no calibration)."""
-    from ..config import first_difference
-
     if home is None:
         return None
     diff = first_difference(home.spec(), physics.spec())

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+from .. import zoo
+from ..evaluation import report
+from ..evaluation.runs import resolve
+
 HELP = "write the self-contained report.html of a run directory"
 
 
@@ -16,12 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..evaluation import report
-
-    from .. import zoo
-
     if zoo.is_pretrained(args.run_dir):  # a report is written into the run: a copy of the zoo entry
-        from ..evaluation.runs import resolve
         d = resolve(args.run_dir)[1]
     else:
         d = Path(args.run_dir)

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import load_config
+from ..evaluation.stress import applicable_shifts, parse_kinds
+from ..evaluation.task import condition_from_config
+from ..pipeline import run as run_pipeline, RunOptions, StressSettings
 from . import TUNE_HELP, TUNE_SECONDS
 
 HELP = "simulate → tune baselines → train → evaluate → stress → report, in one command"
@@ -38,10 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..config import load_config
-    from ..evaluation.stress import parse_kinds
-    from ..pipeline import RunOptions, StressSettings, run as run_pipeline
-
     config = load_config(args.config, args.overrides)
     kinds = parse_kinds(args.shifts)
     for flag, v in (("--stress-n", args.stress_n), ("--test-n", args.test_n)):
@@ -50,9 +50,6 @@ def run(args: argparse.Namespace) -> int:
     if args.folder and not Path(args.folder.removeprefix("folder:")).is_dir():
         raise FileNotFoundError(f"--folder: no directory {args.folder}")
     if args.shifts and not args.no_stress:  # say it now, not after the training
-        from ..evaluation.stress import applicable_shifts
-        from ..evaluation.task import condition_from_config
-
         applicable_shifts(condition_from_config(config, n=1), kinds)
     opts = RunOptions(out=args.out, test_n=args.test_n, tune_seconds=args.tune_seconds,
                       stress=StressSettings(n_per_level=args.stress_n, tv_iters=args.stress_tv_iters, kinds=kinds,

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import argparse
 
+from ..evaluation import report, runs
+from ..evaluation.stress import KINDS, parse_kinds
+from ..experiment import Experiment
+from ..pipeline import stress_run, StressSettings
 from . import TUNE_HELP, TUNE_SECONDS, add_failure_options, outside_budget
 
 HELP = "stress-test a trained run under shifts of noise, geometry, calibration, resolution, object class"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..evaluation.stress import KINDS
-
     p.add_argument("run_dir", metavar="RUN", help="a run directory (runs/NAME)")
     p.add_argument("--shifts", help=f"comma-separated subset of: {', '.join(KINDS)} (default: all that apply)")
     p.add_argument("--methods", help="comma-separated methods (default: the config's evaluation.methods)")
@@ -35,11 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from ..evaluation import report, runs
-    from ..evaluation.stress import parse_kinds
-    from ..experiment import Experiment
-    from ..pipeline import StressSettings, stress_run
 
     config, run_dir = runs.resolve(args.run_dir, outside_budget(args))
     if run_dir is None:

@@ -20,6 +20,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import load_config
+from ..training import distributed, train, TrainingDiverged
+
 HELP = "train a model on simulated pairs (y, x) from an experiment config"
 DISTRIBUTED = True  # one rank of a torchrun job (see invmap.training.distributed)
 
@@ -47,8 +50,6 @@ def _argv(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training import TrainingDiverged, distributed
-
     if args.nproc is not None:
         if distributed.under_torchrun():
             raise ValueError("--nproc starts torchrun itself; under torchrun leave it out")
@@ -85,8 +86,6 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
 
 def _load(args: argparse.Namespace):
     """The experiment config (a run's own config.yaml when resuming) and the run directory."""
-    from ..config import load_config
-
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out DIR: the run directory to continue")
@@ -105,8 +104,6 @@ def _load(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace, cfg, out: Path, say: bool = True) -> int:
-    from ..training import train
-
     if say:
         takes = "y and K" if cfg.model.is_kind else cfg.model.input  # a kind reconstructs from y itself
         print(f"invmap train: {'resuming' if args.resume else 'run'} {out}/  ({cfg.name}: "

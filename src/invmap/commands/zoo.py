@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import zoo
+
 HELP = "list the pretrained reference models (invmap zoo), or show one's card (invmap zoo show NAME)"
 
 
@@ -32,8 +34,6 @@ def row(card: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import zoo
-
     if args.action == "show":
         if not args.name:
             raise ValueError("invmap zoo show NAME: give an entry's name (invmap zoo lists them)")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import budget
 from ..byteorder import native_order
 from ..files import check_regular
 
@@ -121,8 +122,6 @@ def _header_shape(p: Path, suf: str, key: str | None) -> tuple[int, ...] | None:
 def _check_dimensions(p: Path, suf: str, key: str | None) -> None:
     """Refuse a file whose header promises more pixels than `invmap.budget` allows (a small
     compressed file can decode to gigabytes) before decoding it."""
-    from .. import budget
-
     try:
         shape = _header_shape(p, suf, key)
     except FileNotFoundError:

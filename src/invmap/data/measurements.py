@@ -28,6 +28,7 @@ import torch
 from .. import budget
 from ..byteorder import native_order
 from ..files import check_regular, read_bytes
+from .hdf5 import _first_line, _h5py
 
 SUFFIX = ".npy"
 HDF5 = "hdf5:"
@@ -104,8 +105,6 @@ def _hdf5_files(spec: str) -> list[Path]:
 
 def _hdf5_header(f: Path, want: tuple[int, ...], complex_y: bool) -> int:
     """The number of frames of `f`'s dataset, after checking it holds [N, *want] (or one [*want])."""
-    from .hdf5 import _first_line, _h5py
-
     h5py = _h5py()
     check_regular(f, "hdf5 file")
     try:
@@ -125,7 +124,6 @@ def _hdf5_header(f: Path, want: tuple[int, ...], complex_y: bool) -> int:
 
 
 def _hdf5_frames(spec: str, split: str, train: int, val: int, want: tuple[int, ...], complex_y: bool) -> torch.Tensor:
-    from .hdf5 import _first_line, _h5py
 
     files = _hdf5_files(spec)
     counts = [_hdf5_header(f, want, complex_y) for f in files]

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from .augment import Augmented
 from .sources import ImageSource, build_source
 
 
@@ -112,8 +113,6 @@ def split_source(source: str, size: int, split: str, count: int, seed: int = 0, 
         parts.append((src, n if (fill or mix) else len(src)))
     images: ImageSource = parts[0][0] if len(parts) == 1 and parts[0][1] == len(parts[0][0]) else Mixture(parts)
     if augment is not None:
-        from .augment import Augmented
-
         images = Augmented(images, seed=seed, **augment)
     return images
 

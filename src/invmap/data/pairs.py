@@ -50,7 +50,7 @@ from .. import __version__
 from .. import noise as noise_mod
 from ..distributions import Draw, PhysicsDistribution
 from ..operators import LinearOperator, from_spec
-from ..physics import Physics, build_physics
+from ..physics import Physics, as_physics, build_physics
 from .crime import Refined, check_mode, fine_operator
 from .sources import NOISE_STREAM, PHYSICS_STREAM, ImageSource, mix_seed, split_code
 
@@ -62,13 +62,12 @@ FORMAT = "invmap-pairs/1"
 
 
 def _as_physics(p) -> Physics:
-    if isinstance(p, Physics):
-        return p
-    if isinstance(p, LinearOperator):
-        return Physics(p)
     if isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], LinearOperator):
         return Physics(p[0], p[1] if p[1] is not None else noise_mod.build("none"))
-    raise TypeError("PairDataset: physics must be a Physics, a LinearOperator or an (operator, noise) pair")
+    try:
+        return as_physics(p)
+    except TypeError:
+        raise TypeError("PairDataset: physics must be a Physics, a LinearOperator or an (operator, noise) pair") from None
 
 
 class PairDataset(torch.utils.data.Dataset):

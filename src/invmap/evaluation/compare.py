@@ -40,20 +40,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..files import MAX_BYTES, read_json
+from .. import zoo
 from ..atomic import atomic_dir, atomic_write, clean_orphans
+from ..config import first_difference, load_config
+from ..files import MAX_BYTES, read_json
 from .evaluate import atomic_write_json, read_metrics
 from .figures import delta_heatmap, stress_overview
 from .report import _CSS, _e, _num, data_uri, html_table, read_stress
 from .runs import baselines_note, read_baselines
 from .stress import csv_digest, stress_mismatch
+from .task import canonical_physics, condition_from_config, config_task, TASK_FIELDS
 from .verdicts import MODEL, learned_of
 
 #: files larger than this are refused, counting the bytes read (a run's tables are kilobytes)
 MAX_FILE_BYTES = MAX_BYTES
 COLUMNS = ("run", "shift", "level", "method", "metric", "mean", "std")
-#: what makes two runs the same task (numbers of different tasks cannot be compared)
-TASK_FIELDS = ("source", "size", "physics", "simulation", "source_params")
 TEST = "test"
 NOMINAL = "nominal"
 
@@ -134,14 +135,11 @@ def task_of(run: Run) -> dict | None:
     PSNR data range its tables use."""
     ref = run.stress_meta.get("reference")
     if ref is None and (run.path / "config.yaml").exists():
-        from ..config import load_config
-        from .task import condition_from_config
-
         ref = condition_from_config(load_config(run.path / "config.yaml")).describe()
     if ref is None:
         return None
     task = {k: ref.get(k) for k in TASK_FIELDS}
-    task["physics"] = _canonical_physics(task["physics"], task["size"])
+    task["physics"] = canonical_physics(task["physics"], task["size"])
     ranges = {str(r.get("data_range", 1.0)) for r in run.metrics}
     if run.stress_meta:
         ranges.add(str(run.stress_meta.get("data_range", 1.0)))
@@ -150,30 +148,6 @@ def task_of(run: Run) -> dict | None:
                          f"evaluate and stress it again with one evaluation.data_range")
     task["PSNR data range"] = ranges.pop() if ranges else None  # dB of different conventions do not compare
     return task
-
-
-def config_task(config: Any) -> dict:
-    """The task of a config (`TASK_FIELDS` of its test condition, the physics as built, and its
-    PSNR data range), as `task_of` states a run's: equal dicts mean one task."""
-    from .task import condition_from_config
-
-    ref = condition_from_config(config).describe()
-    task = {k: ref.get(k) for k in TASK_FIELDS}
-    task["physics"] = _canonical_physics(task["physics"], task["size"])
-    task["PSNR data range"] = str(config.evaluation.data_range)
-    return task
-
-
-def _canonical_physics(spec: object, size: object) -> object:
-    """The physics spec as the built operator and noise state it (every parameter, defaults
-    included), so ``{angles: 60}`` and ``{angles: 60, arc: 180}`` are one task; as written when
-    it cannot be built."""
-    from ..physics import Physics
-
-    try:
-        return Physics.from_spec(spec, (int(size), int(size))).spec()  # type: ignore[arg-type]
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return spec
 
 
 def check_stress_pair(run: Run) -> None:
@@ -190,8 +164,6 @@ def check_stress_pair(run: Run) -> None:
 def check_same_task(runs: Sequence[Run]) -> None:
     """All runs on one task (`TASK_FIELDS`) with one PSNR convention, else a one-line error naming
     the first difference."""
-    from ..config import first_difference
-
     ref = runs[0]
     for r in runs[1:]:
         if ref.task is None or r.task is None:
@@ -415,8 +387,6 @@ def render_compare(runs: Sequence[Run], verdicts: Sequence[str], heatmaps: Seque
 def compare_runs(paths: Sequence[str | Path], out: str | Path, margin: float = 0.5) -> dict:
     """Compare two or more runs (the first is the reference) into the directory `out`; returns
     compare.json's content (see the module docstring)."""
-    from .. import zoo
-
     ps = [zoo.run_dir(p) for p in paths]  # pretrained:NAME: the zoo entry (its test metrics; only read)
     if len(ps) < 2:
         raise ValueError(f"compare needs two or more runs, got {len(ps)}")

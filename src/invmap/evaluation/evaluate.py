@@ -27,13 +27,14 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from .. import metrics
 from ..atomic import atomic_write, atomic_write_csv
 from ..capabilities import Method, capabilities
-from ..method_output import check_output, MethodFailure
 from ..files import read_csv
-from ..metrics import DataRange
+from ..method_output import check_output, MethodFailure
+from ..metrics import data_range_label, DataRange
+from ..trust.spread import coverage, spearman
 
-Reconstructor = Method  # x̂ = method(y, physics): `invmap.capabilities`
 
 #: Metrics scored per image: name → (function name in `invmap.metrics`, higher is better).
 METRICS: dict[str, bool] = {"psnr": True, "ssim": True, "relative_error": False}
@@ -76,8 +77,6 @@ class MethodScores:
 def score(x_hat: torch.Tensor, x: torch.Tensor, data_range: DataRange = 1.0) -> dict[str, torch.Tensor]:
     """Per-image PSNR, SSIM (data range L by the convention `data_range`) and relative error
     of `x_hat` against `x` (both [B, 1, H, W])."""
-    from .. import metrics
-
     x_hat = x_hat.detach().to(torch.float32).cpu()
     x = x.detach().to(torch.float32).cpu()
     ranged = {"psnr", "ssim"}
@@ -85,7 +84,7 @@ def score(x_hat: torch.Tensor, x: torch.Tensor, data_range: DataRange = 1.0) -> 
             for m in METRICS}
 
 
-def reconstruct(method: Reconstructor, y: torch.Tensor, physics: Any, batch_size: int = 16,
+def reconstruct(method: Method, y: torch.Tensor, physics: Any, batch_size: int = 16,
                 spread: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
     """x̂ = method(y, physics) in batches; returns (x̂ on CPU, total seconds). A posterior sampler
     (``method.posterior``) gives its mean, and with `spread` a list, its std maps are appended to it."""
@@ -122,7 +121,7 @@ def reconstruct_from(method: Any, y: torch.Tensor, physics: Any, parts: Mapping[
     return torch.cat(outs), total
 
 
-def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: torch.Tensor, physics: Any,
+def evaluate_methods(methods: Mapping[str, Method], y: torch.Tensor, x: torch.Tensor, physics: Any,
                      batch_size: int = 16, keep: int = 0, strict: bool = False, data_range: DataRange = 1.0,
                      spreads: dict[str, torch.Tensor] | None = None, keep_going: bool = False
                      ) -> tuple[dict[str, MethodScores], dict[str, torch.Tensor]]:
@@ -162,8 +161,6 @@ def evaluate_methods(methods: Mapping[str, Reconstructor], y: torch.Tensor, x: t
             continue
         results[name] = MethodScores(name, score(x_hat, x, data_range), secs / max(1, y.shape[0]))
         if spread:  # a posterior sampler: does its std map point at the true error?
-            from ..trust.spread import coverage, spearman
-
             std, err = torch.cat(spread), (x_hat - x.detach().cpu().float()).abs()
             results[name].scores["std_spearman"] = spearman(std, err)
             results[name].scores["std_coverage"] = coverage(err, std)
@@ -213,8 +210,6 @@ def merge_rows(old: Sequence[Mapping], new: Sequence[Mapping]) -> tuple[list[dic
 
 def psnr_heading(rows: Sequence[Mapping]) -> str:
     """"PSNR (dB, L = …)": the PSNR column heading with the rows' data range convention."""
-    from ..metrics import data_range_label
-
     ranges = {str(r.get("data_range", 1.0)) for r in rows}
     if len(ranges) != 1:
         return "PSNR (dB)"
@@ -284,7 +279,7 @@ def write_metrics(rows: Sequence[Mapping], out_dir: str | Path, failed: Mapping[
                                          for r in rows))
     notes = "".join(f"\n- {name} failed and has no row: {why}\n" for name, why in (failed or {}).items())
     notes += "".join(f"\n- {what}: {text}\n" for what, text in (budgets or {}).items())
-    atomic_write_text(md_path, markdown_table(rows) + notes)
+    atomic_write(md_path, markdown_table(rows) + notes)
     return csv_path, md_path
 
 
@@ -311,13 +306,8 @@ def read_metrics(path: str | Path, within: str | Path | None = None) -> list[dic
     return rows
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` atomically (see `invmap.atomic`)."""
-    return atomic_write(path, text)
-
-
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return atomic_write(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:
@@ -330,7 +320,7 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-__all__ = ["Reconstructor", "METRICS", "COLUMNS", "MethodScores", "score", "reconstruct", "reconstruct_from",
+__all__ = ["METRICS", "COLUMNS", "MethodScores", "score", "reconstruct", "reconstruct_from",
            "evaluate_methods",
            "summarize", "merge_rows", "markdown_table", "text_table", "write_metrics", "read_metrics",
-           "atomic_write_text", "atomic_write_json"]
+           "atomic_write_json"]

@@ -19,6 +19,7 @@ import torch
 
 from ..atomic import atomic_write
 from ..files import read_csv
+from .resolve import MODEL
 from .verdicts import learned_of
 
 
@@ -133,7 +134,7 @@ def posterior_grid(x: torch.Tensor, means: Mapping[str, torch.Tensor], stds: Map
     return _save(fig, path)
 
 
-def read_log(path: str | Path) -> dict[str, list[float]]:
+def read_curves(path: str | Path) -> dict[str, list[float]]:
     """Columns of a CSV log (e.g. ``train_log.csv``) as float lists (non-numbers → NaN)."""
     cols: dict[str, list[float]] = {}
     for row in read_csv(path, "log")[1]:
@@ -148,7 +149,7 @@ def read_log(path: str | Path) -> dict[str, list[float]]:
 
 def training_curves(log_path: str | Path, path: str | Path) -> Path | None:
     """Loss columns (log scale) and validation PSNR against the epoch; None when the log is empty."""
-    cols = read_log(log_path)
+    cols = read_curves(log_path)
     if not cols or not next(iter(cols.values())):
         return None
     plt = _plt()
@@ -194,7 +195,7 @@ def stress_plot(shift: Mapping, rows: Sequence[Mapping], path: str | Path, metri
         for m in methods:
             mu = np.array([val.get((lv, m), (math.nan, math.nan))[0] for lv in levels])
             sd = np.array([val.get((lv, m), (math.nan, math.nan))[1] for lv in levels])
-            style = dict(lw=2.4, color="black") if m == "model" else dict(lw=1.4)
+            style = dict(lw=2.4, color="black") if m == MODEL else dict(lw=1.4)
             ax.errorbar(xs, mu, yerr=sd, marker="o", ms=4, capsize=2, label=m, **style)
         if train is not None and str(train) in levels:
             t = levels.index(str(train))
@@ -207,7 +208,7 @@ def stress_plot(shift: Mapping, rows: Sequence[Mapping], path: str | Path, metri
             mu = [val.get((lv, m), (math.nan, math.nan))[0] for lv in levels]
             sd = [val.get((lv, m), (math.nan, math.nan))[1] for lv in levels]
             ax.bar(xs + (j - (len(methods) - 1) / 2) * w, mu, w, yerr=sd, capsize=2, label=m,
-                   color="black" if m == "model" else None, alpha=0.85)
+                   color="black" if m == MODEL else None, alpha=0.85)
         finite = [val[k][0] for k in val if math.isfinite(val[k][0])]
         if finite:
             lo, hi = min(finite), max(finite)
@@ -297,7 +298,7 @@ def delta_heatmap(grid: Sequence[tuple[str, Sequence[tuple[str, float, bool]]]],
 
 
 __all__ = ["recon_grid", "posterior_grid", "training_curves", "stress_plot", "stress_overview", "delta_heatmap", "measurement_image",
-           "read_log", "trust_roc"]
+           "read_curves", "trust_roc"]
 
 
 def trust_roc(summary: Mapping, path: str | Path) -> Path | None:

@@ -16,10 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..atomic import atomic_write
 from ..files import read_bytes, read_text
 from ..paths import inside
-from .evaluate import atomic_write_text, bound_line, psnr_heading, read_metrics
+from .evaluate import bound_line, psnr_heading, read_metrics
 from .figures import training_curves
+from .resolve import MODEL
 from .runs import baselines_note, read_baselines
 from .stress import read_stress_csv, read_stress_json
 
@@ -83,7 +85,7 @@ def metrics_html(rows: Sequence[Mapping]) -> str:
              f"{_num(r['relative_error_mean'], 3)} ± {_num(r['relative_error_std'], 3)}",
              _num(1e3 * float(r["seconds_per_image"]), 1), r["n"],
              _num(_or_nan(r.get("rho_mean"))), _num(_or_nan(r.get("trust_mean")))] for r in rows]
-    table = html_table(header, body, ["model" if r["method"] == "model" else "" for r in rows])
+    table = html_table(header, body, ["model" if r["method"] == MODEL else "" for r in rows])
     return table + "".join(f"\n<p>{_e(bound_line(r))}.</p>" for r in rows if bound_line(r))
 
 
@@ -292,7 +294,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, curves: boo
                      + "; ".join(f"{k}: {json.dumps(v.get('params', v))}" for k, v in b.items()))
     text = render_report(f"invmap run: {d.name}", config_yaml=cfg, metrics=metrics, figures=figures,
                          stress_rows=stress_rows, stress_meta=stress_meta, stress_figures=stress_figs, notes=notes)
-    return atomic_write_text(Path(out) if out else d / "report.html", text)
+    return atomic_write(Path(out) if out else d / "report.html", text)
 
 
 __all__ = ["build_report", "render_report", "html_table", "metrics_html", "stress_table_html", "trust_html", "data_uri",

@@ -26,10 +26,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..timelimit import Budget
+from .. import variational, zoo
+from ..atomic import clean_orphans
+from ..capabilities import Method
+from ..config import check_model_matches, load_config
 from ..files import check_regular, read_json
-from .evaluate import Reconstructor, atomic_write_json
-from .run_methods import RUN_METHODS
+from ..models import load_model
+from ..plugins import load_method
+from ..timelimit import Budget
+from .evaluate import atomic_write_json
+from .resolve import MODEL, RUN_METHODS, classical, parse
+from .zoo_task import task_difference
 
 def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[Any, Path | None]:
     """(config, run_dir or None) for a run directory or a config path (None: the default config).
@@ -37,13 +44,8 @@ def resolve(target: str | Path | None, overrides: Sequence[str] = ()) -> tuple[A
     Opening a run directory removes the temporary files of writes a kill interrupted there
     and in its figures/ folder (`invmap.atomic.clean_orphans`).
     """
-    from ..atomic import clean_orphans
-    from ..config import load_config
-
     if target is None:
         return load_config(None, overrides), None
-    from .. import zoo
-
     if zoo.is_pretrained(target):  # commands that write into a run work on a copy of the entry
         name = str(target)[len(zoo.PREFIX):]
         p = zoo.materialise(name, Path("runs") / f"pretrained-{name}")
@@ -132,8 +134,6 @@ def ensure_baselines(exp: Any, names: Sequence[str], run_dir: str | Path, time_b
 def check_fixed_params(config: Any) -> None:
     """A one-line ValueError for an ``evaluation.params`` entry of a variational method whose
     settings it refuses (unknown name, wrong type, out of range) — before anything is tuned or said."""
-    from .. import variational
-
     for n, params in config.evaluation.params.items():
         if n in variational.names():
             try:
@@ -142,113 +142,36 @@ def check_fixed_params(config: Any) -> None:
                 raise ValueError(f"evaluation.params.{n}: {e}") from None
 
 
-def classical(names: Sequence[str]) -> list[str]:
-    """The names among `names` whose parameters invmap tunes and records in ``baselines.json``:
-    neither built from the run's model (`RUN_METHODS`) nor from outside (`is_outside`)."""
-    return [n for n in names if n not in RUN_METHODS and not is_outside(n)]
-
-
-def is_outside(name: str) -> bool:
-    """A method invmap does not tune: a zoo entry (``pretrained:NAME``) or an outside method (`invmap.plugins`)."""
-    from .. import variational
-    from ..plugins import is_external
-    from ..zoo import is_pretrained
-
-    return is_pretrained(name) or (name not in variational.names() and is_external(name))
-
-
-def check_names(names: Sequence[str]) -> None:
-    """A one-line ValueError for a method name that is none of: ``model``, ``safe``, a variational
-    method, a zoo entry, an outside method — before anything is tuned or written."""
-    from .. import variational
-    from ..plugins import method_names
-
-    for n in names:
-        if n not in RUN_METHODS and n not in variational.names() and not is_outside(n):
-            raise ValueError(f"unknown method '{n}'; available: {', '.join(RUN_METHODS)}, pretrained:NAME (`invmap zoo`), "
-                             f"module:attr (your own), {', '.join(variational.names() + method_names())}")
-
-
-def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = True) -> tuple[list[str], list[str]]:
-    """(names usable for the operator K, notes): a variational method that cannot run with K
-    (its ``cannot_run(K)``, e.g. ``fbp`` where K has no filtered back-projection) becomes its
-    ``fallback`` (``adjoint``: Kᵀy); the run's methods are dropped when there is no trained model."""
-    from .. import variational
-
-    out, notes = [], []
-    for n in names:
-        cls = variational.METHODS.get(n) if n in variational.names() else None
-        why = cls.cannot_run(operator) if cls is not None else None
-        if why and cls.fallback:
-            notes.append(f"{n} {why}; using {cls.fallback} for '{operator.name or type(operator).__name__}'")
-            n = cls.fallback
-        if n in RUN_METHODS and not have_model:
-            notes.append("no trained model in this run; evaluating the classical methods only" if n == "model"
-                         else f"no trained model in this run; '{n}' (which wraps it) left out")
-            continue
-        if n not in out:
-            out.append(n)
-    return out, notes
-
-
-def check_model_matches(config: Any, meta: Mapping, where: str | Path = "the run") -> None:
-    """A one-line ``ValueError`` when the config (the run's config.yaml, with any ``--set``)
-    describes another network or image size than the trained model (``model.json``) — e.g. a
-    config.yaml rewritten after training: scoring the model under it would be wrong silently."""
-    m = config.model
-    kind = meta.get("kind") or {}
-    arch = (meta.get("architecture") or {}) if kind.get("name", "post-processing") == "post-processing" else kind
-    stored = arch.get("params") or {}
-    pairs = [("model.name", m.name, arch.get("name")),
-             ("model.input", m.input, (meta.get("input") or {}).get("input", m.input)),
-             ("the image shape (data.size)", list(config.image_shape),
-              meta.get("image_shape", list(config.image_shape)))]
-    pairs += [(f"model.{k}", v, stored[k]) for k, v in m.params().items() if k in stored]
-    for key, want, have in pairs:
-        if want != have:
-            raise ValueError(f"{where}: the config says {key} = {want!r} but the trained model (model.json) has "
-                             f"{have!r}; the config does not describe this model")
-
-
 def build_methods(names: Sequence[str], run_dir: str | Path | None = None,
                   baselines: Mapping[str, Mapping] | None = None,
                   overrides: Mapping[str, Mapping] | None = None, device: str | None = None,
-                  config: Any = None, model: Reconstructor | None = None) -> dict[str, Reconstructor]:
+                  config: Any = None, model: Method | None = None) -> dict[str, Method]:
     """name → reconstructor. `overrides` replace parameters (e.g. ``{"tv": {"iters": 100}}``).
     With `config`, the trained model must be the one it describes (`check_model_matches`);
     ``safe`` wraps `model` (default: the run's, loaded here)."""
-    from .. import variational
-    from ..plugins import is_external, load_method
-    from ..zoo import is_pretrained
-
     tuned = dict(load_baselines(run_dir)) if baselines is None else {k: dict(v) for k, v in baselines.items()}
-    methods: dict[str, Reconstructor] = {}
+    methods: dict[str, Method] = {}
     for n in names:
-        if n in RUN_METHODS:  # built from the run's model and fresh copies of the baselines it reuses
-            learned = methods.get("model") or model or _run_model(run_dir, config)
+        scheme = parse(n).scheme  # an unknown name fails here, in one line
+        if scheme == "run":  # built from the run's model and fresh copies of the baselines it reuses
+            learned = methods.get(MODEL) or model or _run_model(run_dir, config)
             reused = {b: variational.build(b, **{**tuned.get(b, {}), **dict((overrides or {}).get(b, {}))})
                       for b in RUN_METHODS[n].reuses}
             methods[n] = RUN_METHODS[n].build(learned, reused)
-            continue
-        if is_pretrained(n):  # a zoo entry of this task, beside the run's own model
+        elif scheme == "pretrained":  # a zoo entry of this task, beside the run's own model
             methods[n] = load_pretrained(n, config)
-            continue
-        if n not in variational.names() and is_external(n):  # module:attr, or an installed package's
+        elif scheme in ("entry-point", "module"):  # an installed package's, or module:attr
             methods[n] = load_method(n, Budget.of(config))  # watched: time budget, output checked
-            continue
-        check_names([n])
-        params = {**tuned.get(n, {}), **dict((overrides or {}).get(n, {}))}
-        methods[n] = variational.build(n, **params)
+        else:
+            methods[n] = variational.build(n, **{**tuned.get(n, {}), **dict((overrides or {}).get(n, {}))})
     return methods
 
 
-def _run_model(run_dir: str | Path | None, config: Any = None) -> Reconstructor:
+def _run_model(run_dir: str | Path | None, config: Any = None) -> Method:
     """The run's trained network (`invmap.models.load_model`), checked against `config`."""
     if run_dir is None or not (Path(run_dir) / "model.safetensors").exists():
         raise FileNotFoundError(f"method 'model' needs a trained run directory with model.safetensors"
                                 f"{'' if run_dir is None else f' (none in {run_dir})'}")
-    from ..models import load_model
-
     recon, meta = load_model(run_dir)
     if config is not None:
         check_model_matches(config, meta, run_dir)
@@ -257,16 +180,13 @@ def _run_model(run_dir: str | Path | None, config: Any = None) -> Reconstructor:
     return recon
 
 
-def load_pretrained(target: str, config: Any = None) -> Reconstructor:
+def load_pretrained(target: str, config: Any = None) -> Method:
     """The model of zoo entry `target` (``pretrained:NAME``, verified against its card), in eval mode;
-    with `config`, only when the entry is of its task (`invmap.zoo.task_difference`): its scores
+    with `config`, only when the entry is of its task (`invmap.evaluation.zoo_task.task_difference`): its scores
     then stand in the same tables as the run's methods."""
-    from .. import zoo
-    from ..models import load_model
-
     name = target[len(zoo.PREFIX):]
     if config is not None:
-        why = zoo.task_difference(name, config)
+        why = task_difference(name, config)
         if why is not None:
             raise ValueError(f"method '{target}' is a zoo entry of another task than this run's ({why}); "
                              f"use `invmap evaluate {target}` for its own task")
@@ -289,8 +209,6 @@ def tune_baselines(exp: Any, names: Sequence[str], out_dir: str | Path | None = 
     (tuned methods only), "seconds": ...}}; PSNR uses ``evaluation.data_range``, recorded as
     each tuned entry's ``data_range``.
     """
-    from .. import variational
-
     config = exp.config
     y, x, phys = exp.val_pairs(n_val)
     out: dict[str, dict] = {}
@@ -332,4 +250,4 @@ def tune_baselines(exp: Any, names: Sequence[str], out_dir: str | Path | None = 
 
 
 __all__ = ["check_fixed_params", "resolve", "load_baselines", "read_baselines", "ensure_baselines", "baselines_note", "is_tuned",
-           "applicable_methods", "build_methods", "check_model_matches", "tune_baselines"]
+           "build_methods", "tune_baselines"]

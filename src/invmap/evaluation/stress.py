@@ -47,6 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..atomic import atomic_write_csv
+from ..capabilities import Method
 from ..files import read_bytes, read_csv, read_json
 from ..method_output import MethodFailure
 from ..metrics import DataRange, data_range_label
@@ -55,8 +56,11 @@ from ..operators.axes import KINDS as AXIS_KINDS
 from ..paths import inside
 from ..registry import Registry
 from ..schemas import StressFile, validated
-from .evaluate import Reconstructor, atomic_write_json, evaluate_methods
-from .task import Condition, build_noise, build_operator, images
+from .evaluate import atomic_write_json, evaluate_methods
+from .figures import stress_overview, stress_plot, trust_roc
+from .task import build_noise, build_operator, Condition, images, make_pairs
+from .trust import add_trust_scores, bound_summary, level_records, trust_summary
+from .verdicts import learned_names, verdicts_from_rows
 
 STRESS_COLUMNS = ["shift", "level", "method", "metric", "mean", "std"]
 
@@ -254,7 +258,7 @@ def build_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | Non
 # Running the study
 # ---------------------------------------------------------------------------------------
 
-def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Sequence[Shift],
+def run_shifts(methods: Mapping[str, Method], ref: Condition, shifts: Sequence[Shift],
                batch_size: int = 16, progress: Callable[[str], None] | None = None,
                data_range: DataRange = 1.0, trust: bool = True, keep_going: bool = False) -> list[dict]:
     """Score every method at every level of every shift; tidy rows (`STRESS_COLUMNS`).
@@ -267,10 +271,6 @@ def run_shifts(methods: Mapping[str, Reconstructor], ref: Condition, shifts: Seq
     learned methods' trust score (`evaluation.trust`), and each shift keeps the model's
     per-image (trust, worse than the best baseline?) pairs in ``trust_images``.
     """
-
-    from .task import make_pairs
-    from .trust import add_trust_scores, level_records
-    from .verdicts import learned_names
 
     learned = learned_names(methods)  # never counted as a baseline
     cache: dict[str, Any] = {}
@@ -457,7 +457,7 @@ def merge_previous(rows: list[dict], meta: dict, previous: tuple[list[dict], dic
     return [r for r in old_rows if r["shift"] in keep] + rows, {**meta, "settings": settings, "shifts": shifts}
 
 
-def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: str | Path,
+def stress_study(methods: Mapping[str, Method], ref: Condition, out_dir: str | Path,
                  kinds: Sequence[str] = KINDS, folder: str | None = None, batch_size: int = 16,
                  settings: Mapping | None = None, progress: Callable[[str], None] | None = None,
                  data_range: DataRange = 1.0, keep_going: bool = False,
@@ -472,10 +472,6 @@ def stress_study(methods: Mapping[str, Reconstructor], ref: Condition, out_dir: 
     (``data_range`` and the ``PSNR data range`` setting). The earlier study in `out_dir` is
     read first (`read_previous`; or given as `previous`) and its shifts not recomputed kept.
     Every path written is checked to stay inside `out_dir` before the work starts."""
-    from .figures import stress_overview, stress_plot, trust_roc
-    from .trust import bound_summary, trust_summary
-    from .verdicts import learned_names, verdicts_from_rows
-
     out = Path(out_dir)
     figures = inside(out, "figures", "the figures folder")  # a link out of the run is never written through
     shifts = applicable_shifts(ref, kinds, folder)

@@ -22,6 +22,9 @@ from typing import Any, Sequence
 
 import torch
 
+from ..data import build_source, PairDataset
+from ..physics import Physics, build_physics, physics_spec
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -50,8 +53,6 @@ class Condition:
     @classmethod
     def of(cls, source: str, size: int, physics: dict, **fields: Any) -> "Condition":
         """A condition from a physics spec (a dict, see `invmap.physics.physics_spec`)."""
-        from ..physics import physics_spec
-
         spec = physics_spec(physics["operator"], physics.get("noise"))
         spec["operator"].pop("image_shape", None)
         return cls(source=source, size=int(size), physics=cls.dumps(spec), **fields)
@@ -106,13 +107,11 @@ def condition_from_config(config: Any, n: int | None = None, simulation: str | N
                         n=int(n if n is not None else config.data.test))
 
 
-def build_physics(c: Condition, sim: bool = False):
+def condition_physics(c: Condition, sim: bool = False):
     """The condition's `Physics`: K (or K_sim) for ``size``² images and the noise, its level
     multiplied by ``noise_scale`` (`invmap.physics.build_physics`)."""
-    from ..physics import build_physics as build
-
     spec = {**c.physics_spec(), **({"operator": c.operator_spec(sim=True)} if sim else {})}
-    p = build(spec, (c.size, c.size))
+    p = build_physics(spec, (c.size, c.size))
     if c.noise_scale != 1.0:
         p.noise = p.noise.scaled(c.noise_scale)
     return p
@@ -120,18 +119,16 @@ def build_physics(c: Condition, sim: bool = False):
 
 def build_noise(c: Condition):
     """The noise model of the condition, its level multiplied by ``noise_scale``."""
-    return build_physics(c).noise
+    return condition_physics(c).noise
 
 
 def build_operator(c: Condition, sim: bool = False):
     """K (or K_sim) of the condition."""
-    return build_physics(c, sim).operator
+    return condition_physics(c, sim).operator
 
 
 def images(c: Condition, split: str = "test"):
     """(x ``[n, 1, size, size]``, the `ImageSource`) of the condition (fewer if the source has fewer)."""
-    from ..data import build_source
-
     src = build_source(c.source, c.size, split=split, count=c.n, seed=c.seed, **json.loads(c.source_params))
     n = min(c.n, len(src))
     if n == 0:
@@ -149,14 +146,11 @@ def make_pairs(c: Condition, split: str = "test", indices: Sequence[int] | None 
     level of a shift. The returned physics holds the nominal K and the noise model (`physics`,
     when the caller has built the condition's physics already).
     """
-    from ..data import PairDataset, build_source
-    from ..physics import Physics
-
     src = build_source(c.source, c.size, split=split, count=c.n, seed=c.seed, **json.loads(c.source_params))
     n = min(c.n, len(src))
     if n == 0:
         raise ValueError(f"image source '{c.source}' has no {split} images")
-    phys = physics if physics is not None else build_physics(c)
+    phys = physics if physics is not None else condition_physics(c)
     sim = Physics(build_operator(c, sim=True), phys.noise) if c.sim_operator is not None else phys
     ds = PairDataset(src, sim, seed=c.seed, simulation=c.simulation)
     with torch.no_grad():
@@ -164,4 +158,28 @@ def make_pairs(c: Condition, split: str = "test", indices: Sequence[int] | None 
     return y, x, phys
 
 
-__all__ = ["Condition", "condition_from_config", "make_pairs", "images", "build_physics", "build_operator", "build_noise"]
+#: what makes two runs the same task (numbers of different tasks cannot be compared)
+TASK_FIELDS = ("source", "size", "physics", "simulation", "source_params")
+
+
+def config_task(config: Any) -> dict:
+    """The task of a config (`TASK_FIELDS` of its test condition, the physics as built, and its
+    PSNR data range), as `task_of` states a run's: equal dicts mean one task."""
+    ref = condition_from_config(config).describe()
+    task = {k: ref.get(k) for k in TASK_FIELDS}
+    task["physics"] = canonical_physics(task["physics"], task["size"])
+    task["PSNR data range"] = str(config.evaluation.data_range)
+    return task
+
+
+def canonical_physics(spec: object, size: object) -> object:
+    """The physics spec as the built operator and noise state it (every parameter, defaults
+    included), so ``{angles: 60}`` and ``{angles: 60, arc: 180}`` are one task; as written when
+    it cannot be built."""
+    try:
+        return Physics.from_spec(spec, (int(size), int(size))).spec()  # type: ignore[arg-type]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return spec
+
+
+__all__ = ["TASK_FIELDS", "config_task", "canonical_physics", "Condition", "condition_from_config", "make_pairs", "images", "condition_physics", "build_operator", "build_noise"]

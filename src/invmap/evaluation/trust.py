@@ -27,15 +27,18 @@ from typing import Any, Collection, Mapping, Sequence
 
 import torch
 
+from .. import metrics
 from ..capabilities import capabilities
 from ..files import sha256
-from ..trust.diagnostics import reference_physics
+from ..trust import auroc, calibration, conformal, consistency, diagnose, intervals, roc_curve
+from ..trust.conformal import agreement, fit
+from ..trust.diagnostics import largest_z, reference_physics, SUSPECT_SCORE
 from ..trust.fitted import CalibrationStore, Fitted, calibration_key
-from ..trust.safe import SafeReconstructor
-from .verdicts import LEARNED, MODEL
-
-#: the baseline whose ρ the learned methods are compared with (when it ran)
-BASELINE = "tv"
+from ..trust.intervals import fit as fit_intervals, outside, width_map
+from ..trust.safe import SafeReconstructor, TOLERANCE_DB
+from .evaluate import reconstruct
+from .resolve import BASELINE, MODEL, SAFE  # BASELINE: the one whose ρ the learned methods are compared with
+from .verdicts import LEARNED
 
 
 def _finite_or_nan(t: torch.Tensor) -> torch.Tensor:
@@ -60,10 +63,6 @@ def calibrate(methods: Mapping[str, Any], exp: Any, n: int = 32, baseline: Any |
     `strict`, ``bound`` / ``intervals``: a one-line ValueError naming the minimum instead). Likewise the
     per-pixel intervals (`invmap.trust.intervals`, ``evaluation.pixel_risk`` > 0), recorded as
     ``pixel_intervals``."""
-    from ..trust import calibration
-    from ..trust.intervals import fit as fit_intervals
-    from .evaluate import reconstruct
-
     config = exp.config
     out: dict[str, dict] = {}
     caps = {name: capabilities(m) for name, m in methods.items()}
@@ -131,7 +130,7 @@ def calibrate_stored(methods: Mapping[str, Any], exp: Any, model_dir: str | Path
     is used when there is one; otherwise it is computed (announced to `say`: it takes a while)
     and, with `store` and a writable run directory, saved for the next call. Returns how:
     ``"stored"``, ``"computed"`` or ``"computed and stored"``."""
-    model, safe = methods["model"], methods.get("safe")
+    model, safe = methods[MODEL], methods.get(SAFE)
     parts = calibration_parts(exp, model_dir, baseline, safe is not None, n)
     key, st = calibration_key(parts), CalibrationStore(model_dir)
     fitted = st.get(key)
@@ -164,10 +163,10 @@ def calibrate_model(model: Any, exp: Any, model_dir: str | Path, baseline: Any |
     """A run's trained `model` (and, with `safe` and a baseline, the `SafeReconstructor` around it)
     calibrated at its training conditions — the experiment `exp` of the run's own config — through
     `calibrate_stored`; returns ``{"model": …[, "safe": …]}`` as calibrated."""
-    methods: dict[str, Any] = {"model": model}
+    methods: dict[str, Any] = {MODEL: model}
     if safe and baseline is not None:  # what safe can promise: fitted on the same held-out pairs
         size = int(exp.config.data.size)
-        methods["safe"] = SafeReconstructor(model, baseline, reference=reference_physics(model, (size, size)))
+        methods[SAFE] = SafeReconstructor(model, baseline, reference=reference_physics(model, (size, size)))
     calibrate_stored(methods, exp, model_dir, baseline=baseline, say=say, strict=strict, store=store)
     return methods
 
@@ -184,8 +183,6 @@ def _enough(what: str, m: int, config: Any, say: Any, strict: bool) -> bool:
     """Whether `m` held-out calibration pairs can fit the PSNR ``bound`` (at ``evaluation.bound``) or the
     pixel ``intervals`` (``evaluation.pixel_risk`` α, ``pixel_delta`` δ); False when not asked for (0);
     too few: a note to `say`, or (`strict`) a one-line ValueError naming the minimum."""
-    from ..trust import conformal, intervals
-
     ev = config.evaluation
     if what == "bound":
         asked, need = ev.bound > 0, conformal.min_pairs(ev.bound) if ev.bound > 0 else 0
@@ -219,10 +216,6 @@ def _fit_bound(method: Any, y: torch.Tensor, x: torch.Tensor, physics: Any, x_ha
                x_base: torch.Tensor, config: Any) -> Any:
     """The method's `PsnrBound` (``evaluation.bound``) from held-out calibration pairs (y, x), its x̂ and
     the baseline's x̂_b on them, its trust score calibrated on other pairs."""
-    from .. import metrics
-    from ..trust import diagnose
-    from ..trust.conformal import agreement, fit
-
     dr = config.evaluation.data_range
     trust = diagnose(method, y, physics, x_hat=x_hat, x_baseline=x_base, draws=0).trust
     return fit(metrics.psnr(x_hat, x, dr), agreement(x_hat, x_base, dr), trust, float(config.evaluation.bound), dr)
@@ -236,8 +229,6 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
     method with a PSNR bound also ``psnr_bound``, ``covered``, ``bound_level``, and with pixel
     intervals and the truth `x`, ``pixel_risk`` (the fraction of pixels outside, per image) and
     ``pixel_alpha``, ``pixel_confidence`` (1 − δ)."""
-    from ..trust import consistency, diagnose
-
     base = recons.get(BASELINE)
     for name, r in results.items():
         if r.error is not None or name not in recons:
@@ -261,8 +252,6 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
         r.scores["trust"] = torch.cat(trust)
         bound = caps.psnr_bound
         if bound is not None and base is not None:  # "PSNR ≥ b with probability 1 − α", and was it?
-            from ..trust.conformal import agreement
-
             b = bound(agreement(x_hat, base, bound.data_range), r.scores["trust"])
             r.scores["psnr_bound"] = b
             r.scores["bound_level"] = torch.full_like(b, bound.level)
@@ -270,8 +259,6 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
                 r.scores["covered"] = (r.scores["psnr"].double().cpu() >= b).double()
         pixels = caps.pixel_intervals
         if pixels is not None and base is not None and x is not None:
-            from ..trust.intervals import outside, width_map
-
             r.scores["pixel_risk"] = outside(x, x_hat, width_map(x_hat, base), pixels.lam)
             r.scores["pixel_alpha"] = torch.full_like(r.scores["pixel_risk"], pixels.alpha)
             r.scores["pixel_confidence"] = torch.full_like(r.scores["pixel_risk"], 1 - pixels.delta)
@@ -281,10 +268,6 @@ def _add_promise(safe: Any, y: torch.Tensor, physics: Any, r: Any, x_hat: torch.
                  results: Mapping[str, Any], batch_size: int) -> None:
     """Scores ``margin_bound`` (dB), ``promised`` (1: bound ≥ −tolerance) and, with the baseline's
     PSNR, ``promise_kept`` (promised images: 1 when safe stayed within the tolerance; NaN elsewhere)."""
-    from ..trust import diagnose
-    from ..trust.safe import TOLERANCE_DB
-    from .evaluate import reconstruct
-
     trust = []
     for i in range(0, y.shape[0], batch_size):
         sl = slice(i, i + batch_size)
@@ -302,8 +285,6 @@ def _add_promise(safe: Any, y: torch.Tensor, physics: Any, r: Any, x_hat: torch.
 def recalibrated_images(y: torch.Tensor, physics: Any) -> torch.Tensor:
     """1.0 per image whose measurements say a calibration parameter of K is off by more than
     `SUSPECT_SCORE` standard errors (what `SafeReconstructor` then recalibrates), else 0.0."""
-    from ..trust.diagnostics import SUSPECT_SCORE, largest_z
-
     z = largest_z(physics.operator.estimate_calibration(y))
     return torch.zeros(y.shape[0], dtype=torch.float64) if z is None else (z > SUSPECT_SCORE).double()
 
@@ -349,8 +330,6 @@ def trust_summary(shifts: Sequence[Mapping]) -> dict | None:
     signal in (y, K) can show, or data no scanner produces — which it names in ``left_out``),
     and the overall ROC curve; None when no shift recorded trust scores. Shift metas carry ``trust_images`` {level: [[trust, event], …]}
     and ``conditions`` {level: condition key}."""
-    from ..trust import auroc, roc_curve
-
     def large(rec: Sequence[float]) -> bool | None:  # records of older runs carry no margin
         return rec[2] < -LARGE_FAILURE_DB if len(rec) > 2 else None
 
@@ -427,8 +406,6 @@ def bound_summary(rows: Sequence[Mapping], shifts: Sequence[Mapping], model: str
 def _large_failures(scores: Sequence[float], large: Sequence[bool | None]) -> dict:
     """AUROC for the second event, "more than LARGE_FAILURE_DB below the best baseline" (the
     failures that matter; near-ties within a fraction of a dB are a coin toss for any score)."""
-    from ..trust import auroc
-
     if not large or any(v is None for v in large):
         return {}
     return {"auroc_large": _num(auroc(scores, [bool(v) for v in large])), "large_failures": int(sum(large)),

@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Collection, Mapping, Sequence
 
 from ..capabilities import capabilities
-from .run_methods import RUN_METHODS
+from .resolve import MODEL, RUN_METHODS
 
-MODEL = "model"
 #: the learned methods of files and callables that do not say what they are (stress.json
 #: written before shifts recorded ``learned``; a plain function passed as a method): the run's
 LEARNED = tuple(RUN_METHODS)

@@ -15,46 +15,8 @@ A missing peer is a one-line ``ImportError`` naming the package to install.
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-from typing import Any
-
-
-def require(module: str, purpose: str, package: str | None = None) -> ModuleType:
-    """Import the optional peer `module`, or a one-line ImportError saying what to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"{purpose} needs the optional package '{package or module}' "
-                          f"(pip install {package or module})") from None
-
-
-def to_deepinv(physics: Any, **kwargs: Any) -> Any:
-    """See `invmap.interop.deepinv_physics.to_deepinv`."""
-    from .deepinv_physics import to_deepinv as f
-
-    return f(physics, **kwargs)
-
-
-def from_deepinv(physics: Any, image_shape: tuple[int, int]) -> Any:
-    """See `invmap.interop.deepinv_physics.from_deepinv`."""
-    from .deepinv_physics import from_deepinv as f
-
-    return f(physics, image_shape)
-
-
-def to_astra(op: Any) -> tuple[dict, dict]:
-    """See `invmap.interop.astra_geometry.to_astra`."""
-    from .astra_geometry import to_astra as f
-
-    return f(op)
-
-
-def from_astra(proj_geom: dict, vol_geom: dict) -> Any:
-    """See `invmap.interop.astra_geometry.from_astra`."""
-    from .astra_geometry import from_astra as f
-
-    return f(proj_geom, vol_geom)
-
+from .astra_geometry import from_astra, to_astra
+from .deepinv_physics import from_deepinv, to_deepinv
+from .optional import require
 
 __all__ = ["require", "to_deepinv", "from_deepinv", "to_astra", "from_astra"]

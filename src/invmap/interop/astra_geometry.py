@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..operators import build
-from . import require
+from .optional import require
 
 
 def _astra():

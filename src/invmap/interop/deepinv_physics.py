@@ -24,7 +24,7 @@ import torch
 
 from ..operators import LinearOperator
 from ..physics import Physics
-from . import require
+from .optional import require
 
 
 def _deepinv():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import MODELS
+from .registry import MODELS
 from .activations import Activation
 from .base import Network, check_image_input
 from .layers import Norm, check_kernel, check_positive, check_residual, conv, init_conv, norm_layer

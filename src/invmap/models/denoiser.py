@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from . import KINDS
+from ..operators.base import operator_of
+from .registry import KINDS
 from .reconstructor import Reconstructor
 from .unet import UNet
 
@@ -75,7 +76,7 @@ class NoiseConditionalDenoiser(Reconstructor):
     @torch.no_grad()
     def preprocess(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """z = [y, σ·1] with σ the noise level of `physics` (per sample when the noise is drawn)."""
-        op = getattr(physics, "operator", physics)
+        op = operator_of(physics)
         if tuple(op.in_shape) != tuple(op.out_shape) or y.is_complex():
             raise ValueError(f"denoiser: reconstructs denoising tasks (y an image like x); operator '{op.name}' "
                              f"maps {list(op.in_shape)} to {list(op.out_shape)}")
@@ -96,7 +97,7 @@ class NoiseConditionalDenoiser(Reconstructor):
         return self.from_input(self.preprocess(y, physics))
 
     def input_shape(self, physics: Any) -> tuple[int, ...]:
-        return (2, *getattr(physics, "operator", physics).in_shape)
+        return (2, *operator_of(physics).in_shape)
 
     def trained_blocks(self, physics: Any) -> list:
         return [(self.net, self.input_shape(physics))]

@@ -41,11 +41,16 @@ from typing import Any
 import torch
 from torch import nn
 
+import invmap
+from .. import budget
 from ..atomic import atomic_write
 from ..files import check_regular, read_json
+from ..operators.base import operator_of
 from ..paths import inside
+from ..physics import NO_NOISE, Physics
 from ..schemas import ModelShapes, validated
 from .reconstructor import LearnedReconstructor, Reconstructor
+from .registry import build, KINDS
 
 MODEL_JSON = "model.json"
 MODEL_WEIGHTS = "model.safetensors"
@@ -85,8 +90,6 @@ def describe_network(recon: nn.Module) -> dict:
 
 def network_from_description(doc: dict) -> nn.Module:
     """The (untrained) model described by `describe_network`'s ``{architecture, input}``."""
-    from . import build
-
     arch = doc["architecture"]
     net = build(arch["name"], **arch.get("params", {}))
     return net if doc.get("input") is None else LearnedReconstructor(net, **doc["input"])
@@ -116,8 +119,6 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
     """
     import safetensors.torch
 
-    import invmap
-
     net = recon if _model_based(recon) else _net(recon)
     described = {"architecture": None, "input": None} if _model_based(recon) else describe_network(recon)
     meta = dict(meta or {})
@@ -126,9 +127,7 @@ def save_model(run_dir: str | os.PathLike, recon: nn.Module, meta: dict | None =
         raise ValueError(f"save_model: meta key(s) {', '.join(map(repr, clash))} are reserved; "
                          f"reserved: {', '.join(RESERVED)}")
     if physics is not None:
-        from ..physics import NO_NOISE
-
-        op = getattr(physics, "operator", physics)
+        op = operator_of(physics)
         if "physics" not in meta:  # a Physics, or a bare operator (no noise)
             meta["physics"] = physics.spec() if hasattr(physics, "operator") else {"operator": op.spec(),
                                                                                     "noise": NO_NOISE}
@@ -259,8 +258,6 @@ def _stored_shapes(wpath: Path) -> dict[str, list[int]]:
 
 
 def _build(doc: dict, jpath: Path) -> nn.Module:
-    from . import KINDS
-
     try:
         if _kind(doc) == "post-processing":
             return network_from_description(doc)
@@ -284,8 +281,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     The model is returned in eval mode.
     """
     import safetensors.torch
-
-    from .. import budget
 
     jpath = _json_path(path)
     try:
@@ -331,8 +326,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
                          "(the file was changed or damaged); refusing to load them")
     recon.load_state_dict(tensors, strict=True)
     if isinstance(doc.get("physics"), dict):  # the conditions it was trained for (trust diagnostics)
-        from ..physics import Physics
-
         try:
             recon.training_physics = Physics.from_spec(doc["physics"])
         except (KeyError, TypeError, ValueError):  # an unreadable description: no reference, the model still loads
@@ -377,7 +370,7 @@ def check_compatible(meta: dict, target: Any) -> None:
     elif isinstance(target, (tuple, list)):
         meas = tuple(int(s) for s in target)
     else:
-        op = getattr(target, "operator", target)
+        op = operator_of(target)
         if not hasattr(op, "out_shape"):
             raise TypeError(f"check_compatible: expected Physics, LinearOperator, tensor or shape, got {type(target).__name__}")
         meas, image_shape = tuple(op.out_shape), tuple(op.in_shape)

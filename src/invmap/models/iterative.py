@@ -1,6 +1,6 @@
 """What the model-based reconstructor kinds share: K normalised, complex channels, learned blocks.
 
-For y = K x + e the iterations use K̃ = K / ‖K‖ and ỹ = y / ‖K‖ (`Normalised`), so
+For y = K x + e the iterations use K̃ = K / ‖K‖ and ỹ = y / ‖K‖ (`invmap.operators.normalised.Normalised`), so
 ‖K̃‖ = 1 whatever the operator (a unit step size is stable on ½‖K̃x − ỹ‖², and the
 learned blocks see data-term gradients K̃ᵀ(K̃x − ỹ) = Kᵀ(Kx − y)/‖K‖² of one scale for CT,
 blur and MRI alike) while K̃x = ỹ has the same solutions x. ‖K‖ is the operator's own
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .activations import Activation
+from .registry import build
 
 
 #: the largest count a kind accepts: a tampered model.json (``iterations: 10**12``) is refused
@@ -27,68 +28,6 @@ from .activations import Activation
 MAX_COUNT = 10_000
 #: a count parameter of a kind (iterations, channels, ...): validated by the registry
 Count = Annotated[int, annotated_types.Ge(1), annotated_types.Le(MAX_COUNT)]
-
-
-def operator_of(physics: Any):
-    """K from a `Physics` or a `LinearOperator`."""
-    if physics is None:
-        raise ValueError("this reconstructor needs the physics: call it as recon(y, physics)")
-    return getattr(physics, "operator", physics)
-
-
-class Normalised:
-    """K̃ = K/‖K‖, K̃ᵀ and ỹ = y/‖K‖ for one call (see the module docstring)."""
-
-    def __init__(self, physics: Any, y: torch.Tensor, who: str):
-        op = operator_of(physics)
-        if len(op.in_shape) != 2:
-            raise ValueError(f"{who} reconstructs 2-D images, but operator '{op.name}' has images "
-                             f"[{', '.join(map(str, op.in_shape))}]")
-        n = float(op.norm())
-        if not n > 0:
-            raise ValueError(f"{who}: operator '{op.name}' has norm 0 (it measures nothing)")
-        self.op, self.c, self.complex = op, 1.0 / n, bool(y.is_complex())
-        self.y = self._fp32(y) * self.c
-
-    @staticmethod
-    def _fp32(t: torch.Tensor) -> torch.Tensor:
-        return t if t.is_complex() else t.float()
-
-    def K(self, x: torch.Tensor) -> torch.Tensor:
-        """K̃ x."""
-        with torch.autocast(x.device.type, enabled=False):
-            return self.op.forward(x.float()) * self.c
-
-    def Kt(self, r: torch.Tensor) -> torch.Tensor:
-        """K̃ᵀ r (a real image)."""
-        with torch.autocast(r.device.type, enabled=False):
-            out = self.op.adjoint(self._fp32(r)) * self.c
-        return out.real if out.is_complex() else out
-
-    def operator(self):
-        """K̃ as a `LinearOperator` (for the classical solvers)."""
-        return self.op * self.c
-
-    def grad(self, x: torch.Tensor) -> torch.Tensor:
-        """∇ ½‖K̃x − ỹ‖² = K̃ᵀ(K̃x − ỹ)."""
-        return self.Kt(self.K(x) - self.y)
-
-    def start(self, init: str, batch: int, like: torch.Tensor) -> torch.Tensor:
-        """x₀: zeros, K̃ᵀỹ ('adjoint'), FBP(y) ('fbp', operators with a filtered back-projection),
-        or 'auto': FBP(y) where K has one, else K̃ᵀỹ."""
-        if init == "auto":
-            init = "fbp" if getattr(self.op, "has_fbp", False) else "adjoint"
-        if init == "zero":
-            return torch.zeros((batch, 1) + self.op.in_shape, device=like.device, dtype=torch.float32)
-        if init == "adjoint":
-            return self.Kt(self.y)
-        if not getattr(self.op, "has_fbp", False):
-            raise ValueError(f"init 'fbp' needs an operator with a filtered back-projection; '{self.op.name}' "
-                             "has none (use init 'zero' or 'adjoint')")
-        from ..variational.fbp import fbp
-
-        with torch.no_grad(), torch.autocast(like.device.type, enabled=False):  # K's matrices are float32
-            return fbp(self.y.float() / self.c, self.op).float()
 
 
 def as_channels(t: torch.Tensor) -> torch.Tensor:
@@ -105,8 +44,6 @@ def as_complex(t: torch.Tensor) -> torch.Tensor:
 def blocks(iterations: int, shared: bool, in_channels: int, out_channels: int, depth: int, channels: int,
            activation: Activation) -> nn.ModuleList:
     """The learned updates Γ_θk: one `cnn` per iteration (or one shared), same-size convolutions."""
-    from . import build
-
     n = 1 if shared else int(iterations)
     return nn.ModuleList(build("cnn", depth=depth, channels=channels, in_channels=in_channels,
                                out_channels=out_channels, activation=activation) for _ in range(n))

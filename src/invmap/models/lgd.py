@@ -15,9 +15,12 @@ from typing import Any, Literal
 
 import torch
 
-from . import KINDS
+from .registry import KINDS
 from .activations import Activation
-from .iterative import Count, Normalised, operator_of, block_input, blocks, run_step
+from ..operators.base import operator_of
+from ..operators.normalised import Normalised
+from ..solvers.fbp import first_iterate
+from .iterative import Count, block_input, blocks, run_step
 from .reconstructor import Reconstructor
 
 
@@ -42,7 +45,7 @@ class LearnedGradientDescent(Reconstructor):
     def forward(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """x̂ = x_iterations (see the module docstring)."""
         p = Normalised(physics, y, "lgd")
-        x = p.start(self.init, y.shape[0], y)
+        x = first_iterate(p, self.init, y.shape[0], y)
         s = x.new_zeros((x.shape[0], self.memory) + x.shape[2:])
         for k in range(self.iterations):
             net = self.blocks[0 if self.shared else k]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import MODELS
+from .registry import MODELS
 from .activations import Activation
 from .base import Network
 from .dense import DenseShapes, resolve_shapes

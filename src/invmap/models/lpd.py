@@ -22,9 +22,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from . import KINDS
+from ..operators.base import operator_of
+from ..operators.normalised import Normalised
+from .registry import KINDS
 from .activations import Activation
-from .iterative import Count, Normalised, operator_of, as_channels, as_complex, block_input, blocks, run_step
+from .iterative import Count, as_channels, as_complex, block_input, blocks, run_step
 from .reconstructor import Reconstructor
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import MODELS
+from .registry import MODELS
 from . import activations
 from .activations import Activation
 from .base import Network

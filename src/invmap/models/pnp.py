@@ -23,10 +23,15 @@ from typing import Any, Literal
 
 import torch
 
-from .. import metrics
-from . import KINDS
-from .iterative import Count, Normalised
+from .. import metrics, zoo
+from ..operators.normalised import Normalised
+from ..physics import Physics
+from ..solvers.cgls import CGLS
+from ..solvers.fbp import first_iterate
+from .io import describe_network, load_model, network_from_description
+from .iterative import Count
 from .reconstructor import LearnedReconstructor, Reconstructor
+from .registry import KINDS
 
 DEFAULT_STEPS = {"pgd": (0.5, 1.0, 1.5, 1.9), "hqs": (0.1, 0.5, 2.0, 10.0)}
 #: strengths α tried by the tuning; the trained blind denoiser applied 30 times wants a small α
@@ -62,10 +67,8 @@ class PlugAndPlay(Reconstructor):
 
     def forward(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """x̂ = x_iterations of PnP-PGD or PnP-HQS (see the module docstring)."""
-        from ..variational.cgls import CGLS
-
         p, tau = Normalised(physics, y, "pnp"), float(self.step)
-        x = p.start(self.init, y.shape[0], y)
+        x = first_iterate(p, self.init, y.shape[0], y)
         for _ in range(self.iterations):
             if self.algorithm == "pgd":
                 v = x - tau * p.grad(x)
@@ -96,15 +99,11 @@ class PlugAndPlay(Reconstructor):
     def spec(self) -> dict:
         """The kind's spec plus the denoiser's description and the strength and step in use
         (``tuned``; ``params`` keep the configured start values)."""
-        from .io import describe_network
-
         return {**super().spec(), "denoiser": describe_network(self.denoiser),
                 "tuned": {"strength": float(self.strength), "step": float(self.step)}}
 
     @classmethod
     def from_spec(cls, spec: dict) -> "PlugAndPlay":
-        from .io import network_from_description
-
         params = {k: v for k, v in spec.get("params", {}).items() if k != "denoiser"}
         recon = cls(network_from_description(spec["denoiser"]), source=spec.get("params", {}).get("denoiser", ""),
                     **params)
@@ -116,9 +115,6 @@ def load_denoiser(path: str) -> LearnedReconstructor:
     """The post-processing model of a denoising run: trained on an operator with K x = x."""
     from pathlib import Path
 
-    from .. import zoo
-    from .io import load_model
-
     where = zoo.run_dir(path)  # a run directory, or pretrained:NAME (a zoo entry)
     if not where.is_dir():
         raise FileNotFoundError(f"pnp: denoiser run directory not found: {path} (train one: invmap train denoiser "
@@ -129,8 +125,6 @@ def load_denoiser(path: str) -> LearnedReconstructor:
 
 
 def _checked_denoiser(recon: torch.nn.Module, meta: dict, path: str) -> LearnedReconstructor:
-    from ..physics import Physics
-
     if not isinstance(recon, LearnedReconstructor):
         raise ValueError(f"pnp: denoiser {path} is a '{getattr(recon, 'kind', type(recon).__name__)}' model; "
                          "expected a post-processing network trained on a denoising task")

@@ -16,9 +16,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from . import KINDS
+from .registry import KINDS
 from .activations import Activation
-from .iterative import Count, Normalised, operator_of, blocks, run_step
+from ..operators.base import operator_of
+from ..operators.normalised import Normalised
+from ..solvers.fbp import first_iterate
+from .iterative import Count, blocks, run_step
 from .reconstructor import Reconstructor
 
 
@@ -44,7 +47,7 @@ class UnrolledProximalGradient(Reconstructor):
     def forward(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """x̂ = x_iterations (see the module docstring)."""
         p = Normalised(physics, y, "unrolled")
-        x = p.start(self.init, y.shape[0], y)
+        x = first_iterate(p, self.init, y.shape[0], y)
         for k in range(self.iterations):
             net = self.prox[0 if self.shared else k]
 

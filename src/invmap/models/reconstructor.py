@@ -20,7 +20,7 @@ The input strategy P is part of the model (and of the saved file):
 - ``measurement``: z = y (complex y → real channels [Re, Im] via ``torch.view_as_real``);
   for dense models and cross-domain learning, where f_θ must learn the whole inverse;
 - ``adjoint``:     z = Kᵀ y (back-projection);
-- ``fbp``:         z = FBP(y) (`invmap.variational.fbp`, tomography);
+- ``fbp``:         z = FBP(y) (`invmap.solvers.fbp`, tomography);
 - ``pinv``:        z = x_k, ``pinv_iters`` CGLS iterations on ½‖K x − y‖² from x₀ = 0
   (a truncated, hence regularised, pseudo-inverse K⁺y).
 
@@ -43,13 +43,13 @@ from typing import Any, Literal, Mapping, get_args
 import torch
 from torch import nn
 
+from ..operators.base import operator_of
+from ..solvers.cgls import CGLS
+from ..solvers.fbp import fbp, fbp_geometry
+from .registry import build_kind, count_parameters, describe
+
 InputStrategy = Literal["measurement", "adjoint", "fbp", "pinv"]
 INPUTS: tuple[str, ...] = get_args(InputStrategy)
-
-
-def _operator(physics: Any):
-    """K from a `Physics` or a `LinearOperator`."""
-    return getattr(physics, "operator", physics)
 
 
 def _sqnorm(t: torch.Tensor) -> torch.Tensor:
@@ -63,10 +63,8 @@ def cgls(y: torch.Tensor, op, iters: int = 10) -> torch.Tensor:
     """x_k: ``iters`` CGLS iterations for min_x ½‖K x − y‖² from x₀ = 0 (per-sample steps).
 
     After k steps x_k minimises the residual over the Krylov space span{(KᵀK)^j Kᵀy}_{j<k};
-    stopping early regularises. Uses `invmap.variational.CGLS`.
+    stopping early regularises. Uses `invmap.solvers.cgls.CGLS`.
     """
-    from ..variational.cgls import CGLS
-
     return CGLS(op, y, max_iter=int(iters), record_every=0).solve()
 
 
@@ -110,7 +108,7 @@ class Reconstructor(nn.Module):
 
     def input_shape(self, physics: Any) -> tuple[int, ...]:
         """Shape ``[C, ...]`` of z = y for one measurement (complex y: one complex channel)."""
-        return (1, *_operator(physics).out_shape)
+        return (1, *operator_of(physics).out_shape)
 
     def trained_blocks(self, physics: Any) -> list[tuple[nn.Module, tuple[int, ...]]]:
         """(block, per-sample input shape) for every block call whose activations one
@@ -132,13 +130,9 @@ class Reconstructor(nn.Module):
     @classmethod
     def from_spec(cls, spec: dict) -> "Reconstructor":
         """The reconstructor (untrained weights) described by `spec`."""
-        from . import build_kind
-
         return build_kind(spec["name"], **spec.get("params", {}))
 
     def describe(self) -> str:
-        from . import count_parameters
-
         args = ", ".join(f"{k}={v!r}" for k, v in self.kind_params.items())
         return f"{self.kind}({args}): {count_parameters(self):,} parameters"
 
@@ -151,7 +145,7 @@ class LearnedReconstructor(Reconstructor):
     net: a network from `invmap.models.build`.
     input: 'measurement', 'adjoint', 'fbp' or 'pinv'.
     pinv_iters: CGLS iterations for 'pinv'.
-    fbp_filter, fbp_cutoff: filter of 'fbp' (passed to `invmap.variational.fbp`).
+    fbp_filter, fbp_cutoff: filter of 'fbp' (passed to `invmap.solvers.fbp`).
     """
 
     def __init__(self, net: nn.Module, input: InputStrategy = "fbp", pinv_iters: int = 10,
@@ -174,15 +168,13 @@ class LearnedReconstructor(Reconstructor):
                 "fbp_filter": self.fbp_filter, "fbp_cutoff": self.fbp_cutoff}
 
     def describe(self) -> str:
-        from . import describe
-
         return f"{describe(self.net)}; input '{self.input}', input_scale {float(self.input_scale):.4g}"
 
     # ----------------------------------------------------------------- the map
     @torch.no_grad()
     def preprocess(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         """Network input z = P(y, K) (no gradients; see the module docstring)."""
-        op = _operator(physics)
+        op = operator_of(physics)
         if isinstance(y, torch.Tensor) and y.numel() == 0:
             raise ValueError(f"empty measurement batch {list(y.shape)}: nothing to reconstruct")
         if self.input == "measurement":
@@ -192,10 +184,6 @@ class LearnedReconstructor(Reconstructor):
         if self.input == "adjoint":
             z = op.adjoint(y)
         elif self.input == "fbp":
-            try:
-                from ..variational.fbp import fbp
-            except ImportError as e:  # pragma: no cover - depends on the installed package
-                raise ValueError(f"input 'fbp' needs invmap.variational.fbp, which is not available: {e}") from None
             z = fbp(y, op, filter=self.fbp_filter, cutoff=self.fbp_cutoff)
         else:
             z = cgls(y, op, self.pinv_iters)
@@ -205,12 +193,10 @@ class LearnedReconstructor(Reconstructor):
         """Shape ``[C, ...]`` of z = P(y, K) for one measurement, from K's shapes alone (nothing
         is computed, so a network can be sized on the meta device); equals
         ``preprocess(y, physics).shape[1:]`` for y = K x with x ``[1, 1, H, W]``."""
-        op = _operator(physics)
+        op = operator_of(physics)
         if self.input == "measurement":
             return (2 if getattr(op, "complex_output", False) else 1, *op.out_shape)
         if self.input == "fbp":
-            from ..variational.fbp import fbp_geometry
-
             fbp_geometry(op)
         return (1, *op.in_shape)
 

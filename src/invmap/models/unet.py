@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import MODELS
+from .registry import MODELS
 from .activations import Activation
 from .base import Network, check_image_input
 from .layers import ConvBlock, Norm, check_positive, check_residual, init_conv, pad_to_multiple

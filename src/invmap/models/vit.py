@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import MODELS
+from .registry import MODELS
 from . import activations
 from .activations import Activation
 from .base import Network, check_image_input

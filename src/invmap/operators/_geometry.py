@@ -1,6 +1,6 @@
 """CT geometry and the sparse system matrix of the tomography operators (Joseph's method).
 
-Conventions (shared by `tomography`, `fanbeam` and `invmap.variational.fbp`)
+Conventions (shared by `tomography`, `fanbeam` and `invmap.solvers.fbp`)
 -----------------------------------------------------------------------------
 * Pixels have unit size. Pixel ``(i, j)`` (row ``i`` counted downwards, column ``j``
   rightwards) has its centre at ``x = j - (W-1)/2``, ``y = (H-1)/2 - i``: the origin is the

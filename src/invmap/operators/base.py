@@ -89,6 +89,15 @@ ALGEBRA = {
 }
 
 
+def operator_of(physics) -> "LinearOperator":
+    """K of the measurement y = K x + e: the ``operator`` a `invmap.physics.Physics` holds, or K
+    itself when given a bare operator (the one place this is read). None is refused in one line:
+    a method is called as x̂ = method(y, physics)."""
+    if physics is None:
+        raise ValueError("this reconstructor needs the physics: call it as method(y, physics)")
+    return getattr(physics, "operator", physics)
+
+
 def _shape_str(shape: Sequence[int]) -> str:
     return "[" + ", ".join(str(int(s)) for s in shape) + "]"
 
@@ -422,7 +431,7 @@ class LinearOperator:
 
     @property
     def has_fbp(self) -> bool:
-        """True when a filtered back-projection `invmap.variational.fbp` applies to K."""
+        """True when a filtered back-projection `invmap.solvers.fbp` applies to K."""
         return self.fbp_geometry() is not None
 
     def estimate_calibration(self, y: torch.Tensor) -> dict[str, CalibrationEstimate]:

@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .. import budget
 from . import axes
 from .base import LinearOperator
 from .convolution import Convolution, extension_index, wrapped
@@ -46,8 +47,6 @@ WIDTHS = {"gaussian": ("sigma", "PSF width σ (pixels)", "σ={v:g}", "true σ / 
 
 def _check_psf_size(rows: int, cols: int) -> None:
     """Refuse a PSF array beyond the memory budget (`invmap.budget`) before building it."""
-    from .. import budget
-
     budget.check(8.0 * rows * cols, f"blur: a {rows}×{cols} PSF")
 
 

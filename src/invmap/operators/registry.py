@@ -3,8 +3,11 @@ and `spec(op)` / `from_spec(d)` to describe an operator as JSON and rebuild it."
 
 from __future__ import annotations
 
+import logging
+from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping, Sequence
 
+from .. import budget
 from ..registry import Registry
 from .base import ALGEBRA
 
@@ -25,6 +28,9 @@ class OperatorRegistry(Registry):
 
 OPERATORS = OperatorRegistry("operator", fixed=("image_shape",))
 
+#: the entry-point group whose modules register the operators of installed packages
+PLUGINS_GROUP = "invmap.operators"
+
 #: bytes per pixel an operator may hold for its image size (masks, padded complex FFTs):
 #: the estimate `build` checks against the memory budget before building anything
 IMAGE_BYTES = 64
@@ -43,8 +49,6 @@ def build(name: str, image_shape: Sequence[int] = (64, 64), **params: Any):
     """
     if len(tuple(image_shape)) != 2 or any(int(s) < 1 for s in image_shape):
         raise ValueError(f"operator '{name}': image_shape must be (H, W) with positive sizes, got {tuple(image_shape)}")
-    from .. import budget
-
     H, W = (int(s) for s in image_shape)
     size = f"{H}×{W}" if max(H, W) < 10**9 else f"{float(H):.3g}×{float(W):.3g}"
     budget.check(IMAGE_BYTES * H * W, f"operator '{name}' for {size} images")
@@ -88,3 +92,18 @@ def resized_spec(d: Mapping[str, Any], image_shape: Sequence[int]) -> dict:
         params = OPERATORS.get(d["name"]).resized_params(params, tuple(int(s) for s in old), new)
     return {**d, "image_shape": list(new), "params": params}
 
+
+def load_operator_plugins() -> list[str]:
+    """Import the modules installed packages declare under ``invmap.operators`` (`PLUGINS_GROUP`) (their operators
+    register themselves); a plugin that fails to import is logged and skipped. Returns the names
+    of the ones loaded."""
+    loaded = []
+    for ep in sorted(entry_points(group=PLUGINS_GROUP), key=lambda ep: ep.name):
+        name = ep.name
+        try:
+            ep.load()
+            loaded.append(name)
+        except Exception as e:  # noqa: BLE001 - one broken plugin must not break invmap
+            logging.getLogger(__name__).warning(f"invmap: operator plugin '{name}' ({ep.value}) not loaded: "
+                                                f"{type(e).__name__}: {e}")
+    return loaded

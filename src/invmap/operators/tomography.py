@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .. import budget
 from . import axes
 from ._geometry import Geometry, cache_dir, csr_tensor, default_detectors, system_matrix
 from .base import CalibrationEstimate, LinearOperator
@@ -93,7 +94,7 @@ class _RayTransform(LinearOperator):
     calibration_params = ("angles", "detector_offset", "angle_offset")
 
     def fbp_geometry(self) -> Geometry:
-        """The geometry FBP filters and back-projects along (`invmap.variational.fbp`)."""
+        """The geometry FBP filters and back-projects along (`invmap.solvers.fbp`)."""
         return self.geometry
 
     def numbers_file(self) -> Path | None:
@@ -235,8 +236,6 @@ def _check_matrix_size(H: int, W: int, angles: int | Sequence[float], detectors:
     """Refuse a system matrix beyond the memory budget (`invmap.budget`) before building it:
     Joseph's method puts at most 2·max(H, W) entries in a ray's row, and A, Aᵀ and their
     torch copies take about 40 bytes per entry."""
-    from .. import budget
-
     views = angles if isinstance(angles, int) else len(angles) if hasattr(angles, "__len__") else 1
     budget.check(40.0 * 2 * max(H, W) * max(int(views), 1) * detectors,
                  f"the CT system matrix ({views} views × {detectors} detectors, {H}×{W} images)")

@@ -27,11 +27,6 @@ CHECKPOINT_JSON = "checkpoint.json"
 _META_KEY = "invmap_checkpoint"
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` atomically (see `invmap.atomic`)."""
-    atomic_write(path, text)
-
-
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """`safetensors.torch.save_file` written atomically (see `invmap.atomic`)."""
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -84,7 +79,7 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
     text = json.dumps(skel)
     atomic_save_tensors(tensors, run_dir / CHECKPOINT, metadata={_META_KEY: text})
     readable = {k: v for k, v in state.items() if not isinstance(v, (dict, torch.Tensor)) or k == "info"}
-    atomic_write_text(run_dir / CHECKPOINT_JSON, json.dumps(readable, indent=2, default=str) + "\n")
+    atomic_write(run_dir / CHECKPOINT_JSON, json.dumps(readable, indent=2, default=str) + "\n")
     return run_dir / CHECKPOINT
 
 

@@ -33,7 +33,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .. import metrics
+from ..atomic import atomic_dir
 from ..config import Config
+from ..models import save_model
 from ..selfsup import SelfSupervised
 from . import checkpoint as ckpt
 from .distributed import Dist
@@ -252,7 +254,6 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
             scores = {"val_psnr": psnr, "val_ssim": ssim}
         if not dist.main:
             return
-        from ..models import save_model
         save_model(run, recon, {**meta, "best_epoch": epoch, **scores}, physics=physics)
 
     def validation() -> tuple[float, float]:
@@ -281,8 +282,6 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         """The weights at each `training.snapshots` minute passed (rank 0; written whole or not at all)."""
         if not dist.main:
             return
-        from ..atomic import atomic_dir
-        from ..models import save_model
         for m in tc.snapshots:
             where = run / "snapshots" / f"{m:g}min"
             if seconds >= m * 60 and not where.exists():

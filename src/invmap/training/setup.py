@@ -24,11 +24,20 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+import invmap
+from .. import budget, models, zoo
+from ..atomic import atomic_write, clean_orphans
 from ..capabilities import capabilities
-from ..config import Config
+from ..config import check_model_matches, Config, first_difference, load_config
+from ..data import PairDataset
+from ..data.measurements import load_split
 from ..files import read_bytes
+from ..models import check_compatible, load_model, MODELS
+from ..models.io import repair_model_json
 from ..paths import inside
 from ..selfsup import SelfSupervised
+from .checkpoint import CHECKPOINT, load_checkpoint
+from .log import LOG, read_log
 
 #: files whose presence means a directory already holds a training run
 RUN_FILES = ("model.safetensors", "checkpoint.safetensors", "train_log.csv")
@@ -101,9 +110,6 @@ START_FILES = ("model.safetensors", "model.json", "train_log.csv", "checkpoint.j
 def _interrupted_start(run: Path) -> bool:
     """Whether `run` holds only what a training start killed before its first checkpoint
     leaves: no checkpoint, and a log without any trained epoch (at most the row of epoch 0)."""
-    from .checkpoint import CHECKPOINT
-    from .log import LOG, read_log
-
     if (run / CHECKPOINT).exists():
         return False
     try:
@@ -122,10 +128,6 @@ def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
     directory whose earlier start was killed before its first checkpoint (nothing trained
     was kept there), and says so on stderr.
     """
-    from ..atomic import clean_orphans
-    from ..models.io import repair_model_json
-    from .checkpoint import CHECKPOINT, atomic_write_text
-
     run = Path(out_dir)
     if run.exists() and not run.is_dir():
         raise NotADirectoryError(f"run directory {run} is a file")
@@ -151,7 +153,7 @@ def prepare_run_dir(out_dir: str | Path, config: Config, resume: bool) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     clean_orphans(run)
     repair_model_json(run)
-    atomic_write_text(run / "config.yaml", text)
+    atomic_write(run / "config.yaml", text)
     return run
 
 
@@ -186,9 +188,6 @@ def check_resume(run_dir: str | Path, config: Config, recon: torch.nn.Module, de
     from `config`. Any mismatch is a one-line ``ValueError`` raised before the run directory
     (config.yaml included) is touched.
     """
-    from ..config import first_difference, load_config
-    from .checkpoint import CHECKPOINT, load_checkpoint
-
     run = Path(run_dir)
     if not (run / CHECKPOINT).exists():
         return None
@@ -221,15 +220,11 @@ def load_init(config: Config, recon: torch.nn.Module, physics) -> tuple[dict, di
     """Fine-tuning (``training.init: RUN``): the weights of the trained run RUN for `recon`, and
     what the new run records of its start (``init`` in model.json); writes nothing.
 
-    RUN must hold a model that `config` describes (`invmap.evaluation.runs.check_model_matches`:
+    RUN must hold a model that `config` describes (`invmap.config.check_model_matches`:
     same network, parameters and image size)
     and that can reconstruct this task (`invmap.models.check_compatible`, as ``invmap
     reconstruct --model`` checks) — each mismatch a one-line ``ValueError``.
     """
-    from .. import zoo
-    from ..evaluation.runs import check_model_matches
-    from ..models import check_compatible, load_model
-
     init = str(config.training.init)
     run = zoo.run_dir(init) if zoo.is_pretrained(init) else Path(init).expanduser()  # or pretrained:NAME
     if not run.is_dir():
@@ -262,8 +257,6 @@ class Pairs:
     def __init__(self, config: Config, physics, split: str, recon, device: torch.device,
                  fresh_noise: bool = False, chunk: int = 64, num_workers: int = 0, stream: bool = False,
                  raw: bool = False):
-        from ..data import PairDataset
-
         d = config.data
         src = d.images(split, config.seed)
         sim = d.nominal_simulation if split != "test" else d.test_simulation
@@ -276,8 +269,6 @@ class Pairs:
         self.preprocess = _measurement if raw else recon.preprocess
         self.given = bool(d.measurements) and split != "test"  # y from files, no x (`invmap.data.measurements`)
         if self.given:
-            from ..data.measurements import load_split
-
             op = physics.operator
             self.clean = load_split(d.measurements, split, d.train, d.val, op.out_shape,
                                     bool(op.complex_output)).to(device)  # the measurements, noise and all
@@ -428,8 +419,6 @@ def build_reconstructor(config: Config, physics, device: torch.device):
     On the ``meta`` device nothing is allocated: the network is described (every shape and
     parameter check runs) without memory, as `check_config` and `check_memory` need.
     """
-    from .. import budget, models
-
     m = config.model
     if m.is_kind:
         params = m.params()
@@ -483,8 +472,6 @@ def check_memory(config: Config, physics) -> int:
     of every image (with ``training.stream`` the training pairs are read per minibatch
     and not held: only the validation pairs count).
     """
-    from .. import budget
-
     d, tc = config.data, config.training
     recon = build_reconstructor(config, physics, torch.device("meta"))
     op = physics.operator
@@ -510,7 +497,6 @@ def check_measurements(config: Config, physics) -> None:
     """Given measurements (``data.measurements``) hold y without x: only a self-supervised run can
     learn from them, with the config's one K; every file is checked (shape, kind, finite values)
     here, before anything is written. One-line ValueErrors."""
-    from ..data.measurements import load_split
 
     d = config.data
     if not d.measurements:
@@ -548,14 +534,10 @@ def check_config(config: Config, device: torch.device = torch.device("meta")) ->
 def _takes(name: str, param: str, registry=None) -> bool:
     import inspect
 
-    from ..models import MODELS
-
     return param in inspect.signature((registry or MODELS).get(name)).parameters
 
 
 def versions() -> dict[str, Any]:
     import sys
-
-    import invmap
 
     return {"invmap": invmap.__version__, "torch": torch.__version__, "python": sys.version.split()[0]}

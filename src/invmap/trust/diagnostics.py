@@ -57,9 +57,10 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..capabilities import Method, capabilities
+from ..operators import from_spec
 from ..operators.base import CalibrationEstimate
+from ..physics import Physics, resized_physics
 
-Reconstructor = Method  # x̂ = method(y, physics): `invmap.capabilities`
 
 #: the score S (in spreads of the training conditions) above which x̂ is suspect (trust < ½)
 SUSPECT_SCORE = 3.0
@@ -112,7 +113,7 @@ def _rms_change(x_many: torch.Tensor, x_hat: torch.Tensor, draws: int) -> torch.
     return (d ** 2).reshape(draws, b, -1).mean(dim=(0, 2)).sqrt()
 
 
-def sensitivity_gain(method: Reconstructor, y: torch.Tensor, physics: Any, x_hat: torch.Tensor,
+def sensitivity_gain(method: Method, y: torch.Tensor, physics: Any, x_hat: torch.Tensor,
                      draws: int = 3, seed: int = 0) -> torch.Tensor:
     """g = rms(x̂(y + ẽ_k) − x̂(y)) / rms(e) per sample: how much x̂ moves per unit of noise
     (NaN where the noise model has no noise)."""
@@ -142,8 +143,6 @@ def reference_physics(method: Any, shape: Sequence[int] | None = None) -> Any | 
     ref = capabilities(method).training_physics
     if ref is None or shape is None or tuple(ref.operator.in_shape) == tuple(shape):
         return ref
-    from ..physics import Physics, resized_physics
-
     try:
         return Physics(resized_physics(ref.spec(), tuple(shape)).operator, ref.noise)
     except (ValueError, TypeError):
@@ -295,9 +294,9 @@ def _fits(x_hat: torch.Tensor, y: torch.Tensor, physics: Any, x_baseline: torch.
     return rho, rho_b, misfit, home
 
 
-def diagnose(method: Reconstructor, y: torch.Tensor, physics: Any, *, x_hat: torch.Tensor | None = None,
-             baseline: Reconstructor | None = None, x_baseline: torch.Tensor | None = None,
-             others: Sequence[Reconstructor] = (), reference: Any | None = None, draws: int = 3,
+def diagnose(method: Method, y: torch.Tensor, physics: Any, *, x_hat: torch.Tensor | None = None,
+             baseline: Method | None = None, x_baseline: torch.Tensor | None = None,
+             others: Sequence[Method] = (), reference: Any | None = None, draws: int = 3,
              calibration: Mapping[str, Any] | None = None, seed: int = 0) -> Diagnostics:
     """Diagnose x̂ = method(y, physics) without ground truth (see the module docstring).
 

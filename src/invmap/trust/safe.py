@@ -41,7 +41,14 @@ from typing import Any, Mapping
 
 import torch
 
-from .diagnostics import Diagnostics, Reconstructor, diagnose
+from .. import metrics
+from ..capabilities import Method
+from ..operators import from_spec
+from ..physics import Physics
+from ..variational.methods import _box
+from ..variational.pdhg import ChambollePockTV
+from .conformal import fit
+from .diagnostics import Diagnostics, diagnose
 
 #: estimated calibration parameters are rounded to these steps (the parameter's units; others
 #: to 0.01) before K is rebuilt with them, so that nearby estimates share one operator and one
@@ -55,9 +62,6 @@ TOLERANCE_DB = 0.5
 
 def recalibrated(physics: Any, values: Mapping[str, float]) -> Any:
     """`physics` with its operator's parameters set to `values` (the noise model kept)."""
-    from ..operators import from_spec
-    from ..physics import Physics
-
     spec = physics.operator.spec()
     return Physics(from_spec(dict(spec, params=dict(spec["params"], **values))), physics.noise)
 
@@ -67,7 +71,7 @@ class SafeReconstructor:
 
     learned = True  # it wraps a trained model: never a classical baseline in the verdicts
 
-    def __init__(self, model: Reconstructor, baseline: Any, mu0: float = 1e-2, free: float = 2.0,
+    def __init__(self, model: Method, baseline: Any, mu0: float = 1e-2, free: float = 2.0,
                  decade: float = 2.0, draws: int = 0, reference: Any | None = None,
                  reuses: Mapping[str, str] | None = None, recalibrate: bool = True):
         if not hasattr(baseline, "lam") or not hasattr(baseline, "iters"):
@@ -90,7 +94,7 @@ class SafeReconstructor:
         self.promise: Any = None
 
     @property
-    def wraps(self) -> Reconstructor:
+    def wraps(self) -> Method:
         """The learned method it refines: calibrated for it (`invmap.capabilities`)."""
         return self.model
 
@@ -98,9 +102,6 @@ class SafeReconstructor:
                     level: float, data_range: Any = 1.0) -> None:
         """Fit the margin bound on held-out calibration pairs (truth x, safe's and the baseline's x̂,
         the model's trust T on them) at probability `level` (see the module docstring)."""
-        from .. import metrics
-        from .conformal import fit
-
         margin = metrics.psnr(x_safe.float(), x.float(), data_range) - metrics.psnr(x_baseline.float(), x.float(),
                                                                                     data_range)
         self.promise = fit(margin, torch.zeros_like(margin, dtype=torch.float64), trust, level, data_range)
@@ -133,9 +134,6 @@ class SafeReconstructor:
 
     def refine(self, y: torch.Tensor, physics: Any, x_hat: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         """x̂_safe for every image of x̂, given its trust score S (see the module docstring)."""
-        from ..variational.methods import _box
-        from ..variational.pdhg import ChambollePockTV
-
         b = self.baseline
         self.mu = self.relative_weight(score)
         mu = (self.mu * float(physics.operator.norm()) ** 2).to(device=x_hat.device, dtype=x_hat.dtype)

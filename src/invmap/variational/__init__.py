@@ -16,8 +16,8 @@ iteration count on validation pairs.
 """
 
 from ..registry import import_submodules
+from ..solvers.cgls import CG, CGLS
 from . import functionals
-from .cgls import CG, CGLS
 from .fbp import fbp
 from .fista import FISTA
 from .functionals import Gradient, div, grad, grad_adjoint, tv

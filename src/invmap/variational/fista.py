@@ -20,9 +20,10 @@ import math
 import torch
 
 from ..operators.base import LinearOperator
-from .functionals import L1, TV, Box, Functional, Huber, Zero, grad, grad_adjoint, sqnorm, zeros_image
+from ..solvers.batch import sqnorm, zeros_image
+from ..solvers.iterative import STEP_SAFETY, IterativeSolver
+from .functionals import L1, TV, Box, Functional, Huber, Zero, grad, grad_adjoint
 from .methods import METHODS, Method, _box, _lam_grid, check_iters
-from .solver import STEP_SAFETY, IterativeSolver
 
 
 class FISTA(IterativeSolver):

@@ -28,28 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..operators.base import LinearOperator
-
-
-def _sum(x: torch.Tensor) -> torch.Tensor:
-    """Per-sample sum over all but the first dimension: ``[B, ...] -> [B]``."""
-    return x.reshape(x.shape[0], -1).sum(dim=1)
-
-
-def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample real inner product Re Σ conj(a)·b, shaped ``[B]``."""
-    if a.is_complex() or b.is_complex():
-        return _sum((a.conj() * b).real if a.is_complex() else a * b.real)
-    return _sum(a * b)
-
-
-def sqnorm(a: torch.Tensor) -> torch.Tensor:
-    """Per-sample squared norm ‖a‖² (real, also for complex a), shaped ``[B]``."""
-    return _sum(a.abs() ** 2 if a.is_complex() else a * a)
-
-
-def per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape a ``[B]`` tensor to broadcast against ``like`` (``[B, 1, 1, ...]``)."""
-    return v.reshape((-1,) + (1,) * (like.dim() - 1))
+from ..solvers.batch import dot, per_sample, sample_sum, sqnorm, zeros_image  # noqa: F401 - the per-sample reductions, here too
 
 
 def pixel_norm(p: torch.Tensor, dim: int = -3, keepdim: bool = False) -> torch.Tensor:
@@ -58,12 +37,6 @@ def pixel_norm(p: torch.Tensor, dim: int = -3, keepdim: bool = False) -> torch.T
     Written out because ``torch.linalg.vector_norm`` over a middle axis is ~100× slower on CPU.
     """
     return (p * p).sum(dim=dim, keepdim=keepdim).sqrt()
-
-
-def zeros_image(op: LinearOperator, y: torch.Tensor) -> torch.Tensor:
-    """The zero image x₀ = 0 for measurements y: ``[..., *in_shape]``, real, on y's device."""
-    lead = y.shape[: y.dim() - len(op.out_shape)]
-    return torch.zeros(tuple(lead) + op.in_shape, dtype=y.real.dtype, device=y.device)
 
 
 # --------------------------------------------------------------------- gradient ∇
@@ -103,7 +76,7 @@ class Gradient(LinearOperator):
 
 def tv(x: torch.Tensor) -> torch.Tensor:
     """Isotropic total variation TV(x) = Σ_pixels ‖(∇x)_ij‖₂, per sample ``[B]``."""
-    return _sum(pixel_norm(grad(x), dim=-3))
+    return sample_sum(pixel_norm(grad(x), dim=-3))
 
 
 # -------------------------------------------------------------------- functionals
@@ -150,7 +123,7 @@ class L1(Functional):
         self.weight = float(weight)
 
     def __call__(self, x):
-        return self.weight * _sum(x.abs())
+        return self.weight * sample_sum(x.abs())
 
     def prox(self, v, t=1.0):
         return torch.sign(v) * torch.clamp(v.abs() - t * self.weight, min=0.0)
@@ -192,7 +165,7 @@ class GroupL1(Functional):
         self.dim = dim
 
     def __call__(self, p):
-        return self.weight * _sum(pixel_norm(p, self.dim))
+        return self.weight * sample_sum(pixel_norm(p, self.dim))
 
     def prox(self, v, t=1.0):
         n = pixel_norm(v, self.dim, keepdim=True)
@@ -220,7 +193,7 @@ class Huber(Functional):
     def __call__(self, p):
         r = pixel_norm(p, self.dim)
         h = torch.where(r <= self.delta, r * r / (2 * self.delta), r - self.delta / 2)
-        return self.weight * _sum(h)
+        return self.weight * sample_sum(h)
 
     def grad(self, p):
         r = pixel_norm(p, self.dim, keepdim=True)
@@ -259,7 +232,7 @@ class Box(Functional):
         """σ_B(z) = sup_{x ∈ B ∩ [−R, R]} <z, x> = Σ max(lo·z, hi·z), per sample."""
         lo = -radius if self.lower is None else max(self.lower, -radius)
         hi = radius if self.upper is None else min(self.upper, radius)
-        return _sum(torch.maximum(lo * z, hi * z))
+        return sample_sum(torch.maximum(lo * z, hi * z))
 
 
 class TV(Functional):

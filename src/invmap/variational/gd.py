@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 
 from ..operators.base import LinearOperator
-from .functionals import Box, sqnorm, zeros_image
+from ..solvers.batch import sqnorm, zeros_image
+from ..solvers.iterative import STEP_SAFETY, IterativeSolver
+from .functionals import Box
 from .methods import METHODS, Method, _box, check_iters
-from .solver import STEP_SAFETY, IterativeSolver
 
 
 class GradientDescent(IterativeSolver):

@@ -23,8 +23,9 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from ..noise import measured_count
 from ..operators.base import LinearOperator
-from ..physics import Physics
+from ..physics import Physics, as_physics
 from ..registry import Registry
 from .functionals import Box
 
@@ -42,22 +43,11 @@ def build(name: str, **params: Any) -> "Method":
     return m
 
 
-def as_physics(physics: Physics | LinearOperator) -> Physics:
-    """Accept a `Physics` or a bare operator K (noise: none)."""
-    if isinstance(physics, Physics):
-        return physics
-    if isinstance(physics, LinearOperator):
-        return Physics(physics)
-    raise TypeError(f"expected an invmap Physics or LinearOperator, got {type(physics).__name__}")
-
-
 def noise_norm(y: torch.Tensor, physics: Physics) -> torch.Tensor | None:
     """Per-sample noise norm δ = σ·√m from the noise model (y stands in for K x), or None.
 
     m counts the entries K measures (`LinearOperator.measured`): noise lives there only.
     """
-    from ..noise import measured_count
-
     mask = physics.operator.measured()
     sigma = physics.noise.sigma(y, mask)
     if sigma is None:

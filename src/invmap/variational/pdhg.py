@@ -33,9 +33,10 @@ import math
 import torch
 
 from ..operators.base import LinearOperator, top_eigenvalue
-from .functionals import Box, dot, grad, grad_adjoint, pixel_norm, sqnorm, tv, zeros_image
+from ..solvers.batch import dot, sqnorm, zeros_image
+from ..solvers.iterative import STEP_SAFETY, IterativeSolver
+from .functionals import Box, grad, grad_adjoint, pixel_norm, tv
 from .methods import METHODS, Method, _box, _lam_grid, check_iters
-from .solver import STEP_SAFETY, IterativeSolver
 
 
 def stacked_norm(op: LinearOperator, s: float) -> float:

@@ -24,7 +24,8 @@ from typing import Literal
 
 import torch
 
-from ..models.iterative import Normalised
+from ..operators.normalised import Normalised
+from ..solvers.fbp import first_iterate
 from .methods import METHODS, Method, check_iters
 from .prior import MAX_CG_ITERS, MAX_STEPS, DEFAULT_DENOISER, CgIters, Steps, averaged, check_schedule, data_prox, load_prior, schedule, transformed
 
@@ -52,7 +53,7 @@ class PnP(Method):
         prior = load_prior(self.denoiser)
         prior.check_sigma(torch.tensor([self.sigma_start, self.sigma_end]))
         p = Normalised(physics, y, "pnp")
-        x = p.start(self.init, y.shape[0], y) if x0 is None else x0.float()
+        x = first_iterate(p, self.init, y.shape[0], y) if x0 is None else x0.float()
         sigmas = schedule(self.sigma_start, self.sigma_end, self.iters)
         with torch.no_grad():
             for k, s in enumerate(sigmas):

@@ -32,7 +32,8 @@ from typing import Annotated, Callable, Literal, NamedTuple
 import torch
 from pydantic import Field
 
-from ..models.iterative import Normalised
+from ..operators.normalised import Normalised
+from ..solvers.fbp import first_iterate
 from .methods import METHODS, Method, check_iters
 from .prior import MAX_CG_ITERS, MAX_STEPS, DEFAULT_DENOISER, CgIters, Steps, check_schedule, data_prox, load_prior, schedule, transformed
 
@@ -89,7 +90,7 @@ class _Sampler(Method):
         prior = load_prior(self.denoiser)
         prior.check_sigma(torch.tensor([self.sigma_start, self.sigma_end]))
         p = Normalised(physics, y, self.name)
-        start = p.start(self.init, y.shape[0], y) if x0 is None else x0.float()
+        start = first_iterate(p, self.init, y.shape[0], y) if x0 is None else x0.float()
         g = torch.Generator(device=start.device).manual_seed(int(self.seed))
         chains = []
         for i in range(n):

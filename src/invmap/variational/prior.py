@@ -4,7 +4,7 @@ A *learned prior* is a noise-conditional denoiser D(v, σ) (`invmap.models.denoi
 once by invmap on images alone, so it serves every operator K. The methods that use it —
 plug-and-play (`invmap.variational.pnp`) and the posterior samplers
 (`invmap.variational.posterior`) — keep K outside the network and work with the normalised
-K̃ = K/‖K‖, ỹ = y/‖K‖ (`invmap.models.iterative.Normalised`), so their step sizes mean the
+K̃ = K/‖K‖, ỹ = y/‖K‖ (`invmap.operators.normalised.Normalised`), so their step sizes mean the
 same for every operator:
 
 - the σ schedule σ_1 > … > σ_N, geometric from ``sigma_start`` to ``sigma_end`` (DPIR);
@@ -32,8 +32,10 @@ from typing import Annotated
 import torch
 from pydantic import Field
 
-from ..models.iterative import Normalised
-from .cgls import CGLS
+from .. import zoo
+from ..models.io import load_model
+from ..operators.normalised import Normalised
+from ..solvers.cgls import CGLS
 
 #: the zoo entry the methods with a learned prior use unless told otherwise
 DEFAULT_DENOISER = "pretrained:denoiser"
@@ -49,8 +51,6 @@ CgIters = Annotated[int, Field(ge=1, le=MAX_CG_ITERS)]
 
 @functools.lru_cache(maxsize=4)
 def _load(where: str, stamp: float):
-    from ..models.io import load_model
-
     with torch.device("cpu"):
         recon, meta = load_model(where)
     if not getattr(recon, "noise_conditional", False) or not hasattr(recon, "denoise"):
@@ -62,8 +62,6 @@ def _load(where: str, stamp: float):
 def load_prior(denoiser: str) -> torch.nn.Module:
     """The noise-conditional denoiser of a run directory or zoo entry (``pretrained:NAME``), loaded
     once per file version (cached by path and modification time)."""
-    from .. import zoo
-
     where = zoo.run_dir(denoiser)
     weights = where / "model.safetensors"
     if not weights.is_file():

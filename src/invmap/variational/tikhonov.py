@@ -12,8 +12,9 @@ from typing import Literal
 import torch
 
 from ..operators.base import LinearOperator
-from .cgls import CG
-from .functionals import grad, grad_adjoint, sqnorm
+from ..solvers.batch import sqnorm
+from ..solvers.cgls import CG
+from .functionals import grad, grad_adjoint
 from .methods import METHODS, Method, _lam_grid, check_iters
 
 

@@ -35,7 +35,8 @@ import torch
 
 from ..metrics import DataRange, data_range_of, psnr
 from ..physics import Physics
-from .methods import METHODS, Method, as_physics, build
+from ..physics import as_physics
+from .methods import METHODS, Method, build
 
 
 #: the most grid points a tuning may plan (a grid is a Cartesian product: it grows fast)

@@ -15,6 +15,8 @@ each time the entry is opened. Nothing is downloaded: the weights are installed 
   any other text → that path;
 - `materialise(NAME, out)`: a copy of the entry as a run directory of its own, for the
   commands that write into a run (``evaluate``, ``stress``, ``report``).
+
+Which entries are of a config's task, and the check a card records: `invmap.evaluation.zoo_task`.
 """
 
 from __future__ import annotations
@@ -123,80 +125,9 @@ def materialise(name: str, out: str | os.PathLike) -> Path:
     return dst
 
 
-def task_difference(name: str, config: Any) -> str | None:
-    """None when entry `name` was trained and scored on the task of `config` (source, size,
-    physics as built, test simulation, PSNR data range: `invmap.evaluation.compare.config_task`;
-    an entry trained over drawn physics is scored at its nominal one); else the first
-    difference, as ``key: theirs against ours``."""
-    from ..config import first_difference, load_config
-    from ..evaluation.compare import config_task
-
-    theirs = config_task(load_config(verify(name) / "config.yaml"))
-    diff = first_difference(config_task(config), theirs)
-    return None if diff is None else f"{diff[0]}: {str(diff[2])[:60]} against {str(diff[1])[:60]}"
-
-
-def kind_of_config(config: Any) -> str:
-    """The kind a config trains, as a card names it (``lpd``; ``unet on fbp``)."""
-    m = config.model
-    return m.name if m.is_kind else f"{m.name} on {m.input}"
-
-
-def matching(config: Any) -> list[str]:
-    """The entries of the task of `config` (`task_difference`), the ones of the configured kind
-    first, then by their card's test PSNR, best first."""
-    found = [n for n in names() if task_difference(n, config) is None]
-    kind = kind_of_config(config)
-
-    def rank(n: str) -> tuple[bool, float]:
-        c = card(n)
-        return c.get("kind") != kind, -float((c.get("test") or {}).get("psnr", {}).get("model", float("-inf")))
-    return sorted(found, key=rank)
-
-
-def beside(config: Any) -> list[str]:
-    """``pretrained:NAME`` methods `invmap run` evaluates and stresses beside the freshly trained model
-    (``evaluation.zoo``): ``true`` the first of `matching` (the entry of the configured kind, else the
-    best scoring one, if any), ``false`` none, a list those entries (each must be of this task)."""
-    want = config.evaluation.zoo
-    if want is False:
-        return []
-    if want is True:
-        return [PREFIX + n for n in matching(config)[:1]]
-    out = []
-    for target in want:
-        name = str(target)[len(PREFIX):] if is_pretrained(target) else str(target)
-        why = task_difference(name, config)  # an unknown name lists the entries
-        if why is not None:
-            raise ValueError(f"evaluation.zoo: entry '{name}' is of another task ({why})")
-        out.append(PREFIX + name)
-    return out
-
-
-#: the check a card records and the test repeats: PSNR on the first CHECK_N test images of the task
-CHECK_N = 16
-
-
-def check_psnr(run: str | os.PathLike, n: int = CHECK_N) -> float:
-    """Mean test PSNR (dB, float32, the run's evaluation.data_range) of the model of `run` (a run
-    or entry directory) on the first `n` test pairs of its own task (config.yaml)."""
-    from ..config import load_config
-    from ..evaluation.evaluate import evaluate_methods
-    from ..evaluation.task import condition_from_config, make_pairs
-    from ..models import load_model
-
-    d = Path(run)
-    config = load_config(d / "config.yaml")
-    model, _ = load_model(d)
-    y, x, physics = make_pairs(condition_from_config(config, n=n))
-    res, _ = evaluate_methods({"model": model}, y, x, physics, data_range=config.evaluation.data_range, strict=True)
-    return float(res["model"].scores["psnr"].mean())
-
-
 def total_bytes() -> int:
     return sum(p.stat().st_size for n in names() for p in (ROOT / n).iterdir() if p.is_file())
 
 
 __all__ = ["PREFIX", "FILES", "OPTIONAL", "CARD", "MAX_TOTAL_BYTES", "is_pretrained", "names", "card", "verify", "run_dir",
-           "materialise", "sha256", "total_bytes", "check_psnr", "CHECK_N", "task_difference", "matching", "beside",
-           "kind_of_config"]
+           "materialise", "sha256", "total_bytes"]

@@ -22,17 +22,20 @@ from typing import Callable
 import safetensors.torch
 import torch
 
-from ..atomic import atomic_dir, atomic_write
+from ..atomic import atomic_dir, atomic_write, atomic_write_csv
 from ..config import load_config
-from ..files import read_csv, read_json
-from ..evaluation.evaluate import read_metrics
-from ..evaluation.runs import build_methods, load_baselines
-from ..evaluation.trust import calibrate_model
 from ..experiment import Experiment
+from ..files import read_csv, read_json
 from ..models import load_model
 from ..models.io import HEADER_KEY, MODEL_JSON, MODEL_WEIGHTS, weights_digest
 from ..training.log import read_log
-from . import CARD, CHECK_N, FILES, OPTIONAL, check_psnr, sha256
+from ..zoo import CARD, FILES, OPTIONAL, sha256
+from .evaluate import evaluate_methods, read_metrics
+from .resolve import BASELINE, MODEL
+from .runs import build_methods, load_baselines
+from .task import condition_from_config, make_pairs
+from .trust import calibrate_model
+from .zoo_task import CHECK_N, check_psnr
 
 
 def cpu_model() -> str:
@@ -100,12 +103,6 @@ def learning_curve(run: str | Path, n: int | None = None) -> list[dict]:
     ``training.snapshots`` minutes of the training clock) evaluated in float32 on the first `n`
     test pairs of the run's task (default: ``data.test``); written to ``run/learning_curve.csv``
     and returned, earliest first."""
-    from ..atomic import atomic_write_csv
-    from ..config import load_config
-    from ..evaluation.evaluate import evaluate_methods
-    from ..evaluation.task import condition_from_config, make_pairs
-    from ..models import load_model
-
     run = Path(run)
     config = load_config(run / "config.yaml")
     snaps = sorted((p for p in (run / "snapshots").glob("*min") if (p / MODEL_WEIGHTS).is_file()),
@@ -116,9 +113,9 @@ def learning_curve(run: str | Path, n: int | None = None) -> list[dict]:
     rows = []
     for p in snaps:
         model, doc = load_model(p)
-        res, _ = evaluate_methods({"model": model}, y, x, physics, data_range=config.evaluation.data_range,
+        res, _ = evaluate_methods({MODEL: model}, y, x, physics, data_range=config.evaluation.data_range,
                                   strict=True)
-        sc = res["model"].scores
+        sc = res[MODEL].scores
         rows.append({"minutes": float(p.name[:-3]), "seconds": round(float(doc["seconds"]), 1), "step": doc["step"],
                      "n": int(x.shape[0]), "data_range": config.evaluation.data_range,
                      "psnr_mean": round(float(sc["psnr"].mean()), 4), "psnr_std": round(float(sc["psnr"].std()), 4),
@@ -193,7 +190,7 @@ def write_calibration(entry: str | Path, say: Callable[[str], None] | None = pri
     config = load_config(entry / "config.yaml")
     model, _ = load_model(entry)
     model.eval()
-    baseline = build_methods(["tv"], entry)["tv"] if "tv" in load_baselines(entry) else None
+    baseline = build_methods([BASELINE], entry)[BASELINE] if BASELINE in load_baselines(entry) else None
     exp = Experiment(config, entry)
     for with_safe in safe:
         calibrate_model(model, exp, entry, baseline, safe=with_safe, say=say, store=True)

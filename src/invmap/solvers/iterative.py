@@ -65,3 +65,6 @@ class IterativeSolver:
         if self.record_every > 0 and self.history[-1]["iter"] != self.iter:
             self._log()
         return self.x
+
+
+__all__ = ["IterativeSolver", "STEP_SAFETY", "Callback"]
