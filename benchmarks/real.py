@@ -54,7 +54,7 @@ def quality(args: argparse.Namespace) -> None:
         results, _ = ev.evaluate_methods({**methods, **models}, y, x, physics, batch_size=4,
                                          data_range=cfg.evaluation.data_range)
         cells = []
-        for name, r in results.items():
+        for r in results.values():
             if r.error:
                 cells.append(f"— ({r.error[:60]})")
                 continue

@@ -52,7 +52,7 @@ def main() -> None:
     mus = [float(v) for v in a.mu.split(",")]
     seen: dict[str, tuple] = {}
     rows = []
-    print(f"| shift | level | model − best (dB) | " + " | ".join(f"safe μ={v:g}" for v in mus) + " |")
+    print("| shift | level | model − best (dB) | " + " | ".join(f"safe μ={v:g}" for v in mus) + " |")
     print("|---|---|---:|" + "---:|" * len(mus))
     for sh in stress.build_shifts(ref, stress.parse_kinds(a.shifts)):
         for lv in sh.levels:

@@ -75,7 +75,7 @@ def main(out_dir: str | Path, quick: bool = False, seed: int = 0) -> dict:
     losses, errors = [], []
     tol = 1e-13
     t0 = time.perf_counter()
-    for it in range(100_000):
+    for it in range(100_000):  # noqa: B007 (its last value counts the iterations, after the loop)
         r = A @ theta - T
         losses.append(float(np.mean(np.sum(r ** 2, axis=1))))
         errors.append(float(np.abs(theta - theta_ls).max()))

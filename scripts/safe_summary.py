@@ -3,7 +3,8 @@ level is identifiable from (y, K), and its promise (share promised, share kept).
 
     .venv/bin/python scripts/safe_summary.py RUN
 """
-import json, sys
+import json
+import sys
 from pathlib import Path
 from invmap.evaluation.stress import read_stress_csv
 run = Path(sys.argv[1])

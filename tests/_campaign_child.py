@@ -5,7 +5,13 @@ seconds, peak RSS and a digest of the whole tree under ROOT, as JSON.
     python tests/_campaign_child.py ROOT CASES_JSON
 """
 
-import contextlib, hashlib, io, json, os, resource, sys, time
+import contextlib
+import hashlib
+import io
+import json
+import resource
+import sys
+import time
 from pathlib import Path
 from invmap.cli import main
 
@@ -29,7 +35,7 @@ for name, argv in cases:
             rc = main(argv)
         except SystemExit as e:
             rc = e.code
-        except BaseException as e:
+        except BaseException:
             import traceback
             err.write("Traceback (uncaught)\n" + traceback.format_exc())
             rc = "raised"

@@ -208,7 +208,7 @@ def test_every_variational_method_declares_what_it_is(name):
 
     m = variational.build(name)
     caps = capabilities(m)
-    assert caps.learned is bool(getattr(type(m), "learned")) and isinstance(caps.learned, bool)
+    assert caps.learned is bool(type(m).learned) and isinstance(caps.learned, bool)
     assert caps.posterior == hasattr(m, "sample")
     assert caps.learned == (name in ("pnp", "diffpir", "dps"))  # the three that use the learned prior
 

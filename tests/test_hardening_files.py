@@ -295,7 +295,6 @@ def _build(base: Path) -> tuple[list, list, dict, dict]:
                                     "--resume", "--quiet"], "FIFO")
 
     # -- 5: tampered JSON (stress.json has no checksum of its own; model.json's weights digest holds) --
-    meta = json.loads((ct / "stress.json").read_text())
 
     def stress_json(name: str, edit, message: str) -> None:
         d = _copy(ct, f"ct-{name}")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .. import budget
-from .sources import IMAGE_STREAM, ImageSource, mix_seed, split_code
+from .sources import ImageSource, mix_seed, split_code
 
 #: salt of the augmentation draws (apart from the images' and the noise's streams)
 AUGMENT_STREAM = 0xA06

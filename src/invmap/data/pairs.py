@@ -249,7 +249,7 @@ class PairDataset(torch.utils.data.Dataset):
         for k, i in enumerate(indices):
             groups.setdefault((draws[i].operator, draws[i].noise if by_noise else ""), []).append(k)
         z: torch.Tensor | None = None
-        for key, pos in groups.items():
+        for pos in groups.values():
             physics = self.physics_of(draws[indices[pos[0]]])
             mask = physics.operator.measured()
             y = torch.cat([self.physics_of(draws[indices[k]]).noise.apply(clean[indices[k]], self.generator(indices[k]), mask)

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import torch
 
 from .. import variational, zoo
 from ..atomic import clean_orphans

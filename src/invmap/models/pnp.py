@@ -113,7 +113,6 @@ class PlugAndPlay(Reconstructor):
 
 def load_denoiser(path: str) -> LearnedReconstructor:
     """The post-processing model of a denoising run: trained on an operator with K x = x."""
-    from pathlib import Path
 
     where = zoo.run_dir(path)  # a run directory, or pretrained:NAME (a zoo entry)
     if not where.is_dir():

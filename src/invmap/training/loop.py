@@ -81,11 +81,12 @@ class TrainResult:
 
 @torch.no_grad()
 def validate(recon, val: Pairs, batch_size: int, data_range: metrics.DataRange = 1.0,
-             dist: Dist = Dist()) -> tuple[float, float]:
+             dist: Dist | None = None) -> tuple[float, float]:
     """Mean PSNR and SSIM (data range convention `data_range`) of x̂ = f_Θ(z) over the
     validation pairs, in float32 (as the evaluation computes them, whatever precision the
     training steps use). Under DDP each rank scores its share of the pairs and the sums
-    are all-reduced."""
+    are all-reduced (`dist`: this process's place in the job; None: one process)."""
+    dist = dist if dist is not None else Dist()
     recon.eval()
     mine = torch.tensor_split(torch.arange(val.n), dist.world)[dist.rank]
     ps, ss = [torch.zeros(0)], [torch.zeros(0)]
@@ -122,9 +123,10 @@ class SelfSupervisedStep(torch.nn.Module):
 
 @torch.no_grad()
 def validate_selfsup(recon, loss: SelfSupervised, val: Pairs, batch_size: int,
-                     dist: Dist = Dist()) -> tuple[float, float]:
+                     dist: Dist | None = None) -> tuple[float, float]:
     """Mean self-supervised loss, and mean SURE estimate (NaN where the noise does not allow it),
     of x̂ = f_Θ(y, K) over the validation measurements (x is not read); float32, summed over ranks."""
+    dist = dist if dist is not None else Dist()
     recon.eval()
     step = SelfSupervisedStep(recon, loss)
     call = lambda v, p: step.call(v, p).float()  # noqa: E731

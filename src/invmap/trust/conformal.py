@@ -33,7 +33,6 @@ from typing import Any, Mapping
 import torch
 
 from .. import metrics
-from .diagnostics import SUSPECT_SCORE
 
 
 def min_pairs(level: float) -> int:

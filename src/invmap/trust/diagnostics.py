@@ -57,7 +57,6 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..capabilities import Method, capabilities
-from ..operators import from_spec
 from ..operators.base import CalibrationEstimate
 from ..physics import Physics, resized_physics
 

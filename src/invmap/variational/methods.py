@@ -18,8 +18,7 @@ Names: ``adjoint`` (Kᵀy), ``fbp`` (tomography only), ``gd`` (Landweber), ``cgl
 from __future__ import annotations
 
 import inspect
-import math
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 

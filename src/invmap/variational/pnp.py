@@ -19,7 +19,6 @@ so the same prior serves CT, deblurring, MRI, super-resolution and inpainting. Z
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
