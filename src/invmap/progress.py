@@ -33,7 +33,15 @@ def interactive(stream: Any) -> bool:
             return True
     except (AttributeError, ValueError):  # no isatty, or a closed file
         return False
-    return "ipykernel" in sys.modules and stream in (sys.stdout, sys.stderr)
+    return _in_kernel() and stream in (sys.stdout, sys.stderr)
+
+
+def _in_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (an IPython shell with a kernel), not merely one that
+    imported ipykernel (a test, a tool)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 class Progress:

@@ -266,7 +266,8 @@ class Pairs:
         self.physics, self.recon, self.device, self.chunk = physics, recon, device, chunk
         self.n, self.num_workers = len(self.ds), num_workers
         self.shared = self.ds.drawn is not None and (raw or capabilities(recon).operator_inside)
-        self.preprocess = _measurement if raw else recon.preprocess
+        # y itself (raw: a self-supervised loss calls f_Θ(y, K) whole), or the network's input z; no recon: y only
+        self.preprocess = _measurement if raw or recon is None else recon.preprocess
         self.given = bool(d.measurements) and split != "test"  # y from files, no x (`invmap.data.measurements`)
         if self.given:
             op = physics.operator
