@@ -25,7 +25,7 @@ TUTORIALS = notebooks.tutorials()
 
 
 def test_the_tutorials_are_found_and_listed():
-    assert [p.stem[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05"]
+    assert [p.stem[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06"]
     index = (ROOT / "docs" / "tutorials" / "index.md").read_text(encoding="utf-8")
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     for p in TUTORIALS:

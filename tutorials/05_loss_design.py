@@ -64,5 +64,4 @@ print(f"highest test PSNR: the {results.psnr.idxmax()} loss; highest test SSIM: 
 # reconstructions (`study.show("reconstructions")`) beside the numbers: the estimators differ
 # most where y leaves x most uncertain — at edges and in fine texture.
 #
-# Tutorial 6, learning from measurements alone (self-supervised), follows when that part of
-# invmap lands.
+# Next: [learning from measurements alone](06_learning_without_x.md), when no x exists.
