@@ -153,6 +153,7 @@ def test_the_calibration_is_computed_once_then_read(run, image, tmp_path, capsys
     code, first, _ = _reconstruct(capsys, "--model", str(run), "--input", str(image), "--simulate",
                                   "--output", str(tmp_path / "a.npy"))
     assert code == 0 and "calibrating the trust score" in first and (run / FILE).is_file()
+    assert "on 24 validation pairs" in first  # what it used: the run's data.val (24), not the 2n it asks for
     code, second, _ = _reconstruct(capsys, "--model", str(run), "--input", str(image), "--simulate",
                                    "--output", str(tmp_path / "b.npy"))
     assert code == 0 and "calibrating" not in second

@@ -147,7 +147,8 @@ def calibrate_stored(methods: Mapping[str, Any], exp: Any, model_dir: str | Path
             say(line)
 
     if say is not None:
-        say(f"calibrating the trust score at the model's training conditions on {2 * n} validation pairs of its task "
+        say(f"calibrating the trust score at the model's training conditions on {min(2 * n, exp.val_size())} "
+            "validation pairs of its task "
             f"(once per run and task{'; stored in ' + str(st.path) if store and st.writable() else ''}) …")
     calibrate(methods, exp, n=n, baseline=baseline, say=tell, strict=strict)
     fitted = Fitted(model.trust_calibration, model.psnr_bound, model.pixel_intervals,
