@@ -272,14 +272,14 @@ def test_a_cut_tuning_is_labelled_wherever_its_numbers_are_described(tmp_path):
 
 
 # ------------------------------------------------------------------ ‖K‖ once per K, not once per build
-def test_the_norm_of_one_acquisition_is_computed_once_per_process(monkeypatch, tmp_path):
-    """The stress study rebuilds K at every level; ‖K‖ and PDHG's ‖[K; s∇]‖ are computed once per spec."""
+
+def count_eigenvalues(monkeypatch) -> list:
+    """Count the power-method / Lanczos runs (`top_eigenvalue`) of ‖K‖ and of PDHG's stacked norm:
+    one entry per call, the calls themselves unchanged."""
     import invmap.operators.base as base
     import invmap.variational.pdhg as pdhg
 
-    monkeypatch.setenv("INVMAP_CACHE_DIR", str(tmp_path))  # nothing kept on disk by earlier processes
-    calls = []
-    real = base.top_eigenvalue
+    calls, real = [], base.top_eigenvalue
 
     def counted(*a, **k):
         calls.append(1)
@@ -287,6 +287,15 @@ def test_the_norm_of_one_acquisition_is_computed_once_per_process(monkeypatch, t
 
     monkeypatch.setattr(base, "top_eigenvalue", counted)
     monkeypatch.setattr(pdhg, "top_eigenvalue", counted)
+    return calls
+
+def test_the_norm_of_one_acquisition_is_computed_once_per_process(monkeypatch, tmp_path):
+    """The stress study rebuilds K at every level; ‖K‖ and PDHG's ‖[K; s∇]‖ are computed once per spec."""
+    import invmap.operators.base as base
+    import invmap.variational.pdhg as pdhg
+
+    monkeypatch.setenv("INVMAP_CACHE_DIR", str(tmp_path))  # nothing kept on disk by earlier processes
+    calls = count_eigenvalues(monkeypatch)
     monkeypatch.setattr(base, "_REMEMBERED", type(base._REMEMBERED)())
     a, b = (ops.build("tomography", image_shape=(20, 20), angles=7) for _ in range(2))
     assert a.norm() == b.norm() and len(calls) == 1
@@ -304,15 +313,7 @@ def test_the_norms_of_a_ct_acquisition_are_kept_on_disk_for_the_next_process(mon
     import invmap.operators.base as base
     import invmap.variational.pdhg as pdhg
 
-    calls = []
-    real = base.top_eigenvalue
-
-    def counted(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
-
-    monkeypatch.setattr(base, "top_eigenvalue", counted)
-    monkeypatch.setattr(pdhg, "top_eigenvalue", counted)
+    calls = count_eigenvalues(monkeypatch)
     monkeypatch.setenv("INVMAP_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(tomography, "MIN_NUMBERS_NNZ", 0)  # kept for a large K: here a tiny one
 
