@@ -14,7 +14,7 @@ learns x̂ = f_Θ(y) on it and scores f_Θ beside the classical answers:
 
 Each call is the command line's stage, not a copy of it: the config comes from
 `invmap.config.load_config` (keyword sections become ``--set`` overrides), the experiment is
-`invmap.experiment.Experiment`, training is `invmap.training.train`, evaluation and the stress
+`invmap.evaluation.experiment.Experiment`, training is `invmap.training.train`, evaluation and the stress
 study are `invmap.pipeline.evaluate_run` / `stress_run`, the report `invmap.evaluation.report`,
 the comparison `invmap.evaluation.compare.compare_runs` — so a study and the commands give the
 same files and numbers for the same config. What the command line prints as
@@ -43,7 +43,7 @@ from .evaluation.compare import compare_runs
 from .evaluation.evaluate import read_metrics
 from .evaluation.figures import training_curves
 from .evaluation.stress import parse_kinds, read_stress_csv
-from .experiment import Experiment
+from .evaluation.experiment import Experiment
 from .files import read_bytes, read_csv
 from .paths import inside
 from .pipeline import RunOptions, StressSettings, evaluate_run, new_run_dir, run as run_pipeline, stress_run

@@ -147,7 +147,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
     """Train the model of `config`; writes the run directory `out_dir` (see the module docstring).
 
     `hooks` are called after every epoch's checkpoint with a dict (epoch, step, row, run_dir).
-    `physics`: the task's (K, e) when the caller has built it (`invmap.experiment.Experiment`);
+    `physics`: the task's (K, e) when the caller has built it (`invmap.evaluation.experiment.Experiment`);
     default: built from `config`.
     """
     tc = config.training

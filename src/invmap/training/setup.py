@@ -518,7 +518,7 @@ def check_config(config: Config, device: torch.device = torch.device("meta")) ->
     a bad value fails with its own message before anything is written. On the ``meta``
     device (the default) the network takes no memory and the operator's matrices are not
     built (they are made on first use), so a check costs milliseconds whatever the sizes.
-    Returns the physics it built (the run's `invmap.experiment.Experiment` keeps it)."""
+    Returns the physics it built (the run's `invmap.evaluation.experiment.Experiment` keeps it)."""
     select_device(config.training.device)  # e.g. cuda on a machine without one
     physics = config.physics()
     check_memory(config, physics)
