@@ -43,7 +43,7 @@ from .metrics import data_range_label
 from .paths import inside
 from .plugins import OutsideMethod
 from .training import train
-from .training.setup import check_config
+from .training.checks import check_config
 
 
 @dataclass

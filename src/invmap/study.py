@@ -48,7 +48,7 @@ from .files import read_bytes, read_csv
 from .paths import inside
 from .pipeline import RunOptions, StressSettings, evaluate_run, new_run_dir, run as run_pipeline, stress_run
 from .training import TrainResult, train
-from .training.setup import check_config
+from .training.checks import check_config
 
 __all__ = ["Study", "Figure", "Comparison", "compare", "table", "overrides_of"]
 

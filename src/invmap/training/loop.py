@@ -42,8 +42,11 @@ from .distributed import Dist
 from .log import SELFSUP_COLUMNS, CSVLog, TensorBoard, TrainProgress
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
-from .setup import (Pairs, Precision, Preprocessed, build_reconstructor, check_measurements, check_memory,
-                    check_resume, load_init, prepare_run_dir, select_device, versions)
+from .checks import check_measurements, check_memory
+from .factory import build_reconstructor
+from .pairs import Pairs, Preprocessed
+from .precision import Precision, select_device
+from .run_dir import check_resume, load_init, prepare_run_dir, versions
 
 
 class TrainingDiverged(ValueError):
