@@ -70,7 +70,7 @@ def table(rows: Iterable[Mapping[str, Any]]) -> Any:
 
 def _yaml_value(value: Any) -> str:
     """`value` as the YAML text of a ``--set KEY=VALUE`` (read back by `invmap.config.load_yaml`)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=True).strip()
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=True).strip()
     return text.removesuffix("\n...").strip()
 
 
@@ -123,8 +123,9 @@ def _display(figures: Sequence[Figure]) -> None:
         from IPython.display import display  # optional: only a notebook has somewhere to show it
     except ImportError:
         return
+    show: Any = display  # untyped
     for f in figures:
-        display(f)
+        show(f)
 
 
 class Study:
@@ -350,8 +351,8 @@ def compare(*studies: Study | str | Path, out: str | Path, margin: float = 0.5) 
     """
     paths = [s._need_run("compare") if isinstance(s, Study) else Path(s) for s in studies]
     result = compare_runs(paths, out, margin=margin)
-    _, rows = read_csv(Path(out) / "compare.csv", "compare.csv")
-    rows = [{**r, "mean": float(r["mean"]), "std": float(r["std"]) if r["std"] else math.nan} for r in rows]
+    _, read = read_csv(Path(out) / "compare.csv", "compare.csv")
+    rows = [{**r, "mean": float(r["mean"]), "std": float(r["std"]) if r["std"] else math.nan} for r in read]
     for v in result["verdicts"]:
         print(f"• {v}")
     return Comparison(Path(out), table(rows), list(result["verdicts"]))
