@@ -1,14 +1,7 @@
 """The schema of an experiment config, validated with pydantic: each section's keys, their types and
 ranges, the open sections checked against their registries (`invmap.config.registries`), and one-line
-errors naming the key path and what is allowed (`validate_config`).
-
-    name, seed
-    data:       source, size, train, val, test, simulation, test_simulation, params{...}
-    operator:   name + the operator's own parameters (checked against `invmap.operators`)
-    noise:      name + the noise model's parameters (checked against `invmap.noise`)
-    model:      name, input + the architecture's parameters (checked against `invmap.models`)
-    training:   optimizer, lr, schedule, loss, batch_size, epochs, max_minutes, device, amp, ...
-    evaluation: methods, tune, tune_grid, params, batch_size, data_range
+errors naming the key path and what is allowed (`validate_config`). The sections are listed in
+`invmap.config`'s docstring.
 """
 
 from __future__ import annotations
