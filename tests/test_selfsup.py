@@ -399,6 +399,18 @@ def test_training_from_a_folder_of_measurements(loss, tmp_path):
     assert "model" in rows
 
 
+def test_training_reads_each_measurement_file_once(tmp_path, monkeypatch):
+    """The check before anything is written reads the files; the training takes what it read."""
+    import invmap.data.measurements as measurements
+
+    folder = write_measurements(tmp_path / "scans", n=6)
+    reads, read = [], measurements.read_bytes
+    monkeypatch.setattr(measurements, "read_bytes", lambda p, what: reads.append(p.name) or read(p, what))
+    train(tiny("training.supervision=mc", f"data.measurements={folder}", "data.val=2", "training.epochs=1"),
+          tmp_path / "run", progress=False)
+    assert sorted(reads) == sorted(f.name for f in folder.iterdir())
+
+
 def _bad_folder(tmp_path, case):
     import numpy as np
 

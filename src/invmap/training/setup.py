@@ -256,7 +256,7 @@ class Pairs:
 
     def __init__(self, config: Config, physics, split: str, recon, device: torch.device,
                  fresh_noise: bool = False, chunk: int = 64, num_workers: int = 0, stream: bool = False,
-                 raw: bool = False):
+                 raw: bool = False, measured: torch.Tensor | None = None):
         d = config.data
         src = d.images(split, config.seed)
         sim = d.nominal_simulation if split != "test" else d.test_simulation
@@ -271,8 +271,9 @@ class Pairs:
         self.given = bool(d.measurements) and split != "test"  # y from files, no x (`invmap.data.measurements`)
         if self.given:
             op = physics.operator
-            self.clean = load_split(d.measurements, split, d.train, d.val, op.out_shape,
-                                    bool(op.complex_output)).to(device)  # the measurements, noise and all
+            if measured is None:  # not read by `check_measurements` before
+                measured = load_split(d.measurements, split, d.train, d.val, op.out_shape, bool(op.complex_output))
+            self.clean = measured.to(device)  # the measurements, noise and all
             self.n = len(self.clean)
             self.x = torch.full((self.n, 1, d.size, d.size), float("nan"), device=device)  # no x: never read
             self.z = self.inputs(list(range(self.n)))
@@ -494,14 +495,16 @@ def check_memory(config: Config, physics) -> int:
 
 
 
-def check_measurements(config: Config, physics) -> None:
+def check_measurements(config: Config, physics) -> dict[str, torch.Tensor]:
     """Given measurements (``data.measurements``) hold y without x: only a self-supervised run can
     learn from them, with the config's one K; every file is checked (shape, kind, finite values)
-    here, before anything is written. One-line ValueErrors."""
+    here, before anything is written. One-line ValueErrors. Returns what it read, {split: y}
+    (empty without given measurements): the training takes these (`Pairs` ``measured``), so
+    each file is read once."""
 
     d = config.data
     if not d.measurements:
-        return
+        return {}
     if config.training.supervision == "x":
         raise ValueError("data.measurements holds y without x: supervised training (training.supervision x) cannot "
                          "learn from it; choose mc, ei, sure or split")
@@ -509,8 +512,8 @@ def check_measurements(config: Config, physics) -> None:
         raise ValueError("data.measurements: given measurements were taken with one K (the config's); drawn "
                          "operator or noise parameters cannot describe them")
     op = physics.operator
-    for split in ("train", "val"):
-        load_split(d.measurements, split, d.train, d.val, op.out_shape, bool(op.complex_output))
+    return {split: load_split(d.measurements, split, d.train, d.val, op.out_shape, bool(op.complex_output))
+            for split in ("train", "val")}
 
 
 def check_config(config: Config, device: torch.device = torch.device("meta")) -> Any:
