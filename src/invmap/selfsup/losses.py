@@ -49,6 +49,7 @@ import torch
 from ..data.sources import mix_seed, split_code
 from ..physics import Physics
 from . import transforms
+from .variance import per_image as _per_image, real as _real, variance as _variance
 
 #: how a run is supervised: ``x`` = pairs (y, x) with `training.loss`; the others learn from y alone
 SUPERVISIONS = ("x", "mc", "ei", "sure", "split")
@@ -58,27 +59,6 @@ SELFSUP_STREAM = 0x5E1F5
 SPLIT_CACHE = 16
 
 Call = Callable[[torch.Tensor, Any], torch.Tensor]
-
-
-def _real(t: torch.Tensor) -> torch.Tensor:
-    """A real view of y-shaped t (complex: its [Re, Im] as a last axis)."""
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
-def _per_image(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).sum(dim=1)
-
-
-def _variance(y: torch.Tensor, physics: Physics) -> tuple[torch.Tensor, torch.Tensor]:
-    """(v, m): the noise variance of each real component of y (0 off the measured entries), and
-    the mask of the measured real components, both shaped like `_real(y)`."""
-    op = physics.operator
-    mask = op.measured()
-    v = physics.noise.variance(y.detach(), mask).to(torch.float32)
-    m = torch.ones(y.shape, dtype=torch.bool, device=y.device) if mask is None else mask.to(y.device).expand(y.shape)
-    if y.is_complex():  # E|e|² = v per complex entry: v/2 on each of Re and Im
-        v, m = (v / 2).unsqueeze(-1).expand(*v.shape, 2), m.unsqueeze(-1).expand(*m.shape, 2)
-    return v, m
 
 
 def noise_weights(y: torch.Tensor, physics: Physics) -> torch.Tensor:
