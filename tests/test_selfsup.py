@@ -511,6 +511,17 @@ def test_a_run_from_measurements_calibrates_no_bound_on_x_it_lacks(tmp_path, cap
 
     rows = {r["method"]: r for r in csv.DictReader((tmp_path / "run" / "metrics.csv").open())}
     assert rows["model"]["psnr_bound_mean"] in ("", "nan") and rows["model"]["psnr_mean"] not in ("", "nan")
+    # nor does it choose by PSNR: no zoo entry picked by its test PSNR, no zoo card of its own
+    from invmap.evaluation.zoo_build import make_entry
+    from invmap.evaluation.zoo_task import beside, check_psnr
+
+    assert beside(load_config(None)) != []  # the default task has an entry, picked by its test PSNR …
+    assert beside(load_config(None, [f"data.measurements={folder}", "training.supervision=ei"])) == []  # … not here
+    with pytest.raises(ValueError, match="cannot become a zoo entry: it learned from measurements without x"):
+        make_entry(tmp_path / "run", "mine", tmp_path / "zoo", config="c.yaml", command="c", summary="s", task="t")
+    with pytest.raises(ValueError, match="no test PSNR for a zoo card"):
+        check_psnr(tmp_path / "run")
+    assert not (tmp_path / "zoo").exists()
 
 
 def test_hdf5_observations_train_and_a_bad_file_is_one_line(tmp_path, capsys):

@@ -36,7 +36,7 @@ from .evaluation import figures, report, runs, stress, without_x
 from .evaluation.resolve import MODEL, TV, applicable_methods, check_names, classical, loaded_first
 from .evaluation.task import condition_from_config
 from .evaluation.trust import add_trust_scores, calibrate
-from .evaluation.zoo_task import beside
+from .evaluation.zoo_task import beside, lacks_x
 from .experiment import Experiment
 from .method_output import MethodFailure
 from .metrics import data_range_label
@@ -287,6 +287,9 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
 
     t0 = time.perf_counter()
     methods = list(config.evaluation.methods) + beside(config)  # what long training buys, beside the model
+    if config.evaluation.zoo is True and lacks_x(config):
+        say(f"note: no zoo entry beside the model (evaluation.zoo picks one by its test PSNR): {lacks_x(config)}; "
+            "name entries in evaluation.zoo to score them anyway")
     extra = [m for m in methods if zoo.is_pretrained(m)]
     say("[4/6] evaluate on the test set" + (f" (beside the model: {', '.join(extra)}, see `invmap zoo`)"
                                               if extra else ""))
