@@ -442,6 +442,30 @@ def test_training_reads_each_measurement_file_once(tmp_path, monkeypatch):
     assert sorted(reads) == sorted(f.name for f in folder.iterdir())
 
 
+def test_split_mean_averages_the_network_over_the_halves_it_was_trained_on(tmp_path, capsys):
+    """``split-mean``: f on each interleaved half of y (the inputs a split-trained network learned
+    from), averaged; evaluated beside ``model``; an operator with nothing to split fails in one line."""
+    from invmap.evaluation.resolve import RUN_METHODS
+    from invmap.models import load_model
+    from invmap.selfsup.halves import interleaved_halves
+
+    cfg = tiny("training.supervision=split", "training.epochs=1", "data.test=4", "evaluation.bound=0",
+               "evaluation.pixel_risk=0", "evaluation.zoo=false")
+    train(cfg, tmp_path / "run", progress=False)
+    model, _ = load_model(tmp_path / "run")
+    phys = cfg.physics()
+    y = phys.noisy(phys.operator(images(2)), torch.Generator().manual_seed(0))
+    avg = RUN_METHODS["split-mean"].build(model, {})
+    with torch.no_grad():
+        want = sum(model(take(y), Physics(k, phys.noise)) for k, take in interleaved_halves(phys.operator)) / 2
+        assert torch.allclose(avg(y, phys), want) and not torch.allclose(want, model(y, phys))
+    assert main(["evaluate", str(tmp_path / "run"), "--methods", "model,split-mean", "--no-figure"]) == 0
+    rows = (tmp_path / "run" / "metrics.csv").read_text()
+    assert "\nsplit-mean," in rows and "\nmodel," in rows
+    with pytest.raises(ValueError, match="operator 'identity' has nothing to split"):
+        avg(y, Physics(ops.build("identity", image_shape=(32, 32)), phys.noise))
+
+
 def _bad_folder(tmp_path, case):
     import numpy as np
 

@@ -28,7 +28,8 @@ CT: 23.4 dB against MC alone's 27.0 on 32² images, 16 views, 384 steps.)
   of the input's) must be predicted; the input half keeps x̂ consistent with what it was given
   (without it, the part of x̂ only K_A sees is never fitted: on inpainting and MRI that part came
   out arbitrary). At reconstruction the network gets all of y — inputs unlike the half-inputs it
-  was trained on (Noise2Inverse averages over the splits instead; not done here).
+  was trained on; the run method ``split-mean`` averages over the two halves instead, as
+  Noise2Inverse does (`invmap.selfsup.halves.SplitAverage`).
 
 What a task cannot serve is refused before anything runs (`SelfSupervised.check`): SURE without
 Gaussian noise of known σ, a transform group the operator does not declare, splitting an
@@ -49,6 +50,7 @@ import torch
 from ..data.sources import mix_seed, split_code
 from ..physics import Physics
 from . import transforms
+from .halves import interleaved_halves, splittable
 from .variance import per_image as _per_image, real as _real, variance as _variance
 
 #: how a run is supervised: ``x`` = pairs (y, x) with `training.loss`; the others learn from y alone
@@ -185,11 +187,8 @@ class SelfSupervised:
                 have = f"only {', '.join(groups)}" if groups else "none"
                 raise ValueError(f"training.ei_group {self.group}: operator '{name}' does not declare it (its images "
                                  f"stay images of the task under {have}); choose one it declares")
-        if self.kind == "split":
-            units = op.split_units()
-            if units is None or len(torch.unique(units[units >= 0])) < 2:
-                raise ValueError(f"training.supervision split: operator '{name}' has nothing to split its "
-                                 "measurements into (no views, sampled lines or observed pixels); use mc, ei or sure")
+        if self.kind == "split" and splittable(op) is not None:
+            raise ValueError(f"training.supervision split: {splittable(op)}; use mc, ei or sure")
 
     # ------------------------------------------------------------------ randomness
     def _generator(self, split: str, step: int, *more: int) -> torch.Generator:
@@ -205,14 +204,7 @@ class SelfSupervised:
         if hit is not None and hit[0] is op:
             self._splits.move_to_end(id(op))
             return hit[1]
-        units = op.split_units()
-        ids = torch.unique(units[units >= 0])
-        n = int(units.max()) + 1
-        halves = []
-        for parity in (0, 1):
-            keep = torch.zeros(n, dtype=torch.bool)
-            keep[ids[parity::2]] = True
-            halves.append(op.restricted(keep))
+        halves = interleaved_halves(op)
         self._splits[id(op)] = (op, halves)
         while len(self._splits) > SPLIT_CACHE:
             self._splits.popitem(last=False)
