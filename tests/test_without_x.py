@@ -22,9 +22,9 @@ TASK = ["operator.name=inpainting", "noise.relative=null", "noise.sigma=0.05", "
         "evaluation.params={tv: {iters: 60}}", "evaluation.batch_size=4"]
 
 
-def _scans(folder, noise: list[str] | None = None, n: int = N):
+def _scans(folder, noise: list[str] | None = None, n: int = N, ops: list[str] | None = None):
     """n measurements y of ellipses simulated with the task's own K and noise, as .npy files; returns x."""
-    cfg = load_config(None, _task(noise))
+    cfg = load_config(None, _task(noise, ops))
     phys = cfg.physics()
     x = build_source("ellipses", size=SIZE, count=n, seed=11).batch(list(range(n)))
     y = phys.noisy(phys.operator(x), torch.Generator().manual_seed(3))
@@ -34,16 +34,17 @@ def _scans(folder, noise: list[str] | None = None, n: int = N):
     return x, phys
 
 
-def _task(noise: list[str] | None = None) -> list[str]:
-    """TASK, with `noise` settings in place of its Gaussian noise."""
-    return list(TASK) if noise is None else [s for s in TASK if not s.startswith("noise.")] + noise
+def _task(noise: list[str] | None = None, ops: list[str] | None = None) -> list[str]:
+    """TASK, with `noise` settings in place of its Gaussian noise (and `ops` of its operator)."""
+    drop = ("noise.",) * (noise is not None) + ("operator.",) * (ops is not None)
+    return [s for s in TASK if not (drop and s.startswith(drop))] + (noise or []) + (ops or [])
 
 
-def _sets(tmp_path, *more: str, noise: list[str] | None = None) -> list[str]:
+def _sets(tmp_path, *more: str, noise: list[str] | None = None, ops: list[str] | None = None) -> list[str]:
     """A task file and the task's settings: the arguments after ``invmap evaluate``."""
     cfg = tmp_path / "task.yaml"
     cfg.write_text("name: without-x\n")
-    return [str(cfg)] + [a for s in _task(noise) + list(more) for a in ("--set", s)]
+    return [str(cfg)] + [a for s in _task(noise, ops) + list(more) for a in ("--set", s)]
 
 
 def test_evaluate_scores_consistency_and_sure_and_never_a_psnr(tmp_path, capsys):
@@ -114,3 +115,20 @@ def test_a_bad_test_measurement_is_one_line_before_anything_is_written(case, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("invmap: error:") and want in err[0], err
     assert not out.exists()
+
+
+def test_no_sure_number_where_the_pseudo_inverse_is_not_reached(tmp_path, capsys, monkeypatch):
+    """Projected SURE holds for the exact K⁺ alone: where CGLS does not reach it (an ill-conditioned K;
+    here forced by two iterations on CT) the column is empty and a note says why, not a wrong number."""
+    from invmap.selfsup import projected
+
+    monkeypatch.setattr(without_x, "projected_sure", lambda *a, **k: projected.projected_sure(*a, **k, max_iter=2))
+    ct = ["operator.name=tomography", "operator.angles=12", "noise.relative=null", "noise.sigma=0.05"]
+    _scans(tmp_path / "scans", ops=ct)
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--methods", "adjoint", "--out", str(out), "--no-figure",
+                 *_sets(tmp_path, f"data.test_measurements={tmp_path / 'scans'}", ops=ct)]) == 0
+    said = capsys.readouterr()
+    row = without_x.read(out / without_x.CSV)[0]
+    assert row["sure_mse_mean"] is None and row["chi2_mean"] is not None
+    assert "no SURE estimate: not computed: K⁺ by CGLS did not reach its tolerance" in said.out + said.err

@@ -10,7 +10,9 @@ SSIM or error against x. For each method x̂_i = method(y_i, K) it scores what y
   Noise-free measurements have no such scale: the column is then empty and a note says so.
 - ``sure_mse``, projected SURE (`invmap.selfsup.projected`): an unbiased estimate of
   ‖P(x̂ − x)‖²/n, the MSE in the range of Kᵀ (P = K⁺K; for K = I the MSE itself), valid for Gaussian
-  noise of known σ only; elsewhere the column is empty and a note says why. The part of the error
+  noise of known σ only, and where CGLS reaches K⁺ (an ill-conditioned K such as sparse-view CT
+  gets no number: K⁺ amplifies the noise past any use); elsewhere the column is empty and a note
+  says why. The part of the error
   in the null space of K is invisible from y: the estimate is a lower bound of the MSE.
 
 ``consistency.csv`` and ``consistency.md`` hold these columns, plus ``x`` = "no x" on every row;
@@ -31,7 +33,7 @@ from ..data.sources import mix_seed
 from ..files import read_csv
 from ..method_output import check_output, MethodFailure
 from ..selfsup.losses import sure_available
-from ..selfsup.projected import projected_sure
+from ..selfsup.projected import NotConverged, projected_sure
 from ..selfsup.variance import per_image, real, variance
 from .evaluate import reconstruct
 
@@ -81,14 +83,19 @@ def score_without_x(methods: Mapping[str, Method], y: torch.Tensor, physics: Any
             c = chi2(x_hat, y, physics)
             est = None
             if sure_ok:
-                parts = []
-                for i in range(0, y.shape[0], max(1, batch_size)):
-                    yb = y[i:i + batch_size]
-                    gens = [torch.Generator().manual_seed(mix_seed(seed, PROBE_STREAM, i + k)) for k in range(len(yb))]
-                    with torch.no_grad():
-                        parts.append(projected_sure(lambda v, p: method(v, p), yb, physics, gens,
-                                                    x_hat=x_hat[i:i + batch_size].to(yb.device)).double().cpu())
-                est = torch.cat(parts)
+                try:
+                    parts = []
+                    for i in range(0, y.shape[0], max(1, batch_size)):
+                        yb = y[i:i + batch_size]
+                        gens = [torch.Generator().manual_seed(mix_seed(seed, PROBE_STREAM, i + k))
+                                for k in range(len(yb))]
+                        with torch.no_grad():
+                            parts.append(projected_sure(lambda v, p: method(v, p), yb, physics, gens,
+                                                        x_hat=x_hat[i:i + batch_size].to(yb.device)).double().cpu())
+                    est = torch.cat(parts)
+                except NotConverged as e:  # an ill-conditioned K: no number rather than a wrong one
+                    sure_ok, what = False, f"not computed: {e}"
+                    notes.append(f"no SURE estimate: {what}")
         except Exception as e:  # noqa: BLE001 - one line per method; re-raised unless keep_going
             if not keep_going:
                 if isinstance(e, MethodFailure):

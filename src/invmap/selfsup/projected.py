@@ -16,7 +16,7 @@ one Monte-Carlo probe b ~ N(0, I) on the measured entries (unbiased, like `losse
 
 K⁺ r is the minimum-norm least-squares solution of K z = r, which CGLS started at z = 0 reaches
 (`invmap.solvers.CGLS`; where KKᵀ is diagonal — inpainting, MRI masks — in one iteration; for CT
-it runs to its tolerance or `max_iter`). For K = I the estimate is the plain SURE of the MSE.
+it must reach its tolerance within `max_iter`, else no estimate is given). For K = I the estimate is the plain SURE of the MSE.
 Per image it is divided by n (pixels): an estimate of the projected MSE ‖P(x̂ − x)‖²/n, which is
 a lower bound of the MSE ‖x̂ − x‖²/n: the null-space part of the error is invisible from y.
 """
@@ -38,19 +38,33 @@ PINV_TOL = 1e-6
 Call = Callable[[torch.Tensor, Physics], torch.Tensor]
 
 
-def pseudo_inverse(op, r: torch.Tensor, max_iter: int = PINV_ITERS, tol: float = PINV_TOL) -> torch.Tensor:
+class NotConverged(ValueError):
+    """K⁺ r by CGLS did not reach its tolerance: the estimate would not be the one derived."""
+
+
+def pseudo_inverse(op, r: torch.Tensor, max_iter: int = PINV_ITERS, tol: float = PINV_TOL,
+                   require: bool = False) -> torch.Tensor:
     """K⁺ r ``[B, 1, *in_shape]`` for measurements r ``[B, 1, *out_shape]``: CGLS from zero (the
-    minimum-norm least-squares solution of K z = r)."""
+    minimum-norm least-squares solution of K z = r). `require`: a `NotConverged` error when a sample
+    has not reached the tolerance `tol` in `max_iter` iterations (an ill-conditioned K)."""
     solver = CGLS(op, r, max_iter=max_iter, tol=tol, record_every=max(1, max_iter))
-    return solver.solve()
+    z = solver.solve()
+    if require and not bool(solver.stopped().all()):
+        raise NotConverged(f"K⁺ by CGLS did not reach its tolerance {tol:g} in {max_iter} iterations: K is "
+                           "too ill-conditioned for projected SURE (K⁺ amplifies the noise past any use)")
+    return z
 
 
 def projected_sure(call: Call, y: torch.Tensor, physics: Physics, probes: Sequence[torch.Generator],
                    x_hat: torch.Tensor | None = None, eps: float = 0.01, max_iter: int = PINV_ITERS,
-                   tol: float = PINV_TOL) -> torch.Tensor:
+                   tol: float = PINV_TOL, require: bool = True) -> torch.Tensor:
     """Projected SURE of ‖P(x̂ − x)‖²/n per image ``[B]`` (module docstring) for x̂ = call(y, physics)
     (given as `x_hat` when already made), one Monte-Carlo probe per image from `probes`; Gaussian
-    noise of known variance only (`losses.sure_available`). ε = `eps`·√v̄ per image."""
+    noise of known variance only (`losses.sure_available`). ε = `eps`·√v̄ per image. A K whose K⁺
+    CGLS cannot reach to `tol` in `max_iter` iterations raises `NotConverged` (no number: the
+    identity above holds for the exact K⁺ alone; on 128² 60-view CT a truncated K⁺ gave 2.8× the
+    true projected MSE and 1000 iterations 27×, BENCHMARKS.md); `require` False computes it anyway
+    (to measure that)."""
     op = physics.operator
     if x_hat is None:
         x_hat = call(y, physics)
@@ -70,12 +84,12 @@ def projected_sure(call: Call, y: torch.Tensor, physics: Physics, probes: Sequen
     x_b = call(yb, physics).to(dtype)
     x0 = x_hat.to(dtype)
     kx = op(x0)
-    fit = pseudo_inverse(op, kx - y.to(kx.dtype), max_iter, tol)
-    vb = pseudo_inverse(op, complex_like(v.to(dtype) * b), max_iter, tol)
-    sb = pseudo_inverse(op, complex_like(v.to(dtype).sqrt() * b), max_iter, tol)
+    fit = pseudo_inverse(op, kx - y.to(kx.dtype), max_iter, tol, require)
+    vb = pseudo_inverse(op, complex_like(v.to(dtype) * b), max_iter, tol, require)
+    sb = pseudo_inverse(op, complex_like(v.to(dtype).sqrt() * b), max_iter, tol, require)
     div = _per_image(vb * (x_b - x0)) / step.flatten()
     value = _per_image(fit * fit) + 2 * div - _per_image(sb * sb)
     return value / float(x_hat[0].numel())
 
 
-__all__ = ["pseudo_inverse", "projected_sure", "PINV_ITERS", "PINV_TOL"]
+__all__ = ["NotConverged", "pseudo_inverse", "projected_sure", "PINV_ITERS", "PINV_TOL"]
