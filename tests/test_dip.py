@@ -170,7 +170,11 @@ def test_dip_runs_in_reconstruct_evaluate_and_stress_and_is_listed(tmp_path, cap
                  "--simulate", "--input", str(img), "--output", str(out)] + _task(tmp_path)) == 0
     assert np.load(out).shape == (SIZE, SIZE)
     run = tmp_path / "ev"
+    capsys.readouterr()
     assert main(["evaluate", str(cfg), "--methods", "tv,dip", "--out", str(run), "--no-figure"] + _task(tmp_path)) == 0
+    said = capsys.readouterr()
+    said = said.out + said.err
+    assert "tuned tv:" in said and "tuned dip" not in said and "dip: configured parameters, not tuned" in said, said
     rows = {r["method"]: r for r in read_metrics(run / "metrics.csv")}
     assert rows["dip"]["n"] == 2 and rows["dip"]["psnr_mean"] > 20
     entry = json.loads((run / "baselines.json").read_text())["dip"]

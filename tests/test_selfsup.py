@@ -18,6 +18,7 @@ from invmap.config import load_config
 from invmap.physics import Physics
 from invmap.selfsup import GROUPS, SelfSupervised, measurement_consistency, noise_weights, sure
 from invmap.selfsup.losses import mean_gain
+from invmap.selfsup.projected import projected_sure, pseudo_inverse
 from invmap.selfsup import transforms
 from invmap.training import load_checkpoint, read_log, train
 from invmap.training import setup as training_setup
@@ -107,6 +108,36 @@ def test_sure_is_unbiased_for_the_error_k_sees(op):
     d = est - true
     assert abs(float(d.mean())) < 4 * float(d.std()) / len(d) ** 0.5 + 1e-9, (float(d.mean()), float(d.std()))
     assert float(true.mean()) > 10 * float(d.std()) / len(d) ** 0.5  # the test can tell a wrong estimate
+
+
+@pytest.mark.parametrize("op", ["tomography", "inpainting", "mri", "identity"])
+def test_projected_sure_is_unbiased_for_the_projected_error(op):
+    """Averaged over noise draws, projected SURE equals the true ‖P(x̂ − x)‖²/n (P = K⁺K, the
+    projection onto the range of Kᵀ) of a fixed nonlinear map x̂ = tanh(3·Kᵀy)/2, within 4 standard
+    errors, for a non-invertible K (sparse-view CT through CGLS; masks where KKᵀ is diagonal); the
+    error in the null space of K, which no y reveals, is not in it."""
+    size = 12
+    K = ops.build(op, image_shape=(size, size), **({"angles": 5} if op == "tomography" else {}))
+    phys = Physics(K, noise_mod.build("gaussian", sigma=0.05))
+    n = 384
+    x = images(8, size).repeat(n // 8, 1, 1, 1).double()
+    y = torch.cat([phys.noisy(K(x[i:i + 1]), torch.Generator().manual_seed(100 + i)) for i in range(n)])
+
+    def call(v, p):
+        return torch.tanh(3 * p.operator.adjoint(v)) / 2
+
+    x_hat = call(y, phys)
+    est = projected_sure(call, y, phys, [torch.Generator().manual_seed(7000 + i) for i in range(n)], x_hat=x_hat)
+    proj = pseudo_inverse(K, K(x_hat - x), max_iter=500, tol=1e-12)
+    true = (proj ** 2).flatten(1).sum(1) / size ** 2
+    d = est - true
+    assert abs(float(d.mean())) < 4 * float(d.std()) / n ** 0.5 + 1e-12, (float(d.mean()), float(d.std()))
+    assert float(true.mean()) > 10 * float(d.std()) / n ** 0.5  # the test can tell a wrong estimate
+    mse = ((x_hat - x) ** 2).flatten(1).mean(1)
+    if op != "identity":  # the null-space error is real and missing from what is estimated
+        assert float(mse.mean() - true.mean()) > 1e-3
+    else:
+        assert torch.allclose(true, mse)
 
 
 def test_transform_draws_are_group_elements_other_than_the_identity():
@@ -399,6 +430,42 @@ def test_training_from_a_folder_of_measurements(loss, tmp_path):
     assert "model" in rows
 
 
+def test_training_reads_each_measurement_file_once(tmp_path, monkeypatch):
+    """The check before anything is written reads the files; the training takes what it read."""
+    import invmap.data.measurements as measurements
+
+    folder = write_measurements(tmp_path / "scans", n=6)
+    reads, read = [], measurements.read_bytes
+    monkeypatch.setattr(measurements, "read_bytes", lambda p, what: reads.append(p.name) or read(p, what))
+    train(tiny("training.supervision=mc", f"data.measurements={folder}", "data.val=2", "training.epochs=1"),
+          tmp_path / "run", progress=False)
+    assert sorted(reads) == sorted(f.name for f in folder.iterdir())
+
+
+def test_split_mean_averages_the_network_over_the_halves_it_was_trained_on(tmp_path, capsys):
+    """``split-mean``: f on each interleaved half of y (the inputs a split-trained network learned
+    from), averaged; evaluated beside ``model``; an operator with nothing to split fails in one line."""
+    from invmap.evaluation.resolve import RUN_METHODS
+    from invmap.models import load_model
+    from invmap.selfsup.halves import interleaved_halves
+
+    cfg = tiny("training.supervision=split", "training.epochs=1", "data.test=4", "evaluation.bound=0",
+               "evaluation.pixel_risk=0", "evaluation.zoo=false")
+    train(cfg, tmp_path / "run", progress=False)
+    model, _ = load_model(tmp_path / "run")
+    phys = cfg.physics()
+    y = phys.noisy(phys.operator(images(2)), torch.Generator().manual_seed(0))
+    avg = RUN_METHODS["split-mean"].build(model, {})
+    with torch.no_grad():
+        want = sum(model(take(y), Physics(k, phys.noise)) for k, take in interleaved_halves(phys.operator)) / 2
+        assert torch.allclose(avg(y, phys), want) and not torch.allclose(want, model(y, phys))
+    assert main(["evaluate", str(tmp_path / "run"), "--methods", "model,split-mean", "--no-figure"]) == 0
+    rows = (tmp_path / "run" / "metrics.csv").read_text()
+    assert "\nsplit-mean," in rows and "\nmodel," in rows
+    with pytest.raises(ValueError, match="operator 'identity' has nothing to split"):
+        avg(y, Physics(ops.build("identity", image_shape=(32, 32)), phys.noise))
+
+
 def _bad_folder(tmp_path, case):
     import numpy as np
 
@@ -468,6 +535,17 @@ def test_a_run_from_measurements_calibrates_no_bound_on_x_it_lacks(tmp_path, cap
 
     rows = {r["method"]: r for r in csv.DictReader((tmp_path / "run" / "metrics.csv").open())}
     assert rows["model"]["psnr_bound_mean"] in ("", "nan") and rows["model"]["psnr_mean"] not in ("", "nan")
+    # nor does it choose by PSNR: no zoo entry picked by its test PSNR, no zoo card of its own
+    from invmap.evaluation.zoo_build import make_entry
+    from invmap.evaluation.zoo_task import beside, check_psnr
+
+    assert beside(load_config(None)) != []  # the default task has an entry, picked by its test PSNR …
+    assert beside(load_config(None, [f"data.measurements={folder}", "training.supervision=ei"])) == []  # … not here
+    with pytest.raises(ValueError, match="cannot become a zoo entry: it learned from measurements without x"):
+        make_entry(tmp_path / "run", "mine", tmp_path / "zoo", config="c.yaml", command="c", summary="s", task="t")
+    with pytest.raises(ValueError, match="no test PSNR for a zoo card"):
+        check_psnr(tmp_path / "run")
+    assert not (tmp_path / "zoo").exists()
 
 
 def test_hdf5_observations_train_and_a_bad_file_is_one_line(tmp_path, capsys):

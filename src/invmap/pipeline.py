@@ -32,11 +32,11 @@ from typing import Any, Callable, Sequence
 
 from . import zoo
 from .evaluation import evaluate as ev
-from .evaluation import figures, report, runs, stress
+from .evaluation import figures, report, runs, stress, without_x
 from .evaluation.resolve import MODEL, TV, applicable_methods, check_names, classical, loaded_first
 from .evaluation.task import condition_from_config
 from .evaluation.trust import add_trust_scores, calibrate
-from .evaluation.zoo_task import beside
+from .evaluation.zoo_task import beside, lacks_x
 from .evaluation.experiment import Experiment
 from .method_output import MethodFailure
 from .metrics import data_range_label
@@ -151,6 +151,8 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
     `keep_going` the others are scored and metrics.md lists the failure.
     """
     config = exp.config
+    if config.data.test_measurements:  # y without x: what y alone says, no PSNR
+        return _evaluate_without_x(exp, out_dir, methods, test_n, say, tune_seconds, built, keep_going)
     metrics_csv = Path(out_dir) / "metrics.csv"
     figs = inside(out_dir, "figures", "the figures folder")  # a link out of the run: refused before any work
     earlier = (ev.read_metrics(metrics_csv, within=out_dir)  # a damaged table fails before any work
@@ -194,6 +196,31 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
     return rows
 
 
+def _evaluate_without_x(exp: Experiment, out_dir: Path, methods: Sequence[str] | None, test_n: int | None,
+                        say: Callable[[str], None], tune_seconds: float, built: Built | None,
+                        keep_going: bool) -> list[dict]:
+    """`evaluate_run` on ``data.test_measurements`` (y without x, `invmap.evaluation.without_x`): the
+    measurements are read and checked before any method is built or tuned; writes consistency.csv /
+    consistency.md (a metrics.csv scored against x earlier is left as it is); returns the rows."""
+    y, phys = exp.test_measurements(test_n)  # a bad file fails here, before anything is written
+    inside(out_dir, without_x.CSV, "the consistency table")
+    if built is None:
+        built = prepare(exp, methods, exp.run_dir if exp.run_dir is not None else Path(out_dir), tune_seconds, say)
+    say(f"scoring {', '.join(built.methods)} on {y.shape[0]} test measurements without x "
+        f"({exp.config.data.test_measurements}): data consistency and SURE, no PSNR")
+    rows, failed, notes = without_x.score_without_x(built.methods, y, phys, exp.config.evaluation.batch_size,
+                                                    seed=int(exp.config.seed), keep_going=keep_going)
+    for line in notes + [f"{n} failed: {why}" for n, why in failed.items()]:
+        say(f"note: {line}")
+    without_x.write(rows, out_dir, failed, notes)
+    return rows
+
+
+def table_text(rows: Sequence[dict]) -> str:
+    """The terminal table of `evaluate_run`'s rows: against x, or without x (no PSNR column)."""
+    return without_x.text_table(rows) if without_x.is_without_x(rows) else ev.text_table(rows)
+
+
 def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str] | None = None,
                say: Callable[[str], None] = lambda s: None, tune_seconds: float = runs.TUNE_SECONDS,
                built: Built | None = None) -> tuple[list[dict], dict]:
@@ -207,6 +234,9 @@ def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str]
         overrides = {TV: {"iters": int(settings.tv_iters)}} if settings.tv_iters else {}
         built = prepare(exp, methods, run_dir, tune_seconds, say, overrides)
     recon, baselines = built.methods, built.baselines
+    if config.data.test_measurements:  # the study needs x to simulate each level: it has data.source's
+        say(f"note: the stress study simulates its levels from {config.data.source} images (with x); the test "
+            "measurements without x (data.test_measurements) are scored by `invmap evaluate` alone")
     ref = condition_from_config(config, n=settings.n_per_level, simulation=config.data.nominal_simulation)
     return stress.stress_study(recon, ref, run_dir, kinds=settings.kinds, folder=settings.folder,
                                batch_size=settings.batch_size, data_range=config.evaluation.data_range,
@@ -257,13 +287,16 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
 
     t0 = time.perf_counter()
     methods = list(config.evaluation.methods) + beside(config)  # what long training buys, beside the model
+    if config.evaluation.zoo is True and lacks_x(config):
+        say(f"note: no zoo entry beside the model (evaluation.zoo picks one by its test PSNR): {lacks_x(config)}; "
+            "name entries in evaluation.zoo to score them anyway")
     extra = [m for m in methods if zoo.is_pretrained(m)]
     say("[4/6] evaluate on the test set" + (f" (beside the model: {', '.join(extra)}, see `invmap zoo`)"
                                               if extra else ""))
     built = prepare(exp, methods, run_dir, o.tune_seconds, say)  # once, for evaluation and stress
     rows = evaluate_run(exp, run_dir, say=say, built=built, test_n=o.test_n, keep_going=o.stress.keep_going)
     if o.progress:
-        print(ev.text_table(rows), file=sys.stderr)
+        print(table_text(rows), file=sys.stderr)
     log = run_dir / "train_log.csv"
     if log.exists():
         figures.training_curves(log, inside(run_dir, "figures", "the figures folder") / "training_curves.png")

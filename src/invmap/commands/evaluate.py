@@ -6,6 +6,10 @@ Methods: ``model`` (the run's trained network) and any variational method (see
 made by ``invmap train`` has none: they are tuned first, said on stderr, and recorded).
 Writes metrics.csv and metrics.md into the run directory (or --out) and prints the table;
 rows of methods not evaluated this time stay in metrics.csv.
+
+With ``data.test_measurements`` (a test set of y without x) no PSNR can be computed: each method
+is scored by its noise-weighted data misfit and projected SURE instead (`invmap.evaluation.without_x`),
+written to consistency.csv and consistency.md.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from ..atomic import atomic_write
-from ..evaluation import runs
+from ..evaluation import runs, without_x
 from ..evaluation.evaluate import text_table
 from ..evaluation.resolve import parse
 from ..evaluation.experiment import Experiment
@@ -55,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
                         say=lambda s: print(s), tune_seconds=args.tune_seconds, keep_going=args.keep_going)
     if run_dir is None and not (out / "config.yaml").exists():  # a config's evaluation is a run of its
         atomic_write(out / "config.yaml", config.to_yaml())    # methods: `invmap stress OUT` takes it on
+    if without_x.is_without_x(rows):  # data.test_measurements: y without x, no PSNR to print
+        print(without_x.text_table(rows))
+        print(f"wrote {out / without_x.CSV} and {out / without_x.MD}")
+        return 0
     print(text_table(rows))
     print(f"wrote {out / 'metrics.csv'} and {out / 'metrics.md'}")
     return 0

@@ -108,6 +108,9 @@ class DataConfig(_Section):
     #: a folder of .npy measurements y without x (`invmap.data.measurements`): training and validation
     #: data of a run learning from y alone; `source` then gives only the test set (with x)
     measurements: str | None = Field(None, min_length=1, max_length=4096)
+    #: a test set of measurements y without x (the same formats): `invmap evaluate` scores each method by
+    #: what y alone says (data consistency, projected SURE; `invmap.evaluation.without_x`), never by PSNR
+    test_measurements: str | None = Field(None, min_length=1, max_length=4096)
 
     @property
     def nominal_simulation(self) -> str:

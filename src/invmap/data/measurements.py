@@ -34,16 +34,19 @@ SUFFIX = ".npy"
 HDF5 = "hdf5:"
 #: the dataset of observations in each HDF5 file (LoDoPaB-CT's name)
 HDF5_DATASET = "data"
+#: the config keys of measurements without x: training and validation, and a test set
+KEY, TEST_KEY = "data.measurements", "data.test_measurements"
 
 
-def files_of(folder: str | Path) -> list[Path]:
-    """The ``.npy`` files of `folder`, sorted by name (a one-line error when there are none)."""
+def files_of(folder: str | Path, key: str = KEY) -> list[Path]:
+    """The ``.npy`` files of `folder`, sorted by name (a one-line error naming the config `key` when
+    there are none)."""
     d = Path(folder).expanduser()
     if not d.is_dir():
-        raise FileNotFoundError(f"data.measurements: folder not found: {d}")
+        raise FileNotFoundError(f"{key}: folder not found: {d}")
     found = sorted(p for p in d.iterdir() if p.suffix.lower() == SUFFIX)
     if not found:
-        raise ValueError(f"data.measurements: {d} holds no {SUFFIX} measurements")
+        raise ValueError(f"{key}: {d} holds no {SUFFIX} measurements")
     return found
 
 
@@ -59,12 +62,12 @@ def _header(p: Path) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(int(s) for s in shape), dtype
 
 
-def split_files(folder: str | Path, split: str, train: int, val: int) -> list[Path]:
+def split_files(folder: str | Path, split: str, train: int, val: int, key: str = KEY) -> list[Path]:
     """The files of `split` (``train`` or ``val``): the last `val` validate, at most `train` of the
     others train."""
-    found = files_of(folder)
+    found = files_of(folder, key)
     if len(found) <= val:
-        raise ValueError(f"data.measurements: {folder} holds {len(found)} measurement(s); data.val = {val} of them "
+        raise ValueError(f"{key}: {folder} holds {len(found)} measurement(s); data.val = {val} of them "
                          f"validate, so at least {val + 1} are needed")
     return found[len(found) - val:] if split == "val" else found[:len(found) - val][:train]
 
@@ -95,11 +98,11 @@ def read_measurements(paths: Sequence[Path], out_shape: Sequence[int], complex_y
     return out
 
 
-def _hdf5_files(spec: str) -> list[Path]:
+def _hdf5_files(spec: str, key: str = KEY) -> list[Path]:
     pattern = str(Path(spec[len(HDF5):]).expanduser())
     found = sorted(Path(f) for f in globlib.glob(pattern))
     if not found:
-        raise ValueError(f"data.measurements: no HDF5 file matches {pattern}")
+        raise ValueError(f"{key}: no HDF5 file matches {pattern}")
     return found
 
 
@@ -123,13 +126,14 @@ def _hdf5_header(f: Path, want: tuple[int, ...], complex_y: bool) -> int:
     return 1 if shape == want else shape[0]
 
 
-def _hdf5_frames(spec: str, split: str, train: int, val: int, want: tuple[int, ...], complex_y: bool) -> torch.Tensor:
+def _hdf5_frames(spec: str, split: str, train: int, val: int, want: tuple[int, ...], complex_y: bool,
+                 key: str = KEY) -> torch.Tensor:
 
-    files = _hdf5_files(spec)
+    files = _hdf5_files(spec, key)
     counts = [_hdf5_header(f, want, complex_y) for f in files]
     total = sum(counts)
     if total <= val:
-        raise ValueError(f"data.measurements: {spec} holds {total} observation(s); data.val = {val} of them validate, "
+        raise ValueError(f"{key}: {spec} holds {total} observation(s); data.val = {val} of them validate, "
                          f"so at least {val + 1} are needed")
     lo, hi = (total - val, total) if split == "val" else (0, min(train, total - val))
     itemsize = 8 if complex_y else 4
@@ -154,13 +158,21 @@ def _hdf5_frames(spec: str, split: str, train: int, val: int, want: tuple[int, .
     return out
 
 
-def load_split(spec: str, split: str, train: int, val: int, out_shape: Sequence[int], complex_y: bool) -> torch.Tensor:
+def load_split(spec: str, split: str, train: int, val: int, out_shape: Sequence[int], complex_y: bool,
+               key: str = KEY) -> torch.Tensor:
     """y ``[N, 1, *out_shape]`` of `split` (``train`` or ``val``) from ``data.measurements`` `spec`: a folder
-    of .npy files or ``hdf5:<glob>`` (the last `val` measurements validate, at most `train` others train)."""
+    of .npy files or ``hdf5:<glob>`` (the last `val` measurements validate, at most `train` others train).
+    `key`: the config key errors name."""
     want = tuple(int(s) for s in out_shape)
     if spec.startswith(HDF5):
-        return _hdf5_frames(spec, split, train, val, want, complex_y)
-    return read_measurements(split_files(spec, split, train, val), want, complex_y)
+        return _hdf5_frames(spec, split, train, val, want, complex_y, key)
+    return read_measurements(split_files(spec, split, train, val, key), want, complex_y)
 
 
-__all__ = ["files_of", "split_files", "read_measurements", "load_split"]
+def load_test(spec: str, n: int, out_shape: Sequence[int], complex_y: bool) -> torch.Tensor:
+    """The first `n` measurements y ``[N, 1, *out_shape]`` of ``data.test_measurements`` `spec` (a test set
+    without x, `invmap.evaluation.without_x`), checked like the training ones."""
+    return load_split(spec, "train", n, 0, out_shape, complex_y, TEST_KEY)
+
+
+__all__ = ["files_of", "split_files", "read_measurements", "load_split", "load_test"]

@@ -10,7 +10,8 @@
 - the validation pairs (y, x, physics) of the split the training validates on, each
   simulated once, when first asked for: the tuning of the baselines takes the first n and
   the trust calibration the first 2n of the same pairs;
-- the test pairs of the evaluation (``data.test``, or the n asked for), simulated once.
+- the test pairs of the evaluation (``data.test``, or the n asked for), simulated once; or, with
+  ``data.test_measurements``, test measurements y without x, read once (`test_measurements`).
 
 Sample i's noise is seeded by (seed, split, i) (`invmap.data.PairDataset`), so pair i is the
 same whichever call simulated it. The stress study builds its own conditions (each level moves
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from ..data import build_source
+from ..data.measurements import load_test
 from .task import condition_from_config, make_pairs
 
 Measured = tuple[torch.Tensor, torch.Tensor, Any]  # (y, x, physics)
@@ -40,6 +42,7 @@ class Experiment:
     physics: Any = None
     _val: Measured | None = field(default=None, repr=False)
     _test: dict[int, Measured] = field(default_factory=dict, repr=False)
+    _measured: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
     _val_size: int | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +78,21 @@ class Experiment:
             src = build_source(d.source, int(d.size), split="val", count=int(d.val), seed=int(self.config.seed), **d.params)
             self._val_size = min(int(d.val), len(src))
         return self._val_size
+
+    def test_measurements(self, n: int | None = None) -> tuple[torch.Tensor, Any]:
+        """(y, physics) of the first `n` measurements of ``data.test_measurements`` (default ``data.test``):
+        a test set without x, read (and checked) once per n; the task's one nominal physics."""
+        d = self.config.data
+        if not d.test_measurements:
+            raise ValueError("this run has no data.test_measurements (a test set of y without x)")
+        if self.config.physics_distribution().random:
+            raise ValueError("data.test_measurements: given measurements were taken with one K (the config's); drawn "
+                             "operator or noise parameters cannot describe them")
+        n = int(d.test if n is None else n)
+        if n not in self._measured:
+            op = self.operator
+            self._measured[n] = load_test(d.test_measurements, n, op.out_shape, bool(op.complex_output))
+        return self._measured[n], self.physics
 
     def test_pairs(self, n: int | None = None) -> Measured:
         """(y, x, physics) of the first `n` test images (default ``data.test``; ``data.test_simulation``)."""

@@ -24,6 +24,7 @@ from .figures import training_curves
 from .resolve import MODEL
 from .runs import baselines_note, read_baselines
 from .stress import read_stress_csv, read_stress_json
+from . import without_x
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -87,6 +88,17 @@ def metrics_html(rows: Sequence[Mapping]) -> str:
              _num(_or_nan(r.get("rho_mean"))), _num(_or_nan(r.get("trust_mean")))] for r in rows]
     table = html_table(header, body, ["model" if r["method"] == MODEL else "" for r in rows])
     return table + "".join(f"\n<p>{_e(bound_line(r))}.</p>" for r in rows if bound_line(r))
+
+
+def without_x_html(rows: Sequence[Mapping]) -> str:
+    """The methods scored on test measurements without x (`invmap.evaluation.without_x`): no PSNR column."""
+    header = ["method", "χ²/m (1 = at the noise level)", "SURE of the MSE", "time / image (ms)", "n"]
+    body = [[r["method"], f"{_num(_or_nan(r.get('chi2_mean')), 3)} ± {_num(_or_nan(r.get('chi2_std')), 3)}",
+             f"{_num(_or_nan(r.get('sure_mse_mean')), 5)} ± {_num(_or_nan(r.get('sure_mse_std')), 5)}",
+             _num(1e3 * float(r["seconds_per_image"]), 1), r["n"]] for r in rows]
+    what = next((r["sure_of"] for r in rows if r.get("sure_of")), "")
+    return (html_table(header, body, ["model" if r["method"] == MODEL else "" for r in rows])
+            + f"\n<p>No ground truth x: no PSNR or SSIM. {('SURE estimates ' + _e(what) + '.') if what else ''}</p>")
 
 
 def stress_table_html(shift: Mapping, rows: Sequence[Mapping], metric: str = "psnr") -> str:
@@ -198,7 +210,7 @@ def _present(p: Path) -> bool:
 def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequence[Mapping] = (),
                   figures: Sequence[tuple[str, str | Path]] = (), stress_rows: Sequence[Mapping] = (),
                   stress_meta: Mapping | None = None, stress_figures: Mapping[str, str | Path] | None = None,
-                  notes: Sequence[str] = ()) -> str:
+                  notes: Sequence[str] = (), consistency: Sequence[Mapping] = ()) -> str:
     """The HTML text of a report (images embedded from the given PNG paths)."""
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -223,6 +235,9 @@ def render_report(title: str, *, config_yaml: str | None = None, metrics: Sequen
     if metrics:
         parts.append("<h2>Test metrics</h2>")
         parts.append(metrics_html(metrics))
+    if consistency:
+        parts.append("<h2>Test measurements without x</h2>")
+        parts.append(without_x_html(consistency))
     for note in notes:
         parts.append(f"<p class=\"muted\">{_e(note)}</p>")
     for caption, p in figures:
@@ -274,6 +289,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, curves: boo
     figs = inside(d, "figures", "the figures folder")  # a link out of the run is neither read nor written
     cfg = read_text(d / "config.yaml", "config", within=d) if _present(d / "config.yaml") else None
     metrics = read_metrics(d / "metrics.csv", within=d) if _present(d / "metrics.csv") else []
+    consistency = without_x.read(d / without_x.CSV, within=d) if _present(d / without_x.CSV) else []
     stress_rows, stress_meta = read_stress(d)
     b = read_baselines(d)
     log = d / "train_log.csv"
@@ -293,7 +309,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, curves: boo
         notes.append(f"Baseline parameters ({baselines_note(b)}): "
                      + "; ".join(f"{k}: {json.dumps(v.get('params', v))}" for k, v in b.items()))
     text = render_report(f"invmap run: {d.name}", config_yaml=cfg, metrics=metrics, figures=figures,
-                         stress_rows=stress_rows, stress_meta=stress_meta, stress_figures=stress_figs, notes=notes)
+                         stress_rows=stress_rows, stress_meta=stress_meta, stress_figures=stress_figs, notes=notes,
+                         consistency=consistency)
     return atomic_write(Path(out) if out else d / "report.html", text)
 
 

@@ -6,7 +6,8 @@ A method name is, tried in this order (`parse`):
 - **run**: built from the run's trained model (`RUN_METHODS`): ``model`` (the trained network
   f_Θ, `invmap.models.load_model`) and ``safe`` (f_Θ anchored to the tuned TV it falls back to,
   `invmap.trust.SafeReconstructor`: argmin ½‖Kx − y‖² + λ TV(x) + (μ/2)‖x − f_Θ(y)‖², μ from the
-  trust score); both learned, never a classical baseline in a verdict;
+  trust score), and ``split-mean`` (f_Θ on each half of y, averaged: for a run trained by measurement
+  splitting, `invmap.selfsup.halves.SplitAverage`); all learned, never a classical baseline in a verdict;
 - **pretrained**: ``pretrained:NAME``, the model of a zoo entry of the run's task (`invmap.zoo`);
 - **registry**: a variational method (`invmap.variational.names()`: ``fbp``, ``tv``, …), the only
   ones invmap tunes and records in ``baselines.json``;
@@ -26,6 +27,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from .. import variational, zoo
 from ..plugins import method_names
+from ..selfsup.halves import SplitAverage
 from ..trust import SafeReconstructor
 
 #: the run's trained network
@@ -56,11 +58,20 @@ def _safe(model: Any, baselines: Mapping[str, Any]) -> Any:
     return SafeReconstructor(model, baselines[BASELINE], reuses={"model": MODEL, "baseline": BASELINE})
 
 
+def _split_mean(model: Any, _baselines: Mapping[str, Any]) -> Any:
+    return SplitAverage(model)
+
+
+#: a network trained by measurement splitting, averaged over the two halves of y (`SplitAverage`)
+SPLIT_MEAN = "split-mean"
+
 #: name → the run-bound method (`invmap.evaluation.runs.build_methods` builds them; where a run
 #: has no model they are left out with a note, `applicable_methods`)
 RUN_METHODS: dict[str, RunMethod] = {m.name: m for m in (
     RunMethod(MODEL, "the run's trained network", (), lambda model, _baselines: model),
     RunMethod(SAFE, "the trained network anchored to the tuned TV, by its trust score", (BASELINE,), _safe),
+    RunMethod(SPLIT_MEAN, "the trained network on each half of y's views / lines / pixels, averaged "
+              "(test-time averaging of a run trained with training.supervision split)", (), _split_mean),
 )}
 
 
@@ -143,5 +154,5 @@ def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = T
     return out, notes
 
 
-__all__ = ["MODEL", "SAFE", "TV", "BASELINE", "RunMethod", "RUN_METHODS", "MethodName", "parse", "check_names", "classical",
+__all__ = ["MODEL", "SAFE", "SPLIT_MEAN", "TV", "BASELINE", "RunMethod", "RUN_METHODS", "MethodName", "parse", "check_names", "classical",
            "is_outside", "loaded_first", "applicable_methods"]

@@ -240,9 +240,11 @@ def tune_baselines(exp: Any, names: Sequence[str], out_dir: str | Path | None = 
             out[n] = {"params": protos[n].params(),
                       "how": f"{'configured' if fixed[n] else 'default'} parameters, not tuned ({why})",
                       "seconds": 0.0, **({"tune_off": True} if n in tunable else {})}  # tuned once tune is on
-        if progress:
-            extra = f", val PSNR {out[n]['val_psnr']:.2f} dB" if "val_psnr" in out[n] else ""
-            progress(f"tuned {n}: {json.dumps(out[n]['params'])}{extra} ({out[n]['seconds']:.1f} s)")
+        if progress and is_tuned(out[n]):
+            progress(f"tuned {n}: {json.dumps(out[n]['params'])}, val PSNR {out[n]['val_psnr']:.2f} dB "
+                     f"({out[n]['seconds']:.1f} s)")
+        elif progress:  # e.g. dip: nothing to tune; never called tuned
+            progress(f"{n}: {out[n]['how']}: {json.dumps(out[n]['params'])}")
     if out_dir is not None:
         atomic_write_json(Path(out_dir) / BASELINES, out)
     return out

@@ -35,7 +35,7 @@ from .resolve import BASELINE, MODEL
 from .runs import build_methods, load_baselines
 from .task import condition_from_config, make_pairs
 from .trust import calibrate_model
-from .zoo_task import CHECK_N, check_psnr
+from .zoo_task import CHECK_N, check_psnr, lacks_x
 
 
 def cpu_model() -> str:
@@ -138,6 +138,9 @@ def make_entry(run: str | Path, name: str, root: str | Path, *, config: str, com
     """Write the entry ``root/name/`` from `run` (see the module docstring); returns its card.
     `trained_at`: the commit the training ran at (default: this checkout's)."""
     run, dest = Path(run), Path(root) / name
+    why = lacks_x(load_config(run / "config.yaml")) if (run / "config.yaml").is_file() else None
+    if why is not None:  # a card is a test PSNR on the run's own task
+        raise ValueError(f"{run} cannot become a zoo entry: {why}")
     if dest.exists():
         raise FileExistsError(f"{dest} exists; remove it first")
     need = [f for f in (*FILES, "checkpoint.json", "train_log.csv") if not (run / f).is_file()]

@@ -50,12 +50,25 @@ def matching(config: Any) -> list[str]:
     return sorted(found, key=rank)
 
 
+def lacks_x(config: Any) -> str | None:
+    """Why a run cannot make a choice by PSNR on its own data (None when it can): it learned from
+    measurements without x (``data.measurements``), or its test set holds none (``data.test_measurements``)."""
+    d = config.data
+    if d.test_measurements:
+        return "its test set holds measurements without x (data.test_measurements): no PSNR can be computed on it"
+    if d.measurements:
+        return ("it learned from measurements without x (data.measurements): a PSNR on data.source's simulated "
+                "images does not measure it on its own data")
+    return None
+
+
 def beside(config: Any) -> list[str]:
     """``pretrained:NAME`` methods `invmap run` evaluates and stresses beside the freshly trained model
     (``evaluation.zoo``): ``true`` the first of `matching` (the entry of the configured kind, else the
-    best scoring one, if any), ``false`` none, a list those entries (each must be of this task)."""
+    best scoring one, if any) — none for a run without x of its own (`lacks_x`: a choice by PSNR it
+    cannot make), ``false`` none, a list those entries (each must be of this task)."""
     want = config.evaluation.zoo
-    if want is False:
+    if want is False or (want is True and lacks_x(config)):
         return []
     if want is True:
         return [PREFIX + n for n in matching(config)[:1]]
@@ -78,10 +91,13 @@ def check_psnr(run: str | os.PathLike, n: int = CHECK_N) -> float:
     or entry directory) on the first `n` test pairs of its own task (config.yaml)."""
     d = Path(run)
     config = load_config(d / "config.yaml")
+    why = lacks_x(config)
+    if why is not None:
+        raise ValueError(f"{d}: no test PSNR for a zoo card: {why}")
     model, _ = load_model(d)
     y, x, physics = make_pairs(condition_from_config(config, n=n))
     res, _ = evaluate_methods({MODEL: model}, y, x, physics, data_range=config.evaluation.data_range, strict=True)
     return float(res[MODEL].scores["psnr"].mean())
 
 
-__all__ = ["task_difference", "kind_of_config", "matching", "beside", "check_psnr", "CHECK_N"]
+__all__ = ["task_difference", "kind_of_config", "lacks_x", "matching", "beside", "check_psnr", "CHECK_N"]

@@ -28,7 +28,8 @@ CT: 23.4 dB against MC alone's 27.0 on 32² images, 16 views, 384 steps.)
   of the input's) must be predicted; the input half keeps x̂ consistent with what it was given
   (without it, the part of x̂ only K_A sees is never fitted: on inpainting and MRI that part came
   out arbitrary). At reconstruction the network gets all of y — inputs unlike the half-inputs it
-  was trained on (Noise2Inverse averages over the splits instead; not done here).
+  was trained on; the run method ``split-mean`` averages over the two halves instead, as
+  Noise2Inverse does (`invmap.selfsup.halves.SplitAverage`).
 
 What a task cannot serve is refused before anything runs (`SelfSupervised.check`): SURE without
 Gaussian noise of known σ, a transform group the operator does not declare, splitting an
@@ -49,6 +50,8 @@ import torch
 from ..data.sources import mix_seed, split_code
 from ..physics import Physics
 from . import transforms
+from .halves import interleaved_halves, splittable
+from .variance import per_image as _per_image, real as _real, variance as _variance
 
 #: how a run is supervised: ``x`` = pairs (y, x) with `training.loss`; the others learn from y alone
 SUPERVISIONS = ("x", "mc", "ei", "sure", "split")
@@ -58,27 +61,6 @@ SELFSUP_STREAM = 0x5E1F5
 SPLIT_CACHE = 16
 
 Call = Callable[[torch.Tensor, Any], torch.Tensor]
-
-
-def _real(t: torch.Tensor) -> torch.Tensor:
-    """A real view of y-shaped t (complex: its [Re, Im] as a last axis)."""
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
-def _per_image(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).sum(dim=1)
-
-
-def _variance(y: torch.Tensor, physics: Physics) -> tuple[torch.Tensor, torch.Tensor]:
-    """(v, m): the noise variance of each real component of y (0 off the measured entries), and
-    the mask of the measured real components, both shaped like `_real(y)`."""
-    op = physics.operator
-    mask = op.measured()
-    v = physics.noise.variance(y.detach(), mask).to(torch.float32)
-    m = torch.ones(y.shape, dtype=torch.bool, device=y.device) if mask is None else mask.to(y.device).expand(y.shape)
-    if y.is_complex():  # E|e|² = v per complex entry: v/2 on each of Re and Im
-        v, m = (v / 2).unsqueeze(-1).expand(*v.shape, 2), m.unsqueeze(-1).expand(*m.shape, 2)
-    return v, m
 
 
 def noise_weights(y: torch.Tensor, physics: Physics) -> torch.Tensor:
@@ -205,11 +187,8 @@ class SelfSupervised:
                 have = f"only {', '.join(groups)}" if groups else "none"
                 raise ValueError(f"training.ei_group {self.group}: operator '{name}' does not declare it (its images "
                                  f"stay images of the task under {have}); choose one it declares")
-        if self.kind == "split":
-            units = op.split_units()
-            if units is None or len(torch.unique(units[units >= 0])) < 2:
-                raise ValueError(f"training.supervision split: operator '{name}' has nothing to split its "
-                                 "measurements into (no views, sampled lines or observed pixels); use mc, ei or sure")
+        if self.kind == "split" and splittable(op) is not None:
+            raise ValueError(f"training.supervision split: {splittable(op)}; use mc, ei or sure")
 
     # ------------------------------------------------------------------ randomness
     def _generator(self, split: str, step: int, *more: int) -> torch.Generator:
@@ -225,14 +204,7 @@ class SelfSupervised:
         if hit is not None and hit[0] is op:
             self._splits.move_to_end(id(op))
             return hit[1]
-        units = op.split_units()
-        ids = torch.unique(units[units >= 0])
-        n = int(units.max()) + 1
-        halves = []
-        for parity in (0, 1):
-            keep = torch.zeros(n, dtype=torch.bool)
-            keep[ids[parity::2]] = True
-            halves.append(op.restricted(keep))
+        halves = interleaved_halves(op)
         self._splits[id(op)] = (op, halves)
         while len(self._splits) > SPLIT_CACHE:
             self._splits.popitem(last=False)

@@ -66,13 +66,15 @@ def check_memory(config: Config, physics) -> int:
     return total
 
 
-def check_measurements(config: Config, physics) -> None:
+def check_measurements(config: Config, physics) -> dict[str, torch.Tensor]:
     """Given measurements (``data.measurements``) hold y without x: only a self-supervised run can
     learn from them, with the config's one K; every file is checked (shape, kind, finite values)
-    here, before anything is written. One-line ValueErrors."""
+    here, before anything is written. One-line ValueErrors. Returns what it read, {split: y}
+    (empty without given measurements): the training takes these (`Pairs` ``measured``), so
+    each file is read once."""
     d = config.data
     if not d.measurements:
-        return
+        return {}
     if config.training.supervision == "x":
         raise ValueError("data.measurements holds y without x: supervised training (training.supervision x) cannot "
                          "learn from it; choose mc, ei, sure or split")
@@ -80,8 +82,8 @@ def check_measurements(config: Config, physics) -> None:
         raise ValueError("data.measurements: given measurements were taken with one K (the config's); drawn "
                          "operator or noise parameters cannot describe them")
     op = physics.operator
-    for split in ("train", "val"):
-        load_split(d.measurements, split, d.train, d.val, op.out_shape, bool(op.complex_output))
+    return {split: load_split(d.measurements, split, d.train, d.val, op.out_shape, bool(op.complex_output))
+            for split in ("train", "val")}
 
 
 def check_config(config: Config, device: torch.device = torch.device("meta")) -> Any:

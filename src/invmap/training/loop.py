@@ -430,7 +430,7 @@ def _checked(config: Config, out_dir: str | Path, resume: bool, dist: Dist, devi
     selfsup = SelfSupervised.from_config(config)  # None: supervised by x
     if selfsup is not None:
         selfsup.check(physics, recon)  # a loss the task cannot serve: one line, nothing written
-    check_measurements(config, physics)  # given measurements (no x): their files, before anything is written
+    given = check_measurements(config, physics)  # given measurements (no x): read and checked before anything is written
     new_dir = not Path(out_dir).exists()
     saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
     was = (saved.get("info") or {}).get("supervision", "x") if saved is not None else tc.supervision
@@ -442,8 +442,10 @@ def _checked(config: Config, out_dir: str | Path, resume: bool, dist: Dist, devi
     try:
         raw = selfsup is not None  # minibatches of y itself: the loss calls f_Θ(y, K) whole
         train_set = Pairs(config, physics, "train", recon, device, fresh_noise=tc.fresh_noise,
-                          num_workers=tc.num_workers, stream=tc.stream, raw=raw)
-        val = Pairs(config, physics, "val", recon, device, num_workers=tc.num_workers, raw=raw)
+                          num_workers=tc.num_workers, stream=tc.stream, raw=raw, measured=given.get("train"))
+        val = Pairs(config, physics, "val", recon, device, num_workers=tc.num_workers, raw=raw,
+                    measured=given.pop("val", None))
+        given.clear()  # the data sets hold them now
     except BaseException:  # e.g. an unreadable image: leave no half-made run behind
         if dist.main and new_dir and {f.name for f in run.iterdir()} <= {"config.yaml"}:
             shutil.rmtree(run)

@@ -39,7 +39,7 @@ class Pairs:
 
     def __init__(self, config: Config, physics, split: str, recon, device: torch.device,
                  fresh_noise: bool = False, chunk: int = 64, num_workers: int = 0, stream: bool = False,
-                 raw: bool = False):
+                 raw: bool = False, measured: torch.Tensor | None = None):
         d = config.data
         src = d.images(split, config.seed)
         sim = d.nominal_simulation if split != "test" else d.test_simulation
@@ -54,8 +54,9 @@ class Pairs:
         self.given = bool(d.measurements) and split != "test"  # y from files, no x (`invmap.data.measurements`)
         if self.given:
             op = physics.operator
-            self.clean = load_split(d.measurements, split, d.train, d.val, op.out_shape,
-                                    bool(op.complex_output)).to(device)  # the measurements, noise and all
+            if measured is None:  # not read by `check_measurements` before
+                measured = load_split(d.measurements, split, d.train, d.val, op.out_shape, bool(op.complex_output))
+            self.clean = measured.to(device)  # the measurements, noise and all
             self.n = len(self.clean)
             self.x = torch.full((self.n, 1, d.size, d.size), float("nan"), device=device)  # no x: never read
             self.z = self.inputs(list(range(self.n)))
