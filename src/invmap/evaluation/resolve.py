@@ -4,9 +4,11 @@
 A method name is, tried in this order (`parse`):
 
 - **run**: built from the run's trained model (`RUN_METHODS`): ``model`` (the trained network
-  f_Θ, `invmap.models.load_model`) and ``safe`` (f_Θ anchored to the tuned TV it falls back to,
+  f_Θ, `invmap.models.load_model`), ``safe`` (f_Θ anchored to the tuned TV it falls back to,
   `invmap.trust.SafeReconstructor`: argmin ½‖Kx − y‖² + λ TV(x) + (μ/2)‖x − f_Θ(y)‖², μ from the
-  trust score); both learned, never a classical baseline in a verdict;
+  trust score) and ``adapted`` (a copy of f_Θ fine-tuned on each batch of one condition's
+  measurements by a loss that reads y alone, `invmap.training.adapt`); all learned, never a
+  classical baseline in a verdict;
 - **pretrained**: ``pretrained:NAME``, the model of a zoo entry of the run's task (`invmap.zoo`);
 - **registry**: a variational method (`invmap.variational.names()`: ``fbp``, ``tv``, …), the only
   ones invmap tunes and records in ``baselines.json``;
@@ -26,6 +28,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from .. import variational, zoo
 from ..plugins import method_names
+from ..training.adapt import Adapted, Settings
 from ..trust import SafeReconstructor
 
 #: the run's trained network
@@ -34,6 +37,11 @@ MODEL = "model"
 SAFE = "safe"
 #: total-variation regularisation (`invmap.variational.pdhg`), the classical baseline named by invmap
 TV = "tv"
+#: the trained network fine-tuned on each test condition's measurements (`invmap.training.adapt`)
+ADAPTED = "adapted"
+#: the adaptation an evaluation or stress study runs: few steps, so that the default run's cost stays small
+#: (each call adapts a copy on its batch of one condition's measurements, at most this many Adam steps)
+EVALUATION_ADAPTATION = Settings(steps=20, lr=1e-4)
 #: the baseline the safe mode falls back to and the trust score compares against: tuned TV
 BASELINE = TV
 
@@ -56,11 +64,16 @@ def _safe(model: Any, baselines: Mapping[str, Any]) -> Any:
     return SafeReconstructor(model, baselines[BASELINE], reuses={"model": MODEL, "baseline": BASELINE})
 
 
+def _adapted(model: Any, _baselines: Mapping[str, Any]) -> Any:
+    return Adapted(model, EVALUATION_ADAPTATION)
+
+
 #: name → the run-bound method (`invmap.evaluation.runs.build_methods` builds them; where a run
 #: has no model they are left out with a note, `applicable_methods`)
 RUN_METHODS: dict[str, RunMethod] = {m.name: m for m in (
     RunMethod(MODEL, "the run's trained network", (), lambda model, _baselines: model),
     RunMethod(SAFE, "the trained network anchored to the tuned TV, by its trust score", (BASELINE,), _safe),
+    RunMethod(ADAPTED, "the trained network fine-tuned on each level's measurements (x never seen)", (), _adapted),
 )}
 
 
@@ -143,5 +156,5 @@ def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = T
     return out, notes
 
 
-__all__ = ["MODEL", "SAFE", "TV", "BASELINE", "RunMethod", "RUN_METHODS", "MethodName", "parse", "check_names", "classical",
+__all__ = ["MODEL", "SAFE", "ADAPTED", "TV", "BASELINE", "RunMethod", "RUN_METHODS", "MethodName", "parse", "check_names", "classical",
            "is_outside", "loaded_first", "applicable_methods"]
