@@ -298,3 +298,27 @@ def test_stress_runs_the_adapted_model_beside_the_model(tiny_run, tmp_path, caps
     meta = json.loads((run / "stress.json").read_text())
     assert any(v.get("method") == ADAPTED for v in meta["verdicts"])
     assert ADAPTED in meta["learned"]
+
+
+def test_one_adaptation_per_test_condition_on_its_first_measurements():
+    """The run-bound method adapts once per physics (a stress level, the test set) on its first `images`
+    measurements; the other batches of the condition reuse the adapted copy."""
+    phys, other = _ct(), _ct(angles=8)
+    method = Adapted(_map("post-processing"), Settings(steps=2, stop="steps"), images=1)
+    y = phys.measure(_images(4), torch.Generator().manual_seed(1))
+    first, second = method(y[:2], phys), method(y[2:], phys)
+    assert len(method.history) == 1 and method.history[0]["images"] == 1 and method.history[0]["steps"] == 2
+    assert first.shape == second.shape == (2, 1, 32, 32)
+    method(other.measure(_images(2), torch.Generator().manual_seed(1)), other)
+    assert len(method.history) == 2
+    assert method.training_physics is method.wraps.training_physics
+
+
+def test_invmap_run_adds_the_adapted_model_unless_left_out():
+    from invmap.config import load_config
+    from invmap.pipeline import adapted_beside
+
+    assert adapted_beside(load_config(None, [])) == [ADAPTED]
+    assert adapted_beside(load_config(None, ["evaluation.adapt=false"])) == []
+    assert adapted_beside(load_config(None, ["evaluation.methods=[fbp,tv]"])) == []
+    assert adapted_beside(load_config(None, ["evaluation.methods=[tv,model,adapted]"])) == []

@@ -39,9 +39,10 @@ SAFE = "safe"
 TV = "tv"
 #: the trained network fine-tuned on each test condition's measurements (`invmap.training.adapt`)
 ADAPTED = "adapted"
-#: the adaptation an evaluation or stress study runs: few steps, so that the default run's cost stays small
-#: (each call adapts a copy on its batch of one condition's measurements, at most this many Adam steps)
-EVALUATION_ADAPTATION = Settings(steps=20, lr=1e-4)
+#: the adaptation an evaluation or stress study runs, once per test condition on its first
+#: `EVALUATION_IMAGES` measurements: few steps, so that the default run's added cost stays small
+EVALUATION_ADAPTATION = Settings(steps=10, lr=1e-3)
+EVALUATION_IMAGES = 4
 #: the baseline the safe mode falls back to and the trust score compares against: tuned TV
 BASELINE = TV
 
@@ -65,7 +66,7 @@ def _safe(model: Any, baselines: Mapping[str, Any]) -> Any:
 
 
 def _adapted(model: Any, _baselines: Mapping[str, Any]) -> Any:
-    return Adapted(model, EVALUATION_ADAPTATION)
+    return Adapted(model, EVALUATION_ADAPTATION, EVALUATION_IMAGES)
 
 
 #: name → the run-bound method (`invmap.evaluation.runs.build_methods` builds them; where a run

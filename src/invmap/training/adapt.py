@@ -26,8 +26,9 @@ first value, or an adapted x̂ whose misfit ‖K x̂ − y‖² ended above the 
 the unadapted x̂, with a note saying why (`Adaptation.note`).
 
 `adapt(recon, y, physics, settings)` → `Adaptation` (x̂, the adapted copy, what happened);
-`Adapted(model, settings)` is the method x̂ = adapt(model, y, physics).x of an evaluation or a
-stress study (``adapted`` in `invmap.evaluation.resolve.RUN_METHODS`).
+`Adapted(model, settings, images)` is the method of an evaluation or a stress study (``adapted`` in
+`invmap.evaluation.resolve.RUN_METHODS`): one adaptation per test condition, on its first ``images``
+measurements, the adapted copy then reconstructing all of them.
 """
 
 from __future__ import annotations
@@ -290,18 +291,24 @@ def adapt(recon: Any, y: torch.Tensor, physics: Any, settings: Settings = Settin
 
 
 class Adapted:
-    """The method "the model adapted to the measurements of each call": x̂ = `adapt`(model, y, physics).x,
-    one adaptation per call (an evaluation's batch of one test condition; x never seen). Learned; its
+    """The method "the model adapted to each test condition": on the first call with a physics, a copy
+    of the model is adapted (`adapt`) on the first ``images`` measurements of that call (all of them:
+    None); every call with the same physics object — the other batches of one stress level or test
+    set — reuses that copy, x̂ = f_Θ'(y). One adaptation per condition, x never seen. Learned; its
     trust calibration, PSNR bound and pixel intervals are those of the model it wraps (fitted at the
     training conditions, unadapted), so the stress study checks how far they carry."""
 
     learned = True
     operator_inside = True
 
-    def __init__(self, model: Any, settings: Settings = Settings(), progress: Callable[[str], None] | None = None):
+    def __init__(self, model: Any, settings: Settings = Settings(), images: int | None = None,
+                 progress: Callable[[str], None] | None = None):
         check_adaptable(model, "this model")
-        self.wraps, self.settings, self.progress = model, settings, progress
+        if images is not None and (isinstance(images, bool) or not isinstance(images, int) or images < 1):
+            raise ValueError(f"adapted: images must be an integer >= 1 or None (all), got {images!r}")
+        self.wraps, self.settings, self.images, self.progress = model, settings, images, progress
         self.history: list[dict] = []
+        self._last: tuple[Any, Any] | None = None  # (the physics, the map adapted to it)
 
     @property
     def training_physics(self) -> Any:
@@ -320,15 +327,19 @@ class Adapted:
         return getattr(self.wraps, "pixel_intervals", None)
 
     def __call__(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
-        done = adapt(self.wraps, y, physics, self.settings, self.progress)
-        self.history.append(done.record())
-        return done.x
+        if self._last is None or self._last[0] is not physics:
+            done = adapt(self.wraps, y if self.images is None else y[:self.images], physics, self.settings,
+                         self.progress)
+            self.history.append(done.record())
+            self._last = (physics, done.model)
+        with torch.no_grad():
+            return self._last[1](y, physics)
 
     def params(self) -> dict:
-        return asdict(self.settings)
+        return {**asdict(self.settings), "images": self.images}
 
     def record(self) -> dict:
-        """What ran: the settings, and how each call's adaptation ended."""
+        """What ran: the settings, and how each condition's adaptation ended."""
         return {"method": "adapted", "params": self.params(), "adaptations": list(self.history)}
 
 
