@@ -41,8 +41,8 @@ TV = "tv"
 ADAPTED = "adapted"
 #: the adaptation an evaluation or stress study runs, once per test condition on its first
 #: `EVALUATION_IMAGES` measurements: few steps, so that the default run's added cost stays small
-EVALUATION_ADAPTATION = Settings(steps=10, lr=1e-3)
-EVALUATION_IMAGES = 4
+EVALUATION_ADAPTATION = Settings(steps=10, lr=3e-4)
+EVALUATION_IMAGES = 2
 #: the baseline the safe mode falls back to and the trust score compares against: tuned TV
 BASELINE = TV
 
