@@ -48,8 +48,10 @@ def main() -> None:
     from invmap.evaluation.runs import build_methods, resolve
     from invmap.evaluation.stress import build_shifts
     from invmap.evaluation.task import condition_from_config, make_pairs
+    from invmap.evaluation.trust import calibrate_model
+    from invmap.experiment import Experiment
     from invmap.metrics import psnr
-    from invmap.training.adapt import adapt
+    from invmap.training.adapt import adapt, model_floor
 
     given = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("loss", args.loss), ("tau", args.tau))
              if v is not None}
@@ -58,6 +60,9 @@ def main() -> None:
     config = resolve(run)[0]
     ref = condition_from_config(config, n=args.n)
     methods = build_methods(["tv", "model"], run)
+    # the model's trust calibration at home (a zoo entry ships it): its floor f sets the discrepancy target
+    calibrate_model(methods["model"], Experiment(config, run), run, methods["tv"], store=False)
+    print(f"model floor f = {model_floor(methods['model']):.4g} (its relative misfit at the training conditions)")
     wanted = [w.strip() for w in args.levels.split(",") if w.strip()]
     load0 = os.getloadavg()[0]
     rows = []
@@ -74,7 +79,8 @@ def main() -> None:
             row = {"shift": sh.name, "level": lv.label, "training": lv.training, "images": int(y.shape[0]),
                    "psnr_tv": round(float(psnr(x_tv, x).mean()), 2), "psnr_model": round(float(psnr(x_m, x).mean()), 2),
                    "psnr_adapted": round(float(psnr(done.x, x).mean()), 2), "steps": done.steps,
-                   "stopped_by": done.stopped_by, "note": done.note,
+                   "stopped_by": done.stopped_by, "note": done.note, "target": done.target,
+                   "misfit_before": done.misfit_before, "misfit": done.misfit, "expected_misfit": done.expected_misfit,
                    "cpu_seconds_per_image": round(cpu / y.shape[0], 1), "wall_seconds_per_image": round(wall / y.shape[0], 1)}
             rows.append(row)
             print(json.dumps(row, ensure_ascii=False), flush=True)

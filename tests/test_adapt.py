@@ -322,3 +322,18 @@ def test_invmap_run_adds_the_adapted_model_unless_left_out():
     assert adapted_beside(load_config(None, ["evaluation.adapt=false"])) == []
     assert adapted_beside(load_config(None, ["evaluation.methods=[fbp,tv]"])) == []
     assert adapted_beside(load_config(None, ["evaluation.methods=[tv,model,adapted]"])) == []
+
+
+def test_the_target_adds_the_misfit_the_model_leaves_at_home():
+    """A map that leaves a relative misfit f at its training conditions (its trust calibration's floor) is
+    adapted no further than τ·(E‖e‖² + f²‖y‖²): fitting y closer would fit that model error, not x."""
+    phys = _ct()
+    y = phys.measure(_images(), torch.Generator().manual_seed(1))
+    recon = _map("post-processing")
+    plain = adapt(recon, y, phys, Settings(steps=1), progress=None)
+    recon.trust_calibration = {"floor": 10.0}  # a floor far above this map's misfit: nothing to adapt
+    done = adapt(recon, y, phys, Settings(steps=5), progress=None)
+    energy = float((y.double() ** 2).sum())
+    assert done.floor == 10.0 and done.target == pytest.approx(done.expected_misfit + 100.0 * energy, rel=1e-6)
+    assert plain.floor == 0.0 and plain.target == pytest.approx(plain.expected_misfit)
+    assert done.steps == 0 and not done.adapted and done.stopped_by == "discrepancy"

@@ -314,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
         method = method.to(device)
     adapted = None
     if settings is not None:  # one copy of the map fine-tuned on every measurement given
-        adapted = adaptation.adapt(method, y.to(device), physics, settings)
+        adapted = adaptation.adapt(method, y.to(device), physics, settings, floor=home_floor(args, method))
         x_t, drawn = adapted.x.detach().cpu(), None
         print(adapted.describe())
     else:
@@ -415,6 +415,20 @@ def adapt_settings(args: argparse.Namespace) -> Any:
         flag = next((f"--adapt-{k}" for k in ("steps", "lr", "loss") if k in str(e) or
                      (k == "lr" and "learning rate" in str(e))), "--adapt")
         raise ValueError(f"{flag}: {e}") from None
+
+
+def home_floor(args: argparse.Namespace, model: Any) -> float:
+    """f: the misfit the saved model leaves at its training conditions (its trust calibration's floor,
+    from the run's stored record or computed — never stored by ``--adapt``); 0 without the run's
+    config.yaml. The calibration is set aside again: the trust check calibrates as it always does."""
+    if not (Path(args.model) / "config.yaml").exists():
+        return 0.0
+    baseline = build_methods([BASELINE], args.model)[BASELINE] if BASELINE in load_baselines(args.model) else None
+    calibrate_model(model, Experiment(resolve(args.model)[0], args.model), args.model, baseline, say=print, store=False)
+    floor = adaptation.model_floor(model)
+    for key in ("trust_calibration", "psnr_bound", "pixel_intervals"):
+        setattr(model, key, None)
+    return floor
 
 
 # ---------------------------------------------------------------------------- trust

@@ -15,9 +15,11 @@ forward model):
 
 Θ starts at the trained weights, so the fit starts at the unadapted x̂ and is stopped by the deep
 image prior's rules (`invmap.variational.stopping`, read from y and the noise model only): by
-default the discrepancy principle ‖K x̂ − y‖² ≤ τ·E‖e‖² summed over the batch — at the training
-conditions a good map is there already, and is returned unchanged after its first look — else the
-variance rule; bounded by ``steps`` and ``seconds``. The whole batch adapts one copy (one adaptation
+default the discrepancy principle ‖K x̂ − y‖² ≤ τ·(E‖e‖² + f²‖y‖²) summed over the batch, f the
+relative misfit the map leaves at its training conditions (its trust calibration's floor; 0 without
+one) — at the training conditions a good map is there already, and is returned unchanged after its
+first look — else the variance rule; bounded by ``steps`` and ``seconds``. Adam's rate warms up over
+`WARMUP` steps. The whole batch adapts one copy (one adaptation
 per set of measurements of one scan, amortised over its images); batch norm keeps its running
 statistics (the copy stays in eval mode). The saved model is never touched.
 
@@ -58,6 +60,9 @@ LOSSES = ("auto", "mc", "ei", "sure")
 #: the variance rule's window and patience, in steps (`invmap.variational.stopping`; adaptation starts from a
 #: trained map, so it needs fewer steps than the deep image prior's fit from scratch: 50 and 200 there)
 WINDOW, PATIENCE = 10, 20
+#: Adam's rate rises linearly to ``lr`` over this many steps: its first step moves every weight by about lr
+#: whatever the gradient, which threw a trained map off its minimum at once (the loss ×27–45 after one step)
+WARMUP = 5
 #: a loss above this many times its first value has diverged (the unadapted x̂ is returned)
 RISE = 10.0
 #: an adaptation that has run this long (seconds) reports its progress, then every `PROGRESS_EVERY` s
@@ -119,6 +124,7 @@ class Adaptation:
     target: float | None
     seconds: float
     images: int
+    floor: float = 0.0
     note: str | None = None
     losses: list[float] = field(default_factory=list)
 
@@ -203,11 +209,24 @@ def memory_bytes(recon: Any, y: torch.Tensor, physics: Any, calls: int) -> int:
     return 4 * params + calls * acts + 4 * iterates + 8 * y.numel() * (2 if y.is_complex() else 1)
 
 
+def model_floor(recon: Any) -> float:
+    """f: the relative model error ‖K x̂ − y‖ the map leaves beyond the noise at its training conditions
+    (its trust calibration's ``floor``, `invmap.trust.diagnostics.residual_floor`); 0 without one."""
+    cal = getattr(recon, "trust_calibration", None)
+    try:
+        f = float(cal["floor"]) if cal is not None else 0.0
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return f if math.isfinite(f) and f > 0 else 0.0
+
+
 def adapt(recon: Any, y: torch.Tensor, physics: Any, settings: Settings = Settings(),
-          progress: Callable[[str], None] | None = _to_stderr) -> Adaptation:
+          progress: Callable[[str], None] | None = _to_stderr, floor: float | None = None) -> Adaptation:
     """Fine-tune a copy of `recon` on the measurements y ``[B, ...]`` under `physics` (module docstring);
     `recon` itself is left as it was. Progress of a fit longer than `PROGRESS_SECONDS` goes to
-    `progress` (None: silent)."""
+    `progress` (None: silent). The discrepancy target is τ·(E‖e‖² + f²‖y‖²), f = `floor` (default
+    `model_floor`: the misfit the map leaves at its training conditions, e.g. a simulation on a finer
+    grid than K's — fitting y closer than the model does at home would fit that error, not x)."""
     check_adaptable(recon)
     loss_fn, loss_name = loss_for(settings, physics, recon)
     op = physics.operator
@@ -225,7 +244,9 @@ def adapt(recon: Any, y: torch.Tensor, physics: Any, settings: Settings = Settin
     total = None if expected is None else float(expected.sum())
     keep = None if op.measured() is None else op.measured().to(y.device)
     energy = float(squared_residual(torch.zeros((1, 1, *op.in_shape), device=y.device), y, op, keep).double().sum())
-    stop = EarlyStopping(settings.stop, total, energy, settings.tau, window=WINDOW, patience=PATIENCE,
+    f = model_floor(recon) if floor is None else float(floor)
+    allowed = total if not f > 0 else (total or 0.0) + f * f * energy  # the noise, and the model error at home
+    stop = EarlyStopping(settings.stop, allowed, energy, settings.tau, window=WINDOW, patience=PATIENCE,
                          seconds=settings.seconds)
     t0 = last_said = time.perf_counter()
     seen: list[torch.Tensor] = []
@@ -263,6 +284,8 @@ def adapt(recon: Any, y: torch.Tensor, physics: Any, settings: Settings = Settin
             if stop.should_stop(k, x, misfit) or k > settings.steps or stop.out_of_time():
                 break
             loss.backward()
+            for group in opt.param_groups:  # a linear warm-up: Adam's first steps move every weight by ~lr
+                group["lr"] = settings.lr * min(1.0, k / WARMUP)
             opt.step()
             if not all(bool(torch.isfinite(p).all()) for p in params):
                 note = f"the adaptation diverged at step {k} (non-finite weights)"
@@ -284,7 +307,7 @@ def adapt(recon: Any, y: torch.Tensor, physics: Any, settings: Settings = Settin
     seconds = round(time.perf_counter() - t0, 3)
     common = dict(loss=loss_name, steps=steps_taken, stopped_by=stop.stopped_by if note is None else "diverged",
                   misfit_before=misfit0, expected_misfit=total, target=stop.target, seconds=seconds, images=b,
-                  losses=losses)
+                  floor=f, losses=losses)
     if note is not None:
         with torch.no_grad():
             x_un = recon(y, physics).detach().float() if x0 is None else x0
