@@ -331,9 +331,10 @@ def test_the_target_adds_the_misfit_the_model_leaves_at_home():
     y = phys.measure(_images(), torch.Generator().manual_seed(1))
     recon = _map("post-processing")
     plain = adapt(recon, y, phys, Settings(steps=1), progress=None)
-    recon.trust_calibration = {"floor": 10.0}  # a floor far above this map's misfit: nothing to adapt
+    recon.trust_calibration = {"floor": 10.0, "home": {"median": 0.1, "spread": 0.2}}  # far above: nothing to adapt
     done = adapt(recon, y, phys, Settings(steps=5), progress=None)
-    energy = float((y.double() ** 2).sum())
-    assert done.floor == 10.0 and done.target == pytest.approx(done.expected_misfit + 100.0 * energy, rel=1e-6)
+    energy, scale = float((y.double() ** 2).sum()), float(np.exp(2 * (0.1 + 2 * 0.2)))
+    assert done.floor == 10.0
+    assert done.target == pytest.approx(scale * (done.expected_misfit + 100.0 * energy), rel=1e-6)
     assert plain.floor == 0.0 and plain.target == pytest.approx(plain.expected_misfit)
     assert done.steps == 0 and not done.adapted and done.stopped_by == "discrepancy"

@@ -120,16 +120,17 @@ def test_run_sets_the_entry_of_its_task_beside_the_model(tiny_zoo, tmp_path, cap
     quick = ["--quiet", "--shifts", "noise", "--stress-n", "2"]
     assert main(["run", "--out", "beside", *quick, *_sets(TINY)]) == 0
     run = next((tmp_path / "beside").iterdir())
-    assert {r["method"] for r in read_metrics(run / "metrics.csv")} == {"fbp", "tv", "model", "pretrained:tiny"}
+    assert {r["method"] for r in read_metrics(run / "metrics.csv")} == {"fbp", "tv", "model", "adapted",
+                                                                      "pretrained:tiny"}
     study = json.loads((run / "stress.json").read_text())
     assert "pretrained:tiny" in study["methods"] and "pretrained:tiny" in study["shifts"][0]["learned"]
     assert "pretrained:tiny" in (run / "report.html").read_text()
-    assert main(["run", "--out", "alone", *quick, *_sets(TINY + ["evaluation.zoo=false"])]) == 0
+    assert main(["run", "--out", "alone", *quick, *_sets(TINY + ["evaluation.zoo=false", "evaluation.adapt=false"])]) == 0
     run = next((tmp_path / "alone").iterdir())
     assert {r["method"] for r in read_metrics(run / "metrics.csv")} == {"fbp", "tv", "model"}
     assert main(["run", "--out", "other", *quick, *_sets(TINY + ["operator.angles=8"])]) == 0  # no entry of that task
     assert {r["method"] for r in read_metrics(next((tmp_path / "other").iterdir()) / "metrics.csv")} == \
-        {"fbp", "tv", "model"}
+        {"fbp", "tv", "model", "adapted"}
     (tmp_path / "48.yaml").write_text("data: {size: 48}\n")
     capsys.readouterr()
     assert main(["evaluate", "48.yaml", "--out", "bad", "--methods", "fbp,pretrained:tiny", "--n", "2"]) == 2

@@ -417,15 +417,16 @@ def adapt_settings(args: argparse.Namespace) -> Any:
         raise ValueError(f"{flag}: {e}") from None
 
 
-def home_floor(args: argparse.Namespace, model: Any) -> float:
-    """f: the misfit the saved model leaves at its training conditions (its trust calibration's floor,
-    from the run's stored record or computed — never stored by ``--adapt``); 0 without the run's
-    config.yaml. The calibration is set aside again: the trust check calibrates as it always does."""
+def home_floor(args: argparse.Namespace, model: Any) -> tuple[float, float]:
+    """(f, s): the misfit the saved model leaves at its training conditions and its spread there
+    (`invmap.training.adapt.home_fit`, from the run's stored calibration or computed — never stored by
+    ``--adapt``); (0, 1) without the run's config.yaml. The calibration is set aside again: the trust
+    check calibrates as it always does."""
     if not (Path(args.model) / "config.yaml").exists():
-        return 0.0
+        return 0.0, 1.0
     baseline = build_methods([BASELINE], args.model)[BASELINE] if BASELINE in load_baselines(args.model) else None
     calibrate_model(model, Experiment(resolve(args.model)[0], args.model), args.model, baseline, say=print, store=False)
-    floor = adaptation.model_floor(model)
+    floor = adaptation.home_fit(model)
     for key in ("trust_calibration", "psnr_bound", "pixel_intervals"):
         setattr(model, key, None)
     return floor

@@ -15,9 +15,9 @@ forward model):
 
 Θ starts at the trained weights, so the fit starts at the unadapted x̂ and is stopped by the deep
 image prior's rules (`invmap.variational.stopping`, read from y and the noise model only): by
-default the discrepancy principle ‖K x̂ − y‖² ≤ τ·(E‖e‖² + f²‖y‖²) summed over the batch, f the
-relative misfit the map leaves at its training conditions (its trust calibration's floor; 0 without
-one) — at the training conditions a good map is there already, and is returned unchanged after its
+default the discrepancy principle ‖K x̂ − y‖² ≤ τ·s·(E‖e‖² + f²‖y‖²) summed over the batch, f the
+relative misfit the map leaves at its training conditions and s the spread of its fits there (its trust
+calibration, `home_fit`; f = 0, s = 1 without one) — at the training conditions a good map is there already, and is returned unchanged after its
 first look — else the variance rule; bounded by ``steps`` and ``seconds``. Adam's rate warms up over
 `WARMUP` steps. The whole batch adapts one copy (one adaptation
 per set of measurements of one scan, amortised over its images); batch norm keeps its running
@@ -63,6 +63,8 @@ WINDOW, PATIENCE = 10, 20
 #: Adam's rate rises linearly to ``lr`` over this many steps: its first step moves every weight by about lr
 #: whatever the gradient, which threw a trained map off its minimum at once (the loss ×27–45 after one step)
 WARMUP = 5
+#: the discrepancy target allows the model's data fit at home up to this many spreads above its median
+HOME_Z = 2.0
 #: a loss above this many times its first value has diverged (the unadapted x̂ is returned)
 RISE = 10.0
 #: an adaptation that has run this long (seconds) reports its progress, then every `PROGRESS_EVERY` s
@@ -209,6 +211,21 @@ def memory_bytes(recon: Any, y: torch.Tensor, physics: Any, calls: int) -> int:
     return 4 * params + calls * acts + 4 * iterates + 8 * y.numel() * (2 if y.is_complex() else 1)
 
 
+def home_fit(recon: Any) -> tuple[float, float]:
+    """(f, s): the relative model error the map leaves at its training conditions (its trust calibration's
+    ``floor``) and the upper end of its data fit there, s = exp(2(m + `HOME_Z`·σ)) with m, σ the median and
+    spread of log ρ_home, ρ_home = ‖K x̂ − y‖/√(E‖e‖² + f²‖y‖²) (`invmap.trust.diagnostics`); (0, 1) without
+    a calibration. A fit to ‖K x̂ − y‖² ≤ s·(E‖e‖² + f²‖y‖²) is as close as the model's fits at home."""
+    cal = getattr(recon, "trust_calibration", None)
+    f = model_floor(recon)
+    try:
+        m, sd = float(cal["home"]["median"]), float(cal["home"]["spread"])
+    except (KeyError, TypeError, ValueError):
+        return f, 1.0
+    scale = math.exp(2.0 * (m + HOME_Z * sd))
+    return f, scale if math.isfinite(scale) and scale > 0 else 1.0
+
+
 def model_floor(recon: Any) -> float:
     """f: the relative model error ‖K x̂ − y‖ the map leaves beyond the noise at its training conditions
     (its trust calibration's ``floor``, `invmap.trust.diagnostics.residual_floor`); 0 without one."""
@@ -221,12 +238,14 @@ def model_floor(recon: Any) -> float:
 
 
 def adapt(recon: Any, y: torch.Tensor, physics: Any, settings: Settings = Settings(),
-          progress: Callable[[str], None] | None = _to_stderr, floor: float | None = None) -> Adaptation:
+          progress: Callable[[str], None] | None = _to_stderr, floor: tuple[float, float] | None = None
+          ) -> Adaptation:
     """Fine-tune a copy of `recon` on the measurements y ``[B, ...]`` under `physics` (module docstring);
     `recon` itself is left as it was. Progress of a fit longer than `PROGRESS_SECONDS` goes to
-    `progress` (None: silent). The discrepancy target is τ·(E‖e‖² + f²‖y‖²), f = `floor` (default
-    `model_floor`: the misfit the map leaves at its training conditions, e.g. a simulation on a finer
-    grid than K's — fitting y closer than the model does at home would fit that error, not x)."""
+    `progress` (None: silent). The discrepancy target is τ·s·(E‖e‖² + f²‖y‖²), (f, s) = `floor` (default
+    `home_fit`: the misfit the map leaves at its training conditions, e.g. a simulation on a finer grid
+    than K's — fitting y closer than the model does at home would fit that error, not x: on the default
+    task, with s = 1, the training level's images lost 1.3 dB)."""
     check_adaptable(recon)
     loss_fn, loss_name = loss_for(settings, physics, recon)
     op = physics.operator
@@ -244,8 +263,8 @@ def adapt(recon: Any, y: torch.Tensor, physics: Any, settings: Settings = Settin
     total = None if expected is None else float(expected.sum())
     keep = None if op.measured() is None else op.measured().to(y.device)
     energy = float(squared_residual(torch.zeros((1, 1, *op.in_shape), device=y.device), y, op, keep).double().sum())
-    f = model_floor(recon) if floor is None else float(floor)
-    allowed = total if not f > 0 else (total or 0.0) + f * f * energy  # the noise, and the model error at home
+    f, scale = home_fit(recon) if floor is None else (float(floor[0]), float(floor[1]))
+    allowed = total if not f > 0 else scale * ((total or 0.0) + f * f * energy)  # noise + model error at home
     stop = EarlyStopping(settings.stop, allowed, energy, settings.tau, window=WINDOW, patience=PATIENCE,
                          seconds=settings.seconds)
     t0 = last_said = time.perf_counter()
