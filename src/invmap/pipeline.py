@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 from . import zoo
 from .evaluation import evaluate as ev
 from .evaluation import figures, report, runs, stress, without_x
-from .evaluation.resolve import MODEL, TV, applicable_methods, check_names, classical, loaded_first
+from .evaluation.resolve import ADAPTED, MODEL, TV, applicable_methods, check_names, classical, loaded_first
 from .evaluation.task import condition_from_config
 from .evaluation.trust import add_trust_scores, calibrate
 from .evaluation.zoo_task import beside, lacks_x
@@ -253,6 +253,13 @@ def outside_budgets(methods: dict[str, Any]) -> dict[str, str]:
     return {f"time budget of {n}": m.budget.describe() for n, m in methods.items() if isinstance(m, OutsideMethod)}
 
 
+def adapted_beside(config: Any) -> list[str]:
+    """``[adapted]`` where ``invmap run`` adds the model adapted to each test condition (`evaluation.adapt`,
+    the run's model among the methods, and not asked for already), else ``[]``."""
+    names = config.evaluation.methods
+    return [ADAPTED] if config.evaluation.adapt and MODEL in names and ADAPTED not in names else []
+
+
 def run(config: Any, options: RunOptions | None = None) -> Path:
     """Run the whole pipeline for `config`; returns the run directory (holding report.html)."""
     o = options or RunOptions()
@@ -286,7 +293,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     say(f"      done in {time.perf_counter() - t0:.0f} s")
 
     t0 = time.perf_counter()
-    methods = list(config.evaluation.methods) + beside(config)  # what long training buys, beside the model
+    methods = list(config.evaluation.methods) + adapted_beside(config) + beside(config)  # what long training buys
     if config.evaluation.zoo is True and lacks_x(config):
         say(f"note: no zoo entry beside the model (evaluation.zoo picks one by its test PSNR): {lacks_x(config)}; "
             "name entries in evaluation.zoo to score them anyway")

@@ -29,6 +29,7 @@ image file (values clipped to [0, 1]). An existing output is never replaced with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -54,6 +55,7 @@ from ..paths import distinct_outputs
 from ..physics import Physics, resized_physics
 from ..trust import diagnose, reference_physics, SafeReconstructor
 from ..trust.conformal import agreement
+from ..training import adapt as adaptation
 from ..trust.safe import TOLERANCE_DB
 from ..variational.posterior import Posterior
 
@@ -97,6 +99,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, metavar="N", help="with a posterior sampler (--method diffpir | dps): "
                    "draw N samples of x | y; OUTPUT is their mean, OUTPUT.std.npy the per-pixel standard deviation, "
                    "OUTPUT.samples.npy the samples [N, B, H, W]")
+    p.add_argument("--adapt", action="store_true", help="with --model: fine-tune a copy of the trained map on these "
+                   "measurements under their own physics (the task's, --set/--task) with a loss that reads y alone, "
+                   "stopped by the discrepancy principle; the saved model is never changed (`invmap.training.adapt`)")
+    p.add_argument("--adapt-steps", type=int, metavar="N", help=f"with --adapt: at most N Adam steps (1 to "
+                   f"{adaptation.MAX_STEPS}; default {adaptation.Settings.steps})")
+    p.add_argument("--adapt-lr", type=float, metavar="LR", help=f"with --adapt: Adam's rate ({adaptation.MIN_LR:g} to "
+                   f"{adaptation.MAX_LR:g}; default {adaptation.Settings.lr:g})")
+    p.add_argument("--adapt-loss", choices=adaptation.LOSSES, help="with --adapt: mc (measurement consistency), ei "
+                   "(mc + equivariance under a group K declares), sure (Gaussian noise of known σ); default auto: ei "
+                   "where K declares a group, else mc")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...); default cpu")
 
@@ -209,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and (args.safe or args.residual_map or args.ensemble or args.intervals
                                or args.bound is not None):
         raise ValueError("--safe, --residual-map, --ensemble, --bound and --intervals need --model")
+    settings = adapt_settings(args)
     if args.size is not None and (args.model is None or args.task is not None):
         raise ValueError("--size applies to --model without --task (with --task, set data.size)")
     if args.size is not None and not 8 <= args.size <= 4096:
@@ -299,15 +312,26 @@ def run(args: argparse.Namespace) -> int:
         y = to_batch(a, op.out_shape, "input measurement", complex_ok=op.complex_output)
     if hasattr(method, "to"):
         method = method.to(device)
-    x_t, drawn = reconstruct_in_chunks(method, y, physics, device, args.samples)
+    adapted = None
+    if settings is not None:  # one copy of the map fine-tuned on every measurement given
+        adapted = adaptation.adapt(method, y.to(device), physics, settings, floor=home_floor(args, method))
+        x_t, drawn = adapted.x.detach().cpu(), None
+        print(adapted.describe())
+    else:
+        x_t, drawn = reconstruct_in_chunks(method, y, physics, device, args.samples)
     if not bool(torch.isfinite(x_t).all()):
         raise ValueError("the reconstruction contains NaN or Inf values")
     report = None
     if args.model is not None:
-        x_t, report = check_trust(args, method, device, y, physics, x_t)
+        x_t, report = check_trust(args, method, device, y, physics, x_t,
+                                  adapted=None if adapted is None else adapted.model)
+        if adapted is not None:
+            report["adaptation"] = {**adapted.record(), "settings": dataclasses.asdict(settings)}
     x_hat = x_t.double().numpy()
     write_output(args.output, x_hat.reshape((-1,) + tuple(op.in_shape)), args.overwrite)
     what = args.method or args.model
+    if adapted is not None:
+        what += ", adapted" if adapted.adapted else ", unadapted: the adaptation changed nothing"
     print(f"wrote {args.output} ({what}{', safe' if args.safe else ''}, {x_hat.shape[0]} image(s) of "
           f"{op.in_shape[0]}x{op.in_shape[1]})")
     if drawn is not None:
@@ -371,6 +395,43 @@ def reconstruct_in_chunks(method: Any, y: Any, physics: Any, device: Any, sample
     return x_t, Posterior(x_t, torch.cat(stds), torch.cat(draws, dim=1))
 
 
+def adapt_settings(args: argparse.Namespace) -> Any:
+    """The ``--adapt`` settings (`invmap.training.adapt.Settings`), None without ``--adapt``; one-line
+    errors for an option without it, a method that has no weights, a value out of its range."""
+    given = {k: v for k, v in (("steps", args.adapt_steps), ("lr", args.adapt_lr), ("loss", args.adapt_loss))
+             if v is not None}
+    if not args.adapt:
+        if given:
+            raise ValueError("--adapt-steps, --adapt-lr and --adapt-loss need --adapt")
+        return None
+    if args.model is None:
+        raise ValueError(f"--adapt fine-tunes a trained model (--model RUN or pretrained:NAME); "
+                         f"'{args.method}' is a variational method, with no weights to adapt")
+    if args.samples is not None:
+        raise ValueError("--adapt and --samples: a posterior sampler is not adapted")
+    try:
+        return adaptation.Settings(**given)
+    except ValueError as e:
+        flag = next((f"--adapt-{k}" for k in ("steps", "lr", "loss") if k in str(e) or
+                     (k == "lr" and "learning rate" in str(e))), "--adapt")
+        raise ValueError(f"{flag}: {e}") from None
+
+
+def home_floor(args: argparse.Namespace, model: Any) -> tuple[float, float]:
+    """(f, s): the misfit the saved model leaves at its training conditions and its spread there
+    (`invmap.training.adapt.home_fit`, from the run's stored calibration or computed — never stored by
+    ``--adapt``); (0, 1) without the run's config.yaml. The calibration is set aside again: the trust
+    check calibrates as it always does."""
+    if not (Path(args.model) / "config.yaml").exists():
+        return 0.0, 1.0
+    baseline = build_methods([BASELINE], args.model)[BASELINE] if BASELINE in load_baselines(args.model) else None
+    calibrate_model(model, Experiment(resolve(args.model)[0], args.model), args.model, baseline, say=print, store=False)
+    floor = adaptation.home_fit(model)
+    for key in ("trust_calibration", "psnr_bound", "pixel_intervals"):
+        setattr(model, key, None)
+    return floor
+
+
 # ---------------------------------------------------------------------------- trust
 def what_takes(args: argparse.Namespace) -> str:
     """The thing whose image size an input must match, for error messages."""
@@ -432,10 +493,12 @@ def check_same_operator(model: Any, other: Any, model_dir: str, other_dir: str) 
                          f"{str(now)[:40]} against {str(was)[:40]}); an ensemble is of runs of one task")
 
 
-def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physics: Any, x_hat: Any
-                ) -> tuple[Any, dict]:
+def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physics: Any, x_hat: Any,
+                adapted: Any = None) -> tuple[Any, dict]:
     """Diagnose the model's x̂ (print one verdict per image), refine it with ``--safe``, write
-    ``--residual-map``; returns (x̂ to write, the sidecar's JSON document)."""
+    ``--residual-map``; returns (x̂ to write, the sidecar's JSON document). With `adapted` (the map
+    ``--adapt`` fine-tuned, which made x̂) the score is calibrated for the saved `model` at its training
+    conditions (never stored: the run is left as it was) and diagnoses the adapted map."""
     import torch
 
     def on_device(m: Any) -> Any:
@@ -455,9 +518,13 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
         strict = (["bound"] if args.bound is not None else []) + (["intervals"] if args.intervals else [])
         exp = Experiment(config, args.model)
         home = exp.physics
-        methods = calibrate_model(model, exp, args.model, baseline, safe=args.safe,
-                                  say=print, strict=strict, store=not args.pretrained)  # a zoo entry ships its record
+        methods = calibrate_model(model, exp, args.model, baseline, safe=args.safe, say=print, strict=strict,
+                                  store=not (args.pretrained or args.adapt))  # a zoo entry ships its record
         promise = capabilities(methods[SAFE]).promise if SAFE in methods else None
+    if adapted is not None and adapted is not model:  # the saved map's calibration, for the map that made x̂
+        for key in ("trust_calibration", "psnr_bound", "pixel_intervals"):
+            setattr(adapted, key, getattr(model, key, None))
+        model = adapted
     elif args.bound is not None or args.intervals:
         raise ValueError(f"--bound and --intervals need the model's run directory with its config.yaml "
                          f"(calibration pairs); {args.model} has none")
@@ -491,9 +558,11 @@ def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physi
             print(f"{head}no PSNR bound for the model's x̂: {why}")
             records[i]["psnr_bound"] = {"db": None, "why": why}
             continue
-        print(f"{head}the model's x̂: PSNR ≥ {float(lows[i]):.2f} dB with probability {bound.level:g} (split "
+        whose = "the adapted model's x̂ (the bound fitted for the saved model)" if args.adapt else "the model's x̂"
+        print(f"{head}{whose}: PSNR ≥ {float(lows[i]):.2f} dB with probability {bound.level:g} (split "
               "conformal at its training conditions, scaled by trust; valid where the data look like them)")
-        records[i]["psnr_bound"] = {"db": round(float(lows[i]), 3), "probability": bound.level, "of": "model",
+        records[i]["psnr_bound"] = {"db": round(float(lows[i]), 3), "probability": bound.level,
+                                    "of": "adapted model" if args.adapt else "model",
                                     "how": bound.describe()}
     doc: dict = {"model": str(args.model), "input": str(args.input), "output": str(args.output),
                  "physics": physics.spec(), "baseline": baseline.record() if baseline is not None else None,

@@ -263,6 +263,7 @@ class EvaluationConfig(_Section):
     batch_size: int = Field(16, ge=1)
     data_range: float | str = 1.0
     zoo: bool | list[str] = True  # invmap run: the zoo entry of this task beside the model (list: those; false: none)
+    adapt: bool = False  # invmap run: the model adapted to each test condition (`adapted`) beside it; off by default
     bound: float = Field(0.9, ge=0, lt=1)  # per-image PSNR lower bound at this probability (trust); 0 = none
     pixel_risk: float = Field(0.1, ge=0, lt=1)  # per-pixel intervals missing at most this fraction (α); 0 = none
     pixel_delta: float = Field(0.1, gt=0, lt=1)  # … with probability 1 − δ over the calibration pairs

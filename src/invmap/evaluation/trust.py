@@ -49,7 +49,7 @@ def calibrate(methods: Mapping[str, Any], exp: Any, n: int = 32, baseline: Any |
               say: Any = None, strict: Collection[str] = ()) -> dict[str, dict]:
     """Calibrate each learned method at its training conditions (`invmap.trust.calibration`: the
     residual floor f and the spreads of its score) on `n` validation measurements of the
-    experiment `exp` (`invmap.experiment.Experiment.val_pairs`: simulated like the training
+    experiment `exp` (`invmap.evaluation.experiment.Experiment.val_pairs`: simulated like the training
     pairs) — their ground truth is not used — and record it as the method's
     ``trust_calibration``; returns {name: calibration}. The misfit is measured against
     `baseline` (default: the ``tv`` of `methods`, or the one a ``safe`` wraps). A wrapper

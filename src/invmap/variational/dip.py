@@ -26,7 +26,8 @@ stopped — by a rule that reads y and the noise model only, never x (``stop``):
 - ``auto`` (default): ``discrepancy`` where the noise model gives E‖e‖² > 0, else ``variance``.
 - ``steps``: no rule, all ``steps``.
 
-Every rule is bounded by ``steps`` and by ``seconds`` per image, and ends where the data are
+The rules are `invmap.variational.stopping` (shared with a trained map adapted to one scan,
+`invmap.training.adapt`). Every rule is bounded by ``steps`` and by ``seconds`` per image, and ends where the data are
 fitted to float32 precision, ‖K x − y‖² ≤ 10⁻⁶‖y‖² (``history`` records per image which one
 ended the fit, the step, the misfit and its target, the seconds: a cut fit is said to be one).
 Deterministic: z and Θ₀ come from ``seed`` alone, the same for every image of a batch, so an
@@ -41,15 +42,14 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections import deque
 from typing import Annotated, Callable, Literal
 
 import torch
 from pydantic import Field
 
 from .. import budget, models
-from ..noise import measured_count
 from .methods import METHODS, Method
+from .stopping import EarlyStopping, expected_misfit, rule_for, squared_residual
 
 #: the most Adam steps one image may take (one step of the default network on a 128² CT image took
 #: 0.16 s on one thread of the loaded 2-core CPU: the bound is hours, not days)
@@ -73,16 +73,6 @@ ACTIVATIONS = 24
 #: cannot see it (measured on 16² deblurring: the discrepancy held after ~30 steps at 5 dB; at 0.01,
 #: after ~20 steps at 22 dB)
 OUTPUT_SCALE = 0.01
-#: the variance rule counts a new low of VAR_k only when it is this fraction below the last one: on
-#: noise-free data the iterates settle and VAR_k creeps down for ever (measured: 16² MRI without
-#: noise ran all 3000 steps), so a plateau ends the fit as a minimum does
-VARIANCE_DROP = 0.01
-#: every rule ends a fit whose misfit ‖K x − y‖² is below this fraction of ‖y‖²: the data are fitted to
-#: float32 precision, nothing is left to fit (noise-free data; recorded as ``fitted``)
-FITTED = 1e-6
-#: the weights w_i = 1/Var(e_i) are floored at this fraction of the mean variance (dark Poisson entries)
-VARIANCE_FLOOR = 1e-3
-
 Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
 Rate = Annotated[float, Field(gt=0, le=1)]
 Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
@@ -148,24 +138,13 @@ class DeepImagePrior(Method):
         return 0.1 * torch.rand((1, self.width) + tuple(shape), generator=g)
 
     def expected_misfit(self, y: torch.Tensor, physics) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(E‖e‖² per image or None where the noise model has no variance, the weights w of the data term)."""
-        mask = physics.operator.measured()
-        try:
-            var = physics.noise.variance(y, mask).double()
-        except NotImplementedError:
-            return None, torch.ones(y.shape, dtype=torch.float64)
-        total = var.flatten(1).sum(1)
-        m = measured_count(y, mask).to(total.device).clamp_min(1)
-        floor = (VARIANCE_FLOOR * total / m).clamp_min(torch.finfo(torch.float64).tiny)
-        w = 1.0 / torch.maximum(var, floor.reshape((-1,) + (1,) * (var.dim() - 1)))
-        w = torch.where(total.reshape((-1,) + (1,) * (var.dim() - 1)) > 0, w, torch.ones_like(w))
-        return total, w
+        """(E‖e‖² per image or None where the noise model has no variance, the weights w of the data term):
+        `invmap.variational.stopping.expected_misfit`."""
+        return expected_misfit(y, physics)
 
     def rule(self, expected: float | None) -> str:
         """The stopping rule this image gets (``auto``: discrepancy when E‖e‖² > 0, else variance)."""
-        if self.stop != "auto":
-            return self.stop
-        return "discrepancy" if expected is not None and expected > 0 else "variance"
+        return rule_for(self.stop, expected)
 
     # ------------------------------------------------------------------ the fit
     def _run(self, y, physics, x0, callback):
@@ -199,67 +178,43 @@ class DeepImagePrior(Method):
         """Fit Θ to one measurement y ``[1, ...]``; returns (x̂ ``[1, 1, H, W]``, what happened)."""
         op = physics.operator
         h, w = op.in_shape
-        rule = self.rule(expected)
         net = self.network().to(y.device).train()
         z = self.input((h, w)).to(y.device)
         wt = weights.to(y.device, torch.float32)
         keep = None if mask is None else mask.to(y.device)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
-        bound = None if expected is None else self.tau * expected
         energy = float((y.abs() ** 2 if keep is None else torch.where(keep, y.abs() ** 2, torch.zeros_like(y.real)))
                        .double().sum())  # ‖y‖² over the measured entries
-        recent: deque[torch.Tensor] = deque(maxlen=self.window)
-        best_var, best_x, best_step = math.inf, None, 0
-        t0 = last_said = time.perf_counter()
-        stopped_by, misfit, x = "steps", math.nan, None
+        stop = EarlyStopping(self.stop, expected, energy, self.tau, self.window, self.patience, self.seconds)
+        last_said = stop.t0
+        misfit, x = math.nan, None
         k = 0
         with torch.enable_grad():
             for k in range(1, self.steps + 1):
                 opt.zero_grad(set_to_none=True)
                 x = net(z)
-                r = op.forward(x) - y
-                sq = r.real ** 2 + r.imag ** 2 if r.is_complex() else r ** 2
-                if keep is not None:
-                    sq = torch.where(keep, sq, torch.zeros_like(sq))
+                sq = squared_residual(x, y, op, keep)
                 misfit = float(sq.detach().double().sum())  # ‖K x_k − y‖² of the iterate x_k = f_Θk(z)
                 x = x.detach()
                 if callback is not None:
                     callback(k, x)
-                if rule == "discrepancy" and misfit <= bound:
-                    stopped_by = "discrepancy"
+                if stop.should_stop(k, x, misfit):
                     break
-                if misfit <= FITTED * energy:  # nothing left to fit (noise-free data): any rule ends here
-                    stopped_by = "fitted"
-                    break
-                if rule == "variance":
-                    recent.append(x)
-                    if len(recent) == self.window:
-                        stack = torch.stack(tuple(recent))
-                        var = float((stack - stack.mean(0)).pow(2).flatten(1).sum(1).mean())
-                        if var < (1.0 - VARIANCE_DROP) * best_var:  # a new low: the iterate at the window's end
-                            best_var, best_x, best_step = var, x, k
-                        elif k - best_step >= self.patience:
-                            stopped_by = "variance"
-                            break
                 (0.5 * (wt * sq).sum()).backward()
                 opt.step()
-                now = time.perf_counter()
-                if now - t0 > self.seconds:
-                    stopped_by = "seconds"
+                if stop.out_of_time():
                     break
-                if self.progress is not None and now - t0 > PROGRESS_SECONDS and now - last_said > PROGRESS_EVERY:
+                now = time.perf_counter()
+                if self.progress is not None and stop.elapsed() > PROGRESS_SECONDS and now - last_said > PROGRESS_EVERY:
                     last_said = now
-                    target = f" (target ≤ {bound:.4g})" if rule == "discrepancy" else ""
+                    target = f" (target ≤ {stop.target:.4g})" if stop.rule == "discrepancy" else ""
                     self.progress(f"dip: {what}, step {k} of at most {self.steps}, ‖Kx − y‖² = {misfit:.4g}{target}, "
-                                  f"{now - t0:.0f} s")
-        returned = k
-        if rule == "variance" and stopped_by != "fitted" and best_x is not None:  # where VAR_k was lowest
-            x, returned = best_x, best_step
-            r = op.forward(x) - y
-            sq = r.abs() ** 2 if r.is_complex() else r ** 2
-            misfit = float((sq if keep is None else torch.where(keep, sq, torch.zeros_like(sq))).double().sum())
-        record = {"rule": rule, "stopped_by": stopped_by, "steps": k, "returned_step": returned,
-                  "misfit": misfit, "expected_misfit": expected, "seconds": round(time.perf_counter() - t0, 3)}
+                                  f"{stop.elapsed():.0f} s")
+        x, returned = stop.returned(x, k)
+        if returned != k:  # the variance rule's iterate, where VAR_k was lowest
+            misfit = float(squared_residual(x, y, op, keep).double().sum())
+        record = {"rule": stop.rule, "stopped_by": stop.stopped_by, "steps": k, "returned_step": returned,
+                  "misfit": misfit, "expected_misfit": expected, "seconds": round(stop.elapsed(), 3)}
         return x.float(), record
 
     def record(self) -> dict:
