@@ -10,8 +10,8 @@ convolutional model trained on patches reconstructs whole images); ``--simulate`
 seeded by the config's ``seed``).
 
 With ``--model`` every reconstruction is checked against its own data without ground truth
-(`invmap.trust`): the data-consistency ratio ρ = ‖K x̂ − y‖ / √E‖e‖², the tuned TV's ρ on
-the same y (the run's baselines.json), the sensitivity to fresh noise draws against the
+(`invmap.evaluation.trust_check`): the data-consistency ratio ρ = ‖K x̂ − y‖ / √E‖e‖², the trust
+reference's ρ on the same y (the run's ``evaluation.trust_reference``, tuned in its baselines.json), the sensitivity to fresh noise draws against the
 model's training conditions (and, with ``--ensemble RUN``, the disagreement with other
 runs), combined into one score calibrated on the run's validation measurements. It prints
 one verdict per image (``consistent: …`` / ``suspect: …``) and writes the numbers to
