@@ -130,7 +130,7 @@ def test_an_older_stored_record_stays_readable_and_a_tampered_one_is_one_line(ex
     (tmp_path / "trust_calibration.json").write_text(json.dumps({"records": {key: {"for": {}, "fitted": old}}}))
     how, records = calibrate_stored({"model": net}, exp, tmp_path, reference=tv, n=12)
     assert how == "stored" and records["model"].reference == "tv"
-    assert records["model"].physics == exp.config.physics_spec() and records["model"].score == fresh.score
+    assert records["model"].physics == exp.physics.spec() == fresh.physics and records["model"].score == fresh.score
     for bad in (5, "", ["tv"]):
         doc = {"records": {key: {"for": {}, "fitted": {**old, "reference": bad}}}}
         (tmp_path / "trust_calibration.json").write_text(json.dumps(doc))

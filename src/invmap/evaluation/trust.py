@@ -167,8 +167,8 @@ def calibrate_stored(methods: Mapping[str, Any], exp: Any, model_dir: str | Path
     need_bound, need_pixels = "bound" in strict, "intervals" in strict
     if fitted is not None and not (need_bound and fitted.psnr_bound is None) \
             and not (need_pixels and fitted.pixel_intervals is None):
-        if fitted.reference is None:  # an older record: its key says which reference it was fitted against
-            fitted = replace(fitted, reference=name, physics=parts["physics"])
+        if fitted.reference is None:  # an older record: its key says which reference and physics it was fitted for
+            fitted = replace(fitted, reference=name, physics=exp.physics.spec())
         return "stored", {k: fitted for k in methods}
     notes: list[str] = []
 
@@ -182,8 +182,8 @@ def calibrate_stored(methods: Mapping[str, Any], exp: Any, model_dir: str | Path
             f"validation pairs of its task, against {name or 'no reference'} "
             f"(once per run and task{'; stored in ' + str(st.path) if store and st.writable() else ''}) …")
     records = calibrate(methods, exp, n=n, reference=reference, say=tell, strict=strict, reference_name=name)
-    fitted = records[SAFE] if SAFE in records else records[MODEL]
-    if not (store and st.writable()):
+    fitted = records.get(SAFE, records.get(MODEL))
+    if fitted is None or not (store and st.writable()):  # None: a model that declares no training physics
         return "computed", records
     st.put(key, fitted, {"task": parts["physics"], "n": n, "safe": parts["safe"], "reference": name, "notes": notes})
     return "computed and stored", records

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -141,8 +141,9 @@ def check_reconstruction(model: Any, run_dir: str, y: torch.Tensor, physics: Any
                     calibration=None if record is None else record.score)
     if reference is None:
         diag.notes.append(f"no tuned {name} in {run_dir}/baselines.json: misfit against the noise level only")
+    fitted_for = home.spec() if record is None or record.physics is None else record.physics
     records = _verdicts(diag, x_hat, x_r, None if record is None else record.psnr_bound,
-                        away_from_calibration(physics, home), say)
+                        away_from_calibration(physics, None if home is None else fitted_for), say)
     doc: dict = {"physics": physics.spec(), "trust_reference": name,
                  "baseline": reference.record() if callable(getattr(reference, "record", None)) else None,
                  "calibration": None if record is None else {"reference": record.reference, "physics": record.physics},
@@ -247,12 +248,13 @@ def reference_with_progress(reference: Any, y: torch.Tensor, physics: Any,
         return reference.run(y, physics, callback=tick)
 
 
-def away_from_calibration(physics: Any, home: Any | None) -> str | None:
-    """How the input's physics differs from the one the model was calibrated at (its run's task),
-    as ``key: ours against theirs``; None when they are the same (or there is no calibration)."""
+def away_from_calibration(physics: Any, home: Mapping[str, Any] | None) -> str | None:
+    """How the input's physics differs from the physics spec `home` the model's record was fitted for
+    (`invmap.trust.fitted.Fitted.physics`), as ``key: ours against theirs``; None when they are the same
+    (or there is no calibration)."""
     if home is None:
         return None
-    diff = first_difference(home.spec(), physics.spec())
+    diff = first_difference(dict(home), physics.spec())
     return None if diff is None else f"{diff[0]}: {str(diff[2])[:40]} against {str(diff[1])[:40]} calibrated"
 
 
