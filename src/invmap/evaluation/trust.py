@@ -115,13 +115,21 @@ def _fit_promise(safe: Any, record: Fitted, reference: Any, y: torch.Tensor, x: 
                  x_r: torch.Tensor, config: Any) -> Any:
     """Safe's margin bound on held-out pairs (y, x), the trust reference's x̂_r on them given."""
     fallback = capabilities(safe).baseline
-    x_fb = x_r if fallback is reference else reconstruct(fallback, y, physics)[0]
+    x_fb = x_r if _same(fallback, reference) else reconstruct(fallback, y, physics)[0]
     x_m = reconstruct(capabilities(safe).wraps, y, physics)[0]
     mine = safe.calibrated(record, trust_reference=reference)
     with torch.no_grad():
         x_s = mine.from_reconstructions(y, physics, {"model": x_m, "baseline": x_fb, "reference": x_r})
     return mine.fit_promise(x, x_s, x_fb, mine.last.trust, float(config.evaluation.bound),
                             config.evaluation.data_range)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Two methods that compute the same x̂: one object, or one variational method with the same parameters."""
+    if a is b:
+        return True
+    named = all(isinstance(getattr(m, "name", None), str) and callable(getattr(m, "params", None)) for m in (a, b))
+    return named and a.name == b.name and a.params() == b.params()
 
 
 def with_records(methods: Mapping[str, Any], cal: Calibrations) -> dict[str, Any]:
