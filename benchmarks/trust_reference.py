@@ -6,7 +6,8 @@
 
 RUN_OR_ENTRY is a trained default run (CT of ellipses, 60 views, 1 % noise) or a zoo entry of that
 task (``pretrained:unet-ct``). Its model is calibrated at its training conditions once per reference R
-with the code `invmap run` uses (`invmap.evaluation.trust.calibrate`: the score on the first 32 of
+with the code ``invmap reconstruct --model`` uses (`invmap.evaluation.trust.calibrate_stored`: the record
+the run or entry keeps for that reference when it has one, else `calibrate`: the score on the first 32 of
 2·32 validation pairs, the bound "PSNR ≥ b with probability 0.9" on the other 32). Then, per
 reference:
 
@@ -40,7 +41,7 @@ from invmap.config import load_config
 from invmap.evaluation.runs import load_baselines
 from invmap.evaluation.stress import KINDS, build_shifts
 from invmap.evaluation.task import Condition, condition_from_config, make_pairs
-from invmap.evaluation.trust import calibrate
+from invmap.evaluation.trust import calibrate_stored
 from invmap.experiment import Experiment
 from invmap.metrics import psnr
 from invmap.models import load_model
@@ -53,8 +54,13 @@ LARGE_DB = 1.0
 
 
 def references(run: Path, names: list[str]) -> dict:
+    """{name: the method with the run's tuned parameters} (`load_baselines`: {name: params}); PnP's from
+    BENCHMARKS.md when the run has none. A classical method the run never tuned is refused."""
     tuned = load_baselines(run)
-    return {n: variational.build(n, **(tuned.get(n, {}).get("params") or (PNP if n == "pnp" else {}))) for n in names}
+    missing = [n for n in names if n not in tuned and n != "pnp"]
+    if missing:
+        raise SystemExit(f"{run}: no tuned parameters for {', '.join(missing)} in baselines.json")
+    return {n: variational.build(n, **(tuned.get(n) or PNP)) for n in names}
 
 
 def batched(method, y, phys, b: int = 16) -> torch.Tensor:
@@ -68,7 +74,8 @@ def score_set(model, fitted, y, x, phys, rec: dict, ref: str) -> dict:
     trust = diagnose(model, y, phys, x_hat=x_m, x_baseline=x_r, draws=0, calibration=fitted.score).trust
     p_m = psnr(x_m, x).double()
     best = torch.maximum(psnr(rec["fbp"], x), psnr(rec["tv"], x)).double()
-    out = {"trust": trust.tolist(), "large": (p_m < best - LARGE_DB).tolist()}
+    out = {"trust": trust.tolist(), "large": (p_m < best - LARGE_DB).tolist(),
+           "psnr": {k: [round(float(v), 3) for v in psnr(r, x)] for k, r in rec.items()}}
     if fitted.psnr_bound is not None:
         b = fitted.psnr_bound(agreement(x_m, x_r, fitted.psnr_bound.data_range), trust)
         out["covered"] = (p_m >= b).double().tolist()
@@ -97,7 +104,8 @@ def main() -> None:
     model.eval()
     built = references(where, sorted(set(a.references) | {"tv", "fbp"}))
     mine = {r: built[r] for r in a.references}
-    fitted = {r: calibrate({"model": model}, exp, n=32, reference=m, reference_name=r)["model"] for r, m in mine.items()}
+    fitted = {r: calibrate_stored({"model": model}, exp, where, reference=m, say=print, store=False)[1]["model"]
+              for r, m in mine.items()}  # what reconstruct --model uses: the run's (or entry's) stored record, else computed
     log = a.log.open("a")
 
     def record(kind: str, label: str, cond: Condition, identifiable: bool = True, home: bool = False,
@@ -118,6 +126,7 @@ def main() -> None:
 
     log.write(json.dumps({"part": "setup", "model": str(a.run), "n": a.n, "references": a.references,
                           "calibration": {r: f.to_dict() for r, f in fitted.items()}}) + "\n")
+    log.flush()
     if a.real is not None:
         files = len([p for p in a.real.iterdir() if p.is_file()])
         real = Condition.of(f"folder:{a.real.resolve()}", int(cfg.data.size), cfg.physics_spec(),
