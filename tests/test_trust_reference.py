@@ -159,3 +159,16 @@ def test_a_bad_reference_stops_the_command_before_anything_is_written(argv, mess
     err = capsys.readouterr().err.strip()
     assert err.startswith("invmap: error:") and "\n" not in err and message in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_stress_study_scores_trust_against_the_reference_and_says_which(exp, tmp_path):
+    from invmap.evaluation.stress import stress_study
+    from invmap.evaluation.task import condition_from_config
+
+    net, cgls = _Net(exp.physics), var.build("cgls", iters=5)
+    records = calibrate({"model": net}, exp, n=12, reference=cgls, reference_name="cgls")
+    ref = condition_from_config(exp.config, n=2)
+    _rows, meta = stress_study({"model": net, "tv": var.build("tv", lam=0.05, iters=20)}, ref, tmp_path,
+                               kinds=["noise"], calibration=Calibrations("cgls", cgls, records))
+    assert meta["trust"]["reference"] == "cgls" and meta["trust"]["bound"] is not None
+    assert json.loads((tmp_path / "stress.json").read_text())["trust"]["reference"] == "cgls"

@@ -40,7 +40,8 @@ PNP = "pnp"
 BASELINE = TV
 #: the trust reference when ``evaluation.trust_reference`` is not set: the method whose x̂_r the
 #: learned methods' trust score, PSNR bound, pixel intervals and safe's promise are measured
-#: against — the one that measured best on the default run (BENCHMARKS.md, "Trust at inference")
+#: against — the tuned TV, the one reference measured through all of them (BENCHMARKS.md, "Trust at
+#: inference"; PnP is not yet measured that way: `benchmarks/trust_reference.py --references tv pnp`)
 TRUST_REFERENCE = TV
 
 Scheme = Literal["run", "pretrained", "registry", "entry-point", "module"]
