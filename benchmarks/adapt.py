@@ -22,8 +22,19 @@ import argparse
 import json
 import os
 import time
+from dataclasses import asdict, replace
 
 import torch
+
+from invmap import zoo
+from invmap.evaluation.experiment import Experiment
+from invmap.evaluation.resolve import EVALUATION_ADAPTATION
+from invmap.evaluation.runs import build_methods, resolve
+from invmap.evaluation.stress import build_shifts
+from invmap.evaluation.task import condition_from_config, make_pairs
+from invmap.evaluation.trust import calibrate_model
+from invmap.metrics import psnr
+from invmap.training.adapt import adapt, home_fit
 
 
 def main() -> None:
@@ -41,18 +52,6 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from dataclasses import asdict, replace
-
-    from invmap import zoo
-    from invmap.evaluation.resolve import EVALUATION_ADAPTATION
-    from invmap.evaluation.runs import build_methods, resolve
-    from invmap.evaluation.stress import build_shifts
-    from invmap.evaluation.task import condition_from_config, make_pairs
-    from invmap.evaluation.trust import calibrate_model
-    from invmap.evaluation.experiment import Experiment
-    from invmap.metrics import psnr
-    from invmap.training.adapt import adapt, model_floor
-
     given = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("loss", args.loss), ("tau", args.tau))
              if v is not None}
     settings = replace(EVALUATION_ADAPTATION, **given)
@@ -61,8 +60,10 @@ def main() -> None:
     ref = condition_from_config(config, n=args.n)
     methods = build_methods(["tv", "model"], run)
     # the model's trust calibration at home (a zoo entry ships it): its floor f sets the discrepancy target
-    calibrate_model(methods["model"], Experiment(config, run), run, methods["tv"], store=False)
-    print(f"model floor f = {model_floor(methods['model']):.4g} (its relative misfit at the training conditions)")
+    _cal_methods, cal = calibrate_model(methods["model"], Experiment(config, run), run, methods["tv"], store=False)
+    record = cal.of("model")
+    floor = home_fit(None if record is None else record.score)
+    print(f"model floor f = {floor[0]:.4g} (its relative misfit at the training conditions)")
     wanted = [w.strip() for w in args.levels.split(",") if w.strip()]
     load0 = os.getloadavg()[0]
     rows = []
@@ -74,7 +75,7 @@ def main() -> None:
             with torch.no_grad():
                 x_tv, x_m = methods["tv"](y, phys), methods["model"](y, phys)
             c0, w0 = time.process_time(), time.perf_counter()
-            done = adapt(methods["model"], y, phys, settings, progress=None)
+            done = adapt(methods["model"], y, phys, settings, progress=None, floor=floor)
             cpu, wall = time.process_time() - c0, time.perf_counter() - w0
             row = {"shift": sh.name, "level": lv.label, "training": lv.training, "images": int(y.shape[0]),
                    "psnr_tv": round(float(psnr(x_tv, x).mean()), 2), "psnr_model": round(float(psnr(x_m, x).mean()), 2),

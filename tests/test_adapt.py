@@ -24,7 +24,7 @@ from invmap.evaluation.experiment import Experiment
 from invmap.models import KINDS, LearnedReconstructor, build, build_kind
 from invmap.physics import Physics
 from invmap.training import adapt as adaptation
-from invmap.training.adapt import Adapted, Settings, adapt, check_adaptable
+from invmap.training.adapt import Adapted, Settings, adapt, check_adaptable, home_fit
 
 # every trainable kind, tiny (K inside every iteration), beside post-processing
 KIND_PARAMS = {"lgd": {"iterations": 2, "memory": 2, "channels": 4, "depth": 2},
@@ -332,8 +332,8 @@ def test_the_target_adds_the_misfit_the_model_leaves_at_home():
     y = phys.measure(_images(), torch.Generator().manual_seed(1))
     recon = _map("post-processing")
     plain = adapt(recon, y, phys, Settings(steps=1), progress=None)
-    recon.trust_calibration = {"floor": 10.0, "home": {"median": 0.1, "spread": 0.2}}  # far above: nothing to adapt
-    done = adapt(recon, y, phys, Settings(steps=5), progress=None)
+    score = {"floor": 10.0, "home": {"median": 0.1, "spread": 0.2}}  # far above: nothing to adapt
+    done = adapt(recon, y, phys, Settings(steps=5), progress=None, floor=home_fit(score))
     energy, scale = float((y.double() ** 2).sum()), float(np.exp(2 * (0.1 + 2 * 0.2)))
     assert done.floor == 10.0
     assert done.target == pytest.approx(scale * (done.expected_misfit + 100.0 * energy), rel=1e-6)

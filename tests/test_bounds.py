@@ -140,7 +140,7 @@ def test_evaluate_and_reconstruct_state_the_bound_with_its_probability(run, tmp_
     assert "suspect: " in out and "no PSNR bound for the model's x̂: the trust check finds this image unlike" in out
     rec = json.loads((tmp_path / "xh.trust.json").read_text())["images"][0]["psnr_bound"]
     assert rec["db"] is None and "unlike the training conditions" in rec["why"]
-    monkeypatch.setattr("invmap.commands.reconstruct.no_bound_because", lambda *a: None)  # were it printed:
+    monkeypatch.setattr("invmap.evaluation.trust_check.no_bound_because", lambda *a: None)  # were it printed:
     assert main(base + ["--bound", "0.8", "--overwrite"]) == 0
     assert "dB with probability 0.8" in capsys.readouterr().out
     rec = json.loads((tmp_path / "xh.trust.json").read_text())["images"][0]["psnr_bound"]

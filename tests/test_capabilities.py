@@ -229,16 +229,16 @@ def test_a_callable_that_declares_nothing_gets_the_conservative_answers():
 
 
 def test_what_a_learned_reconstructor_carries_is_declared_on_its_class():
-    """kind_params, training_physics, what calibration fits and a network's model_name are
-    declared (not attached from outside), and the class default of kind_params cannot be mutated
-    into a shared state."""
+    """kind_params, training_physics and a network's model_name are declared (not attached from
+    outside), what calibration fits is not carried at all (a record beside the method), and the class
+    default of kind_params cannot be mutated into a shared state."""
     from invmap.capabilities import capabilities
 
     from invmap.models.base import Network
 
     R = models.Reconstructor
-    assert R.training_physics is None and R.trust_calibration is None
-    assert R.psnr_bound is None and R.pixel_intervals is None and Network.model_name is None
+    assert R.training_physics is None and Network.model_name is None
+    assert not any(hasattr(R, k) for k in ("trust_calibration", "psnr_bound", "pixel_intervals"))
     with pytest.raises(TypeError):
         R.kind_params["x"] = 1  # a read-only default, not a dict every instance would share
     assert not capabilities(R).diagnosable
@@ -275,6 +275,6 @@ def test_safe_declares_what_it_wraps_falls_back_to_and_promises():
     safe = RUN_METHODS["safe"].build(net, {"tv": tv})
     caps = capabilities(safe)
     assert caps.wraps is net and caps.baseline is tv and caps.promises and caps.learned
-    assert caps.reuses == {"model": "model", "baseline": "tv"} and caps.promise is None
+    assert caps.reuses == {"model": "model", "baseline": "tv"} and safe.promise is None
     assert not capabilities(tv).promises and capabilities(tv).wraps is None
     assert RUN_METHODS["model"].build(net, {}) is net

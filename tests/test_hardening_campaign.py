@@ -52,6 +52,8 @@ CASES = [
     "outside-method-of-a-missing-module",
     "lpd-of-real-data-on-complex-data", "lpd-paper-on-vector-measurements", "pnp-with-a-denoiser-that-is-not-one",
     "lpd-with-zero-iterations", "lpd-with-huge-iterations",
+    "trust-reference-that-cannot-run-on-k", "trust-reference-is-the-model", "trust-reference-unknown",
+    "calibration-record-with-a-tampered-reference",
 ]
 
 TINY = ["data.size=32", "data.train=8", "data.val=4", "data.test=4", "training.epochs=1", "training.batch_size=4",
@@ -318,6 +320,30 @@ def _build(base: Path) -> tuple[list, list, dict]:
           TINY + RUNS["ct"][:2])
     train("lpd-with-zero-iterations", ["model.name=lpd", "model.iterations=0"], "iterations")
     train("lpd-with-huge-iterations", ["model.name=lpd", f"model.iterations={10 ** 9}"], "iterations")
+
+    # -- the trust reference (evaluation.trust_reference) and the calibration records ---------------------
+    def with_reference(run: Path, name: str, reference: object) -> Path:
+        d = _copy(run, name)
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        cfg["evaluation"]["trust_reference"] = reference
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+        return d
+
+    case("trust-reference-that-cannot-run-on-k", ["evaluate", str(with_reference(blur, "blur-fbp-reference", "fbp")),
+                                                  "--out", str(scratch / "never"), "--no-figure"],
+         "cannot run on the task's operator 'blur'")
+    reconstruct("trust-reference-is-the-model", with_reference(ct, "ct-model-reference", "model"),
+                "is the run's own model")
+    reconstruct("trust-reference-unknown", with_reference(ct, "ct-unknown-reference", "no-such-method"),
+                "unknown method")
+    stored = _copy(ct, "ct-tampered-record")
+    from invmap.cli import main
+
+    assert main(["reconstruct", "--model", str(stored), "--simulate", "--input", str(x), "--output",
+                 str(scratch / "calibrated.npy")]) == 0  # writes the run's calibration record
+    _edit_json(stored / "trust_calibration.json",
+               lambda d: [r["fitted"].__setitem__("reference", 5) for r in d["records"].values()])
+    reconstruct("calibration-record-with-a-tampered-reference", stored, "not a calibration record")
 
     normal = [("normal-reconstruct", ["reconstruct", "--model", str(ct), "--simulate", "--input", str(x), "--output",
                                       str(scratch / "x.npy")]),

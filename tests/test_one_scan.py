@@ -20,7 +20,7 @@ import invmap.operators as ops
 from invmap.operators import tomography
 from invmap import zoo
 from invmap.cli import main
-from invmap.commands.reconstruct import VACUOUS_DB, no_bound_because
+from invmap.evaluation.trust_check import VACUOUS_DB, no_bound_because
 from invmap.config import load_config
 from invmap.data import build_source
 from invmap.evaluation.runs import baselines_note, tune_baselines
@@ -133,7 +133,7 @@ def _reconstruct(capsys, *args: str) -> tuple[int, str, str]:
 def test_the_trust_checks_tv_tells_its_progress_and_computes_the_same(run, image, tmp_path, capsys, monkeypatch):
     """The tuned tv the trust check runs (a minute at 512²) says so on stderr, then a line every
     TICK_SECONDS of its iterations; telling does not change what it computes."""
-    import invmap.commands.reconstruct as rec
+    import invmap.evaluation.trust_check as rec
 
     args = ["--model", str(run), "--input", str(image), "--simulate"]
     code, _, err = _reconstruct(capsys, *args, "--output", str(tmp_path / "a.npy"))

@@ -187,12 +187,13 @@ def test_safe_keeps_a_trusted_map_and_is_never_much_worse_than_tv():
     x = _images(4)
     tv = var.build("tv", lam=0.3, iters=80)
     from invmap.trust import calibration
+    from invmap.trust.fitted import Fitted
 
     f = _Scaled(1.0, train)
     x_val = build_source("ellipses", 32, split="val", count=12, seed=0).batch(list(range(12)))
     y_val = train.measure(x_val, torch.Generator().manual_seed(4))
-    f.trust_calibration = calibration(f(y_val, train), y_val, train, tv(y_val, train))
-    good = SafeReconstructor(f, tv)
+    record = Fitted(calibration(f(y_val, train), y_val, train, tv(y_val, train)))
+    good = SafeReconstructor(f, tv, calibration=record)
     y = train.measure(x, torch.Generator().manual_seed(5))
     assert float(_psnr(good(y, train), x).mean()) > float(_psnr(f(y, train), x).mean()) - 0.1
     assert bool((good.mu > good.mu0 / 10).all()) and float(good.mu.max()) == good.mu0

@@ -20,9 +20,9 @@ attribute                 meaning                                               
 ``fit_promise``           states a margin over its baseline, fitted by calibration    —³
 ========================  ==========================================================  =======
 
-What calibration recorded on a method (`invmap.evaluation.trust.calibrate`), read here too:
-``trust_calibration`` (the score's spreads at home), ``psnr_bound`` (its per-image PSNR bound),
-``pixel_intervals`` (per-pixel intervals), ``promise`` (safe's margin bound); None before.
+What calibration fits for a method is not written onto it: `invmap.evaluation.trust.calibrate`
+returns a record per method (`invmap.trust.fitted.Fitted`), kept beside the methods and handed
+to what uses it.
 
 ¹ a callable that does not say is learned when its name is ``model`` or ``safe``
 (`invmap.evaluation.verdicts.is_learned`); ² a method from outside is called per minibatch
@@ -56,10 +56,6 @@ class Capabilities:
     wraps: Any = None
     baseline: Any = None
     promises: bool = False
-    trust_calibration: Any = None
-    psnr_bound: Any = None
-    pixel_intervals: Any = None
-    promise: Any = None
 
     @property
     def diagnosable(self) -> bool:
@@ -68,8 +64,7 @@ class Capabilities:
 
 
 #: declared values taken as they are (the others only when bool or None)
-_OBJECTS = ("reuses", "training_physics", "wraps", "baseline", "trust_calibration", "psnr_bound", "pixel_intervals",
-            "promise")
+_OBJECTS = ("reuses", "training_physics", "wraps", "baseline")
 
 
 def capabilities(method: Any) -> Capabilities:

@@ -33,17 +33,19 @@ from typing import Any, Callable, Sequence
 from . import zoo
 from .evaluation import evaluate as ev
 from .evaluation import figures, report, runs, stress, without_x
-from .evaluation.resolve import ADAPTED, MODEL, TV, applicable_methods, check_names, classical, loaded_first
-from .evaluation.task import condition_from_config
-from .evaluation.trust import add_trust_scores, calibrate
-from .evaluation.zoo_task import beside, lacks_x
 from .evaluation.experiment import Experiment
+from .evaluation.resolve import (ADAPTED, MODEL, TV, applicable_methods, check_names, check_trust_reference, classical,
+                                 loaded_first, parse, trust_reference)
+from .evaluation.task import condition_from_config
+from .evaluation.trust import add_trust_scores, calibrate, with_records
+from .evaluation.zoo_task import beside, lacks_x
 from .method_output import MethodFailure
 from .metrics import data_range_label
 from .paths import inside
 from .plugins import OutsideMethod
 from .training import train
 from .training.checks import check_config
+from .trust.fitted import Calibrations
 
 
 @dataclass
@@ -117,20 +119,30 @@ class Built:
 
     methods: dict[str, Any]  # name → reconstructor, in the order they were asked for
     baselines: dict[str, dict]
+    #: the trust reference and the learned methods' calibration records (`invmap.evaluation.trust.calibrate`)
+    calibration: Calibrations = field(default_factory=Calibrations)
 
 
 def prepare(exp: Experiment, names: Sequence[str] | None, tune_dir: Path, tune_seconds: float,
             say: Callable[[str], None], overrides: dict | None = None) -> Built:
     """The applicable methods of `names` (default ``evaluation.methods``; notes said), built
-    (`_methods`) and calibrated on the experiment's validation pairs (`calibrate`)."""
+    (`_methods`) and calibrated on the experiment's validation pairs against the trust reference
+    (``evaluation.trust_reference``, built and tuned like a baseline; `calibrate`); the methods that
+    take their record (safe) are rebuilt with it (`with_records`)."""
+    reference = trust_reference(exp.config)
+    check_trust_reference(reference, exp.operator)  # one line, before anything is tuned or written
     have_model = exp.run_dir is not None and (exp.run_dir / "model.safetensors").exists()
     applicable, notes = applicable_methods(list(names or exp.config.evaluation.methods), exp.operator,
                                                 have_model=have_model)
     for n in notes:
         say(f"note: {n}")
-    recon, baselines = _methods(exp, applicable, tune_dir, tune_seconds, say, overrides)
-    calibrate(recon, exp, say=say)
-    return Built(recon, baselines)
+    learned = have_model or any(parse(n).scheme == "pretrained" for n in applicable)
+    extra = [reference] if learned and reference not in applicable else []  # the reference, only to check with
+    built, baselines = _methods(exp, applicable + extra, tune_dir, tune_seconds, say, overrides)
+    recon = {n: built[n] for n in applicable}
+    ref = built.get(reference)
+    cal = Calibrations(reference, ref, calibrate(recon, exp, reference=ref, reference_name=reference, say=say))
+    return Built(with_records(recon, cal), baselines, cal)
 
 
 def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None = None,
@@ -172,7 +184,8 @@ def evaluate_run(exp: Experiment, out_dir: Path, methods: Sequence[str] | None =
         name, why = next(iter(failed.items()))
         raise MethodFailure(f"method '{name}' failed on the test set ({why}); nothing was written "
                             "(--keep-going scores the others and records the failure)")
-    add_trust_scores(recon, y, phys, results, recons, batch_size=config.evaluation.batch_size, x=x)
+    add_trust_scores(recon, y, phys, results, recons, batch_size=config.evaluation.batch_size, x=x,
+                     calibration=built.calibration)
     recons = {k: v[:3] for k, v in recons.items()}
     for name, why in failed.items():
         say(f"note: {name} failed: {why}")
@@ -245,7 +258,8 @@ def stress_run(exp: Experiment, settings: StressSettings, methods: Sequence[str]
                                          "baselines": runs.baselines_note(baselines),
                                          **outside_budgets(recon),
                                          **({"keep going": True} if settings.keep_going else {})},
-                               progress=say, keep_going=settings.keep_going, previous=previous)
+                               progress=say, keep_going=settings.keep_going, previous=previous,
+                               calibration=built.calibration)
 
 
 def outside_budgets(methods: dict[str, Any]) -> dict[str, str]:
@@ -268,6 +282,7 @@ def run(config: Any, options: RunOptions | None = None) -> Path:
     physics = check_config(config)  # a bad value fails here, before the run directory exists
     beside(config)  # and so does an evaluation.zoo entry that is unknown or of another task
     runs.check_fixed_params(config)  # and an evaluation.params setting a method refuses
+    check_trust_reference(trust_reference(config), physics.operator)  # and a reference that cannot run on K
     run_dir = new_run_dir(o.out, config.name)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     say(f"invmap run: {config.name} → {run_dir}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import default_text, load_config, presets
+from ..evaluation.resolve import check_trust_reference, trust_reference
 from ..evaluation.runs import check_fixed_params
 from ..evaluation.zoo_task import beside
 from ..training.checks import check_config
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         print(default_text(), end="")
         return 0
     cfg = load_config(args.check, args.overrides)
-    check_config(cfg)  # what `train` builds, on the meta device: no memory, same errors
+    physics = check_config(cfg)  # what `train` builds, on the meta device: no memory, same errors
+    check_trust_reference(trust_reference(cfg), physics.operator)  # a reference that cannot run on K
     if isinstance(cfg.evaluation.zoo, list):  # and what `invmap run` refuses before it starts: the zoo
         beside(cfg)                            # entries named (unknown, of another task), fixed method settings
     check_fixed_params(cfg)

@@ -10,8 +10,8 @@ convolutional model trained on patches reconstructs whole images); ``--simulate`
 seeded by the config's ``seed``).
 
 With ``--model`` every reconstruction is checked against its own data without ground truth
-(`invmap.trust`): the data-consistency ratio ρ = ‖K x̂ − y‖ / √E‖e‖², the tuned TV's ρ on
-the same y (the run's baselines.json), the sensitivity to fresh noise draws against the
+(`invmap.evaluation.trust_check`): the data-consistency ratio ρ = ‖K x̂ − y‖ / √E‖e‖², the trust
+reference's ρ on the same y (the run's ``evaluation.trust_reference``, tuned in its baselines.json), the sensitivity to fresh noise draws against the
 model's training conditions (and, with ``--ensemble RUN``, the disagreement with other
 runs), combined into one score calibrated on the run's validation measurements. It prints
 one verdict per image (``consistent: …`` / ``suspect: …``) and writes the numbers to
@@ -41,22 +41,19 @@ import yaml
 from .. import budget, variational, zoo
 from ..atomic import atomic_write
 from ..byteorder import native_order
-from ..capabilities import capabilities
-from ..config import first_difference, load_config, load_yaml, YAMLBoundsError
+from ..config import load_config, load_yaml, YAMLBoundsError
 from ..data.io import dtype_max, fit_items, read_image
 from ..evaluation.evaluate import atomic_write_json
-from ..evaluation.resolve import BASELINE, SAFE
-from ..evaluation.runs import build_methods, load_baselines, resolve
-from ..evaluation.trust import calibrate_model
+from ..evaluation.resolve import MODEL
+from ..evaluation.runs import resolve
 from ..evaluation.experiment import Experiment
+from ..evaluation.trust_check import check_reconstruction, run_reference
+from ..evaluation.trust import calibrate_model
 from ..files import check_regular
 from ..models import check_compatible, load_model
 from ..paths import distinct_outputs
 from ..physics import Physics, resized_physics
-from ..trust import diagnose, reference_physics, SafeReconstructor
-from ..trust.conformal import agreement
 from ..training import adapt as adaptation
-from ..trust.safe import TOLERANCE_DB
 from ..variational.posterior import Posterior
 
 HELP = "reconstruct x from a measurement y (variational method or trained model)"
@@ -210,6 +207,55 @@ def run(args: argparse.Namespace) -> int:
         for n in variational.names():
             print(variational.METHODS.describe(n))
         return 0
+    settings, sidecar = check_outputs(args)
+
+    import torch
+
+    method, physics, seed = method_and_physics(args)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise ValueError(f"--device: unknown device '{args.device}'; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
+    op = physics.operator
+    y = measurement(args, physics, seed)
+    if hasattr(method, "to"):
+        method = method.to(device)
+    adapted = None
+    if settings is not None:  # one copy of the map fine-tuned on every measurement given
+        adapted = adaptation.adapt(method, y.to(device), physics, settings, floor=home_floor(args, method, physics))
+        x_t, drawn = adapted.x.detach().cpu(), None
+        print(adapted.describe())
+    else:
+        x_t, drawn = reconstruct_in_chunks(method, y, physics, device, args.samples)
+    if not bool(torch.isfinite(x_t).all()):
+        raise ValueError("the reconstruction contains NaN or Inf values")
+    report = None
+    if args.model is not None:
+        x_t, report = check_trust(args, method, device, y, physics, x_t,
+                                  adapted=None if adapted is None else adapted.model)
+        if adapted is not None:
+            report["adaptation"] = {**adapted.record(), "settings": dataclasses.asdict(settings)}
+    x_hat = x_t.double().numpy()
+    write_output(args.output, x_hat.reshape((-1,) + tuple(op.in_shape)), args.overwrite)
+    what = args.method or args.model
+    if adapted is not None:
+        what += ", adapted" if adapted.adapted else ", unadapted: the adaptation changed nothing"
+    print(f"wrote {args.output} ({what}{', safe' if args.safe else ''}, {x_hat.shape[0]} image(s) of "
+          f"{op.in_shape[0]}x{op.in_shape[1]})")
+    if drawn is not None:
+        write_samples(args, drawn, tuple(op.in_shape))
+    if report is not None:
+        atomic_write_json(sidecar, report)
+        print(f"wrote {sidecar} (trust diagnostics)")
+    return 0
+
+
+def check_outputs(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The options checked against each other and every output path checked before anything is read or
+    written (one-line errors); ``--model pretrained:NAME`` resolved to the entry's directory. Returns
+    (the ``--adapt`` settings or None, the trust sidecar's path or None)."""
     if not args.input or not args.output:
         raise ValueError("reconstruct needs --input and --output")
     args.pretrained = zoo.is_pretrained(args.model)
@@ -255,9 +301,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"unsupported residual map type '{suffix}' ({extra}); use .npy or .png")
         if not Path(extra).parent.exists():
             raise FileNotFoundError(f"output directory does not exist: {Path(extra).parent}")
+    return settings, sidecar
 
-    import torch
 
+def method_and_physics(args: argparse.Namespace) -> tuple[Any, Any, int]:
+    """(the method: ``--method`` built with ``--param`` or ``--model`` loaded, the physics of the
+    measurement: ``--task``/``--set``, or the model's own acquisition at ``--size``, the noise seed)."""
     params = parse_params(args.param)
     if args.method is not None:
         method = variational.build(args.method, **params)
@@ -287,13 +336,14 @@ def run(args: argparse.Namespace) -> int:
         check_compatible(meta, physics)  # e.g. a dense model and a task with another measurement shape
         if hasattr(method, "eval"):
             method.eval()
+    return method, physics, seed
 
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise ValueError(f"--device: unknown device '{args.device}'; use cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
+
+def measurement(args: argparse.Namespace, physics: Any, seed: int) -> Any:
+    """y ``[B, ...]``: the ``--input`` measurement, or with ``--simulate`` y = K x + e of the input image x
+    (``--resize``: resampled to K's image size first)."""
+    import torch
+
     op = physics.operator
     a = read_array(args.input)
     if args.resize and not args.simulate:
@@ -310,42 +360,18 @@ def run(args: argparse.Namespace) -> int:
             y = physics.measure(x, torch.Generator().manual_seed(seed))
     else:
         y = to_batch(a, op.out_shape, "input measurement", complex_ok=op.complex_output)
-    if hasattr(method, "to"):
-        method = method.to(device)
-    adapted = None
-    if settings is not None:  # one copy of the map fine-tuned on every measurement given
-        adapted = adaptation.adapt(method, y.to(device), physics, settings, floor=home_floor(args, method))
-        x_t, drawn = adapted.x.detach().cpu(), None
-        print(adapted.describe())
-    else:
-        x_t, drawn = reconstruct_in_chunks(method, y, physics, device, args.samples)
-    if not bool(torch.isfinite(x_t).all()):
-        raise ValueError("the reconstruction contains NaN or Inf values")
-    report = None
-    if args.model is not None:
-        x_t, report = check_trust(args, method, device, y, physics, x_t,
-                                  adapted=None if adapted is None else adapted.model)
-        if adapted is not None:
-            report["adaptation"] = {**adapted.record(), "settings": dataclasses.asdict(settings)}
-    x_hat = x_t.double().numpy()
-    write_output(args.output, x_hat.reshape((-1,) + tuple(op.in_shape)), args.overwrite)
-    what = args.method or args.model
-    if adapted is not None:
-        what += ", adapted" if adapted.adapted else ", unadapted: the adaptation changed nothing"
-    print(f"wrote {args.output} ({what}{', safe' if args.safe else ''}, {x_hat.shape[0]} image(s) of "
-          f"{op.in_shape[0]}x{op.in_shape[1]})")
-    if drawn is not None:
-        shape = (-1,) + tuple(op.in_shape)
-        std_path, samples_path = sample_paths(args.output)
-        for path, a in ((std_path, drawn.std.reshape(shape)), (samples_path, drawn.samples.reshape((args.samples,) + shape))):
-            arr = a.detach().cpu().float().numpy()
-            atomic_write(Path(path), lambda tmp, arr=arr: np.save(tmp, arr[0] if arr.shape[0] == 1 and arr.ndim == 3 else arr))
-        print(f"wrote {std_path} (per-pixel posterior std, mean {float(drawn.std.mean()):.4g}) and {samples_path} "
-              f"({args.samples} samples)")
-    if report is not None:
-        atomic_write_json(sidecar, report)
-        print(f"wrote {sidecar} (trust diagnostics)")
-    return 0
+    return y
+
+
+def write_samples(args: argparse.Namespace, drawn: Any, in_shape: tuple[int, ...]) -> None:
+    """A posterior sampler's per-pixel std and its samples beside ``--output``."""
+    shape = (-1,) + in_shape
+    std_path, samples_path = sample_paths(args.output)
+    for path, a in ((std_path, drawn.std.reshape(shape)), (samples_path, drawn.samples.reshape((args.samples,) + shape))):
+        arr = a.detach().cpu().float().numpy()
+        atomic_write(Path(path), lambda tmp, arr=arr: np.save(tmp, arr[0] if arr.shape[0] == 1 and arr.ndim == 3 else arr))
+    print(f"wrote {std_path} (per-pixel posterior std, mean {float(drawn.std.mean()):.4g}) and {samples_path} "
+          f"({args.samples} samples)")
 
 
 # --------------------------------------------------------------------------- chunks
@@ -417,19 +443,18 @@ def adapt_settings(args: argparse.Namespace) -> Any:
         raise ValueError(f"{flag}: {e}") from None
 
 
-def home_floor(args: argparse.Namespace, model: Any) -> tuple[float, float]:
+def home_floor(args: argparse.Namespace, model: Any, physics: Any) -> tuple[float, float]:
     """(f, s): the misfit the saved model leaves at its training conditions and its spread there
-    (`invmap.training.adapt.home_fit`, from the run's stored calibration or computed — never stored by
-    ``--adapt``); (0, 1) without the run's config.yaml. The calibration is set aside again: the trust
-    check calibrates as it always does."""
+    (`invmap.training.adapt.home_fit` of its calibration record against the run's trust reference, read
+    from the run or computed — never stored by ``--adapt``); (0, 1) without the run's config.yaml."""
     if not (Path(args.model) / "config.yaml").exists():
         return 0.0, 1.0
-    baseline = build_methods([BASELINE], args.model)[BASELINE] if BASELINE in load_baselines(args.model) else None
-    calibrate_model(model, Experiment(resolve(args.model)[0], args.model), args.model, baseline, say=print, store=False)
-    floor = adaptation.home_fit(model)
-    for key in ("trust_calibration", "psnr_bound", "pixel_intervals"):
-        setattr(model, key, None)
-    return floor
+    config = resolve(args.model)[0]
+    _name, reference, baseline = run_reference(args.model, config, physics)
+    _methods, cal = calibrate_model(model, Experiment(config, args.model), args.model, baseline, say=print,
+                                    store=False, reference=reference)
+    record = cal.of(MODEL)
+    return adaptation.home_fit(None if record is None else record.score)
 
 
 # ---------------------------------------------------------------------------- trust
@@ -479,201 +504,35 @@ def sample_paths(output: str) -> tuple[str, str]:
     return str(p.with_suffix(".std.npy")), str(p.with_suffix(".samples.npy"))
 
 
-def check_same_operator(model: Any, other: Any, model_dir: str, other_dir: str) -> None:
-    """An ``--ensemble`` member must have been trained for the model's operator K (its nominal
-    one; the image size may differ): the disagreement of maps of other tasks says nothing."""
-    a, b = (capabilities(m).training_physics for m in (model, other))
-    if a is None or b is None:
-        return
-    ka, kb = ({k: v for k, v in p.spec()["operator"].items() if k != "image_shape"} for p in (a, b))
-    diff = first_difference(ka, kb)
-    if diff:
-        key, was, now = diff
-        raise ValueError(f"--ensemble {other_dir} was trained for another operator than {model_dir} (operator.{key}: "
-                         f"{str(now)[:40]} against {str(was)[:40]}); an ensemble is of runs of one task")
-
-
 def check_trust(args: argparse.Namespace, model: Any, device: Any, y: Any, physics: Any, x_hat: Any,
                 adapted: Any = None) -> tuple[Any, dict]:
-    """Diagnose the model's x̂ (print one verdict per image), refine it with ``--safe``, write
-    ``--residual-map``; returns (x̂ to write, the sidecar's JSON document). With `adapted` (the map
-    ``--adapt`` fine-tuned, which made x̂) the score is calibrated for the saved `model` at its training
-    conditions (never stored: the run is left as it was) and diagnoses the adapted map."""
+    """The trust check of the model's x̂ (`invmap.evaluation.trust_check`: verdicts, bounds and safe's
+    lines printed), its ``--intervals`` and ``--residual-map`` written; returns (x̂ to write, the
+    sidecar's JSON document). With `adapted` (the copy ``--adapt`` fine-tuned, which made x̂) the
+    calibration is the saved `model`'s at its training conditions (never stored: the run is left as it
+    was) and the diagnosis is of the adapted map."""
     import torch
 
-    def on_device(m: Any) -> Any:
-        return lambda yy, p: m(yy.to(device), p).detach().cpu()
-
-    tuned = load_baselines(args.model)
-    baseline = build_methods([BASELINE], args.model)[BASELINE] if BASELINE in tuned else None
-    promise, home = None, None
-    if (Path(args.model) / "config.yaml").exists():  # the score's spreads at its training conditions
-        config = resolve(args.model)[0]
-        if args.bound is not None:
-            if not 0 < args.bound < 1:
-                raise ValueError(f"--bound is a probability in (0, 1), got {args.bound:g}")
-            config.evaluation.bound = args.bound
-        if args.intervals and config.evaluation.pixel_risk <= 0:
-            config.evaluation.pixel_risk = 0.1  # the run turned them off for its evaluations; asked for here
-        strict = (["bound"] if args.bound is not None else []) + (["intervals"] if args.intervals else [])
-        exp = Experiment(config, args.model)
-        home = exp.physics
-        methods = calibrate_model(model, exp, args.model, baseline, safe=args.safe, say=print, strict=strict,
-                                  store=not (args.pretrained or args.adapt))  # a zoo entry ships its record
-        promise = capabilities(methods[SAFE]).promise if SAFE in methods else None
-    if adapted is not None and adapted is not model:  # the saved map's calibration, for the map that made x̂
-        for key in ("trust_calibration", "psnr_bound", "pixel_intervals"):
-            setattr(adapted, key, getattr(model, key, None))
-        model = adapted
-    elif args.bound is not None or args.intervals:
-        raise ValueError(f"--bound and --intervals need the model's run directory with its config.yaml "
-                         f"(calibration pairs); {args.model} has none")
-    if (args.bound is not None or args.intervals) and baseline is None:
-        raise ValueError(f"--bound and --intervals need the tuned tv baseline in {args.model}/baselines.json "
-                         "(run `invmap evaluate RUN` first)")
-    others = []
-    for run in args.ensemble:
-        other, meta = load_model(run)
-        check_compatible(meta, physics)
-        check_same_operator(model, other, args.model, run)
-        others.append(on_device(other.to(device)))
-    ref = reference_physics(model, tuple(x_hat.shape[-2:]))
-    x_b = None if baseline is None else baseline_with_progress(baseline, y, physics)
-    diag = diagnose(on_device(model), y, physics, x_hat=x_hat, x_baseline=x_b, others=others, reference=ref,
-                    calibration=capabilities(model).trust_calibration)
-    if baseline is None:
-        diag.notes.append(f"no tuned tv in {args.model}/baselines.json: misfit against the noise level only")
-    bound = capabilities(model).psnr_bound
-    lows = None if bound is None or x_b is None else bound(agreement(x_hat, x_b, bound.data_range), diag.trust)
-    many = x_hat.shape[0] > 1
-    records = [diag.record(i) for i in range(x_hat.shape[0])]
-    away = away_from_calibration(physics, home)
-    for i in range(x_hat.shape[0]):
-        head = f"image {i}: " if many else ""
-        print(f"{head}{diag.verdict(i)}")
-        if lows is None:
-            continue
-        why = no_bound_because(float(lows[i]), away, bool(diag.suspect[i]))
-        if why is not None:  # a bound that does not apply, or says nothing, is not printed as one
-            print(f"{head}no PSNR bound for the model's x̂: {why}")
-            records[i]["psnr_bound"] = {"db": None, "why": why}
-            continue
-        whose = "the adapted model's x̂ (the bound fitted for the saved model)" if args.adapt else "the model's x̂"
-        print(f"{head}{whose}: PSNR ≥ {float(lows[i]):.2f} dB with probability {bound.level:g} (split "
-              "conformal at its training conditions, scaled by trust; valid where the data look like them)")
-        records[i]["psnr_bound"] = {"db": round(float(lows[i]), 3), "probability": bound.level,
-                                    "of": "adapted model" if args.adapt else "model",
-                                    "how": bound.describe()}
-    doc: dict = {"model": str(args.model), "input": str(args.input), "output": str(args.output),
-                 "physics": physics.spec(), "baseline": baseline.record() if baseline is not None else None,
-                 "ensemble": [str(r) for r in args.ensemble], "images": records}
-    out = x_hat
-    if args.safe:
-        if baseline is None:
-            raise ValueError(f"--safe needs the tuned tv baseline in {args.model}/baselines.json "
-                             "(run `invmap evaluate RUN` or `invmap run` first)")
-        safe = SafeReconstructor(on_device(model), baseline, reference=ref)
-        with torch.no_grad():
-            out = safe.from_diagnosis(y, physics, x_hat, diag)
-        mu = safe.mu.tolist()
-        doc["safe"] = {"params": safe.params(), "mu_relative": mu, "recalibrated": safe.corrections,
-                       "verdict_after_recalibration": safe.after}
-        for i, (fix, after) in enumerate(zip(safe.corrections, safe.after)):
-            if fix:
-                what = ", ".join(f"{k} = {v:+g}" for k, v in fix.items())
-                print(f"{f'image {i}: ' if many else ''}safe: K recalibrated to {what} (read from y); "
-                      f"the model and TV re-run with it: {after}")
-        print(f"safe: TV solve anchored at x̂ with μ/‖K‖² = {', '.join(f'{m:.2g}' for m in mu)} "
-              f"({safe.mu0:g} within {safe.free:g} spreads of the training conditions)")
-        if promise is not None:  # never silent about an image it cannot vouch for
-            safe.promise = promise
-            lows, ok = safe.promised(diag.trust)
-            doc["safe"]["promise"] = {"tolerance_db": TOLERANCE_DB, "probability": promise.level,
-                                      "margin_bound_db": [round(float(b), 3) for b in lows],
-                                      "promised": [bool(o) for o in ok], "how": promise.describe("PSNR margin to tv")}
-            for i in range(x_hat.shape[0]):
-                head = f"{f'image {i}: ' if many else ''}safe: "
-                if bool(ok[i]):
-                    print(f"{head}within {TOLERANCE_DB:g} dB of tv or better with probability {promise.level:g} "
-                          f"(PSNR margin ≥ {float(lows[i]):+.2f} dB; split conformal at the training conditions, "
-                          "scaled by trust)")
-                else:
-                    print(f"{head}CANNOT promise to be within {TOLERANCE_DB:g} dB of tv on this image (margin "
-                          f"bound {float(lows[i]):+.2f} dB at probability {promise.level:g}); tv's own answer: "
-                          f"invmap reconstruct --method tv with the run's tuned parameters")
-    pixels = capabilities(model).pixel_intervals
-    if args.intervals and pixels is not None and x_b is not None:
-        lo, hi = pixels(x_hat, x_b)
+    got = check_reconstruction(model if adapted is None else adapted, args.model, y, physics, x_hat, device=device,
+                               bound=args.bound, intervals=args.intervals, safe=args.safe, ensemble=args.ensemble,
+                               store=not (args.pretrained or args.adapt),  # a zoo entry ships its record
+                               calibrated_as=None if adapted is None else model)
+    doc: dict = {"model": str(args.model), "input": str(args.input), "output": str(args.output), **got.doc}
+    if got.bands is not None:
         shape = (-1,) + tuple(x_hat.shape[-2:])
-        for path, band in zip(interval_paths(args.output), (lo, hi)):
+        paths = interval_paths(args.output)
+        for path, band in zip(paths, got.bands):
             write_output(path, band.double().numpy().reshape(shape), args.overwrite)
-        doc["intervals"] = {"lower": interval_paths(args.output)[0], "upper": interval_paths(args.output)[1],
-                            "of": "model", **pixels.to_dict(), "how": pixels.describe()}
-        print(f"wrote {' and '.join(interval_paths(args.output))}: {pixels.describe()}")
+        doc["intervals"] = {"lower": paths[0], "upper": paths[1], "of": "model", **got.pixels.to_dict(),
+                            "how": got.pixels.describe()}
+        print(f"wrote {' and '.join(paths)}: {got.pixels.describe()}")
     if args.residual_map:
         with torch.no_grad():
-            r = physics.operator.adjoint(physics.operator(out) - y)
+            r = physics.operator.adjoint(physics.operator(got.x) - y)
         write_residual(args.residual_map, r.real if r.is_complex() else r, args.overwrite)
         doc["residual_map"] = str(args.residual_map)
         print(f"wrote {args.residual_map} (Kᵀ(K x̂ − y))")
-    return out, doc
-
-
-#: seconds between two progress lines of a long step (the trust check's tv at 512² runs for a while)
-TICK_SECONDS = 5.0
-
-
-def baseline_with_progress(baseline: Any, y: Any, physics: Any, say: Any = None) -> Any:
-    """The tuned baseline's x̂_b on y (no gradients), its progress told to `say` (stderr): once when it
-    starts and every `TICK_SECONDS` of its iterations (‖K‖ and ‖[K; s∇]‖ come first, once per acquisition)."""
-    import sys
-
-    import torch
-
-    say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    iters = baseline.params().get("iters")
-    kept = physics.operator.numbers_file()  # a CT acquisition's norms: on disk after its first call
-    first = ", after ‖K‖ and ‖[K; s∇]‖ by Lanczos: once for this acquisition" if kept and not kept.exists() else ""
-    say(f"trust check: the run's tuned {baseline.name} on the same y"
-        f"{f' ({iters} iterations{first})' if iters else ''} …")
-    t0 = time.perf_counter()
-    last = [t0]
-
-    def tick(k: int, _x: Any) -> None:
-        now = time.perf_counter()
-        if now - last[0] >= TICK_SECONDS:
-            last[0] = now
-            say(f"trust check: {baseline.name} {k}{f' of {iters}' if iters else ''} iterations ({now - t0:.0f} s)")
-
-    with torch.no_grad():
-        return baseline.run(y, physics, callback=tick)
-
-
-#: the PSNR a constant mid-range image reaches on any image with values in a range of length L:
-#: its error is at most L/2 everywhere, so PSNR ≥ 20 log10(L / (L/2)); a bound below says nothing
-VACUOUS_DB = 20.0 * float(np.log10(2.0))
-
-
-def away_from_calibration(physics: Any, home: Any | None) -> str | None:
-    """How the input's physics differs from the one the model was calibrated at (its run's task),
-    as ``key: ours against theirs``; None when they are the same (or there is no calibration)."""
-    if home is None:
-        return None
-    diff = first_difference(home.spec(), physics.spec())
-    return None if diff is None else f"{diff[0]}: {str(diff[2])[:40]} against {str(diff[1])[:40]} calibrated"
-
-
-def no_bound_because(db: float, away: str | None, suspect: bool) -> str | None:
-    """Why a fitted per-image PSNR bound must not be printed for this image, or None: it holds at
-    the training conditions only, and one weaker than a constant image's says nothing."""
-    if away is not None:
-        return f"the input's physics is not the one the bound was calibrated at ({away})"
-    if suspect:
-        return "the trust check finds this image unlike the training conditions, where the bound was calibrated"
-    if not db > VACUOUS_DB:
-        return (f"the bound ({db:.2f} dB) is below the {VACUOUS_DB:.2f} dB a constant mid-range image reaches on any "
-                "image: it says nothing")
-    return None
+    return got.x, doc
 
 
 def write_residual(path: str, r: Any, overwrite: bool) -> None:

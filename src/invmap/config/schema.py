@@ -267,6 +267,9 @@ class EvaluationConfig(_Section):
     bound: float = Field(0.9, ge=0, lt=1)  # per-image PSNR lower bound at this probability (trust); 0 = none
     pixel_risk: float = Field(0.1, ge=0, lt=1)  # per-pixel intervals missing at most this fraction (α); 0 = none
     pixel_delta: float = Field(0.1, gt=0, lt=1)  # … with probability 1 − δ over the calibration pairs
+    # the method the learned methods' trust score, PSNR bound, pixel intervals and safe's promise are measured
+    # against (a variational method or pretrained:NAME); null: `invmap.evaluation.resolve.TRUST_REFERENCE`
+    trust_reference: str | None = None
     outside_call_seconds: float = Field(300.0, gt=0, le=86400)  # a method from outside: one call (`invmap.timelimit`)
     outside_seconds: float = Field(600.0, gt=0, le=604800)  # … all its calls in one command
 
@@ -285,6 +288,15 @@ class EvaluationConfig(_Section):
             if not _ZOO_NAME.fullmatch(bare):
                 raise ValueError(f"{n[:60]!r} is not a zoo entry name (letters, digits, '.', '_', '-'; "
                                  "see `invmap zoo`)")
+        return v
+
+    @pydantic.field_validator("trust_reference", mode="before")
+    @classmethod
+    def _reference_name(cls, v: Any) -> Any:
+        """null or a method name (at most 200 characters); whether it names a method that can run on the
+        task's operator is asked of the resolver (`invmap.evaluation.resolve.check_trust_reference`)."""
+        if v is not None and not (isinstance(v, str) and 0 < len(v) <= 200):
+            raise ValueError(f"must be a method name (e.g. tv or pnp) or null, got {str(v)[:60]!r}")
         return v
 
     @pydantic.field_validator("data_range", mode="before")

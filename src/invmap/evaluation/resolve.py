@@ -47,8 +47,15 @@ ADAPTED = "adapted"
 #: from 30.08) at half the CPU time (one call per step, not two)
 EVALUATION_ADAPTATION = Settings(steps=10, lr=3e-4, loss="mc")
 EVALUATION_IMAGES = 2
-#: the baseline the safe mode falls back to and the trust score compares against: tuned TV
+#: plug-and-play with the shipped denoiser (`invmap.variational.pnp`)
+PNP = "pnp"
+#: the baseline the safe mode falls back to (and, before ``evaluation.trust_reference``, the trust reference)
 BASELINE = TV
+#: the trust reference when ``evaluation.trust_reference`` is not set: the method whose x̂_r the
+#: learned methods' trust score, PSNR bound, pixel intervals and safe's promise are measured
+#: against — the tuned TV, the one reference measured through all of them (BENCHMARKS.md, "Trust at
+#: inference"; PnP is not yet measured that way: `benchmarks/trust_reference.py --references tv pnp`)
+TRUST_REFERENCE = TV
 
 Scheme = Literal["run", "pretrained", "registry", "entry-point", "module"]
 
@@ -171,5 +178,36 @@ def applicable_methods(names: Sequence[str], operator: Any, have_model: bool = T
     return out, notes
 
 
-__all__ = ["MODEL", "SAFE", "SPLIT_MEAN", "ADAPTED", "TV", "BASELINE", "RunMethod", "RUN_METHODS", "MethodName", "parse", "check_names", "classical",
+def trust_reference(config: Any) -> str:
+    """The name of the trust reference of a run's config (``evaluation.trust_reference``, default
+    `TRUST_REFERENCE`)."""
+    return getattr(config.evaluation, "trust_reference", None) or TRUST_REFERENCE
+
+
+def check_trust_reference(name: str, operator: Any) -> None:
+    """A one-line ValueError when `name` cannot be the trust reference of a task with operator K: a
+    name `parse` refuses, the run's own model or what wraps it (it would check itself), a method from
+    outside (invmap neither tunes nor vouches for it), or a variational method that cannot run with K
+    (its ``cannot_run(K)``: e.g. ``fbp`` without a CT geometry) — before anything is written."""
+    what = f"evaluation.trust_reference '{name[:60]}'"
+    try:
+        p = parse(name)
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
+    usable = f"a variational method ({', '.join(variational.names())}) or pretrained:NAME"
+    if p.scheme == "run":
+        raise ValueError(f"{what} is the run's own model or wraps it: the trust reference checks the model, so it "
+                         f"must not depend on it; use {usable}")
+    if p.scheme in ("entry-point", "module"):
+        raise ValueError(f"{what} is a method from outside: the trust reference is one invmap tunes or ships; "
+                         f"use {usable}")
+    cls = variational.METHODS.get(name) if p.tuned else None
+    why = None if cls is None else cls.cannot_run(operator)
+    if why:
+        op = getattr(operator, "name", None) or type(operator).__name__
+        raise ValueError(f"{what} cannot run on the task's operator '{op}': it {why}; choose another reference "
+                         f"({usable})")
+
+
+__all__ = ["MODEL", "SAFE", "SPLIT_MEAN", "ADAPTED", "TV", "PNP", "BASELINE", "TRUST_REFERENCE", "trust_reference", "check_trust_reference", "RunMethod", "RUN_METHODS", "MethodName", "parse", "check_names", "classical",
            "is_outside", "loaded_first", "applicable_methods"]

@@ -59,6 +59,7 @@ from ..schemas import StressFile, validated
 from .evaluate import atomic_write_json, evaluate_methods
 from .figures import stress_overview, stress_plot, trust_roc
 from .task import build_noise, build_operator, Condition, images, make_pairs
+from ..trust.fitted import Calibrations
 from .trust import add_trust_scores, bound_summary, level_records, trust_summary
 from .verdicts import learned_names, verdicts_from_rows
 
@@ -260,7 +261,8 @@ def build_shifts(ref: Condition, kinds: Sequence[str] = KINDS, folder: str | Non
 
 def run_shifts(methods: Mapping[str, Method], ref: Condition, shifts: Sequence[Shift],
                batch_size: int = 16, progress: Callable[[str], None] | None = None,
-               data_range: DataRange = 1.0, trust: bool = True, keep_going: bool = False) -> list[dict]:
+               data_range: DataRange = 1.0, trust: bool = True, keep_going: bool = False,
+               calibration: Calibrations | None = None) -> list[dict]:
     """Score every method at every level of every shift; tidy rows (`STRESS_COLUMNS`).
 
     Levels that produce the same condition (e.g. the training point of several shifts)
@@ -268,7 +270,8 @@ def run_shifts(methods: Mapping[str, Method], ref: Condition, shifts: Sequence[S
     it, is recorded in the shift's ``skipped``; a method that fails (`invmap.method_output.MethodFailure`:
     a bad x̂, or a method from outside that raises or runs out of time) stops the study, naming the
     method and the level, unless `keep_going` (then it is recorded in ``skipped`` too). With `trust`, the scores include ρ and the
-    learned methods' trust score (`evaluation.trust`), and each shift keeps the model's
+    learned methods' trust score (`evaluation.trust`; against the trust reference of `calibration`, with
+    its records: see `invmap.evaluation.trust.add_trust_scores`), and each shift keeps the model's
     per-image (trust, worse than the best baseline?) pairs in ``trust_images``.
     """
 
@@ -294,7 +297,7 @@ def run_shifts(methods: Mapping[str, Method], ref: Condition, shifts: Sequence[S
                                                        keep=y.shape[0] if trust else 0, data_range=data_range,
                                                        keep_going=keep_going)
                         if trust:
-                            add_trust_scores(methods, y, phys, res, recons, batch_size, x=x)
+                            add_trust_scores(methods, y, phys, res, recons, batch_size, x=x, calibration=calibration)
                         cache[key] = res
                     except MethodFailure as e:  # the method's, not the level's: the study stops, nothing written
                         raise MethodFailure(f"{e} (stress shift {sh.name}, level {lv.label}); nothing was written "
@@ -461,7 +464,8 @@ def stress_study(methods: Mapping[str, Method], ref: Condition, out_dir: str | P
                  kinds: Sequence[str] = KINDS, folder: str | None = None, batch_size: int = 16,
                  settings: Mapping | None = None, progress: Callable[[str], None] | None = None,
                  data_range: DataRange = 1.0, keep_going: bool = False,
-                 previous: tuple[list[dict], dict] | None = None) -> tuple[list[dict], dict]:
+                 previous: tuple[list[dict], dict] | None = None,
+                 calibration: Calibrations | None = None) -> tuple[list[dict], dict]:
     """Run the study and write ``stress.csv``, ``stress.json`` (shifts + verdicts) and
     ``figures/stress_<shift>.png`` into `out_dir`; returns (rows, meta).
 
@@ -481,7 +485,8 @@ def stress_study(methods: Mapping[str, Method], ref: Condition, out_dir: str | P
     if missing and len(kinds) < len(KINDS) and progress:  # a subset the user asked for
         progress(f"stress: not applicable to operator '{ref.operator}' / noise '{ref.noise}': {', '.join(missing)}")
     t0 = time.perf_counter()
-    rows = run_shifts(methods, ref, shifts, batch_size, progress, data_range, keep_going=keep_going)
+    rows = run_shifts(methods, ref, shifts, batch_size, progress, data_range, keep_going=keep_going,
+                      calibration=calibration)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     learned = learned_names(methods)  # asked of each method: verdicts, heatmap
     metas = [{**s.meta(), "images per level": ref.n, "methods": sorted(methods), "learned": learned} for s in shifts]
@@ -497,6 +502,7 @@ def stress_study(methods: Mapping[str, Method], ref: Condition, out_dir: str | P
     else:
         trust_roc(meta["trust"], figures / "trust_roc.png")
         meta["trust"]["bound"] = bound_summary(rows, meta["shifts"])
+        meta["trust"]["reference"] = None if calibration is None else calibration.reference_name
     meta["stress_csv_sha256"] = csv_digest(write_stress_csv(rows, out / "stress.csv"))  # the pair, checked on reading
     atomic_write_json(out / "stress.json", meta)
     for m in meta["shifts"]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
@@ -33,7 +34,7 @@ from ..files import sha256
 from ..trust import auroc, calibration, conformal, consistency, diagnose, intervals, roc_curve
 from ..trust.conformal import agreement, fit
 from ..trust.diagnostics import largest_z, reference_physics, SUSPECT_SCORE
-from ..trust.fitted import CalibrationStore, Fitted, calibration_key
+from ..trust.fitted import Calibrations, CalibrationStore, Fitted, calibration_key
 from ..trust.intervals import fit as fit_intervals, outside, width_map
 from ..trust.safe import SafeReconstructor, TOLERANCE_DB
 from .evaluate import reconstruct
@@ -45,72 +46,107 @@ def _finite_or_nan(t: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(t), t, torch.full_like(t, math.nan))
 
 
-def calibrate(methods: Mapping[str, Any], exp: Any, n: int = 32, baseline: Any | None = None,
-              say: Any = None, strict: Collection[str] = ()) -> dict[str, dict]:
+def calibrate(methods: Mapping[str, Any], exp: Any, n: int = 32, reference: Any | None = None,
+              say: Any = None, strict: Collection[str] = (), reference_name: str | None = None) -> dict[str, Fitted]:
     """Calibrate each learned method at its training conditions (`invmap.trust.calibration`: the
     residual floor f and the spreads of its score) on `n` validation measurements of the
     experiment `exp` (`invmap.evaluation.experiment.Experiment.val_pairs`: simulated like the training
-    pairs) — their ground truth is not used — and record it as the method's
-    ``trust_calibration``; returns {name: calibration}. The misfit is measured against
-    `baseline` (default: the ``tv`` of `methods`, or the one a ``safe`` wraps). A wrapper
-    (e.g. ``safe``) is calibrated through the ``model`` it wraps.
+    pairs) — their ground truth is not used — and return a record per method,
+    {name: `invmap.trust.fitted.Fitted`}; nothing is written onto a method. The misfit is measured
+    against the trust reference `reference` (``evaluation.trust_reference``, named `reference_name`;
+    default: the ``tv`` of `methods`, or the baseline a ``safe`` wraps). A wrapper (e.g. ``safe``) is
+    calibrated through the ``model`` it wraps; its record adds what it promises.
 
-    With a baseline and ``evaluation.bound`` = 1 − α > 0, the score is calibrated on the first half
+    With a reference and ``evaluation.bound`` = 1 − α > 0, the score is calibrated on the first half
     of at most 2n validation pairs (at most n) and the other half (their truth used) fits the
-    method's per-image PSNR bound
-    (`invmap.trust.conformal`), recorded as its ``psnr_bound``; with too few pairs
-    (half of ``data.val`` < ⌈1/α − 1⌉) there is none and `say` is told why (for those named in
+    method's per-image PSNR bound (`invmap.trust.conformal`, record ``psnr_bound``); with too few
+    pairs (half of ``data.val`` < ⌈1/α − 1⌉) there is none and `say` is told why (for those named in
     `strict`, ``bound`` / ``intervals``: a one-line ValueError naming the minimum instead). Likewise the
-    per-pixel intervals (`invmap.trust.intervals`, ``evaluation.pixel_risk`` > 0), recorded as
-    ``pixel_intervals``."""
+    per-pixel intervals (`invmap.trust.intervals`, ``evaluation.pixel_risk`` > 0, record
+    ``pixel_intervals``)."""
     config = exp.config
-    out: dict[str, dict] = {}
     caps = {name: capabilities(m) for name, m in methods.items()}
-    base = baseline if baseline is not None else methods.get(BASELINE)
+    base = reference if reference is not None else methods.get(BASELINE)
     if base is None:  # a wrapper such as safe carries its own
         base = next((c.baseline for c in caps.values() if c.baseline is not None), None)
-    pairs = None
+    ref_name = reference_name or (None if base is None else getattr(base, "name", None))
+    physics = exp.physics.spec()
+    records: dict[str, Fitted] = {}
+    fitted: dict[int, Fitted] = {}  # by the target's identity: a model and the safe wrapping it share one
+    pairs: list = []
+
+    def val() -> tuple:  # the reference run on them once for every learned method
+        if not pairs:
+            y, x, phys = exp.val_pairs(2 * n)
+            pairs.append((y, x, phys, None if base is None else reconstruct(base, y, phys)[0]))
+        return pairs[0]
+
     for name, m in methods.items():
         target = caps[name].wraps or m
-        mine = capabilities(target)
-        if not mine.diagnosable:
+        if not capabilities(target).diagnosable:
             continue
-        if mine.trust_calibration is None:
-            if pairs is None:  # the baseline run on them once for every learned method
-                y, x, phys = exp.val_pairs(2 * n)
-                pairs = (y, x, phys, None if base is None else reconstruct(base, y, phys)[0])
-            y, x, phys, x_b = pairs
+        if id(target) not in fitted:
+            y, x, phys, x_b = val()
             x_m = reconstruct(target, y, phys)[0]
             k = min(n, y.shape[0] - y.shape[0] // 2)  # the first half (at most n) for the score, the rest for the bound
-            bounded, intervals = (x_b is not None and _enough(what, y.shape[0] - k, config, say, what in strict)
-                                  for what in ("bound", "intervals"))
-            k = k if bounded or intervals else min(n, y.shape[0])  # neither: the score keeps every pair it can use
-            target.trust_calibration = calibration(x_m[:k], y[:k], phys, None if x_b is None else x_b[:k])
-            target.psnr_bound = _fit_bound(target, y[k:], x[k:], phys, x_m[k:], x_b[k:], config) if bounded else None
+            bounded, pixels = (x_b is not None and _enough(what, y.shape[0] - k, config, say, what in strict)
+                               for what in ("bound", "intervals"))
+            k = k if bounded or pixels else min(n, y.shape[0])  # neither: the score keeps every pair it can use
+            score = calibration(x_m[:k], y[:k], phys, None if x_b is None else x_b[:k])
             ev = config.evaluation
-            target.pixel_intervals = (fit_intervals(x[k:], x_m[k:], x_b[k:], ev.pixel_risk, ev.pixel_delta)
-                                      if intervals else None)
-        out[name] = dict(target.trust_calibration)
+            fitted[id(target)] = Fitted(
+                score, _fit_bound(target, y[k:], x[k:], phys, x_m[k:], x_b[k:], config, score) if bounded else None,
+                fit_intervals(x[k:], x_m[k:], x_b[k:], ev.pixel_risk, ev.pixel_delta) if pixels else None,
+                reference=ref_name, physics=physics)
+        records[name] = fitted[id(target)]
     for name, m in methods.items():  # safe: what it can promise against the baseline it falls back to
-        if not caps[name].promises or caps[name].promise is not None or base is None or config.evaluation.bound <= 0:
+        if not caps[name].promises or name not in records or base is None or config.evaluation.bound <= 0:
             continue
-        if pairs is None:
-            y, x, phys = exp.val_pairs(2 * n)
-            pairs = (y, x, phys, reconstruct(base, y, phys)[0])
-        y, x, phys, x_b = pairs
+        y, x, phys, x_b = val()
         k = min(n, y.shape[0] - y.shape[0] // 2)
         if not _enough("bound", y.shape[0] - k, config, say, "bound" in strict):
             continue
-        x_m = reconstruct(caps[name].wraps, y[k:], phys)[0]
-        with torch.no_grad():
-            x_s = m.from_reconstructions(y[k:], phys, {"model": x_m, "baseline": x_b[k:]})
-        m.fit_promise(x[k:], x_s, x_b[k:], m.last.trust, float(config.evaluation.bound), config.evaluation.data_range)
+        records[name] = records[name].with_promise(_fit_promise(m, records[name], base, y[k:], x[k:], phys, x_b[k:],
+                                                                config))
+    return records
+
+
+def _fit_promise(safe: Any, record: Fitted, reference: Any, y: torch.Tensor, x: torch.Tensor, physics: Any,
+                 x_r: torch.Tensor, config: Any) -> Any:
+    """Safe's margin bound on held-out pairs (y, x), the trust reference's x̂_r on them given."""
+    fallback = capabilities(safe).baseline
+    x_fb = x_r if _same(fallback, reference) else reconstruct(fallback, y, physics)[0]
+    x_m = reconstruct(capabilities(safe).wraps, y, physics)[0]
+    mine = safe.calibrated(record, trust_reference=reference)
+    with torch.no_grad():
+        x_s = mine.from_reconstructions(y, physics, {"model": x_m, "baseline": x_fb, "reference": x_r})
+    return mine.fit_promise(x, x_s, x_fb, mine.last.trust, float(config.evaluation.bound),
+                            config.evaluation.data_range)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Two methods that compute the same x̂: one object, or one variational method with the same parameters."""
+    if a is b:
+        return True
+    named = all(isinstance(getattr(m, "name", None), str) and callable(getattr(m, "params", None)) for m in (a, b))
+    return named and a.name == b.name and a.params() == b.params()
+
+
+def with_records(methods: Mapping[str, Any], cal: Calibrations) -> dict[str, Any]:
+    """`methods` with each that takes a calibration record (``calibrated``: safe) rebuilt with its
+    own from `cal` and the trust reference; the others as they are."""
+    out = {}
+    for name, m in methods.items():
+        rec = cal.of(name)
+        rebuild = getattr(m, "calibrated", None)
+        out[name] = m if rec is None or not callable(rebuild) else rebuild(rec, cal.reference, cal.reference_name)
     return out
 
 
-def calibration_parts(exp: Any, model_dir: str | Path, baseline: Any | None, safe: bool, n: int = 32) -> dict:
+def calibration_parts(exp: Any, model_dir: str | Path, reference: Any | None, safe: bool, n: int = 32) -> dict:
     """What `calibrate` of a run's model depends on: its task and validation pairs as configured,
-    the seed, n, the bound's and intervals' settings, the baseline's parameters, the model's
+    the seed, n, the bound's and intervals' settings, the trust reference's name and parameters (under
+    ``baseline``, the key records of older versions used for the tuned TV: those stay valid), the model's
     weights (their SHA-256) and whether safe's promise is fitted too."""
     config, ev, d = exp.config, exp.config.evaluation, exp.config.data
     weights = Path(model_dir) / "model.safetensors"
@@ -119,26 +155,29 @@ def calibration_parts(exp: Any, model_dir: str | Path, baseline: Any | None, saf
     return {"physics": config.physics_spec(), "data": val, "seed": int(config.seed),
             "n": int(n), "bound": float(ev.bound), "pixel_risk": float(ev.pixel_risk),
             "pixel_delta": float(ev.pixel_delta), "data_range": ev.data_range,
-            "baseline": None if baseline is None else {"method": baseline.name, "params": baseline.params()},
+            "baseline": None if reference is None else {"method": reference.name, "params": reference.params()},
             "weights": sha256(weights, "model weights") if weights.is_file() else None, "safe": bool(safe)}
 
 
-def calibrate_stored(methods: Mapping[str, Any], exp: Any, model_dir: str | Path, baseline: Any | None = None,
-                     say: Any = None, strict: Collection[str] = (), store: bool = True, n: int = 32) -> str:
+def calibrate_stored(methods: Mapping[str, Any], exp: Any, model_dir: str | Path, reference: Any | None = None,
+                     say: Any = None, strict: Collection[str] = (), store: bool = True, n: int = 32
+                     ) -> tuple[str, dict[str, Fitted]]:
     """`calibrate` the run's ``model`` (and the ``safe`` wrapping it, if any) once per run and task:
     the record `calibration_parts` keys in ``model_dir``'s `invmap.trust.fitted.CalibrationStore`
     is used when there is one; otherwise it is computed (announced to `say`: it takes a while)
-    and, with `store` and a writable run directory, saved for the next call. Returns how:
-    ``"stored"``, ``"computed"`` or ``"computed and stored"``."""
-    model, safe = methods[MODEL], methods.get(SAFE)
-    parts = calibration_parts(exp, model_dir, baseline, safe is not None, n)
+    and, with `store` and a writable run directory, saved for the next call. Returns (how:
+    ``"stored"``, ``"computed"`` or ``"computed and stored"``; the records {name: Fitted})."""
+    safe = methods.get(SAFE)
+    parts = calibration_parts(exp, model_dir, reference, safe is not None, n)
     key, st = calibration_key(parts), CalibrationStore(model_dir)
     fitted = st.get(key)
+    name = None if reference is None else reference.name
     need_bound, need_pixels = "bound" in strict, "intervals" in strict
     if fitted is not None and not (need_bound and fitted.psnr_bound is None) \
             and not (need_pixels and fitted.pixel_intervals is None):
-        _apply(fitted, model, safe)
-        return "stored"
+        if fitted.reference is None:  # an older record: its key says which reference and physics it was fitted for
+            fitted = replace(fitted, reference=name, physics=exp.physics.spec())
+        return "stored", {k: fitted for k in methods}
     notes: list[str] = []
 
     def tell(line: str) -> None:
@@ -148,36 +187,33 @@ def calibrate_stored(methods: Mapping[str, Any], exp: Any, model_dir: str | Path
 
     if say is not None:
         say(f"calibrating the trust score at the model's training conditions on {min(2 * n, exp.val_size())} "
-            "validation pairs of its task "
+            f"validation pairs of its task, against {name or 'no reference'} "
             f"(once per run and task{'; stored in ' + str(st.path) if store and st.writable() else ''}) …")
-    calibrate(methods, exp, n=n, baseline=baseline, say=tell, strict=strict)
-    fitted = Fitted(model.trust_calibration, model.psnr_bound, model.pixel_intervals,
-                    None if safe is None else safe.promise)
-    if not (store and st.writable()):
-        return "computed"
-    st.put(key, fitted, {"task": parts["physics"], "n": n, "safe": parts["safe"], "notes": notes})
-    return "computed and stored"
+    records = calibrate(methods, exp, n=n, reference=reference, say=tell, strict=strict, reference_name=name)
+    fitted = records.get(SAFE, records.get(MODEL))
+    if fitted is None or not (store and st.writable()):  # None: a model that declares no training physics
+        return "computed", records
+    st.put(key, fitted, {"task": parts["physics"], "n": n, "safe": parts["safe"], "reference": name, "notes": notes})
+    return "computed and stored", records
 
 
 def calibrate_model(model: Any, exp: Any, model_dir: str | Path, baseline: Any | None, safe: bool = False,
-                    say: Any = None, strict: Collection[str] = (), store: bool = True) -> dict[str, Any]:
-    """A run's trained `model` (and, with `safe` and a baseline, the `SafeReconstructor` around it)
-    calibrated at its training conditions — the experiment `exp` of the run's own config — through
-    `calibrate_stored`; returns ``{"model": …[, "safe": …]}`` as calibrated."""
+                    say: Any = None, strict: Collection[str] = (), store: bool = True,
+                    reference: Any | None = None) -> tuple[dict[str, Any], Calibrations]:
+    """A run's trained `model` (and, with `safe` and a baseline, the `SafeReconstructor` around it,
+    falling back to `baseline`) calibrated at its training conditions — the experiment `exp` of the
+    run's own config — against the trust `reference` (default: `baseline`) through `calibrate_stored`;
+    returns ({"model": …[, "safe": … rebuilt with its record]}, the calibrations)."""
+    reference = reference if reference is not None else baseline
     methods: dict[str, Any] = {MODEL: model}
     if safe and baseline is not None:  # what safe can promise: fitted on the same held-out pairs
         size = int(exp.config.data.size)
-        methods[SAFE] = SafeReconstructor(model, baseline, reference=reference_physics(model, (size, size)))
-    calibrate_stored(methods, exp, model_dir, baseline=baseline, say=say, strict=strict, store=store)
-    return methods
-
-
-def _apply(fitted: Fitted, model: Any, safe: Any | None) -> None:
-    """Set what `calibrate` fits on the model (and safe's promise) from a stored record."""
-    model.trust_calibration = dict(fitted.score)
-    model.psnr_bound, model.pixel_intervals = fitted.psnr_bound, fitted.pixel_intervals
-    if safe is not None:
-        safe.promise = fitted.promise
+        methods[SAFE] = SafeReconstructor(model, baseline, reference=reference_physics(model, (size, size)),
+                                          trust_reference=reference)
+    _how, records = calibrate_stored(methods, exp, model_dir, reference=reference, say=say, strict=strict,
+                                     store=store)
+    cal = Calibrations(None if reference is None else reference.name, reference, records)
+    return with_records(methods, cal), cal
 
 
 def _enough(what: str, m: int, config: Any, say: Any, strict: bool) -> bool:
@@ -214,23 +250,26 @@ def _enough(what: str, m: int, config: Any, say: Any, strict: bool) -> bool:
 
 
 def _fit_bound(method: Any, y: torch.Tensor, x: torch.Tensor, physics: Any, x_hat: torch.Tensor,
-               x_base: torch.Tensor, config: Any) -> Any:
+               x_base: torch.Tensor, config: Any, score: Mapping[str, Any]) -> Any:
     """The method's `PsnrBound` (``evaluation.bound``) from held-out calibration pairs (y, x), its x̂ and
-    the baseline's x̂_b on them, its trust score calibrated on other pairs."""
+    the trust reference's x̂_r on them, its trust score calibrated (`score`) on other pairs."""
     dr = config.evaluation.data_range
-    trust = diagnose(method, y, physics, x_hat=x_hat, x_baseline=x_base, draws=0).trust
+    trust = diagnose(method, y, physics, x_hat=x_hat, x_baseline=x_base, draws=0, calibration=score).trust
     return fit(metrics.psnr(x_hat, x, dr), agreement(x_hat, x_base, dr), trust, float(config.evaluation.bound), dr)
 
 
 def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, results: Mapping[str, Any],
                      recons: Mapping[str, torch.Tensor], batch_size: int = 16, draws: int = 0,
-                     x: torch.Tensor | None = None) -> None:
+                     x: torch.Tensor | None = None, calibration: Calibrations | None = None) -> None:
     """Add the scores ``rho`` (every method) and ``trust`` (learned methods) to `results`
-    (`MethodScores`), using the reconstructions `recons` (all images, in order); for a learned
+    (`MethodScores`), using the reconstructions `recons` (all images, in order) and the records of
+    `calibration` (the trust reference x̂_r: its reconstructions in `recons` when it was evaluated,
+    else computed here; without `calibration`: the ``tv`` of `recons`, uncalibrated); for a learned
     method with a PSNR bound also ``psnr_bound``, ``covered``, ``bound_level``, and with pixel
     intervals and the truth `x`, ``pixel_risk`` (the fraction of pixels outside, per image) and
     ``pixel_alpha``, ``pixel_confidence`` (1 − δ)."""
-    base = recons.get(BASELINE)
+    cal = calibration if calibration is not None else Calibrations(BASELINE)
+    base = _reference_images(methods, y, physics, recons, cal, batch_size)
     for name, r in results.items():
         if r.error is not None or name not in recons:
             continue
@@ -238,34 +277,47 @@ def add_trust_scores(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, 
         r.scores["rho"] = _finite_or_nan(consistency(x_hat, y, physics))
         method = methods[name]
         caps = capabilities(method)
+        record = cal.of(name)
         if caps.recalibrate:  # which images safe ran with K recalibrated from y
             r.scores["recalibrated"] = recalibrated_images(y, physics)
-        if caps.promise is not None:  # safe: did it promise ≥ baseline − 0.5 dB, and keep it?
-            _add_promise(method, y, physics, r, x_hat, base, results, batch_size)
+        if caps.promises and record is not None and record.promise is not None:  # safe: ≥ baseline − 0.5 dB, kept?
+            _add_promise(method, record, y, physics, r, base, results, batch_size)
         if not caps.diagnosable:
             continue
         trust = []
         for i in range(0, y.shape[0], batch_size):
             sl = slice(i, i + batch_size)
-            d = diagnose(method, y[sl], physics, x_hat=x_hat[sl],
-                         x_baseline=None if base is None else base[sl], draws=draws)
+            d = diagnose(method, y[sl], physics, x_hat=x_hat[sl], x_baseline=None if base is None else base[sl],
+                         draws=draws, calibration=None if record is None else record.score)
             trust.append(d.trust)
         r.scores["trust"] = torch.cat(trust)
-        bound = caps.psnr_bound
+        bound = None if record is None else record.psnr_bound
         if bound is not None and base is not None:  # "PSNR ≥ b with probability 1 − α", and was it?
             b = bound(agreement(x_hat, base, bound.data_range), r.scores["trust"])
             r.scores["psnr_bound"] = b
             r.scores["bound_level"] = torch.full_like(b, bound.level)
             if "psnr" in r.scores:
                 r.scores["covered"] = (r.scores["psnr"].double().cpu() >= b).double()
-        pixels = caps.pixel_intervals
+        pixels = None if record is None else record.pixel_intervals
         if pixels is not None and base is not None and x is not None:
             r.scores["pixel_risk"] = outside(x, x_hat, width_map(x_hat, base), pixels.lam)
             r.scores["pixel_alpha"] = torch.full_like(r.scores["pixel_risk"], pixels.alpha)
             r.scores["pixel_confidence"] = torch.full_like(r.scores["pixel_risk"], 1 - pixels.delta)
 
 
-def _add_promise(safe: Any, y: torch.Tensor, physics: Any, r: Any, x_hat: torch.Tensor, base: torch.Tensor | None,
+def _reference_images(methods: Mapping[str, Any], y: torch.Tensor, physics: Any, recons: Mapping[str, torch.Tensor],
+                      cal: Calibrations, batch_size: int) -> torch.Tensor | None:
+    """The trust reference's x̂_r on y: the evaluation's own when it ran, else computed (only when a
+    method is diagnosed or promises); None without a reference."""
+    if cal.reference_name in recons:
+        return recons[cal.reference_name]
+    needed = any(capabilities(m).diagnosable or capabilities(m).promises for m in methods.values())
+    if cal.reference is None or not needed:
+        return None
+    return reconstruct(cal.reference, y, physics, batch_size)[0]
+
+
+def _add_promise(safe: Any, record: Fitted, y: torch.Tensor, physics: Any, r: Any, base: torch.Tensor | None,
                  results: Mapping[str, Any], batch_size: int) -> None:
     """Scores ``margin_bound`` (dB), ``promised`` (1: bound ≥ −tolerance) and, with the baseline's
     PSNR, ``promise_kept`` (promised images: 1 when safe stayed within the tolerance; NaN elsewhere)."""
@@ -274,7 +326,7 @@ def _add_promise(safe: Any, y: torch.Tensor, physics: Any, r: Any, x_hat: torch.
         sl = slice(i, i + batch_size)
         x_m = reconstruct(safe.model, y[sl], physics)[0]
         trust.append(diagnose(safe.model, y[sl], physics, x_hat=x_m, x_baseline=None if base is None else base[sl],
-                              draws=0).trust)
+                              draws=0, calibration=record.score).trust)
     b, ok = safe.promised(torch.cat(trust))
     r.scores["margin_bound"], r.scores["promised"] = b, ok.double()
     b_res = results.get(BASELINE)
@@ -417,5 +469,5 @@ def _num(v: float) -> float | None:
     return None if not math.isfinite(v) else round(float(v), 4)
 
 
-__all__ = ["calibrate", "add_trust_scores", "bound_summary", "margin_to_baselines", "worse_than_baselines", "level_records",
+__all__ = ["calibrate", "calibrate_model", "calibrate_stored", "with_records", "Calibrations", "add_trust_scores", "bound_summary", "margin_to_baselines", "worse_than_baselines", "level_records",
            "trust_summary", "BASELINE", "LARGE_FAILURE_DB"]

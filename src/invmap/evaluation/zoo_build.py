@@ -31,10 +31,10 @@ from ..models.io import HEADER_KEY, MODEL_JSON, MODEL_WEIGHTS, weights_digest
 from ..training.log import read_log
 from ..zoo import CARD, FILES, OPTIONAL, sha256
 from .evaluate import evaluate_methods, read_metrics
-from .resolve import BASELINE, MODEL
-from .runs import build_methods, load_baselines
+from .resolve import MODEL
 from .task import condition_from_config, make_pairs
 from .trust import calibrate_model
+from .trust_check import run_reference
 from .zoo_task import CHECK_N, check_psnr, lacks_x
 
 
@@ -193,10 +193,10 @@ def write_calibration(entry: str | Path, say: Callable[[str], None] | None = pri
     config = load_config(entry / "config.yaml")
     model, _ = load_model(entry)
     model.eval()
-    baseline = build_methods([BASELINE], entry)[BASELINE] if BASELINE in load_baselines(entry) else None
     exp = Experiment(config, entry)
+    _name, reference, baseline = run_reference(entry, config, exp.physics)  # its evaluation.trust_reference
     for with_safe in safe:
-        calibrate_model(model, exp, entry, baseline, safe=with_safe, say=say, store=True)
+        calibrate_model(model, exp, entry, baseline, safe=with_safe, say=say, store=True, reference=reference)
     card = json.loads((entry / CARD).read_text())
     card["files"].update({f: sha256(entry / f) for f in OPTIONAL if (entry / f).is_file()})
     atomic_write(entry / CARD, json.dumps(card, indent=2) + "\n")

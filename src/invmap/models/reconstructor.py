@@ -82,12 +82,6 @@ class Reconstructor(nn.Module):
     #: the physics it was trained for (`invmap.models.io.load_model` sets it from model.json; None:
     #: unknown) — trust diagnoses a reconstruction against it (`invmap.capabilities`)
     training_physics: Any = None
-    #: what `invmap.evaluation.trust.calibrate` fits at the training conditions (None before): the
-    #: trust score's calibration, the per-image PSNR bound (`invmap.trust.conformal.PsnrBound`),
-    #: the per-pixel intervals (`invmap.trust.intervals`)
-    trust_calibration: Any = None
-    psnr_bound: Any = None
-    pixel_intervals: Any = None
     #: learned from data (never a classical baseline in the verdicts; `evaluation.verdicts.is_learned`)
     learned: bool = True
     #: K and Kᵀ act inside `from_input` (read from `physics` at call time), so one call takes

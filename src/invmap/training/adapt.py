@@ -40,7 +40,7 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -211,30 +211,71 @@ def memory_bytes(recon: Any, y: torch.Tensor, physics: Any, calls: int) -> int:
     return 4 * params + calls * acts + 4 * iterates + 8 * y.numel() * (2 if y.is_complex() else 1)
 
 
-def home_fit(recon: Any) -> tuple[float, float]:
-    """(f, s): the relative model error the map leaves at its training conditions (its trust calibration's
-    ``floor``) and the upper end of its data fit there, s = exp(2(m + `HOME_Z`·σ)) with m, σ the median and
-    spread of log ρ_home, ρ_home = ‖K x̂ − y‖/√(E‖e‖² + f²‖y‖²) (`invmap.trust.diagnostics`); (0, 1) without
-    a calibration. A fit to ‖K x̂ − y‖² ≤ s·(E‖e‖² + f²‖y‖²) is as close as the model's fits at home."""
-    cal = getattr(recon, "trust_calibration", None)
-    f = model_floor(recon)
+def home_fit(score: Mapping[str, Any] | None) -> tuple[float, float]:
+    """(f, s) of a map's trust calibration `score` at its training conditions (the ``score`` of its record,
+    `invmap.trust.fitted.Fitted`): f the relative model error it leaves there (``floor``) and s the upper end
+    of its data fit there, s = exp(2(m + `HOME_Z`·σ)) with m, σ the median and spread of log ρ_home,
+    ρ_home = ‖K x̂ − y‖/√(E‖e‖² + f²‖y‖²) (`invmap.trust.diagnostics`); (0, 1) without a calibration. A fit
+    to ‖K x̂ − y‖² ≤ s·(E‖e‖² + f²‖y‖²) is as close as the model's fits at home."""
+    f = model_floor(score)
     try:
-        m, sd = float(cal["home"]["median"]), float(cal["home"]["spread"])
+        m, sd = float(score["home"]["median"]), float(score["home"]["spread"])  # type: ignore[index]
     except (KeyError, TypeError, ValueError):
         return f, 1.0
     scale = math.exp(2.0 * (m + HOME_Z * sd))
     return f, scale if math.isfinite(scale) and scale > 0 else 1.0
 
 
-def model_floor(recon: Any) -> float:
-    """f: the relative model error ‖K x̂ − y‖ the map leaves beyond the noise at its training conditions
-    (its trust calibration's ``floor``, `invmap.trust.diagnostics.residual_floor`); 0 without one."""
-    cal = getattr(recon, "trust_calibration", None)
+def model_floor(score: Mapping[str, Any] | None) -> float:
+    """f: the relative model error ‖K x̂ − y‖ a map leaves beyond the noise at its training conditions
+    (``floor`` of its calibration `score`, `invmap.trust.diagnostics.residual_floor`); 0 without one."""
     try:
-        f = float(cal["floor"]) if cal is not None else 0.0
+        f = float(score["floor"]) if score is not None else 0.0
     except (KeyError, TypeError, ValueError):
         return 0.0
     return f if math.isfinite(f) and f > 0 else 0.0
+
+
+def _checked(recon: Any, y: torch.Tensor, physics: Any, settings: Settings) -> tuple[Any, str]:
+    """(the loss, its name) of an adaptation of `recon` on y, after the one-line refusals: a map that
+    cannot be adapted, a loss the task cannot serve, an empty batch, a fit over the memory budget."""
+    check_adaptable(recon)
+    loss_fn, loss_name = loss_for(settings, physics, recon)
+    b = int(y.shape[0])
+    if b == 0:
+        raise ValueError("adaptation needs at least one measurement; got an empty batch")
+    calls = 1 if loss_fn.kind == "mc" else 2
+    budget.check(memory_bytes(recon, y, physics, calls), f"adapting the map on {b} measurement(s) of "
+                 f"{'×'.join(map(str, physics.operator.out_shape))} (loss {loss_name})")
+    return loss_fn, loss_name
+
+
+def _stopping(y: torch.Tensor, physics: Any, settings: Settings, floor: tuple[float, float] | None
+              ) -> tuple[EarlyStopping, float | None, torch.Tensor | None, float]:
+    """(the stopping rule, E‖e‖² of y's noise or None, the measured entries of K or None, f): the
+    discrepancy target τ·s·(E‖e‖² + f²‖y‖²) of `adapt` for (f, s) = `floor` ((0, 1): None)."""
+    op = physics.operator
+    expected, _ = expected_misfit(y.detach(), physics)
+    total = None if expected is None else float(expected.sum())
+    keep = None if op.measured() is None else op.measured().to(y.device)
+    energy = float(squared_residual(torch.zeros((1, 1, *op.in_shape), device=y.device), y, op, keep).double().sum())
+    f, scale = (0.0, 1.0) if floor is None else (float(floor[0]), float(floor[1]))
+    allowed = total if not f > 0 else scale * ((total or 0.0) + f * f * energy)  # noise + model error at home
+    stop = EarlyStopping(settings.stop, allowed, energy, settings.tau, window=WINDOW, patience=PATIENCE,
+                         seconds=settings.seconds)
+    return stop, total, keep, f
+
+
+def _say_progress(progress: Callable[[str], None] | None, stop: EarlyStopping, settings: Settings, k: int,
+                  misfit: float, t0: float, last_said: float) -> float:
+    """One progress line for a fit running longer than `PROGRESS_SECONDS`, at most every `PROGRESS_EVERY`
+    seconds; returns when the last line was said."""
+    now = time.perf_counter()
+    if progress is None or now - t0 <= PROGRESS_SECONDS or now - last_said <= PROGRESS_EVERY:
+        return last_said
+    target = f" (target ≤ {stop.target:.4g})" if stop.rule == "discrepancy" else ""
+    progress(f"adapt: step {k} of at most {settings.steps}, ‖Kx − y‖² = {misfit:.4g}{target}, {now - t0:.0f} s")
+    return now
 
 
 def adapt(recon: Any, y: torch.Tensor, physics: Any, settings: Settings = Settings(),
@@ -242,31 +283,17 @@ def adapt(recon: Any, y: torch.Tensor, physics: Any, settings: Settings = Settin
           ) -> Adaptation:
     """Fine-tune a copy of `recon` on the measurements y ``[B, ...]`` under `physics` (module docstring);
     `recon` itself is left as it was. Progress of a fit longer than `PROGRESS_SECONDS` goes to
-    `progress` (None: silent). The discrepancy target is τ·s·(E‖e‖² + f²‖y‖²), (f, s) = `floor` (default
-    `home_fit`: the misfit the map leaves at its training conditions, e.g. a simulation on a finer grid
-    than K's — fitting y closer than the model does at home would fit that error, not x: on the default
-    task, with s = 1, the training level's images lost 1.3 dB)."""
-    check_adaptable(recon)
-    loss_fn, loss_name = loss_for(settings, physics, recon)
-    op = physics.operator
-    b = int(y.shape[0])
-    if b == 0:
-        raise ValueError("adaptation needs at least one measurement; got an empty batch")
-    calls = 1 if loss_fn.kind == "mc" else 2
-    budget.check(memory_bytes(recon, y, physics, calls), f"adapting the map on {b} measurement(s) of "
-                 f"{'×'.join(map(str, op.out_shape))} (loss {loss_name})")
+    `progress` (None: silent). The discrepancy target is τ·s·(E‖e‖² + f²‖y‖²), (f, s) = `floor`
+    (`home_fit` of the map's calibration record; None: (0, 1)): the misfit the map leaves at its training
+    conditions, e.g. a simulation on a finer grid than K's — fitting y closer than the model does at home
+    would fit that error, not x: on the default task, with s = 1, the training level's images lost 1.3 dB."""
+    loss_fn, loss_name = _checked(recon, y, physics, settings)
+    op, b = physics.operator, int(y.shape[0])
     model = weights_copy(recon)
     model.eval()  # batch norm keeps its running statistics; dropout is off
     params = trainable(model)
     opt = torch.optim.Adam(params, lr=settings.lr)
-    expected, _ = expected_misfit(y.detach(), physics)
-    total = None if expected is None else float(expected.sum())
-    keep = None if op.measured() is None else op.measured().to(y.device)
-    energy = float(squared_residual(torch.zeros((1, 1, *op.in_shape), device=y.device), y, op, keep).double().sum())
-    f, scale = home_fit(recon) if floor is None else (float(floor[0]), float(floor[1]))
-    allowed = total if not f > 0 else scale * ((total or 0.0) + f * f * energy)  # noise + model error at home
-    stop = EarlyStopping(settings.stop, allowed, energy, settings.tau, window=WINDOW, patience=PATIENCE,
-                         seconds=settings.seconds)
+    stop, total, keep, f = _stopping(y, physics, settings, floor)
     t0 = last_said = time.perf_counter()
     seen: list[torch.Tensor] = []
 
@@ -309,12 +336,7 @@ def adapt(recon: Any, y: torch.Tensor, physics: Any, settings: Settings = Settin
             if not all(bool(torch.isfinite(p).all()) for p in params):
                 note = f"the adaptation diverged at step {k} (non-finite weights)"
                 break
-            now = time.perf_counter()
-            if progress is not None and now - t0 > PROGRESS_SECONDS and now - last_said > PROGRESS_EVERY:
-                last_said = now
-                target = f" (target ≤ {stop.target:.4g})" if stop.rule == "discrepancy" else ""
-                progress(f"adapt: step {k} of at most {settings.steps}, ‖Kx − y‖² = {misfit:.4g}{target}, "
-                         f"{now - t0:.0f} s")
+            last_said = _say_progress(progress, stop, settings, k, misfit, t0, last_said)
     if note is None:
         x, returned = stop.returned(x, k)
         if returned != k:
@@ -339,18 +361,20 @@ class Adapted:
     of the model is adapted (`adapt`) on the first ``images`` measurements of that call (all of them:
     None); every call with the same physics object — the other batches of one stress level or test
     set — reuses that copy, x̂ = f_Θ'(y). One adaptation per condition, x never seen. Learned; its
-    trust calibration, PSNR bound and pixel intervals are those of the model it wraps (fitted at the
-    training conditions, unadapted), so the stress study checks how far they carry."""
+    trust calibration record (score, PSNR bound, pixel intervals) is the one of the model it wraps, fitted
+    at the training conditions, unadapted (`invmap.evaluation.trust.calibrate` reaches the model through
+    ``wraps``), so the stress study checks how far it carries; `with_records` rebuilds it with that record
+    (`calibrated`), whose floor sets the adaptation's stopping target (`home_fit`)."""
 
     learned = True
     operator_inside = True
 
     def __init__(self, model: Any, settings: Settings = Settings(), images: int | None = None,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, floor: tuple[float, float] | None = None):
         check_adaptable(model, "this model")
         if images is not None and (isinstance(images, bool) or not isinstance(images, int) or images < 1):
             raise ValueError(f"adapted: images must be an integer >= 1 or None (all), got {images!r}")
-        self.wraps, self.settings, self.images, self.progress = model, settings, images, progress
+        self.wraps, self.settings, self.images, self.progress, self.floor = model, settings, images, progress, floor
         self.history: list[dict] = []
         self._last: tuple[Any, Any] | None = None  # (the physics, the map adapted to it)
 
@@ -358,22 +382,15 @@ class Adapted:
     def training_physics(self) -> Any:
         return getattr(self.wraps, "training_physics", None)
 
-    @property
-    def trust_calibration(self) -> Any:
-        return getattr(self.wraps, "trust_calibration", None)
-
-    @property
-    def psnr_bound(self) -> Any:
-        return getattr(self.wraps, "psnr_bound", None)
-
-    @property
-    def pixel_intervals(self) -> Any:
-        return getattr(self.wraps, "pixel_intervals", None)
+    def calibrated(self, record: Any, _reference: Any = None, _reference_name: str | None = None) -> "Adapted":
+        """The same method with the wrapped model's calibration `record` (`invmap.trust.fitted.Fitted`):
+        its floor sets the stopping target of every adaptation."""
+        return Adapted(self.wraps, self.settings, self.images, self.progress, floor=home_fit(record.score))
 
     def __call__(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         if self._last is None or self._last[0] is not physics:
             done = adapt(self.wraps, y if self.images is None else y[:self.images], physics, self.settings,
-                         self.progress)
+                         self.progress, floor=self.floor)
             self.history.append(done.record())
             self._last = (physics, done.model)
         with torch.no_grad():

@@ -300,8 +300,9 @@ def diagnose(method: Method, y: torch.Tensor, physics: Any, *, x_hat: torch.Tens
     """Diagnose x̂ = method(y, physics) without ground truth (see the module docstring).
 
     `x_hat` / `x_baseline` reuse reconstructions already computed; `baseline` (or
-    `x_baseline`) gives ρ_b; `calibration` (see `calibration`; default: the method's
-    ``trust_calibration``) sets the training conditions' residual floor and the spreads of
+    `x_baseline`) gives ρ_b — the trust reference's x̂_r (``evaluation.trust_reference``); `calibration`
+    (see `calibration`: the ``score`` of the method's `invmap.trust.fitted.Fitted` record; None:
+    uncalibrated, default spreads) sets the training conditions' residual floor and the spreads of
     the score; `reference` is the physics the method was trained for (default:
     ``reference_physics(method)``; None: no sensitivity ratio); `others` are further
     reconstructors for the disagreement; `draws` fresh noise draws for the (reported)
@@ -313,7 +314,7 @@ def diagnose(method: Method, y: torch.Tensor, physics: Any, *, x_hat: torch.Tens
         if x_baseline is None and baseline is not None:
             x_baseline = baseline(y, physics)
     notes: list[str] = []
-    cal = dict(calibration if calibration is not None else capabilities(method).trust_calibration or {})
+    cal = dict(calibration or {})
     rho, rho_b, misfit, home = _fits(x_hat, y, physics, x_baseline, cal.get("floor"))
     if x_baseline is None:
         notes.append("no baseline: misfit against the noise level only")

@@ -9,7 +9,15 @@ holds that answer:
   spreads of log a and log ρ_home);
 - ``psnr_bound``: the per-image PSNR lower bound b = a + c − q·σ(T) (`invmap.trust.conformal`);
 - ``pixel_intervals``: x̂ ± λ u (`invmap.trust.intervals`);
-- ``promise``: safe's margin bound PSNR(safe) − PSNR(baseline) ≥ c − q·σ(T) (`invmap.trust.safe`).
+- ``promise``: safe's margin bound PSNR(safe) − PSNR(baseline) ≥ c − q·σ(T) (`invmap.trust.safe`);
+- ``reference``: the name of the trust reference x̂_r the score, bound and intervals were fitted
+  against (``evaluation.trust_reference``), and ``physics``: the spec of the physics (K, e) they
+  were fitted for. Records of older files carry neither (None): they were fitted against the
+  tuned TV, which their key names.
+
+Calibration returns a `Fitted` per method; nothing is written onto a method. The evaluation, the
+stress study and ``reconstruct`` hand it to what needs it (`invmap.trust.diagnose`'s
+``calibration``, `invmap.trust.SafeReconstructor`'s ``calibration``).
 
 `CalibrationStore` keeps such records in a run's ``trust_calibration.json``, each under the
 key of what it was computed from (`calibration_key`: the run's task and validation split, the
@@ -24,7 +32,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,11 +56,22 @@ class Fitted:
     psnr_bound: PsnrBound | None = None
     pixel_intervals: PixelIntervals | None = None
     promise: PsnrBound | None = None
+    reference: str | None = None
+    physics: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict:
         return {"score": dict(self.score), "psnr_bound": None if self.psnr_bound is None else self.psnr_bound.to_dict(),
                 "pixel_intervals": None if self.pixel_intervals is None else self.pixel_intervals.to_dict(),
-                "promise": None if self.promise is None else self.promise.to_dict()}
+                "promise": None if self.promise is None else self.promise.to_dict(),
+                "reference": self.reference, "physics": None if self.physics is None else dict(self.physics)}
+
+    def with_promise(self, promise: PsnrBound | None) -> "Fitted":
+        """The same record with safe's margin bound."""
+        return replace(self, promise=promise)
+
+    def describe_reference(self) -> str:
+        """``against tv`` / ``against pnp``: what the record was fitted against, for messages."""
+        return f"against {self.reference or 'tv (an older record)'}"
 
     @classmethod
     def from_dict(cls, d: Any) -> "Fitted":
@@ -77,7 +96,28 @@ class Fitted:
             pixels = None if d.get("pixel_intervals") is None else PixelIntervals.from_dict(d["pixel_intervals"])
         except (KeyError, TypeError) as e:
             raise ValueError(f"not a calibration record ({type(e).__name__}: {str(e)[:60]})") from None
-        return cls(score, bound, pixels, promise)
+        ref, physics = d.get("reference"), d.get("physics")
+        if not (ref is None or (isinstance(ref, str) and 0 < len(ref) <= 200)):
+            raise ValueError(f"not a calibration record (reference = {str(ref)[:40]})")
+        if not (physics is None or isinstance(physics, Mapping)):
+            raise ValueError("not a calibration record (physics is not a mapping)")
+        return cls(score, bound, pixels, promise, ref, None if physics is None else dict(physics))
+
+
+@dataclass(frozen=True)
+class Calibrations:
+    """What the trust of a set of methods is measured with: the trust reference (its method name and
+    reconstructor x̂_r = reference(y, physics)) and the calibration record of each learned method,
+    by name, fitted against it — kept beside the methods (`invmap.pipeline.Built`) and handed to the
+    evaluation and the stress study."""
+
+    reference_name: str | None = None
+    reference: Any = None
+    records: Mapping[str, Fitted] = field(default_factory=dict)
+
+    def of(self, name: str) -> Fitted | None:
+        """The record of method `name`, or None (not calibrated)."""
+        return self.records.get(name)
 
 
 def calibration_key(parts: Mapping[str, Any]) -> str:
@@ -130,4 +170,4 @@ class CalibrationStore:
         return self.path.parent.is_dir() and os.access(self.path.parent, os.W_OK)
 
 
-__all__ = ["Fitted", "CalibrationStore", "calibration_key", "FILE"]
+__all__ = ["Fitted", "Calibrations", "CalibrationStore", "calibration_key", "FILE"]

@@ -47,8 +47,9 @@ from ..operators import from_spec
 from ..physics import Physics
 from ..variational.methods import _box
 from ..variational.pdhg import ChambollePockTV
-from .conformal import fit
+from .conformal import PsnrBound, fit
 from .diagnostics import Diagnostics, diagnose
+from .fitted import Fitted
 
 #: estimated calibration parameters are rounded to these steps (the parameter's units; others
 #: to 0.01) before K is rebuilt with them, so that nearby estimates share one operator and one
@@ -73,7 +74,8 @@ class SafeReconstructor:
 
     def __init__(self, model: Method, baseline: Any, mu0: float = 1e-2, free: float = 2.0,
                  decade: float = 2.0, draws: int = 0, reference: Any | None = None,
-                 reuses: Mapping[str, str] | None = None, recalibrate: bool = True):
+                 reuses: Mapping[str, str] | None = None, recalibrate: bool = True,
+                 calibration: Fitted | None = None, trust_reference: Method | None = None):
         if not hasattr(baseline, "lam") or not hasattr(baseline, "iters"):
             raise ValueError("safe: the baseline must be a TV-type method with lam and iters (e.g. the tuned 'tv')")
         if not (mu0 > 0 and free >= 0 and decade > 0):
@@ -90,8 +92,30 @@ class SafeReconstructor:
         self.corrections: list[dict[str, float]] = []
         #: per image of the last call: the verdict after recalibration (None: not recalibrated)
         self.after: list[str | None] = []
-        #: the fitted margin bound m ≥ c − q·σ(T) (`fit_promise`; None: not calibrated)
-        self.promise: Any = None
+        #: the model's calibration record (`invmap.trust.fitted.Fitted`: the score's spreads at its training
+        #: conditions, the margin bound m ≥ c − q·σ(T) in ``promise``); None: not calibrated
+        self.calibration = calibration
+        #: the method the model's trust score is measured against (default: the baseline it falls back to)
+        self.trust_reference = trust_reference if trust_reference is not None else baseline
+
+    @property
+    def promise(self) -> Any:
+        """The fitted margin bound (`fit_promise`, kept in the calibration record), or None."""
+        return None if self.calibration is None else self.calibration.promise
+
+    def calibrated(self, fitted: Fitted, trust_reference: Method | None = None, reference_name: str | None = None
+                   ) -> "SafeReconstructor":
+        """The same safe mode with the model's calibration record `fitted` (and the trust reference it was
+        fitted against, lent by an evaluation under `reference_name`)."""
+        reuses = dict(self.reuses)
+        if reference_name is not None and reuses:
+            reuses["reference"] = reference_name
+        return SafeReconstructor(self.model, self.baseline, self.mu0, self.free, self.decade, self.draws,
+                                 self.reference, reuses, self.recalibrate, fitted,
+                                 trust_reference if trust_reference is not None else self.trust_reference)
+
+    def _score_calibration(self) -> Any:
+        return None if self.calibration is None else self.calibration.score
 
     @property
     def wraps(self) -> Method:
@@ -99,12 +123,13 @@ class SafeReconstructor:
         return self.model
 
     def fit_promise(self, x: torch.Tensor, x_safe: torch.Tensor, x_baseline: torch.Tensor, trust: torch.Tensor,
-                    level: float, data_range: Any = 1.0) -> None:
-        """Fit the margin bound on held-out calibration pairs (truth x, safe's and the baseline's x̂,
-        the model's trust T on them) at probability `level` (see the module docstring)."""
+                    level: float, data_range: Any = 1.0) -> PsnrBound:
+        """The margin bound fitted on held-out calibration pairs (truth x, safe's and the baseline's x̂,
+        the model's trust T on them) at probability `level` (see the module docstring); it goes into the
+        calibration record (`calibrated`), never onto this object."""
         margin = metrics.psnr(x_safe.float(), x.float(), data_range) - metrics.psnr(x_baseline.float(), x.float(),
                                                                                     data_range)
-        self.promise = fit(margin, torch.zeros_like(margin, dtype=torch.float64), trust, level, data_range)
+        return fit(margin, torch.zeros_like(margin, dtype=torch.float64), trust, level, data_range)
 
     def promised(self, trust: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(margin lower bound in dB, promised: bound ≥ −`TOLERANCE_DB`) per image from the model's trust T."""
@@ -168,7 +193,7 @@ class SafeReconstructor:
             else:
                 yk = y[sel]
                 xk = self.model(yk, phys).to(x_hat)
-                dk = diagnose(self.model, yk, phys, x_hat=xk, baseline=self.baseline, draws=self.draws,
+                dk = diagnose(self.model, yk, phys, x_hat=xk, baseline=self.trust_reference, draws=self.draws,
                               reference=self.reference, calibration=diag.calibration)
                 out[sel] = self.refine(yk, phys, xk, dk.score)
                 for j, i in enumerate(idx):
@@ -178,17 +203,21 @@ class SafeReconstructor:
         return out
 
     def from_reconstructions(self, y: torch.Tensor, physics: Any, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """x̂_safe from the model's x̂ (``parts["model"]``) and the baseline's (``parts["baseline"]``)
-        on the same y — what ``safe(y, physics)`` computes, for an evaluation that already has them."""
+        """x̂_safe from the model's x̂ (``parts["model"]``), the baseline's (``parts["baseline"]``) and the
+        trust reference's (``parts["reference"]``; default the baseline's) on the same y — what
+        ``safe(y, physics)`` computes, for an evaluation that already has them."""
         with torch.no_grad():
-            diag = diagnose(self.model, y, physics, x_hat=parts["model"], x_baseline=parts["baseline"],
-                            draws=self.draws, reference=self.reference)
+            x_r = parts.get("reference", parts["baseline"])
+            diag = diagnose(self.model, y, physics, x_hat=parts["model"], x_baseline=x_r,
+                            draws=self.draws, reference=self.reference, calibration=self._score_calibration())
             self.last = diag
             return self.from_diagnosis(y, physics, parts["model"], diag)
 
     def __call__(self, y: torch.Tensor, physics: Any) -> torch.Tensor:
         with torch.no_grad():
             parts = {"model": self.model(y, physics), "baseline": self.baseline(y, physics)}
+            if self.trust_reference is not self.baseline:
+                parts["reference"] = self.trust_reference(y, physics)
         return self.from_reconstructions(y, physics, parts)
 
 
