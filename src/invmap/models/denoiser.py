@@ -21,11 +21,15 @@ a measurement that is not an image (an operator other than a denoising one) is a
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import torch
 
+from .. import zoo
 from ..operators.base import operator_of
+from .io import load_model
 from .registry import KINDS
 from .reconstructor import Reconstructor
 from .unet import UNet
@@ -112,4 +116,25 @@ def denoiser(depth: int = 3, base_channels: int = 32, sigma_max: float = 0.3) ->
 denoiser.from_spec = NoiseConditionalDenoiser.from_spec  # a saved denoiser rebuilds from model.json
 
 
-__all__ = ["NoiseConditionalDenoiser", "denoiser"]
+@functools.lru_cache(maxsize=4)
+def _load(where: str, stamp: float) -> NoiseConditionalDenoiser:
+    with torch.device("cpu"):  # also when a config check describes a model on the meta device
+        recon, meta = load_model(where)
+    if not getattr(recon, "noise_conditional", False) or not hasattr(recon, "denoise"):
+        raise ValueError(f"{where}: a '{getattr(recon, 'kind', type(recon).__name__)}' model, not a noise-conditional "
+                         "denoiser (train one: invmap train configs/zoo/denoiser.yaml)")
+    return recon.eval().requires_grad_(False)
+
+
+def load_prior(denoiser: str) -> NoiseConditionalDenoiser:
+    """The noise-conditional denoiser of a run directory or zoo entry (``pretrained:NAME``), loaded
+    once per file version (cached by path and modification time; frozen, shared: copy it to train it)."""
+    where = zoo.run_dir(denoiser)
+    weights = where / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"denoiser {denoiser}: no trained model at {where} (model.safetensors); the zoo "
+                                f"entry is pretrained:denoiser, or train one: invmap train configs/zoo/denoiser.yaml")
+    return _load(str(where.resolve()), os.stat(weights).st_mtime)
+
+
+__all__ = ["NoiseConditionalDenoiser", "denoiser", "load_prior"]
