@@ -50,15 +50,16 @@ class NoiseConditionalDenoiser(Reconstructor):
         if not 0 < float(sigma_max) < float("inf"):
             raise ValueError(f"denoiser: sigma_max must be a finite number > 0, got {sigma_max}")
         self.net = UNet(depth=depth, base_channels=base_channels, in_channels=2, out_channels=1, residual=False)
-        self.sigma_max = float(sigma_max)
+        self.sigma_max, self.depth, self.base_channels = float(sigma_max), int(depth), int(base_channels)
 
     # ------------------------------------------------------------------ the prior
     def check_sigma(self, sigma: torch.Tensor | float) -> torch.Tensor:
         """σ as a float tensor; outside [0, sigma_max] (or not finite) is a one-line ValueError."""
         s = torch.as_tensor(sigma, dtype=torch.float32)
-        if s.numel() == 0 or not bool(torch.isfinite(s).all()) or float(s.min()) < 0 \
-                or float(s.max()) > self.sigma_max * (1 + SIGMA_SLACK):
-            lo, hi = (float(s.min()), float(s.max())) if s.numel() else (float("nan"),) * 2
+        c = s.detach()  # a learned σ (`invmap.models.unfolded`) keeps its gradient; the check reads values
+        if c.numel() == 0 or not bool(torch.isfinite(c).all()) or float(c.min()) < 0 \
+                or float(c.max()) > self.sigma_max * (1 + SIGMA_SLACK):
+            lo, hi = (float(c.min()), float(c.max())) if c.numel() else (float("nan"),) * 2
             raise ValueError(f"denoiser: noise level σ in [{lo:.4g}, {hi:.4g}] is outside the trained range "
                              f"[0, {self.sigma_max:g}]")
         return s

@@ -14,6 +14,7 @@ halves), x is never read, validation scores the same loss (and SURE's estimate w
 allows), and the best model is the one of least validation loss; model.json records ``supervision``.
 ``training.snapshots: [1, 3, 10, …]`` keeps the weights at those training-clock minutes in
 ``snapshots/<m>min/`` (each a loadable model, for a learning curve; a resumed run skips the ones on disk).
+``training.curriculum: {size, steps}`` trains the first steps on smaller images (`invmap.training.curriculum`).
 Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
 error, keeping the last good checkpoint and best model — on a non-finite loss.
 """
@@ -38,6 +39,7 @@ from ..config import Config
 from ..models import save_model
 from ..selfsup import SelfSupervised
 from . import checkpoint as ckpt
+from .curriculum import Curriculum
 from .distributed import Dist
 from .log import SELFSUP_COLUMNS, CSVLog, TensorBoard, TrainProgress
 from .losses import build_loss
@@ -179,6 +181,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     if selfsup is not None:
         selfsup.check(physics, recon)  # a loss the task cannot serve: one line, nothing written
     check_measurements(config, physics)  # given measurements (no x): their files, before anything is written
+    curriculum = Curriculum(config, recon) if tc.curriculum else None  # the first steps on smaller images
     new_dir = not Path(out_dir).exists()
     saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
     was = (saved.get("info") or {}).get("supervision", "x") if saved is not None else tc.supervision
@@ -216,7 +219,8 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     loss_fn = build_loss(tc.loss, tc.ssim_weight, tc.mix_base)
     gens = {"shuffle": torch.Generator().manual_seed(config.seed)}
     st = {"epoch": 0, "step": 0, "seconds": 0.0, "best_psnr": -math.inf, "best_ssim": math.nan, "best_epoch": 0,
-          "initial_psnr": math.nan, "bad_epochs": 0, "stopped": "", "best_loss": math.inf, "initial_loss": math.nan}
+          "initial_psnr": math.nan, "bad_epochs": 0, "stopped": "", "best_loss": math.inf, "initial_loss": math.nan,
+          "cpu_seconds": 0.0}  # this process's CPU time spent training (summed over resumes)
     if saved is not None:
         recon.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
@@ -288,7 +292,8 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
             where = run / "snapshots" / f"{m:g}min"
             if seconds >= m * 60 and not where.exists():
                 with atomic_dir(where) as tmp:
-                    save_model(tmp, recon, {**meta, "snapshot_minutes": m, "seconds": seconds, "step": st["step"]},
+                    save_model(tmp, recon, {**meta, "snapshot_minutes": m, "seconds": seconds, "step": st["step"],
+                                            "cpu_seconds": time.process_time() - c0},
                                physics=physics)
 
     if not resume:  # epoch 0: the untrained network
@@ -301,6 +306,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     if not any(p.requires_grad for p in recon.parameters()):  # e.g. PnP: a fixed denoiser, tuned in prepare
         st["stopped"] = "nothing to train"
     bar = TrainProgress(tc.epochs * steps_per_epoch, st["step"], progress, tc.max_minutes * 60, st["seconds"])
+    c0 = time.process_time() - st["cpu_seconds"]
     t0, shown = time.perf_counter() - st["seconds"], (f"{st['best_loss']:.4g}" if selfsup is not None
                                                       else f"{st['best_psnr']:.2f}")
 
@@ -314,6 +320,8 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
             perm, total, count, lr = torch.randperm(train_set.n, generator=gens["shuffle"]), 0.0, 0, tc.lr
             parts = dist.batches(train_set.minibatches(perm, tc.batch_size))  # this rank's slice of each batch
             for (ids, share, b), (z, x, phys) in zip(parts, train_set.epoch([p[0] for p in parts], epoch)):
+                if curriculum is not None and curriculum.active(st["step"]):  # x, K and y at the smaller size
+                    z, x, phys = curriculum.batch(x, phys, st["step"])
                 if prec.channels_last and z.dim() == 4:
                     z = z.contiguous(memory_format=torch.channels_last)
                 lr = sched.apply(opt, tc.lr, st["step"], clock())
@@ -345,7 +353,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                     st["stopped"] = "time"
                     break
             psnr, ssim = validation()  # self-supervised: (val loss, SURE estimate)
-            st.update(epoch=epoch, seconds=clock())
+            st.update(epoch=epoch, seconds=clock(), cpu_seconds=time.process_time() - c0)
             row = dict(epoch=epoch, step=st["step"], lr=lr, train_loss=total / max(count, 1), **scalars(psnr, ssim),
                        seconds=st["seconds"])
             log.write(**row)

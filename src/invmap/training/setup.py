@@ -37,6 +37,7 @@ from ..models.io import repair_model_json
 from ..paths import inside
 from ..selfsup import SelfSupervised
 from .checkpoint import CHECKPOINT, load_checkpoint
+from .curriculum import Curriculum
 from .log import LOG, read_log
 
 #: files whose presence means a directory already holds a training run
@@ -527,6 +528,8 @@ def check_config(config: Config, device: torch.device = torch.device("meta")) ->
     if selfsup is not None:  # a self-supervised loss the task cannot serve
         selfsup.check(physics, recon)
     check_measurements(config, physics)
+    if config.training.curriculum:  # a size the run cannot train at
+        Curriculum(config, recon)
     for split in ("train", "val", "test"):
         config.data.images(split, config.seed)
     return physics
