@@ -403,6 +403,7 @@ class TrainingConfig(_Section):
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default
     init: str | None = None  # fine-tuning: start from the weights of this trained run directory
     snapshots: list[float] = Field(default_factory=list, max_length=32)  # minutes: weights saved for a learning curve
+    snapshot_clock: Literal["wall", "cpu"] = "wall"  # snapshots at training-clock or this process's CPU minutes
     curriculum: CurriculumConfig | None = None  # {size: 64, steps: 2000}: the first steps on smaller images
     # learning from y alone (`invmap.selfsup`): x = pairs (y, x) with `loss`; mc | ei | sure | split never read x
     supervision: Literal["x", "mc", "ei", "sure", "split"] = "x"

@@ -127,8 +127,9 @@ class UnfoldedPnP(Reconstructor):
     @torch.no_grad()
     def prepare(self, train: Any, val: Any, data_range: metrics.DataRange = 1.0) -> None:
         """With ``tune``: the DPIR schedule (σ_1, σ_N, τ) of best mean PSNR on up to 8 validation
-        pairs (`GRID`), as the pnp method tunes it — training starts at tuned PnP."""
-        if not self.tune:
+        pairs (`GRID`), as the pnp method tunes it — training starts at tuned PnP. Without
+        validation pairs with x (self-supervised training) the configured schedule stays."""
+        if not self.tune or val is None:
             return
         y, x, physics = next(val.epoch(val.minibatches(torch.arange(val.n), TUNE_PAIRS), 0))
         was, best, self.tuning = self.training, None, []
@@ -146,15 +147,24 @@ class UnfoldedPnP(Reconstructor):
             self.set_schedule(*best[1:])
 
     # ------------------------------------------------------------------ saved and loaded
+    @property
+    def kind_params(self) -> dict:
+        """The parameters it was built with, the denoiser's architecture resolved (a saved model
+        rebuilds without its prior)."""
+        return {**self.__dict__.get("_params", {}), **self.architecture()}
+
+    @kind_params.setter
+    def kind_params(self, params: dict) -> None:
+        self.__dict__["_params"] = dict(params)
+
     def architecture(self) -> dict:
         """The denoiser's parameters (depth, base_channels, sigma_max), as `denoiser` builds it."""
         d = self.denoisers[0]
         return {"depth": d.depth, "base_channels": d.base_channels, "sigma_max": self.sigma_max}
 
     def spec(self) -> dict:
-        """The kind's parameters with the denoiser's architecture resolved (a saved model rebuilds
-        without its prior), and the schedule in use (``learned``: σ_k, τ_k)."""
-        return {"name": self.kind, "params": {**dict(self.kind_params), **self.architecture()},
+        """The kind's parameters and the schedule in use (``learned``: σ_k, τ_k)."""
+        return {"name": self.kind, "params": self.kind_params,
                 "learned": {"sigmas": [round(float(s), 6) for s in self.sigmas().detach()],
                             "steps": [round(float(t), 6) for t in self.steps().detach()]}}
 

@@ -13,7 +13,8 @@ from the measurements alone: the loss calls the whole map f_Θ(y, K) on y (and o
 halves), x is never read, validation scores the same loss (and SURE's estimate where the noise
 allows), and the best model is the one of least validation loss; model.json records ``supervision``.
 ``training.snapshots: [1, 3, 10, …]`` keeps the weights at those training-clock minutes in
-``snapshots/<m>min/`` (each a loadable model, for a learning curve; a resumed run skips the ones on disk).
+``snapshots/<m>min/`` (each a loadable model, for a learning curve; a resumed run skips the ones on disk;
+``training.snapshot_clock: cpu``: minutes of this process's CPU time instead).
 ``training.curriculum: {size, steps}`` trains the first steps on smaller images (`invmap.training.curriculum`).
 Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
 error, keeping the last good checkpoint and best model — on a non-finite loss.
@@ -284,16 +285,17 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                                                                           "precision": prec.describe(),
                                                                           "supervision": tc.supervision}})
 
-    def take_snapshots(seconds: float) -> None:
-        """The weights at each `training.snapshots` minute passed (rank 0; written whole or not at all)."""
+    def take_snapshots(seconds: float, cpu_seconds: float) -> None:
+        """The weights at each `training.snapshots` minute passed, of the training clock or (``snapshot_clock:
+        cpu``, the measure of work on a loaded machine) of CPU time (rank 0; written whole or not at all)."""
         if not dist.main:
             return
         for m in tc.snapshots:
             where = run / "snapshots" / f"{m:g}min"
-            if seconds >= m * 60 and not where.exists():
+            if (cpu_seconds if tc.snapshot_clock == "cpu" else seconds) >= m * 60 and not where.exists():
                 with atomic_dir(where) as tmp:
-                    save_model(tmp, recon, {**meta, "snapshot_minutes": m, "seconds": seconds, "step": st["step"],
-                                            "cpu_seconds": time.process_time() - c0},
+                    save_model(tmp, recon, {**meta, "snapshot_minutes": m, "snapshot_clock": tc.snapshot_clock,
+                                            "seconds": seconds, "cpu_seconds": cpu_seconds, "step": st["step"]},
                                physics=physics)
 
     if not resume:  # epoch 0: the untrained network
@@ -347,7 +349,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
                 total, count = total + lv * b, count + b
                 bar.step(st["step"], time.perf_counter() - t0)  # rank 0's bar, its own clock
                 if tc.snapshots:
-                    take_snapshots(clock())
+                    take_snapshots(clock(), dist.from_main(time.process_time() - c0))
                 bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val=shown, refresh=False)
                 if tc.max_minutes and clock() >= tc.max_minutes * 60:
                     st["stopped"] = "time"
