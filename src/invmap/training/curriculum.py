@@ -10,9 +10,12 @@ covering the image, noise model — at that size), and
 is simulated per minibatch (on the s² grid itself; new noise every step, seeded by the run's
 seed and the step, so a resumed run draws the same). Validation, checkpoints and the saved
 model stay at N². A denoiser pass on 64² images costs about a quarter of one on 128², so the
-K-inside kinds (`invmap.models.unfolded`, lpd, lgd) take four times the steps per CPU-minute
-while they learn what does not depend on the size; the weights of a fully convolutional
-network and K-inside kind apply at every size.
+K-inside kinds (`invmap.models.unfolded`, lpd, lgd) take four times the steps per CPU-minute;
+the weights of a fully convolutional network and K-inside kind apply at every size. Whether
+what is learned at s² transfers depends on the task: the acquisition is kept, not its
+difficulty — 60 CT views sample a 64² image nearly fully but a 128² one sparsely, and on the
+default task 8 unfolded steps at 64² lowered the 128² validation PSNR (34.77 → 34.21 dB) where
+8 steps at 128² raised it (34.91; BENCHMARKS.md).
 """
 
 from __future__ import annotations
