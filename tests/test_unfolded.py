@@ -249,3 +249,28 @@ def test_the_curriculum_simulates_at_its_size():
     z2, _, _ = cur.batch(x, phys, 0)
     torch.testing.assert_close(z, z2)  # seeded by the step: a resumed run draws the same
     assert cur.active(4) and not cur.active(5)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda k: k["params"].update(iterations=10**9), "iterations"),
+    (lambda k: k["params"].update(depth=3), "does not match architecture 'unfolded'"),
+    (lambda k: k["params"].update(sigma_start=0.9), "sigma_max 0.3"),
+    (lambda k: k["params"].update(shared=False), "does not match architecture 'unfolded'"),
+    (lambda k: k["params"].update(algorithm="admm"), "algorithm"),
+])
+def test_a_tampered_model_json_is_one_line_and_reconstructs_nothing(edit, message, tmp_path, capsys):
+    import numpy as np
+
+    run = tmp_path / "run"
+    models.save_model(run, models.build_kind("unfolded", **TINY), {"name": "t"}, physics=ct())
+    doc = json.loads((run / "model.json").read_text())
+    edit(doc["kind"])
+    (run / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=message) as e:
+        models.load_model(run)
+    assert "\n" not in str(e.value)
+    np.save(tmp_path / "x.npy", np.zeros((SIZE, SIZE), dtype=np.float32))
+    assert main(["reconstruct", "--model", str(run), "--input", str(tmp_path / "x.npy"), "--simulate",
+                 "--output", str(tmp_path / "out.npy")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("invmap: error:") and not (tmp_path / "out.npy").exists()

@@ -46,7 +46,7 @@ from ..solvers.pnp import iterate, schedule, transformed
 from .denoiser import NoiseConditionalDenoiser, load_prior
 from .iterative import Count
 from .reconstructor import Reconstructor
-from .registry import KINDS
+from .registry import KINDS, build_kind
 
 #: the iterations a model unrolls: 1 … 64 (each one denoiser pass kept for backpropagation)
 Iterations = Annotated[int, annotated_types.Ge(1), annotated_types.Le(64)]
@@ -171,7 +171,7 @@ class UnfoldedPnP(Reconstructor):
     @classmethod
     def from_spec(cls, spec: dict) -> "UnfoldedPnP":
         params = dict(spec.get("params", {}))
-        recon = unfolded(**{**params, "prior": None})  # the weights come from the saved file
+        recon = build_kind("unfolded", **{**params, "prior": None})  # validated; the weights come from the file
         recon.kind_params = params
         return recon
 
