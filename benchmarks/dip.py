@@ -57,7 +57,7 @@ def main() -> None:
     from invmap.commands.reconstruct import parse_params
     from invmap.config import load_config
     from invmap.evaluation.runs import tune_baselines
-    from invmap.experiment import Experiment
+    from invmap.evaluation.experiment import Experiment
     from invmap.metrics import psnr
 
     load_before = os.getloadavg()[0]

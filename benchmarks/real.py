@@ -35,7 +35,7 @@ def quality(args: argparse.Namespace) -> None:
     from invmap.config import load_config
     from invmap.evaluation import evaluate as ev
     from invmap.evaluation import runs
-    from invmap.experiment import Experiment
+    from invmap.evaluation.experiment import Experiment
     from invmap.models import load_model
 
     torch.set_num_threads(args.threads)

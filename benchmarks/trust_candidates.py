@@ -28,7 +28,7 @@ def main() -> None:
     from invmap.evaluation import runs, stress
     from invmap.evaluation.evaluate import reconstruct
     from invmap.evaluation.task import condition_from_config, make_pairs
-    from invmap.experiment import Experiment
+    from invmap.evaluation.experiment import Experiment
     from invmap.metrics import psnr
     from invmap.trust import auroc, calibration, diagnose
     from invmap.trust.diagnostics import _log_stats

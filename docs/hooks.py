@@ -56,7 +56,7 @@ API = {
     "training": ("Training", ["invmap.training.loop", "invmap.training.losses", "invmap.training.optim"]),
     "evaluation": ("Evaluation and the stress study", ["invmap.evaluation.evaluate", "invmap.evaluation.stress",
                                                        "invmap.evaluation.compare", "invmap.evaluation.verdicts",
-                                                       "invmap.pipeline", "invmap.experiment",
+                                                       "invmap.pipeline", "invmap.evaluation.experiment",
                                                        "invmap.evaluation.resolve"]),
     "trust": ("Trust at inference", ["invmap.trust.diagnostics", "invmap.trust.safe", "invmap.trust.conformal",
                                      "invmap.trust.intervals", "invmap.evaluation.trust"]),

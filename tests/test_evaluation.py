@@ -15,7 +15,7 @@ from invmap.cli import main
 from invmap.evaluation import evaluate as ev
 from invmap.evaluation import report, stress
 from invmap.evaluation.task import Condition, make_pairs
-from invmap.experiment import Experiment
+from invmap.evaluation.experiment import Experiment
 from invmap.evaluation.verdicts import shift_verdict
 
 TINY = ["data.size=32", "data.train=8", "data.val=4", "data.test=4", "training.epochs=1", "training.batch_size=4",

@@ -1,5 +1,5 @@
 """The experiment of a run: its physics built once, its validation and test pairs simulated
-once and handed to every stage (`invmap.experiment`)."""
+once and handed to every stage (`invmap.evaluation.experiment`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from invmap.cli import main
 from invmap.config import Config, load_config
 from invmap.data import PairDataset
-from invmap.experiment import Experiment
+from invmap.evaluation.experiment import Experiment
 
 TINY = ["data.size=32", "data.train=8", "data.val=10", "data.test=4", "training.epochs=1", "training.batch_size=4",
         "training.max_minutes=0", "evaluation.batch_size=4", "operator.name=blur", "operator.sigma=1.0",

@@ -16,7 +16,7 @@ import yaml
 
 from invmap import cli
 from invmap.config import load_config
-from invmap.experiment import Experiment
+from invmap.evaluation.experiment import Experiment
 from invmap.evaluation import runs
 from invmap.evaluation.evaluate import read_metrics
 

@@ -26,7 +26,7 @@ from invmap.data import build_source
 from invmap.evaluation.runs import baselines_note, tune_baselines
 from invmap.evaluation.stress import resolution_shift
 from invmap.evaluation.task import Condition, condition_physics
-from invmap.experiment import Experiment
+from invmap.evaluation.experiment import Experiment
 from invmap.physics import Physics, resized_physics
 from invmap.trust.fitted import FILE, CalibrationStore
 

@@ -15,7 +15,7 @@ import invmap.noise as noise_mod
 import invmap.operators as ops
 import invmap.variational as var
 from invmap.cli import main
-from invmap.experiment import Experiment
+from invmap.evaluation.experiment import Experiment
 from invmap.data import build_source
 from invmap.physics import Physics
 from invmap.trust import SafeReconstructor, auroc, consistency, diagnose, noise_energy, roc_curve

@@ -35,7 +35,7 @@ Noise parameters are drawn exactly (a noise model costs nothing to build).
 **What the reconstruction sees.** A drawn parameter the operator declares among its
 ``geometry_params`` changes K for simulation AND reconstruction: z = P(y, K_{ω_i}) (FBP
 with the sample's own views); a model-based kind, with K inside its map, is trained on
-minibatches whose samples drew the same K (`invmap.training.setup.Pairs.minibatches`), each
+minibatches whose samples drew the same K (`invmap.training.pairs.Pairs.minibatches`), each
 called with that K. One it declares only among its ``calibration_params``
 (e.g. ``detector_offset``, ``angle_offset``) is an error the scanner does not know about:
 y is simulated with it, every method reconstructs with the nominal value — as in the

@@ -80,7 +80,8 @@ def relative_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Relative error per image: ‖x̂ − x‖ / ‖x‖, shape ``[B]`` (inf where x = 0 and x̂ ≠ x)."""
     _check_pair(x_hat, x, "relative_error")
     b = x.shape[0]
-    return (x_hat - x).reshape(b, -1).norm(dim=1) / x.reshape(b, -1).norm(dim=1)
+    out: torch.Tensor = (x_hat - x).reshape(b, -1).norm(dim=1) / x.reshape(b, -1).norm(dim=1)
+    return out
 
 
 def psnr(x_hat: torch.Tensor, x: torch.Tensor, data_range: DataRange = 1.0) -> torch.Tensor:

@@ -46,7 +46,7 @@ class Physics:
         """y = y_clean + e, e on the entries K measures (`LinearOperator.measured`) only."""
         return self.noise(y_clean, generator, mask=self.operator.measured())
 
-    def spec(self) -> dict:
+    def spec(self) -> dict[str, Any]:
         """The physics spec (see the module docstring) that `build_physics` turns back into this."""
         return {"operator": self.operator.spec(), "noise": self.noise.spec()}
 
@@ -56,11 +56,11 @@ class Physics:
         return build_physics(d, image_shape)
 
 
-def physics_spec(operator: Mapping[str, Any], noise: Mapping[str, Any] | None = None) -> dict:
+def physics_spec(operator: Mapping[str, Any], noise: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A physics spec from an operator spec and a noise spec (default: no noise), checked for shape."""
     if not isinstance(operator, Mapping) or not isinstance(operator.get("name"), str):
         raise ValueError(f"physics spec: 'operator' must be a mapping with a 'name', got {operator!r}"[:200])
-    n = dict(noise) if noise else dict(NO_NOISE)
+    n: dict[str, Any] = dict(noise) if noise else dict(NO_NOISE)
     if not isinstance(n.get("name"), str) or not isinstance(n.get("params", {}), Mapping):
         raise ValueError(f"physics spec: 'noise' must be a mapping with a 'name' and 'params', got {noise!r}"[:200])
     return {"operator": dict(operator), "noise": {"name": n["name"], "params": dict(n.get("params") or {})}}

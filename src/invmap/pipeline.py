@@ -2,7 +2,7 @@
 
     simulate → tune the baselines → train → evaluate → stress → report
 
-Each stage is a function of what the one before built: the `invmap.experiment.Experiment`
+Each stage is a function of what the one before built: the `invmap.evaluation.experiment.Experiment`
 (the task's physics, built once; the validation and test pairs, each simulated once), then
 the methods, built, tuned and calibrated once (`Built`, `prepare`).
 
@@ -37,13 +37,13 @@ from .evaluation.resolve import MODEL, TV, applicable_methods, check_names, clas
 from .evaluation.task import condition_from_config
 from .evaluation.trust import add_trust_scores, calibrate
 from .evaluation.zoo_task import beside
-from .experiment import Experiment
+from .evaluation.experiment import Experiment
 from .method_output import MethodFailure
 from .metrics import data_range_label
 from .paths import inside
 from .plugins import OutsideMethod
 from .training import train
-from .training.setup import check_config
+from .training.checks import check_config
 
 
 @dataclass

@@ -14,7 +14,7 @@ learns x̂ = f_Θ(y) on it and scores f_Θ beside the classical answers:
 
 Each call is the command line's stage, not a copy of it: the config comes from
 `invmap.config.load_config` (keyword sections become ``--set`` overrides), the experiment is
-`invmap.experiment.Experiment`, training is `invmap.training.train`, evaluation and the stress
+`invmap.evaluation.experiment.Experiment`, training is `invmap.training.train`, evaluation and the stress
 study are `invmap.pipeline.evaluate_run` / `stress_run`, the report `invmap.evaluation.report`,
 the comparison `invmap.evaluation.compare.compare_runs` — so a study and the commands give the
 same files and numbers for the same config. What the command line prints as
@@ -43,12 +43,12 @@ from .evaluation.compare import compare_runs
 from .evaluation.evaluate import read_metrics
 from .evaluation.figures import training_curves
 from .evaluation.stress import parse_kinds, read_stress_csv
-from .experiment import Experiment
+from .evaluation.experiment import Experiment
 from .files import read_bytes, read_csv
 from .paths import inside
 from .pipeline import RunOptions, StressSettings, evaluate_run, new_run_dir, run as run_pipeline, stress_run
 from .training import TrainResult, train
-from .training.setup import check_config
+from .training.checks import check_config
 
 __all__ = ["Study", "Figure", "Comparison", "compare", "table", "overrides_of"]
 
@@ -70,7 +70,7 @@ def table(rows: Iterable[Mapping[str, Any]]) -> Any:
 
 def _yaml_value(value: Any) -> str:
     """`value` as the YAML text of a ``--set KEY=VALUE`` (read back by `invmap.config.load_yaml`)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=True).strip()
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=True).strip()
     return text.removesuffix("\n...").strip()
 
 
@@ -123,8 +123,9 @@ def _display(figures: Sequence[Figure]) -> None:
         from IPython.display import display  # optional: only a notebook has somewhere to show it
     except ImportError:
         return
+    show: Any = display  # untyped
     for f in figures:
-        display(f)
+        show(f)
 
 
 class Study:
@@ -350,8 +351,8 @@ def compare(*studies: Study | str | Path, out: str | Path, margin: float = 0.5) 
     """
     paths = [s._need_run("compare") if isinstance(s, Study) else Path(s) for s in studies]
     result = compare_runs(paths, out, margin=margin)
-    _, rows = read_csv(Path(out) / "compare.csv", "compare.csv")
-    rows = [{**r, "mean": float(r["mean"]), "std": float(r["std"]) if r["std"] else math.nan} for r in rows]
+    _, read = read_csv(Path(out) / "compare.csv", "compare.csv")
+    rows = [{**r, "mean": float(r["mean"]), "std": float(r["std"]) if r["std"] else math.nan} for r in read]
     for v in result["verdicts"]:
         print(f"• {v}")
     return Comparison(Path(out), table(rows), list(result["verdicts"]))

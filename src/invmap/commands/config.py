@@ -19,7 +19,7 @@ import argparse
 from ..config import default_text, load_config, presets
 from ..evaluation.runs import check_fixed_params
 from ..evaluation.zoo_task import beside
-from ..training.setup import check_config
+from ..training.checks import check_config
 
 HELP = "show the default experiment config or check a config file"
 

@@ -17,7 +17,7 @@ from ..atomic import atomic_write
 from ..evaluation import runs
 from ..evaluation.evaluate import text_table
 from ..evaluation.resolve import parse
-from ..experiment import Experiment
+from ..evaluation.experiment import Experiment
 from ..pipeline import evaluate_run, new_run_dir
 from . import TUNE_HELP, TUNE_SECONDS, add_failure_options, outside_budget
 

@@ -47,7 +47,7 @@ from ..evaluation.evaluate import atomic_write_json
 from ..evaluation.resolve import BASELINE, SAFE
 from ..evaluation.runs import build_methods, load_baselines, resolve
 from ..evaluation.trust import calibrate_model
-from ..experiment import Experiment
+from ..evaluation.experiment import Experiment
 from ..files import check_regular
 from ..models import check_compatible, load_model
 from ..paths import distinct_outputs

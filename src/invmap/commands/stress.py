@@ -16,7 +16,7 @@ import argparse
 
 from ..evaluation import report, runs
 from ..evaluation.stress import KINDS, parse_kinds
-from ..experiment import Experiment
+from ..evaluation.experiment import Experiment
 from ..pipeline import stress_run, StressSettings
 from . import TUNE_HELP, TUNE_SECONDS, add_failure_options, outside_budget
 

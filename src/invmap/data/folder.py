@@ -45,6 +45,21 @@ def list_images(path: Path, recursive: bool = False) -> list[Path]:
                   key=lambda p: p.relative_to(path).as_posix())
 
 
+def _split_files(root: Path, files: list[Path], split: str, splits: Sequence[float], shuffle: bool,
+                 seed: int) -> list[Path]:
+    """The files of `split` (train, val, test: consecutive runs of the sorted, or with `shuffle`
+    seeded-shuffled, list in the proportions or counts `splits`); an empty split is an error."""
+    if shuffle:
+        order = np.random.Generator(np.random.PCG64(mix_seed(seed, IMAGE_STREAM, 7))).permutation(len(files))
+        files = [files[k] for k in order]
+    counts = split_counts(len(files), tuple(splits))
+    start = (0, counts[0], counts[0] + counts[1])[split_code(split)]
+    mine = files[start:start + counts[split_code(split)]]
+    if not mine:
+        raise ValueError(f"image folder {root}: the {split} split is empty ({len(files)} files, splits {tuple(splits)})")
+    return mine
+
+
 @SOURCES.register("folder")
 class Folder(ImageSource):
     """The user's images from a folder (PNG/JPEG/TIFF/npy/npz), split by file, normalised to [0, 1]."""
@@ -76,27 +91,8 @@ class Folder(ImageSource):
         arrays: dict[Path, tuple[np.ndarray, np.dtype]] = {}
         skipped: list[str] = []
         if need_all:
-            good = []
-            for f in files:
-                try:
-                    arrays[f] = read_image(f, npz_key)
-                    good.append(f)
-                except ValueError as e:
-                    if not skip_bad:
-                        raise
-                    warnings.warn(f"skipping {e}", stacklevel=3)
-                    skipped.append(f.relative_to(root).as_posix())
-            files = good
-            if not files:
-                raise ValueError(f"image folder {root}: no readable images (all {len(skipped)} skipped)")
-        if shuffle:
-            order = np.random.Generator(np.random.PCG64(mix_seed(seed, IMAGE_STREAM, 7))).permutation(len(files))
-            files = [files[k] for k in order]
-        counts = split_counts(len(files), tuple(splits))
-        start = (0, counts[0], counts[0] + counts[1])[split_code(split)]
-        mine = files[start:start + counts[split_code(split)]]
-        if not mine:
-            raise ValueError(f"image folder {root}: the {split} split is empty ({len(files)} files, splits {tuple(splits)})")
+            files = self._read_all(files, arrays, skipped, skip_bad)
+        mine = _split_files(root, files, split, splits, shuffle, seed)
 
         lo_hi: tuple[float, float] | None = self.value_range
         if lo_hi is None and normalise == "dataset":
@@ -132,6 +128,25 @@ class Folder(ImageSource):
         self._stats = {"files": [f.relative_to(root).as_posix() for f in mine],
                        "skipped": skipped, "total_files": len(files) + (len(skipped) if need_all else 0),
                        "range": list(lo_hi) if lo_hi is not None else None}
+
+    def _read_all(self, files: list[Path], arrays: dict[Path, tuple[np.ndarray, np.dtype]], skipped: list[str],
+                  skip_bad: bool) -> list[Path]:
+        """Read every file into `arrays` (the dataset's range needs them all; ``skip_bad`` needs to
+        know which read); an unreadable one is an error, or with ``skip_bad`` a warning and a name in
+        `skipped`. Returns the files that read."""
+        good = []
+        for f in files:
+            try:
+                arrays[f] = read_image(f, self.npz_key)
+                good.append(f)
+            except ValueError as e:
+                if not skip_bad:
+                    raise
+                warnings.warn(f"skipping {e}", stacklevel=4)
+                skipped.append(f.relative_to(self.root).as_posix())
+        if not good:
+            raise ValueError(f"image folder {self.root}: no readable images (all {len(skipped)} skipped)")
+        return good
 
     def _range(self, a: np.ndarray, dt: np.dtype, f: Path, lo_hi) -> tuple[float, float]:
         if lo_hi is not None:

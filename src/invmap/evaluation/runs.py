@@ -13,7 +13,7 @@
   a run made by ``invmap train`` is never scored against untuned defaults labelled "tuned";
 - `baselines_note`: one honest sentence on how the baselines' parameters were chosen.
 
-The pairs they tune and score on come from the run's `invmap.experiment.Experiment`.
+The pairs they tune and score on come from the run's `invmap.evaluation.experiment.Experiment`.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def ensure_baselines(exp: Any, names: Sequence[str], run_dir: str | Path, time_b
     the validation pairs (`tune_baselines`, one line to `announce`), and recorded in the run
     directory next to the entries it already held (which are kept as they are). Entries left
     untuned because ``evaluation.tune`` was off are tuned once it is on. `exp`: the
-    `invmap.experiment.Experiment` whose validation pairs they are tuned on.
+    `invmap.evaluation.experiment.Experiment` whose validation pairs they are tuned on.
     """
     config = exp.config
     check_fixed_params(config)  # a refused setting fails before anything is announced or tuned
@@ -199,7 +199,7 @@ def tune_baselines(exp: Any, names: Sequence[str], out_dir: str | Path | None = 
                    n_val: int = 8, time_budget: float = TUNE_SECONDS, search_iters: int | None = 50,
                    progress: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Tune the classical methods' parameters on `n_val` validation pairs of the experiment
-    `exp` (`invmap.experiment.Experiment.val_pairs`); writes ``baselines.json``.
+    `exp` (`invmap.evaluation.experiment.Experiment.val_pairs`); writes ``baselines.json``.
 
     Each method with a tunable parameter gets an equal share of `time_budget` seconds (the
     budget stops the refinement; the coarse grid always runs), iterative methods search

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from ..capabilities import capabilities
 from .resolve import MODEL, RUN_METHODS
@@ -101,21 +101,9 @@ def shift_verdict(shift: str, levels: Sequence[str], table: Mapping[str, Mapping
     name = label or shift
     learned = set(learned) | {model}
     it = "the model" if model == MODEL else model  # how the sentences name the method
-    methods = {m for lv in levels for m in table.get(lv, {})}
-    if model not in methods:
-        best_overall = {}
-        for lv in levels:
-            b, v = _best_baseline(table.get(lv, {}), learned)
-            if b is not None:
-                best_overall[lv] = b
-        winners = sorted(set(best_overall.values()))
-        text = (f"{name}: no trained model evaluated; best baseline: "
-                + (", ".join(f"{b} ({', '.join(lv for lv, w in best_overall.items() if w == b)})" for b in winners)
-                   or "none"))
-        return Verdict(shift, text, model_always_best=None, method=model)
-    if not methods - learned:
-        return Verdict(shift, f"{name}: only learned methods were evaluated; no baseline to compare {it} with.",
-                       model_always_best=None, method=model)
+    early = _nothing_to_compare(shift, name, it, levels, table, model, learned)
+    if early is not None:
+        return early
 
     def below(lv: str) -> tuple[bool, str | None, float, float]:
         row = table.get(lv, {})
@@ -127,31 +115,10 @@ def shift_verdict(shift: str, levels: Sequence[str], table: Mapping[str, Mapping
 
     valid = [lv for lv in levels if _finite(table.get(lv, {}).get(model))]
     skipped = [lv for lv in levels if lv not in valid]
-    crossings: list[dict] = []
     below_train = False
     if training_level is not None and training_level in valid:
         below_train = below(training_level)[0]
-
-    if ordered and training_level is not None and training_level in levels:
-        t = levels.index(training_level)
-        for direction, path in (("up", levels[t + 1:]), ("down", list(reversed(levels[:t])))):
-            if below_train:
-                # already below at training: look for where it recovers is not the question;
-                # report the first level in this direction where it is *still* below.
-                continue
-            for lv in path:
-                if lv not in valid:
-                    continue
-                is_below, b, mv, bv = below(lv)
-                if is_below:
-                    crossings.append({"level": lv, "direction": direction, "baseline": b,
-                                      "model": mv, "best": bv})
-                    break
-    else:
-        for lv in valid:
-            is_below, b, mv, bv = below(lv)
-            if is_below:
-                crossings.append({"level": lv, "direction": None, "baseline": b, "model": mv, "best": bv})
+    crossings = _crossings(levels, valid, training_level, ordered, below_train, below)
 
     all_below = [lv for lv in valid if below(lv)[0]]
     always_best = not all_below
@@ -184,6 +151,56 @@ def shift_verdict(shift: str, levels: Sequence[str], table: Mapping[str, Mapping
     if skipped:
         text += f" ({model} not applicable at: {', '.join(skipped)})"
     return Verdict(shift, text, crossings, below_train, always_best, method=model)
+
+
+def _nothing_to_compare(shift: str, name: str, it: str, levels: Sequence[str],
+                        table: Mapping[str, Mapping[str, float]], model: str, learned: set[str]) -> Verdict | None:
+    """The verdict when there is nothing to compare — no number of `model` (the best baseline per
+    level instead), or no baseline beside the learned methods — else None."""
+    methods = {m for lv in levels for m in table.get(lv, {})}
+    if model not in methods:
+        best_overall = {}
+        for lv in levels:
+            b, v = _best_baseline(table.get(lv, {}), learned)
+            if b is not None:
+                best_overall[lv] = b
+        winners = sorted(set(best_overall.values()))
+        text = (f"{name}: no trained model evaluated; best baseline: "
+                + (", ".join(f"{b} ({', '.join(lv for lv, w in best_overall.items() if w == b)})" for b in winners)
+                   or "none"))
+        return Verdict(shift, text, model_always_best=None, method=model)
+    if not methods - learned:
+        return Verdict(shift, f"{name}: only learned methods were evaluated; no baseline to compare {it} with.",
+                       model_always_best=None, method=model)
+    return None
+
+
+def _crossings(levels: Sequence[str], valid: list[str], training_level: str | None, ordered: bool,
+               below_train: bool, below: Callable[[str], tuple[bool, str | None, float, float]]) -> list[dict]:
+    """Where the model falls below the best baseline: along an ordered axis, the first such level on
+    each side of the training level (none when it is below there already); else every such level."""
+    crossings: list[dict] = []
+    if ordered and training_level is not None and training_level in levels:
+        t = levels.index(training_level)
+        for direction, path in (("up", levels[t + 1:]), ("down", list(reversed(levels[:t])))):
+            if below_train:
+                # already below at training: look for where it recovers is not the question;
+                # report the first level in this direction where it is *still* below.
+                continue
+            for lv in path:
+                if lv not in valid:
+                    continue
+                is_below, b, mv, bv = below(lv)
+                if is_below:
+                    crossings.append({"level": lv, "direction": direction, "baseline": b,
+                                      "model": mv, "best": bv})
+                    break
+    else:
+        for lv in valid:
+            is_below, b, mv, bv = below(lv)
+            if is_below:
+                crossings.append({"level": lv, "direction": None, "baseline": b, "model": mv, "best": bv})
+    return crossings
 
 
 def verdicts_from_rows(rows: Sequence[Mapping], shifts: Sequence[Mapping], metric: str = "psnr",

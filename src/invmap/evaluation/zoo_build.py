@@ -24,7 +24,7 @@ import torch
 
 from ..atomic import atomic_dir, atomic_write, atomic_write_csv
 from ..config import load_config
-from ..experiment import Experiment
+from .experiment import Experiment
 from ..files import read_csv, read_json
 from ..models import load_model
 from ..models.io import HEADER_KEY, MODEL_JSON, MODEL_WEIGHTS, weights_digest

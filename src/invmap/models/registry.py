@@ -4,7 +4,7 @@ inside (``KINDS``), and how a network x̂ = f_θ(z) is built from typed paramete
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -38,7 +38,7 @@ def build(name: str, **params: Any) -> nn.Module:
     full.update(values)
     net.model_name = name
     net.model_params = jsonable(full)
-    return net
+    return cast(nn.Module, net)
 
 
 def build_kind(name: str, **params: Any) -> nn.Module:
@@ -52,7 +52,7 @@ def build_kind(name: str, **params: Any) -> nn.Module:
     full = {p.name: p.default for p in KINDS.params(name) if not p.required}
     full.update(values)
     recon.kind_params = jsonable(full)
-    return recon
+    return cast(nn.Module, recon)
 
 
 def listing() -> str:

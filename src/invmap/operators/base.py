@@ -43,7 +43,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -65,7 +65,7 @@ def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.sum(a * b)
 
 
-def jsonable(v):
+def jsonable(v: Any) -> Any:
     """`v` with tensors / numpy arrays and scalars turned into JSON values (lists, floats)."""
     import numpy as np
 

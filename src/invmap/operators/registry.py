@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .. import budget
 from ..registry import Registry
-from .base import ALGEBRA
+from .base import ALGEBRA, LinearOperator
 
 
 class OperatorRegistry(Registry):
@@ -41,7 +41,7 @@ def names() -> list[str]:
     return OPERATORS.names()
 
 
-def build(name: str, image_shape: Sequence[int] = (64, 64), **params: Any):
+def build(name: str, image_shape: Sequence[int] = (64, 64), **params: Any) -> LinearOperator:
     """Build operator `name` for images of `image_shape` = (H, W).
 
     Unknown names or parameters raise a ``ValueError`` listing what is allowed;
@@ -52,30 +52,33 @@ def build(name: str, image_shape: Sequence[int] = (64, 64), **params: Any):
     H, W = (int(s) for s in image_shape)
     size = f"{H}×{W}" if max(H, W) < 10**9 else f"{float(H):.3g}×{float(W):.3g}"
     budget.check(IMAGE_BYTES * H * W, f"operator '{name}' for {size} images")
-    return OPERATORS.build(name, image_shape=tuple(int(s) for s in image_shape), **params)
+    op: LinearOperator = OPERATORS.build(name, image_shape=tuple(int(s) for s in image_shape), **params)
+    return op
 
 
-def spec(op) -> dict:
+def spec(op: LinearOperator) -> dict[str, Any]:
     """JSON-able description of an operator: ``op.spec()`` (``{name, image_shape, params}``,
     or ``{name: compose | sum | scale | adjoint, parts: [...]}`` for the algebra)."""
-    return op.spec()
+    d: dict[str, Any] = op.spec()
+    return d
 
 
-def from_spec(d: Mapping[str, Any], image_shape: Sequence[int] | None = None):
+def from_spec(d: Mapping[str, Any], image_shape: Sequence[int] | None = None) -> LinearOperator:
     """Rebuild an operator from `spec(op)`; `image_shape` (H, W) replaces the recorded one."""
     if not isinstance(d, Mapping) or "name" not in d:
         raise ValueError(f"not an operator spec (a mapping with a 'name'): {d!r}"[:200])
     name = d["name"]
     if name in ALGEBRA:
         parts = [from_spec(p, image_shape) for p in d.get("parts", [])]
-        return ALGEBRA[name](d, parts)
+        op: LinearOperator = ALGEBRA[name](d, parts)
+        return op
     shape = image_shape if image_shape is not None else d.get("image_shape")
     if shape is None:
         raise ValueError(f"operator spec '{name}' gives no image_shape")
     return build(name, image_shape=tuple(shape), **dict(d.get("params") or {}))
 
 
-def resized_spec(d: Mapping[str, Any], image_shape: Sequence[int]) -> dict:
+def resized_spec(d: Mapping[str, Any], image_shape: Sequence[int]) -> dict[str, Any]:
     """The spec of the same acquisition as ``d`` for images of `image_shape` (H, W): what
     ``K.resized_params`` says for each operator (a detector still covering the image, a box
     still covering the same part of it). ``from_spec(d, image_shape)`` instead keeps every
@@ -89,7 +92,8 @@ def resized_spec(d: Mapping[str, Any], image_shape: Sequence[int]) -> dict:
     old = d.get("image_shape")
     params = dict(d.get("params") or {})
     if old is not None and tuple(int(s) for s in old) != new:
-        params = OPERATORS.get(d["name"]).resized_params(params, tuple(int(s) for s in old), new)
+        cls: Any = OPERATORS.get(d["name"])  # an operator class: `LinearOperator.resized_params`
+        params = cls.resized_params(params, tuple(int(s) for s in old), new)
     return {**d, "image_shape": list(new), "params": params}
 
 

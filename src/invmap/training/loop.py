@@ -28,7 +28,7 @@ import math
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -40,13 +40,16 @@ from ..config import Config
 from ..models import save_model
 from ..selfsup import SelfSupervised
 from . import checkpoint as ckpt
-from .curriculum import Curriculum
 from .distributed import Dist
 from .log import SELFSUP_COLUMNS, CSVLog, TensorBoard, TrainProgress
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
-from .setup import (Pairs, Precision, Preprocessed, build_reconstructor, check_measurements, check_memory,
-                    check_resume, load_init, prepare_run_dir, select_device, versions)
+from .checks import check_measurements, check_memory
+from .curriculum import Curriculum
+from .factory import build_reconstructor
+from .pairs import Pairs, Preprocessed
+from .precision import Precision, select_device
+from .run_dir import check_resume, load_init, prepare_run_dir, versions
 
 
 class TrainingDiverged(ValueError):
@@ -150,7 +153,7 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
     """Train the model of `config`; writes the run directory `out_dir` (see the module docstring).
 
     `hooks` are called after every epoch's checkpoint with a dict (epoch, step, row, run_dir).
-    `physics`: the task's (K, e) when the caller has built it (`invmap.experiment.Experiment`);
+    `physics`: the task's (K, e) when the caller has built it (`invmap.evaluation.experiment.Experiment`);
     default: built from `config`.
     """
     tc = config.training
@@ -167,8 +170,270 @@ def train(config: Config, out_dir: str | Path, resume: bool = False, progress: b
         dist.stop()
 
 
+@dataclass
+class TrainState:
+    """What the checkpoint keeps of the loop besides weights, optimiser and random state (its keys,
+    in this order, are those of ``checkpoint.json``)."""
+
+    epoch: int = 0
+    step: int = 0
+    seconds: float = 0.0
+    best_psnr: float = -math.inf
+    best_ssim: float = math.nan
+    best_epoch: int = 0
+    initial_psnr: float = math.nan
+    bad_epochs: int = 0
+    stopped: str = ""
+    best_loss: float = math.inf
+    initial_loss: float = math.nan
+    cpu_seconds: float = 0.0  # this process's CPU time spent training (summed over resumes)
+
+
+@dataclass
+class Run:
+    """One training run as built by `_build`: what every step, validation and checkpoint uses."""
+
+    config: Config
+    run: Path
+    physics: Any
+    recon: Any
+    train_set: Pairs
+    val: Pairs
+    selfsup: SelfSupervised | None
+    prec: Precision
+    device: torch.device
+    dist: Dist
+    start: tuple[dict, dict] | None
+    step_net: Any = None   # x̂ = f_Θ(z, K), gradients averaged over the ranks (supervised by x)
+    step_loss: Any = None  # the self-supervised loss of a minibatch as one module call
+    opt: Any = None
+    scaler: Any = None
+    sched: Any = None
+    loss_fn: Any = None
+    steps_per_epoch: int = 0
+    gens: dict[str, torch.Generator] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    log: Any = None
+    tb: Any = None
+    state: TrainState = field(default_factory=TrainState)
+    curriculum: Curriculum | None = None  # the first steps on smaller images
+    cpu0: float = 0.0  # `time.process_time()` when this process's training clock would have read 0
+
+    def cpu_clock(self) -> float:
+        """CPU seconds of training so far by rank 0 (summed over resumes)."""
+        return self.dist.from_main(time.process_time() - self.cpu0)
+
+    def validation(self) -> tuple[float, float]:
+        """(val PSNR, SSIM) by x; self-supervised: (val loss, SURE estimate) by y alone."""
+        ev = self.config.evaluation
+        if self.selfsup is not None:
+            return validate_selfsup(self.recon, self.selfsup, self.val, ev.batch_size, self.dist)
+        return validate(self.recon, self.val, ev.batch_size, ev.data_range, self.dist)
+
+    def improved(self, score: float) -> bool:
+        return score < self.state.best_loss if self.selfsup is not None else score > self.state.best_psnr
+
+    def scalars(self, p: float, s: float) -> dict:
+        return {"val_loss": p, "val_sure": s} if self.selfsup is not None else {"val_psnr": p, "val_ssim": s}
+
+    def shown(self, score: float) -> str:
+        return f"{score:.4g}" if self.selfsup is not None else f"{score:.2f}"
+
+    def save_best(self, epoch: int, psnr: float, ssim: float) -> None:
+        st = self.state
+        if self.selfsup is not None:  # (psnr, ssim) are (val loss, val SURE): no PSNR without x
+            st.best_loss, st.best_epoch, st.bad_epochs = psnr, epoch, 0
+            scores = {"val_loss": psnr, **({"val_sure": ssim} if math.isfinite(ssim) else {})}
+        else:
+            st.best_psnr, st.best_ssim, st.best_epoch, st.bad_epochs = psnr, ssim, epoch, 0
+            scores = {"val_psnr": psnr, "val_ssim": ssim}
+        if self.dist.main:
+            save_model(self.run, self.recon, {**self.meta, "best_epoch": epoch, **scores}, physics=self.physics)
+
+    def save_checkpoint(self) -> None:
+        if not self.dist.main:
+            return
+        info = {"config": self.config.name, "device": str(self.device), "processes": self.dist.world,
+                "precision": self.prec.describe(), "supervision": self.config.training.supervision}
+        ckpt.save_checkpoint(self.run, {"model": self.recon.state_dict(), "optimizer": self.opt.state_dict(),
+                                        "scaler": self.scaler.state_dict() if self.prec.scaler else None,
+                                        "rng": ckpt.rng_state(self.gens), **asdict(self.state), "info": info})
+
+    def take_snapshots(self, seconds: float, cpu_seconds: float) -> None:
+        """The weights at each `training.snapshots` minute passed, of the training clock or (``snapshot_clock:
+        cpu``, the measure of work on a loaded machine) of CPU time (rank 0; written whole or not at all)."""
+        if not self.dist.main:
+            return
+        tc = self.config.training
+        for m in tc.snapshots:
+            where = self.run / "snapshots" / f"{m:g}min"
+            if (cpu_seconds if tc.snapshot_clock == "cpu" else seconds) >= m * 60 and not where.exists():
+                with atomic_dir(where) as tmp:
+                    save_model(tmp, self.recon, {**self.meta, "snapshot_minutes": m, "snapshot_clock": tc.snapshot_clock,
+                                                 "seconds": seconds, "cpu_seconds": cpu_seconds,
+                                                 "step": self.state.step}, physics=self.physics)
+
+
 def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
            hooks: Sequence[Callable[[dict], None]], dist: Dist, device: torch.device, physics: Any) -> TrainResult:
+    """Build the run, validate the untrained network (a fresh run), then one `_epoch` and `_end_epoch`
+    after another until a stopping rule; the checkpoint after each epoch is the run's whole state."""
+    tc = config.training
+    r = _build(config, out_dir, resume, dist, device, physics)
+    st = r.state
+    if not resume:  # epoch 0: the untrained network
+        p0, s0 = r.validation()
+        if r.selfsup is not None:
+            st.initial_loss = p0
+        else:
+            st.initial_psnr = p0
+        r.save_best(0, p0, s0)
+        r.log.write(epoch=0, step=0, lr=tc.lr, seconds=0.0, **r.scalars(p0, s0))
+        r.tb.scalars(0, **{f"val/{k[4:]}": v for k, v in r.scalars(p0, s0).items()})
+        r.save_checkpoint()
+    if not any(p.requires_grad for p in r.recon.parameters()):  # e.g. PnP: a fixed denoiser, tuned in prepare
+        st.stopped = "nothing to train"
+    bar = TrainProgress(tc.epochs * r.steps_per_epoch, st.step, progress, tc.max_minutes * 60, st.seconds)
+    t0 = time.perf_counter() - st.seconds
+    r.cpu0 = time.process_time() - st.cpu_seconds
+    shown = f"{st.best_loss:.4g}" if r.selfsup is not None else f"{st.best_psnr:.2f}"
+
+    def clock() -> float:
+        """Seconds of training so far by rank 0's clock (every rank takes the same time decisions)."""
+        return dist.from_main(time.perf_counter() - t0)
+
+    try:
+        for epoch in range(st.epoch + 1, 0 if st.stopped else tc.epochs + 1):
+            train_loss, lr = _epoch(r, epoch, bar, clock, t0, shown)
+            shown = _end_epoch(r, epoch, train_loss, lr, bar, clock, hooks)
+            if st.stopped:
+                break
+    finally:
+        bar.close()
+        r.tb.close()
+    return TrainResult(r.run, st.epoch, st.step, st.best_epoch, st.best_psnr, st.best_ssim, st.initial_psnr,
+                       st.seconds, st.stopped or "epochs", f"{device}, {r.prec.describe()}", dist.world,
+                       tc.supervision, st.best_loss, st.initial_loss)
+
+
+def _epoch(r: Run, epoch: int, bar: Any, clock: Callable[[], float], t0: float, shown: str) -> tuple[float, float]:
+    """One pass over this rank's share of the training minibatches; returns (mean training loss, last lr).
+    A non-finite loss raises `TrainingDiverged` (the last checkpoint and best model stay)."""
+    tc, st, prec, dist = r.config.training, r.state, r.prec, r.dist
+    r.recon.train()
+    perm, total, count, lr = torch.randperm(r.train_set.n, generator=r.gens["shuffle"]), 0.0, 0, tc.lr
+    parts = dist.batches(r.train_set.minibatches(perm, tc.batch_size))  # this rank's slice of each batch
+    for (ids, share, b), (z, x, phys) in zip(parts, r.train_set.epoch([p[0] for p in parts], epoch)):
+        if r.curriculum is not None and r.curriculum.active(st.step):  # x, K and y at the smaller size
+            z, x, phys = r.curriculum.batch(x, phys, st.step)
+        if prec.channels_last and z.dim() == 4:
+            z = z.contiguous(memory_format=torch.channels_last)
+        lr = r.sched.apply(r.opt, tc.lr, st.step, clock())
+        if r.step_loss is not None:  # z = y; x is not read (the network alone under autocast)
+            loss = r.step_loss(z, phys, "train", st.step, ids.tolist())
+        else:
+            with prec.autocast(r.device):
+                loss = r.loss_fn(r.step_net(z, phys), x)  # phys: the task's K, or the batch's drawn one
+        lv = loss.item() if dist.world == 1 else dist.sum([loss * share * b])[0] / (dist.world * b)
+        if not math.isfinite(lv):
+            raise TrainingDiverged(
+                f"training stopped: the loss became {lv} at epoch {epoch}, step {st.step + 1}; "
+                f"kept the checkpoint of epoch {st.epoch} and the best model (epoch {st.best_epoch}) "
+                f"in {r.run}; try a lower training.lr (now {tc.lr:g}) or training.grad_clip")
+        r.opt.zero_grad(set_to_none=True)
+        r.scaler.scale(loss * share if share != 1 else loss).backward()
+        if tc.grad_clip > 0:
+            r.scaler.unscale_(r.opt)
+            torch.nn.utils.clip_grad_norm_(r.recon.parameters(), tc.grad_clip)
+        r.scaler.step(r.opt)
+        r.scaler.update()
+        st.step += 1
+        total, count = total + lv * b, count + b
+        bar.step(st.step, time.perf_counter() - t0)  # rank 0's bar, its own clock
+        if tc.snapshots:
+            r.take_snapshots(clock(), r.cpu_clock())
+        bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val=shown, refresh=False)
+        if tc.max_minutes and clock() >= tc.max_minutes * 60:
+            st.stopped = "time"
+            break
+    return total / max(count, 1), lr
+
+
+def _end_epoch(r: Run, epoch: int, train_loss: float, lr: float, bar: Any, clock: Callable[[], float],
+               hooks: Sequence[Callable[[dict], None]]) -> str:
+    """Validate, log, keep the best model, decide whether to stop, write the checkpoint, call the hooks;
+    returns the validation score as the progress bar shows it."""
+    tc, st = r.config.training, r.state
+    psnr, ssim = r.validation()  # self-supervised: (val loss, SURE estimate)
+    st.epoch, st.seconds, st.cpu_seconds = epoch, clock(), r.cpu_clock()
+    row = dict(epoch=epoch, step=st.step, lr=lr, train_loss=train_loss, **r.scalars(psnr, ssim), seconds=st.seconds)
+    r.log.write(**row)
+    r.tb.scalars(st.step, **{"loss/train": row["train_loss"], "lr": lr},
+                 **{f"val/{k[4:]}": v for k, v in r.scalars(psnr, ssim).items()})
+    if r.improved(psnr):
+        r.save_best(epoch, psnr, ssim)
+    else:
+        st.bad_epochs += 1
+    shown = r.shown(psnr)
+    bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4g}", val=shown)
+    bar.epoch(epoch, tc.epochs, st.step, row["train_loss"],
+              f"val loss {shown}" if r.selfsup is not None else f"val PSNR {shown} dB", st.seconds)
+    if tc.max_minutes and st.seconds >= tc.max_minutes * 60:
+        st.stopped = "time"
+    if tc.early_stopping_patience and st.bad_epochs >= tc.early_stopping_patience:
+        st.stopped = "early-stopping"
+    st.stopped = st.stopped or ("epochs" if epoch == tc.epochs else "")
+    r.save_checkpoint()
+    for hook in hooks:
+        hook({"epoch": epoch, "step": st.step, "row": row, "run_dir": r.run})
+    return shown
+
+
+def _build(config: Config, out_dir: str | Path, resume: bool, dist: Dist, device: torch.device,
+           physics: Any) -> Run:
+    """Everything a run needs, checked before the run directory is touched (`_checked`), then the
+    optimiser, schedule and loss, the checkpoint's state on resume, the log and what model.json records."""
+    tc = config.training
+    r, saved = _checked(config, out_dir, resume, dist, device, physics)
+    if not resume:
+        if r.selfsup is None:
+            r.recon.prepare(r.train_set, r.val, data_range=config.evaluation.data_range)
+        else:  # from the inputs z = P(y, K) alone (the input scale); `check` refused kinds that fit on x
+            r.recon.prepare(Preprocessed(r.train_set, r.recon), None, data_range=config.evaluation.data_range)
+    if r.start is not None:  # after prepare: the trained run's input scale is part of what it learned
+        r.recon.load_state_dict(r.start[0])
+    if r.prec.channels_last:
+        r.recon = r.recon.to(memory_format=torch.channels_last)
+    if r.selfsup is None:
+        r.step_net = dist.wrap(r.recon, "from_input")
+    else:  # one wrapper only: two over the same parameters would both reduce their gradients
+        r.step_loss = dist.wrap(SelfSupervisedStep(r.recon, r.selfsup, lambda: r.prec.autocast(device)), "forward")
+    r.opt = build_optimizer(r.recon.parameters(), tc.optimizer, tc.lr, tc.momentum, tc.weight_decay)
+    r.scaler = torch.amp.GradScaler(device.type, enabled=r.prec.scaler)
+    r.steps_per_epoch = len(r.train_set.minibatches(torch.arange(r.train_set.n), tc.batch_size))
+    r.sched = Schedule(tc.schedule, r.steps_per_epoch, tc.epochs, tc.warmup_epochs, tc.step_size, tc.gamma,
+                       tc.max_minutes * 60)
+    r.loss_fn = build_loss(tc.loss, tc.ssim_weight, tc.mix_base)
+    r.gens = {"shuffle": torch.Generator().manual_seed(config.seed)}
+    if saved is not None:
+        _restore(r, saved)
+    r.log = CSVLog(r.run, keep_until_epoch=r.state.epoch if resume else None, enabled=dist.main,
+                   **({"columns": SELFSUP_COLUMNS} if r.selfsup is not None else {}))
+    r.tb = TensorBoard(r.run, enabled=dist.main)
+    r.meta = {"name": config.name, "physics": r.physics.spec(), "data": config.data.model_dump(mode="json"),
+              "training": {"optimizer": tc.optimizer, "loss": tc.loss, "lr": tc.lr, "batch_size": tc.batch_size},
+              "software": versions(), **({"init": r.start[1]} if r.start is not None else {}),
+              "supervision": r.selfsup.describe() if r.selfsup is not None else {"loss": "x", "reads_x": True}}
+    if config.physics_distribution().random:  # trained over drawn physics; `physics` is the nominal one
+        r.meta["physics_distributions"] = config.physics_distribution().spec()
+    return r
+
+
+def _checked(config: Config, out_dir: str | Path, resume: bool, dist: Dist, device: torch.device,
+             physics: Any) -> tuple[Run, dict | None]:
+    """The physics, network, loss and pairs of the run, each checked before anything is written (a bad
+    value, a run that would not fit in memory, a resume that would change what was learned: one line),
+    then the run directory and its pairs; with the checkpoint to resume from (None: a fresh start)."""
     tc = config.training
     prec = Precision.choose(tc.amp, device)
     if tc.threads:
@@ -182,7 +447,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
     if selfsup is not None:
         selfsup.check(physics, recon)  # a loss the task cannot serve: one line, nothing written
     check_measurements(config, physics)  # given measurements (no x): their files, before anything is written
-    curriculum = Curriculum(config, recon) if tc.curriculum else None  # the first steps on smaller images
+    curriculum = Curriculum(config, recon) if tc.curriculum else None  # a size the run cannot train at: one line
     new_dir = not Path(out_dir).exists()
     saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
     was = (saved.get("info") or {}).get("supervision", "x") if saved is not None else tc.supervision
@@ -200,191 +465,30 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         if dist.main and new_dir and {f.name for f in run.iterdir()} <= {"config.yaml"}:
             shutil.rmtree(run)
         raise
-    if not resume:
-        if selfsup is None:
-            recon.prepare(train_set, val, data_range=config.evaluation.data_range)
-        else:  # from the inputs z = P(y, K) alone (the input scale); `check` refused kinds that fit on x
-            recon.prepare(Preprocessed(train_set, recon), None, data_range=config.evaluation.data_range)
-    if start is not None:  # after prepare: the trained run's input scale is part of what it learned
-        recon.load_state_dict(start[0])
-    if prec.channels_last:
-        recon = recon.to(memory_format=torch.channels_last)
-    if selfsup is None:
-        step_net, step_loss = dist.wrap(recon, "from_input"), None  # x̂ = f_Θ(z, K), gradients averaged over the ranks
-    else:  # one wrapper only: two over the same parameters would both reduce their gradients
-        step_net, step_loss = None, dist.wrap(SelfSupervisedStep(recon, selfsup, lambda: prec.autocast(device)), "forward")
-    opt = build_optimizer(recon.parameters(), tc.optimizer, tc.lr, tc.momentum, tc.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=prec.scaler)
-    steps_per_epoch = len(train_set.minibatches(torch.arange(train_set.n), tc.batch_size))
-    sched = Schedule(tc.schedule, steps_per_epoch, tc.epochs, tc.warmup_epochs, tc.step_size, tc.gamma, tc.max_minutes * 60)
-    loss_fn = build_loss(tc.loss, tc.ssim_weight, tc.mix_base)
-    gens = {"shuffle": torch.Generator().manual_seed(config.seed)}
-    st = {"epoch": 0, "step": 0, "seconds": 0.0, "best_psnr": -math.inf, "best_ssim": math.nan, "best_epoch": 0,
-          "initial_psnr": math.nan, "bad_epochs": 0, "stopped": "", "best_loss": math.inf, "initial_loss": math.nan,
-          "cpu_seconds": 0.0}  # this process's CPU time spent training (summed over resumes)
-    if saved is not None:
-        recon.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        if saved.get("scaler") and prec.scaler:  # float16 on CUDA; other precisions keep no scale
-            scaler.load_state_dict(saved["scaler"])
-        ckpt.set_rng_state(saved["rng"], gens)
-        st.update({k: saved.get(k, st[k]) for k in st}, stopped="")  # older checkpoints: no best_loss
-        info = saved.get("info") or {}
-        before = info.get("processes", 1)
-        if before != dist.world and dist.main:
-            logging.getLogger(__name__).warning(
-                f"invmap train: note: resuming a run trained on {before} process(es) with {dist.world}; the global "
-                f"batch stays {tc.batch_size}, so the run continues the same optimisation up to float rounding "
-                "(it is not bit-identical to an uninterrupted run)")
-        was = info.get("precision", "float32")  # checkpoints written before it was recorded: float32 or unknown
-        if was != prec.describe() and dist.main:
-            logging.getLogger(__name__).warning(
-                f"invmap train: note: resuming a run trained in {str(was)[:40]} with {prec.describe()} (training.amp: "
-                f"{tc.amp} on {device.type}); the weights carry over, the numbers from here on are not "
-                "bit-identical to an uninterrupted run")
-    log = CSVLog(run, keep_until_epoch=st["epoch"] if resume else None, enabled=dist.main,
-                 **({"columns": SELFSUP_COLUMNS} if selfsup is not None else {}))
-    tb = TensorBoard(run, enabled=dist.main)
-    meta = {"name": config.name, "physics": physics.spec(), "data": config.data.model_dump(mode="json"),
-            "training": {"optimizer": tc.optimizer, "loss": tc.loss, "lr": tc.lr, "batch_size": tc.batch_size},
-            "software": versions(), **({"init": start[1]} if start is not None else {}),
-            "supervision": selfsup.describe() if selfsup is not None else {"loss": "x", "reads_x": True}}
-    if config.physics_distribution().random:  # trained over drawn physics; `physics` is the nominal one
-        meta["physics_distributions"] = config.physics_distribution().spec()
-
-    def save_best(epoch: int, psnr: float, ssim: float) -> None:
-        if selfsup is not None:  # (psnr, ssim) are (val loss, val SURE): no PSNR without x
-            st.update(best_loss=psnr, best_epoch=epoch, bad_epochs=0)
-            scores = {"val_loss": psnr, **({"val_sure": ssim} if math.isfinite(ssim) else {})}
-        else:
-            st.update(best_psnr=psnr, best_ssim=ssim, best_epoch=epoch, bad_epochs=0)
-            scores = {"val_psnr": psnr, "val_ssim": ssim}
-        if not dist.main:
-            return
-        save_model(run, recon, {**meta, "best_epoch": epoch, **scores}, physics=physics)
-
-    def validation() -> tuple[float, float]:
-        """(val PSNR, SSIM) by x; self-supervised: (val loss, SURE estimate) by y alone."""
-        if selfsup is not None:
-            return validate_selfsup(recon, selfsup, val, config.evaluation.batch_size, dist)
-        return validate(recon, val, config.evaluation.batch_size, config.evaluation.data_range, dist)
-
-    def improved(score: float) -> bool:
-        return score < st["best_loss"] if selfsup is not None else score > st["best_psnr"]
-
-    def scalars(p: float, s: float) -> dict:
-        return {"val_loss": p, "val_sure": s} if selfsup is not None else {"val_psnr": p, "val_ssim": s}
-
-    def save_checkpoint() -> None:
-        if not dist.main:
-            return
-        ckpt.save_checkpoint(run, {"model": recon.state_dict(), "optimizer": opt.state_dict(),
-                                   "scaler": scaler.state_dict() if prec.scaler else None,
-                                   "rng": ckpt.rng_state(gens), **st, "info": {"config": config.name, "device": str(device),
-                                                                          "processes": dist.world,
-                                                                          "precision": prec.describe(),
-                                                                          "supervision": tc.supervision}})
-
-    def take_snapshots(seconds: float, cpu_seconds: float) -> None:
-        """The weights at each `training.snapshots` minute passed, of the training clock or (``snapshot_clock:
-        cpu``, the measure of work on a loaded machine) of CPU time (rank 0; written whole or not at all)."""
-        if not dist.main:
-            return
-        for m in tc.snapshots:
-            where = run / "snapshots" / f"{m:g}min"
-            if (cpu_seconds if tc.snapshot_clock == "cpu" else seconds) >= m * 60 and not where.exists():
-                with atomic_dir(where) as tmp:
-                    save_model(tmp, recon, {**meta, "snapshot_minutes": m, "snapshot_clock": tc.snapshot_clock,
-                                            "seconds": seconds, "cpu_seconds": cpu_seconds, "step": st["step"]},
-                               physics=physics)
-
-    if not resume:  # epoch 0: the untrained network
-        p0, s0 = validation()
-        st["initial_loss" if selfsup is not None else "initial_psnr"] = p0
-        save_best(0, p0, s0)
-        log.write(epoch=0, step=0, lr=tc.lr, seconds=0.0, **scalars(p0, s0))
-        tb.scalars(0, **{f"val/{k[4:]}": v for k, v in scalars(p0, s0).items()})
-        save_checkpoint()
-    if not any(p.requires_grad for p in recon.parameters()):  # e.g. PnP: a fixed denoiser, tuned in prepare
-        st["stopped"] = "nothing to train"
-    bar = TrainProgress(tc.epochs * steps_per_epoch, st["step"], progress, tc.max_minutes * 60, st["seconds"])
-    c0 = time.process_time() - st["cpu_seconds"]
-    t0, shown = time.perf_counter() - st["seconds"], (f"{st['best_loss']:.4g}" if selfsup is not None
-                                                      else f"{st['best_psnr']:.2f}")
-
-    def clock() -> float:
-        """Seconds of training so far by rank 0's clock (every rank takes the same time decisions)."""
-        return dist.from_main(time.perf_counter() - t0)
-
-    try:
-        for epoch in range(st["epoch"] + 1, 0 if st["stopped"] else tc.epochs + 1):
-            recon.train()
-            perm, total, count, lr = torch.randperm(train_set.n, generator=gens["shuffle"]), 0.0, 0, tc.lr
-            parts = dist.batches(train_set.minibatches(perm, tc.batch_size))  # this rank's slice of each batch
-            for (ids, share, b), (z, x, phys) in zip(parts, train_set.epoch([p[0] for p in parts], epoch)):
-                if curriculum is not None and curriculum.active(st["step"]):  # x, K and y at the smaller size
-                    z, x, phys = curriculum.batch(x, phys, st["step"])
-                if prec.channels_last and z.dim() == 4:
-                    z = z.contiguous(memory_format=torch.channels_last)
-                lr = sched.apply(opt, tc.lr, st["step"], clock())
-                if step_loss is not None:  # z = y; x is not read (the network alone under autocast)
-                    loss = step_loss(z, phys, "train", st["step"], ids.tolist())
-                else:
-                    with prec.autocast(device):
-                        loss = loss_fn(step_net(z, phys), x)  # phys: the task's K, or the batch's drawn one
-                lv = loss.item() if dist.world == 1 else dist.sum([loss * share * b])[0] / (dist.world * b)
-                if not math.isfinite(lv):
-                    raise TrainingDiverged(
-                        f"training stopped: the loss became {lv} at epoch {epoch}, step {st['step'] + 1}; "
-                        f"kept the checkpoint of epoch {st['epoch']} and the best model (epoch {st['best_epoch']}) "
-                        f"in {run}; try a lower training.lr (now {tc.lr:g}) or training.grad_clip")
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss * share if share != 1 else loss).backward()
-                if tc.grad_clip > 0:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(recon.parameters(), tc.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                st["step"] += 1
-                total, count = total + lv * b, count + b
-                bar.step(st["step"], time.perf_counter() - t0)  # rank 0's bar, its own clock
-                if tc.snapshots:
-                    take_snapshots(clock(), dist.from_main(time.process_time() - c0))
-                bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val=shown, refresh=False)
-                if tc.max_minutes and clock() >= tc.max_minutes * 60:
-                    st["stopped"] = "time"
-                    break
-            psnr, ssim = validation()  # self-supervised: (val loss, SURE estimate)
-            st.update(epoch=epoch, seconds=clock(), cpu_seconds=time.process_time() - c0)
-            row = dict(epoch=epoch, step=st["step"], lr=lr, train_loss=total / max(count, 1), **scalars(psnr, ssim),
-                       seconds=st["seconds"])
-            log.write(**row)
-            tb.scalars(st["step"], **{"loss/train": row["train_loss"], "lr": lr},
-                       **{f"val/{k[4:]}": v for k, v in scalars(psnr, ssim).items()})
-            if improved(psnr):
-                save_best(epoch, psnr, ssim)
-            else:
-                st["bad_epochs"] += 1
-            shown = f"{psnr:.4g}" if selfsup is not None else f"{psnr:.2f}"
-            bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4g}", val=shown)
-            bar.epoch(epoch, tc.epochs, st["step"], row["train_loss"],
-                      f"val loss {shown}" if selfsup is not None else f"val PSNR {shown} dB", st["seconds"])
-            if tc.max_minutes and st["seconds"] >= tc.max_minutes * 60:
-                st["stopped"] = "time"
-            if tc.early_stopping_patience and st["bad_epochs"] >= tc.early_stopping_patience:
-                st["stopped"] = "early-stopping"
-            st["stopped"] = st["stopped"] or ("epochs" if epoch == tc.epochs else "")
-            save_checkpoint()
-            for hook in hooks:
-                hook({"epoch": epoch, "step": st["step"], "row": row, "run_dir": run})
-            if st["stopped"]:
-                break
-    finally:
-        bar.close()
-        tb.close()
-    return TrainResult(run, st["epoch"], st["step"], st["best_epoch"], st["best_psnr"], st["best_ssim"],
-                       st["initial_psnr"], st["seconds"], st["stopped"] or "epochs", f"{device}, {prec.describe()}",
-                       dist.world, config.training.supervision, st["best_loss"], st["initial_loss"])
+    return Run(config, run, physics, recon, train_set, val, selfsup, prec, device, dist, start,
+               curriculum=curriculum), saved
 
 
-__all__ = ["train", "TrainResult", "TrainingDiverged", "validate", "validate_selfsup", "SelfSupervisedStep"]
+def _restore(r: Run, saved: dict) -> None:
+    """The checkpoint's weights, optimiser, gradient scale, random state and loop state, with a note
+    where the run continues on another number of processes or in another precision."""
+    tc, dist = r.config.training, r.dist
+    r.recon.load_state_dict(saved["model"])
+    r.opt.load_state_dict(saved["optimizer"])
+    if saved.get("scaler") and r.prec.scaler:  # float16 on CUDA; other precisions keep no scale
+        r.scaler.load_state_dict(saved["scaler"])
+    ckpt.set_rng_state(saved["rng"], r.gens)
+    r.state = TrainState(**{**{k: saved.get(k, v) for k, v in asdict(r.state).items()}, "stopped": ""})
+    info = saved.get("info") or {}  # older checkpoints: no best_loss
+    before = info.get("processes", 1)
+    if before != dist.world and dist.main:
+        logging.getLogger(__name__).warning(
+            f"invmap train: note: resuming a run trained on {before} process(es) with {dist.world}; the global "
+            f"batch stays {tc.batch_size}, so the run continues the same optimisation up to float rounding "
+            "(it is not bit-identical to an uninterrupted run)")
+    was = info.get("precision", "float32")  # checkpoints written before it was recorded: float32 or unknown
+    if was != r.prec.describe() and dist.main:
+        logging.getLogger(__name__).warning(
+            f"invmap train: note: resuming a run trained in {str(was)[:40]} with {r.prec.describe()} (training.amp: "
+            f"{tc.amp} on {r.device.type}); the weights carry over, the numbers from here on are not "
+            "bit-identical to an uninterrupted run")

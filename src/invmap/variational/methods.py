@@ -37,7 +37,7 @@ def names() -> list[str]:
 
 def build(name: str, **params: Any) -> "Method":
     """Build method `name` with validated `params` (see ``METHODS.describe(name)``)."""
-    m = METHODS.build(name, **params)
+    m: Method = METHODS.build(name, **params)
     m.name = name
     return m
 
@@ -92,15 +92,15 @@ class Method:
         return None
 
     def __init__(self) -> None:
-        self.history: list[dict] = []
-        self.tuning: dict | None = None
+        self.history: list[dict[str, Any]] = []
+        self.tuning: dict[str, Any] | None = None
 
-    def params(self) -> dict:
+    def params(self) -> dict[str, Any]:
         """The method's settings (its constructor arguments), JSON-able."""
         sig = inspect.signature(type(self))
         return {k: getattr(self, k) for k in sig.parameters}
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         """What ran: name, settings, and the tuning summary when tuned."""
         out: dict[str, Any] = {"method": self.name, "params": self.params()}
         if self.tuning is not None:
@@ -120,15 +120,16 @@ class Method:
         y = op._check(y, op.out_shape, "measurement", op.complex_output)
         return self._run(y, physics, x0, callback)
 
-    def _run(self, y, physics, x0, callback) -> torch.Tensor:  # pragma: no cover - abstract
+    def _run(self, y: torch.Tensor, physics: Physics, x0: torch.Tensor | None,
+             callback: Callable[[int, torch.Tensor], Any] | None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _solve(self, solver, callback) -> torch.Tensor:
-        x = solver.solve(callback)
+    def _solve(self, solver: Any, callback: Callable[[int, torch.Tensor], Any] | None) -> torch.Tensor:
+        x: torch.Tensor = solver.solve(callback)
         self.history = solver.history
         return x
 
-    def default_grid(self, physics: Physics, y: torch.Tensor) -> dict[str, list]:
+    def default_grid(self, physics: Physics, y: torch.Tensor) -> dict[str, list[Any]]:
         """A starting grid for `tune` (empty: nothing to tune)."""
         return {}
 

@@ -1,202 +1,28 @@
-"""The experiment config: the one place an experiment y = K x + e → x̂ is described.
-
-An experiment is a task (image source, forward operator K, noise e), a method (a model
-and its input strategy), training settings and a seed. It is written as YAML, validated
-here with pydantic (unknown keys and bad values fail with one line naming the key path
-and what is allowed), and saved next to every run.
-
-Sections::
-
-    name, seed
-    data:       source, size, train, val, test, simulation, test_simulation, params{...}
-    operator:   name + the operator's own parameters (checked against `invmap.operators`)
-    noise:      name + the noise model's parameters (checked against `invmap.noise`)
-    model:      name, input + the architecture's parameters (checked against `invmap.models`)
-    training:   optimizer, lr, schedule, loss, batch_size, epochs, max_minutes, device, amp, ...
-    evaluation: methods, tune, tune_grid, params, batch_size, data_range
-
->>> cfg = load_config(None, ["training.lr=3e-4"])
->>> cfg.training.lr
-0.0003
+"""The schema of an experiment config, validated with pydantic: each section's keys, their types and
+ranges, the open sections checked against their registries (`invmap.config.registries`), and one-line
+errors naming the key path and what is allowed (`validate_config`). The sections are listed in
+`invmap.config`'s docstring.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from . import distributions, models, noise, operators
-from .data.crime import check_mode
-from .data.mixture import split_source
-from .data.sources import parse_source, PATH_SOURCES, SOURCES
-from .distributions import parse, PhysicsDistribution
-from .files import read_text
-from .operators import OPERATORS
-from .physics import build_physics
-
-DEFAULT_PATH = Path(__file__).with_name("default.yaml")
-#: experiment presets (`invmap config --preset NAME`); a config path that is not a file may name one
-PRESETS_DIR = Path(__file__).with_name("configs")
-
-
-def presets() -> dict[str, Path]:
-    """Preset name → its YAML file (laid over the default like any config file)."""
-    return {p.stem: p for p in sorted(PRESETS_DIR.glob("*.yaml"))}
-
-
-# ---------------------------------------------------------------------------------------
-# YAML: a safe loader that also reads 1e-3 as a float (YAML 1.1 wants "1.0e-3")
-# ---------------------------------------------------------------------------------------
-
-#: bounds on what a YAML text may ask for: its size, its nesting, and its node count after
-#: expanding aliases (an "alias bomb" of a few lines expands to billions of values)
-MAX_YAML_BYTES = 1 << 20
-MAX_YAML_DEPTH = 64
-MAX_YAML_NODES = 100_000
-
-
-class YAMLBoundsError(yaml.YAMLError):
-    """A YAML text beyond `MAX_YAML_BYTES`, `MAX_YAML_DEPTH` or `MAX_YAML_NODES`."""
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with bounded nesting and alias expansion (checked on the node graph,
-    before any Python object is built)."""
-
-    _depth = 0
-
-    def compose_node(self, parent, index):
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise YAMLBoundsError(f"nested deeper than {MAX_YAML_DEPTH} levels")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def compose_document(self):
-        node = super().compose_document()
-        _expanded_size(node, {}, set())
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        """A mapping that states a key twice is an error (YAML would silently keep the last)."""
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *base` keys are overridden on purpose
-            key = self.construct_object(key_node, deep=True)
-            try:
-                first = seen.get(key)
-            except TypeError:  # an unhashable key: SafeLoader reports it
-                continue
-            if first is not None:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}' (first on line {first})", key_node.start_mark)
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
-    """Number of nodes of `node` with every alias expanded (an error above `MAX_YAML_NODES`)."""
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    if key in open_:
-        raise YAMLBoundsError("an alias refers to a node that contains it (recursive)")
-    open_.add(key)
-    n = 1
-    if isinstance(node, yaml.SequenceNode):
-        n += sum(_expanded_size(c, sizes, open_) for c in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        n += sum(_expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value)
-    open_.discard(key)
-    if n > MAX_YAML_NODES:
-        raise YAMLBoundsError(f"more than {MAX_YAML_NODES} values once its aliases are expanded")
-    sizes[key] = n
-    return n
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    """`text` read as YAML by the one hardened loader every YAML invmap parses goes through (config
-    files, ``--set``, ``reconstruct --param``): safe tags only, no duplicate keys, at most
-    `MAX_YAML_BYTES` characters, `MAX_YAML_DEPTH` levels and `MAX_YAML_NODES` values with aliases
-    expanded (a `YAMLBoundsError` beyond them)."""
-    if len(text) > MAX_YAML_BYTES:
-        raise YAMLBoundsError(f"longer than {MAX_YAML_BYTES} characters")
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
-
-
-_yaml_load = load_yaml  # the name it had before it was public
-
-
-# ---------------------------------------------------------------------------------------
-# registry look-ups (lazy: a section is validated against the registry of its stage)
-# ---------------------------------------------------------------------------------------
-
-#: the packages whose registries a config section is validated against, by the name a section gives
-_PACKAGES = {"invmap.operators": operators, "invmap.noise": noise, "invmap.models": models}
-
-
-def _registry(module: str, attr: str):
-    mod = _PACKAGES[module]
-    reg = getattr(mod, attr, None)
-    if reg is None:
-        raise ValueError(f"{module} has no registry {attr}")
-    return reg
-
-
-def _validate_extras(kind: str, module: str, attr: str, name: str, extras: dict[str, Any],
-                     reserved: Iterable[str] = ()) -> dict[str, Any]:
-    for k in reserved:
-        if k in extras:
-            raise ValueError(f"'{k}' is set by the config elsewhere (data.size), not in this section")
-    reg = _registry(module, attr)
-    return reg.validate(name, dict(extras))
-
-
-def _validate_drawn(module: str, attr: str, name: str, extras: dict[str, Any],
-                    reserved: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Registry-checked parameter sets of a section whose parameters may be distributions
-    (`invmap.distributions`): the nominal values first, then each distribution's extremes.
-    Distributions are kept as written in the returned first set."""
-    if not any(distributions.is_distribution(v) for v in extras.values()):
-        return [_validate_extras("", module, attr, name, extras, reserved)]
-    reg = _registry(module, attr)
-    defaults = {p.name: p.default for p in reg.params(name)} if name in reg.names() else {}
-    for k, v in extras.items():
-        if distributions.is_distribution(v):
-            try:
-                distributions.parse(v, defaults.get(k))
-            except ValueError as e:
-                raise ValueError(f"{k}: {e}") from None
-    sets = [_validate_extras("", module, attr, name, s, reserved) for s in distributions.substituted(extras, defaults)]
-    return [{**sets[0], **{k: v for k, v in extras.items() if distributions.is_distribution(v)}}] + sets
-
-
-def _store(section: "_Open", coerced: dict[str, Any]) -> None:
-    extra = section.__pydantic_extra__
-    if extra is not None:
-        extra.update({k: v for k, v in coerced.items() if k in extra})
+from .. import distributions
+from ..data.crime import check_mode
+from ..data.mixture import split_source
+from ..data.sources import parse_source, PATH_SOURCES, SOURCES
+from ..distributions import parse, PhysicsDistribution
+from ..models import KINDS, MODELS
+from ..noise import build as build_noise, NOISES
+from ..operators import OPERATORS
+from ..physics import build_physics
+from .registries import store, validate_drawn, validate_params
 
 
 class _Section(BaseModel):
@@ -213,9 +39,6 @@ class _Open(BaseModel):
         return dict(self.model_extra or {})
 
 
-# ---------------------------------------------------------------------------------------
-# sections
-# ---------------------------------------------------------------------------------------
 
 def _check_source(source: str, params: dict[str, Any]) -> None:
     """A one-line error for an unknown image source or parameters it does not take."""
@@ -318,8 +141,7 @@ class OperatorConfig(_Open):
 
     @model_validator(mode="after")
     def _check(self) -> "OperatorConfig":
-        _store(self, _validate_drawn("invmap.operators", "OPERATORS", self.name, self.params(),
-                                     reserved=("image_shape",))[0])
+        store(self, validate_drawn(OPERATORS, self.name, self.params(), reserved=("image_shape",))[0])
         return self
 
 
@@ -330,10 +152,10 @@ class NoiseConfig(_Open):
 
     @model_validator(mode="after")
     def _check(self) -> "NoiseConfig":
-        sets = _validate_drawn("invmap.noise", "NOISES", self.name, self.params())
-        _store(self, sets[0])
+        sets = validate_drawn(NOISES, self.name, self.params())
+        store(self, sets[0])
         for params in sets[1:] if len(sets) > 1 else sets:  # cheap: catches conflicting levels (sigma and relative)
-            noise.build(self.name, **params)
+            build_noise(self.name, **params)
         return self
 
 
@@ -359,12 +181,11 @@ class ModelConfig(_Open):
     def is_kind(self) -> bool:
         """A model-based reconstructor kind (`invmap.models.KINDS`: x̂ = recon(y, physics), K inside)
         rather than a post-processing architecture on ``input``."""
-        return self.name in _registry("invmap.models", "KINDS").names()
+        return self.name in KINDS.names()
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
-        registry = "KINDS" if self.is_kind else "MODELS"
-        _store(self, _validate_extras("model", "invmap.models", registry, self.name, self.params()))
+        store(self, validate_params(KINDS if self.is_kind else MODELS, self.name, self.params()))
         return self
 
 
@@ -570,10 +391,6 @@ class Config(_Section):
         return build_physics(self.physics_spec(), self.image_shape)
 
 
-# ---------------------------------------------------------------------------------------
-# loading, overrides, one-line errors
-# ---------------------------------------------------------------------------------------
-
 def _fields_at(loc: tuple) -> tuple[type[BaseModel] | None, bool]:
     """The pydantic model class addressed by `loc` (a path of field names) in `Config`."""
     cls: Any = Config
@@ -619,137 +436,5 @@ def validate_config(data: Any) -> Config:
         raise ValueError(_format_error(e.errors()[0])) from None
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"training.lr=3e-4"`` → (["training", "lr"], 0.0003); the value is read as YAML."""
-    shown = text if len(text) <= 80 else text[:79] + "…"  # a long value never hides the reason
-    if "=" not in text:
-        raise ValueError(f"config: --set '{shown}': expected KEY=VALUE, e.g. training.lr=3e-4")
-    key, _, raw = text.partition("=")
-    key = key.strip()
-    if not key or any(not p for p in key.split(".")):
-        raise ValueError(f"config: --set '{shown}': bad key '{key[:80]}' (use dotted names like training.lr)")
-    try:
-        value = load_yaml(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ValueError(f"config: --set '{shown}': value is not valid YAML ({str(e).splitlines()[0]})") from None
-    return key.split("."), value
-
-
-def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
-    """Set each ``a.b.c=value`` in the nested dict `data` (in place; returned)."""
-    for ov in overrides:
-        path, value = parse_override(ov)
-        node = data
-        for i, part in enumerate(path[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                raise ValueError(f"config: --set '{ov}': '{'.'.join(path[: i + 1])}' is a value, not a section")
-            node = nxt
-        node[path[-1]] = value
-    return data
-
-
-def read_yaml(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.exists() and str(path) in presets():
-        p = presets()[str(path)]
-    if not p.exists():
-        raise FileNotFoundError(f"config file not found: {p} (presets: {', '.join(presets())})")
-    text = read_text(p, "config:", limit=MAX_YAML_BYTES)  # a regular file, bounded by what is read
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"config: {p}: not valid YAML ({' '.join(str(e).split())})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config: {p}: expected a mapping of sections at the top level")
-    return data
-
-
-def default_text() -> str:
-    """The embedded default experiment, as YAML text (with comments)."""
-    return DEFAULT_PATH.read_text()
-
-
-#: sections whose extra keys belong to the entry named by ``name`` (or ``source`` for data.params)
-_OPEN = {"operator": "name", "noise": "name", "model": "name"}
-
-
-def first_difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any] | None:
-    """(dotted key, a's value, b's value) of the first place two nested dicts differ, or None."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in list(a) + [k for k in b if k not in a]:
-            d = first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
-            if d:
-                return d
-        return None
-    return None if a == b else (path, a, b)
-
-
-def check_model_matches(config: Any, meta: Mapping, where: str | Path = "the run") -> None:
-    """A one-line ``ValueError`` when the config (the run's config.yaml, with any ``--set``)
-    describes another network or image size than the trained model (``model.json``) — e.g. a
-    config.yaml rewritten after training: scoring the model under it would be wrong silently."""
-    m = config.model
-    kind = meta.get("kind") or {}
-    arch = (meta.get("architecture") or {}) if kind.get("name", "post-processing") == "post-processing" else kind
-    stored = arch.get("params") or {}
-    pairs = [("model.name", m.name, arch.get("name")),
-             ("model.input", m.input, (meta.get("input") or {}).get("input", m.input)),
-             ("the image shape (data.size)", list(config.image_shape),
-              meta.get("image_shape", list(config.image_shape)))]
-    pairs += [(f"model.{k}", v, stored[k]) for k, v in m.params().items() if k in stored]
-    for key, want, have in pairs:
-        if want != have:
-            raise ValueError(f"{where}: the config says {key} = {want!r} but the trained model (model.json) has "
-                             f"{have!r}; the config does not describe this model")
-
-
-def merge(base: dict, user: dict) -> dict:
-    """`user` laid over `base` (nested dicts merged key by key).
-
-    When `user` names a different operator / noise / model (or data source) than `base`,
-    that section's registry parameters start empty instead of inheriting `base`'s.
-    """
-    out = dict(base)
-    for k, v in user.items():
-        b = out.get(k)
-        if isinstance(b, dict) and isinstance(v, dict):
-            if k in _OPEN and "name" in v and v["name"] != b.get("name"):
-                b = {kk: vv for kk, vv in b.items() if kk in ("name", "input")}
-            if k == "data" and "source" in v and v["source"] != b.get("source"):
-                b = {kk: vv for kk, vv in b.items() if kk != "params"}
-            out[k] = merge(b, v) if k != "params" else dict(v)
-        else:
-            out[k] = v
-    return out
-
-
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Read and validate an experiment config.
-
-    `path` None → the embedded default (src/invmap/default.yaml). A file is laid over the
-    default, so it need only state what differs (`merge`: naming another operator, noise,
-    model or image source drops the default's parameters for it). `overrides` are
-    ``"section.key=value"`` strings applied last, e.g. ``"training.lr=3e-4"``.
-    """
-    data = load_yaml(default_text()) or {}
-    if path is not None:
-        data = merge(data, read_yaml(path))
-    overrides = list(overrides)
-    parsed = [parse_override(o) for o in overrides]
-    # renaming an entry (operator.name=..., data.source=...) first, then the keys that follow it
-    first = [o for (k, _), o in zip(parsed, overrides) if len(k) == 2 and k[1] in ("name", "source")]
-    rest = [o for (k, _), o in zip(parsed, overrides) if not (len(k) == 2 and k[1] in ("name", "source"))]
-    for o in first:
-        data = merge(data, apply_overrides({}, [o]))
-    data = apply_overrides(data, rest)
-    return validate_config(data)
-
-
-__all__ = ["load_yaml", "YAMLBoundsError", "first_difference", "check_model_matches", "Config", "DataConfig", "OperatorConfig", "NoiseConfig", "ModelConfig", "TrainingConfig",
-           "EvaluationConfig", "load_config", "validate_config", "apply_overrides", "parse_override",
-           "read_yaml", "default_text", "presets", "DEFAULT_PATH", "PRESETS_DIR"]
+__all__ = ["Config", "DataConfig", "OperatorConfig", "NoiseConfig", "ModelConfig", "TrainingConfig",
+           "EvaluationConfig", "MixConfig", "AugmentConfig", "validate_config"]

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from .data import build_source
-from .evaluation.task import condition_from_config, make_pairs
+from ..data import build_source
+from .task import condition_from_config, make_pairs
 
 Measured = tuple[torch.Tensor, torch.Tensor, Any]  # (y, x, physics)
 
