@@ -399,6 +399,9 @@ def test_every_trained_kind_trains_under_ddp(group, kind):
     if kind == "denoiser":  # a prior for every operator: trained on a denoising task
         physics = Physics(ops.build("identity", image_shape=(16, 16)), noise_mod.build("gaussian", sigma=0.1))
         recon = models.build_kind(kind, depth=2, base_channels=4)
+    elif kind == "unfolded":  # a denoiser inside the plug-and-play iteration
+        physics = Physics(ops.build("tomography", image_shape=(16, 16), angles=8))
+        recon = models.build_kind(kind, prior=None, iterations=2, depth=2, base_channels=4, tune=False)
     else:
         physics = Physics(ops.build("tomography", image_shape=(16, 16), angles=8))
         recon = models.build_kind(kind, iterations=2, channels=4, depth=2)

@@ -19,7 +19,8 @@ SIZE = 32
 TINY_KINDS = {"lgd": dict(iterations=2, memory=2, channels=4, depth=2),
               "lpd": dict(iterations=2, primal=2, dual=2, channels=4, depth=2),
               "unrolled": dict(iterations=2, channels=4, depth=2),
-              "denoiser": dict(depth=2, base_channels=4)}
+              "denoiser": dict(depth=2, base_channels=4),
+              "unfolded": dict(prior=None, iterations=2, depth=2, base_channels=4, tune=False)}
 
 
 def tiny_denoiser() -> models.LearnedReconstructor:

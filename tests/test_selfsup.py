@@ -35,7 +35,8 @@ TINY = ["operator.name=inpainting", "noise.relative=null", "noise.sigma=0.05",
 KINDS = {"lgd": "{name: lgd, iterations: 2, memory: 2, channels: 4, depth: 2}",
          "lpd": "{name: lpd, iterations: 2, primal: 2, dual: 2, channels: 4, depth: 2}",
          "unrolled": "{name: unrolled, iterations: 2, channels: 4, depth: 2}",
-         "denoiser": "{name: denoiser, depth: 2, base_channels: 4}"}
+         "denoiser": "{name: denoiser, depth: 2, base_channels: 4}",
+         "unfolded": "{name: unfolded, prior: null, iterations: 2, depth: 2, base_channels: 4, cg_iters: 2}"}
 UNTRAINED = {"pnp"}  # a fixed denoiser whose strength is fitted on x: refused (below)
 
 

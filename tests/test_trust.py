@@ -479,7 +479,8 @@ def test_every_reconstructor_kind_is_diagnosed_and_made_safe(kind, tmp_path):
         recon = models.build_kind(kind, depth=2, base_channels=4)
     else:
         phys = Physics(ops.build("tomography", image_shape=(16, 16), angles=8), noise_mod.build("gaussian", relative=0.02))
-        recon = models.build_kind(kind, iterations=2, channels=4, depth=2)
+        recon = (models.build_kind(kind, prior=None, iterations=2, depth=2, base_channels=4, tune=False)
+                 if kind == "unfolded" else models.build_kind(kind, iterations=2, channels=4, depth=2))
     models.save_model(tmp_path / "run", recon, {}, physics=phys)
     loaded, _ = models.load_model(tmp_path / "run")
     assert loaded.training_physics is not None

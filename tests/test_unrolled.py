@@ -20,7 +20,9 @@ OPS = ops.names()
 TINY = {"lgd": dict(iterations=2, memory=2, channels=4, depth=2),
         "lpd": dict(iterations=2, primal=2, dual=2, channels=4, depth=2),
         "lpd-light": dict(iterations=2, variant="light", primal=2, channels=4, depth=2),
-        "unrolled": dict(iterations=2, channels=4, depth=2)}
+        "unrolled": dict(iterations=2, channels=4, depth=2),
+        "unfolded": dict(prior=None, iterations=2, depth=2, base_channels=4, cg_iters=2, tune=False),
+        "unfolded-pgd": dict(prior=None, iterations=2, algorithm="pgd", depth=2, base_channels=4, tune=False)}
 TRAINED_KINDS = sorted(TINY)
 
 
@@ -214,6 +216,7 @@ def test_pnp_refuses_a_model_that_is_not_a_denoiser(tmp_path):
     ("lpd", {"model.iterations": 2, "model.primal": 2, "model.dual": 2, "model.channels": 4, "model.depth": 2}),
     ("lgd", {"model.iterations": 2, "model.memory": 2, "model.channels": 4, "model.depth": 2}),
     ("pnp", {"model.iterations": 2, "model.strengths": "[0.5, 1.0]", "model.steps": "[1.0]"}),
+    ("unfolded", {"model.iterations": 2, "model.cg_iters": 2}),  # the shipped prior, tuned, then trained
 ])
 def test_train_and_reconstruct_with_the_run(kind, sets, tmp_path, request, capsys):
     sets = dict(sets)

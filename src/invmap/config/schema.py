@@ -192,6 +192,14 @@ class ModelConfig(_Open):
         return self
 
 
+class CurriculumConfig(_Section):
+    """The first ``steps`` optimizer steps on ``size``² images (x area-averaged down, K rebuilt for
+    that size, y simulated per minibatch; `invmap.training.curriculum`), then the task's size."""
+
+    size: int = Field(ge=8, le=8192)
+    steps: int = Field(ge=1, le=10**9)
+
+
 class TrainingConfig(_Section):
     """Minibatch training of f_Θ(y) ≈ x: min_Θ E ℓ(f_Θ(y), x) by SGD / Adam / AdamW."""
 
@@ -219,6 +227,8 @@ class TrainingConfig(_Section):
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default
     init: str | None = None  # fine-tuning: start from the weights of this trained run directory
     snapshots: list[float] = Field(default_factory=list, max_length=32)  # minutes: weights saved for a learning curve
+    snapshot_clock: Literal["wall", "cpu"] = "wall"  # snapshots at training-clock or this process's CPU minutes
+    curriculum: CurriculumConfig | None = None  # {size: 64, steps: 2000}: the first steps on smaller images
     # learning from y alone (`invmap.selfsup`): x = pairs (y, x) with `loss`; mc | ei | sure | split never read x
     supervision: Literal["x", "mc", "ei", "sure", "split"] = "x"
     ei_group: Literal["rotations", "flips", "shifts"] = "rotations"  # ei: the transform group (asked of K)

@@ -21,11 +21,15 @@ a measurement that is not an image (an operator other than a denoising one) is a
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import torch
 
+from .. import zoo
 from ..operators.base import operator_of
+from .io import load_model
 from .registry import KINDS
 from .reconstructor import Reconstructor
 from .unet import UNet
@@ -46,15 +50,16 @@ class NoiseConditionalDenoiser(Reconstructor):
         if not 0 < float(sigma_max) < float("inf"):
             raise ValueError(f"denoiser: sigma_max must be a finite number > 0, got {sigma_max}")
         self.net = UNet(depth=depth, base_channels=base_channels, in_channels=2, out_channels=1, residual=False)
-        self.sigma_max = float(sigma_max)
+        self.sigma_max, self.depth, self.base_channels = float(sigma_max), int(depth), int(base_channels)
 
     # ------------------------------------------------------------------ the prior
     def check_sigma(self, sigma: torch.Tensor | float) -> torch.Tensor:
         """σ as a float tensor; outside [0, sigma_max] (or not finite) is a one-line ValueError."""
         s = torch.as_tensor(sigma, dtype=torch.float32)
-        if s.numel() == 0 or not bool(torch.isfinite(s).all()) or float(s.min()) < 0 \
-                or float(s.max()) > self.sigma_max * (1 + SIGMA_SLACK):
-            lo, hi = (float(s.min()), float(s.max())) if s.numel() else (float("nan"),) * 2
+        c = s.detach()  # a learned σ (`invmap.models.unfolded`) keeps its gradient; the check reads values
+        if c.numel() == 0 or not bool(torch.isfinite(c).all()) or float(c.min()) < 0 \
+                or float(c.max()) > self.sigma_max * (1 + SIGMA_SLACK):
+            lo, hi = (float(c.min()), float(c.max())) if c.numel() else (float("nan"),) * 2
             raise ValueError(f"denoiser: noise level σ in [{lo:.4g}, {hi:.4g}] is outside the trained range "
                              f"[0, {self.sigma_max:g}]")
         return s
@@ -112,4 +117,25 @@ def denoiser(depth: int = 3, base_channels: int = 32, sigma_max: float = 0.3) ->
 denoiser.from_spec = NoiseConditionalDenoiser.from_spec  # a saved denoiser rebuilds from model.json
 
 
-__all__ = ["NoiseConditionalDenoiser", "denoiser"]
+@functools.lru_cache(maxsize=4)
+def _load(where: str, stamp: float) -> NoiseConditionalDenoiser:
+    with torch.device("cpu"):  # also when a config check describes a model on the meta device
+        recon, meta = load_model(where)
+    if not getattr(recon, "noise_conditional", False) or not hasattr(recon, "denoise"):
+        raise ValueError(f"{where}: a '{getattr(recon, 'kind', type(recon).__name__)}' model, not a noise-conditional "
+                         "denoiser (train one: invmap train configs/zoo/denoiser.yaml)")
+    return recon.eval().requires_grad_(False)
+
+
+def load_prior(denoiser: str) -> NoiseConditionalDenoiser:
+    """The noise-conditional denoiser of a run directory or zoo entry (``pretrained:NAME``), loaded
+    once per file version (cached by path and modification time; frozen, shared: copy it to train it)."""
+    where = zoo.run_dir(denoiser)
+    weights = where / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"denoiser {denoiser}: no trained model at {where} (model.safetensors); the zoo "
+                                f"entry is pretrained:denoiser, or train one: invmap train configs/zoo/denoiser.yaml")
+    return _load(str(where.resolve()), os.stat(weights).st_mtime)
+
+
+__all__ = ["NoiseConditionalDenoiser", "denoiser", "load_prior"]

@@ -10,6 +10,10 @@ step τ > 0:
     hqs:  v_k = argmin_v ½‖K̃v − ỹ‖² + (1/2τ)‖v − x_k‖²   (CGLS, ``cg_iters`` steps),
           x_{k+1} = D_α(v_k)
 
+— the iteration of `invmap.solvers.pnp` with one τ and a denoiser that takes no σ (the
+``pnp`` method runs it with the noise-conditional prior and DPIR's σ schedule, the ``unfolded``
+kind trains σ_k, τ_k and the prior's weights).
+
 α and τ are tuned on the validation pairs (grid search on mean PSNR, as TV's λ) by
 `prepare`, i.e. by ``invmap train``; nothing is learned by gradient steps. The saved model
 holds D's weights, so it reloads without the denoiser's run directory. Works for every
@@ -26,8 +30,8 @@ import torch
 from .. import metrics, zoo
 from ..operators.normalised import Normalised
 from ..physics import Physics
-from ..solvers.cgls import CGLS
 from ..solvers.fbp import first_iterate
+from ..solvers.pnp import iterate
 from .io import describe_network, load_model, network_from_description
 from .iterative import Count
 from .reconstructor import LearnedReconstructor, Reconstructor
@@ -69,14 +73,8 @@ class PlugAndPlay(Reconstructor):
         """x̂ = x_iterations of PnP-PGD or PnP-HQS (see the module docstring)."""
         p, tau = Normalised(physics, y, "pnp"), float(self.step)
         x = first_iterate(p, self.init, y.shape[0], y)
-        for _ in range(self.iterations):
-            if self.algorithm == "pgd":
-                v = x - tau * p.grad(x)
-            else:  # v = x + d, d = argmin ½‖K̃d − (ỹ − K̃x)‖² + (1/2τ)‖d‖²
-                v = x + CGLS(p.operator(), p.y - p.K(x), max_iter=self.cg_iters, damp=1.0 / tau,
-                             record_every=0).solve().float()
-            x = self.denoise(v)
-        return x
+        return iterate(p, x, lambda v, s, k: self.denoise(v), [None] * self.iterations, [tau] * self.iterations,
+                       self.algorithm, self.cg_iters)
 
     @torch.no_grad()
     def prepare(self, train: Any, val: Any, data_range: metrics.DataRange = 1.0) -> None:

@@ -36,12 +36,13 @@ class CGLS(IterativeSolver):
     """CGLS for (KᵀK + λI) x = Kᵀy with per-sample stopping (tolerance or discrepancy)."""
 
     def __init__(self, op: LinearOperator, y: torch.Tensor, x0: torch.Tensor | None = None,
-                 max_iter: int = 50, damp: float = 0.0, tol: float = 1e-10,
+                 max_iter: int = 50, damp: float | torch.Tensor = 0.0, tol: float = 1e-10,
                  delta: torch.Tensor | float | None = None, tau: float = 1.0, record_every: int = 1):
         super().__init__(max_iter, record_every)
         if damp < 0:
             raise ValueError(f"CGLS: damp must be >= 0, got {damp}")
-        self.op, self.y, self.damp, self.tol, self.tau = op, y, float(damp), float(tol), float(tau)
+        self.op, self.y, self.tol, self.tau = op, y, float(tol), float(tau)
+        self.damp = damp if isinstance(damp, torch.Tensor) else float(damp)  # a tensor λ: differentiable in λ
         self.x = zeros_image(op, y) if x0 is None else x0.clone()
         b = y.shape[0]
         if delta is not None:

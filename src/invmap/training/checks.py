@@ -12,6 +12,7 @@ from .. import budget
 from ..config import Config
 from ..data.measurements import load_split
 from ..selfsup import SelfSupervised
+from .curriculum import Curriculum
 from .factory import build_reconstructor
 from .precision import select_device
 
@@ -100,6 +101,8 @@ def check_config(config: Config, device: torch.device = torch.device("meta")) ->
     if selfsup is not None:  # a self-supervised loss the task cannot serve
         selfsup.check(physics, recon)
     check_measurements(config, physics)
+    if config.training.curriculum:  # a size the run cannot train at
+        Curriculum(config, recon)
     for split in ("train", "val", "test"):
         config.data.images(split, config.seed)
     return physics

@@ -13,7 +13,9 @@ from the measurements alone: the loss calls the whole map f_Θ(y, K) on y (and o
 halves), x is never read, validation scores the same loss (and SURE's estimate where the noise
 allows), and the best model is the one of least validation loss; model.json records ``supervision``.
 ``training.snapshots: [1, 3, 10, …]`` keeps the weights at those training-clock minutes in
-``snapshots/<m>min/`` (each a loadable model, for a learning curve; a resumed run skips the ones on disk).
+``snapshots/<m>min/`` (each a loadable model, for a learning curve; a resumed run skips the ones on disk;
+``training.snapshot_clock: cpu``: minutes of this process's CPU time instead).
+``training.curriculum: {size, steps}`` trains the first steps on smaller images (`invmap.training.curriculum`).
 Stops at ``epochs``, at the ``max_minutes`` budget, by early stopping, or — with a clear
 error, keeping the last good checkpoint and best model — on a non-finite loss.
 """
@@ -43,6 +45,7 @@ from .log import SELFSUP_COLUMNS, CSVLog, TensorBoard, TrainProgress
 from .losses import build_loss
 from .optim import Schedule, build_optimizer
 from .checks import check_measurements, check_memory
+from .curriculum import Curriculum
 from .factory import build_reconstructor
 from .pairs import Pairs, Preprocessed
 from .precision import Precision, select_device
@@ -183,6 +186,7 @@ class TrainState:
     stopped: str = ""
     best_loss: float = math.inf
     initial_loss: float = math.nan
+    cpu_seconds: float = 0.0  # this process's CPU time spent training (summed over resumes)
 
 
 @dataclass
@@ -212,6 +216,12 @@ class Run:
     log: Any = None
     tb: Any = None
     state: TrainState = field(default_factory=TrainState)
+    curriculum: Curriculum | None = None  # the first steps on smaller images
+    cpu0: float = 0.0  # `time.process_time()` when this process's training clock would have read 0
+
+    def cpu_clock(self) -> float:
+        """CPU seconds of training so far by rank 0 (summed over resumes)."""
+        return self.dist.from_main(time.process_time() - self.cpu0)
 
     def validation(self) -> tuple[float, float]:
         """(val PSNR, SSIM) by x; self-supervised: (val loss, SURE estimate) by y alone."""
@@ -249,15 +259,18 @@ class Run:
                                         "scaler": self.scaler.state_dict() if self.prec.scaler else None,
                                         "rng": ckpt.rng_state(self.gens), **asdict(self.state), "info": info})
 
-    def take_snapshots(self, seconds: float) -> None:
-        """The weights at each `training.snapshots` minute passed (rank 0; written whole or not at all)."""
+    def take_snapshots(self, seconds: float, cpu_seconds: float) -> None:
+        """The weights at each `training.snapshots` minute passed, of the training clock or (``snapshot_clock:
+        cpu``, the measure of work on a loaded machine) of CPU time (rank 0; written whole or not at all)."""
         if not self.dist.main:
             return
-        for m in self.config.training.snapshots:
+        tc = self.config.training
+        for m in tc.snapshots:
             where = self.run / "snapshots" / f"{m:g}min"
-            if seconds >= m * 60 and not where.exists():
+            if (cpu_seconds if tc.snapshot_clock == "cpu" else seconds) >= m * 60 and not where.exists():
                 with atomic_dir(where) as tmp:
-                    save_model(tmp, self.recon, {**self.meta, "snapshot_minutes": m, "seconds": seconds,
+                    save_model(tmp, self.recon, {**self.meta, "snapshot_minutes": m, "snapshot_clock": tc.snapshot_clock,
+                                                 "seconds": seconds, "cpu_seconds": cpu_seconds,
                                                  "step": self.state.step}, physics=self.physics)
 
 
@@ -282,6 +295,7 @@ def _train(config: Config, out_dir: str | Path, resume: bool, progress: bool,
         st.stopped = "nothing to train"
     bar = TrainProgress(tc.epochs * r.steps_per_epoch, st.step, progress, tc.max_minutes * 60, st.seconds)
     t0 = time.perf_counter() - st.seconds
+    r.cpu0 = time.process_time() - st.cpu_seconds
     shown = f"{st.best_loss:.4g}" if r.selfsup is not None else f"{st.best_psnr:.2f}"
 
     def clock() -> float:
@@ -310,6 +324,8 @@ def _epoch(r: Run, epoch: int, bar: Any, clock: Callable[[], float], t0: float, 
     perm, total, count, lr = torch.randperm(r.train_set.n, generator=r.gens["shuffle"]), 0.0, 0, tc.lr
     parts = dist.batches(r.train_set.minibatches(perm, tc.batch_size))  # this rank's slice of each batch
     for (ids, share, b), (z, x, phys) in zip(parts, r.train_set.epoch([p[0] for p in parts], epoch)):
+        if r.curriculum is not None and r.curriculum.active(st.step):  # x, K and y at the smaller size
+            z, x, phys = r.curriculum.batch(x, phys, st.step)
         if prec.channels_last and z.dim() == 4:
             z = z.contiguous(memory_format=torch.channels_last)
         lr = r.sched.apply(r.opt, tc.lr, st.step, clock())
@@ -335,7 +351,7 @@ def _epoch(r: Run, epoch: int, bar: Any, clock: Callable[[], float], t0: float, 
         total, count = total + lv * b, count + b
         bar.step(st.step, time.perf_counter() - t0)  # rank 0's bar, its own clock
         if tc.snapshots:
-            r.take_snapshots(clock())
+            r.take_snapshots(clock(), r.cpu_clock())
         bar.set_postfix(epoch=epoch, loss=f"{lv:.4g}", val=shown, refresh=False)
         if tc.max_minutes and clock() >= tc.max_minutes * 60:
             st.stopped = "time"
@@ -349,7 +365,7 @@ def _end_epoch(r: Run, epoch: int, train_loss: float, lr: float, bar: Any, clock
     returns the validation score as the progress bar shows it."""
     tc, st = r.config.training, r.state
     psnr, ssim = r.validation()  # self-supervised: (val loss, SURE estimate)
-    st.epoch, st.seconds = epoch, clock()
+    st.epoch, st.seconds, st.cpu_seconds = epoch, clock(), r.cpu_clock()
     row = dict(epoch=epoch, step=st.step, lr=lr, train_loss=train_loss, **r.scalars(psnr, ssim), seconds=st.seconds)
     r.log.write(**row)
     r.tb.scalars(st.step, **{"loss/train": row["train_loss"], "lr": lr},
@@ -431,6 +447,7 @@ def _checked(config: Config, out_dir: str | Path, resume: bool, dist: Dist, devi
     if selfsup is not None:
         selfsup.check(physics, recon)  # a loss the task cannot serve: one line, nothing written
     given = check_measurements(config, physics)  # given measurements (no x): read and checked before anything is written
+    curriculum = Curriculum(config, recon) if tc.curriculum else None  # a size the run cannot train at: one line
     new_dir = not Path(out_dir).exists()
     saved = check_resume(out_dir, config, recon, device) if resume else None  # before anything is written
     was = (saved.get("info") or {}).get("supervision", "x") if saved is not None else tc.supervision
@@ -450,7 +467,8 @@ def _checked(config: Config, out_dir: str | Path, resume: bool, dist: Dist, devi
         if dist.main and new_dir and {f.name for f in run.iterdir()} <= {"config.yaml"}:
             shutil.rmtree(run)
         raise
-    return Run(config, run, physics, recon, train_set, val, selfsup, prec, device, dist, start), saved
+    return Run(config, run, physics, recon, train_set, val, selfsup, prec, device, dist, start,
+               curriculum=curriculum), saved
 
 
 def _restore(r: Run, saved: dict) -> None:

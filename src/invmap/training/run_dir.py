@@ -5,6 +5,7 @@ user's own config.yaml; an interrupted start reclaimed), resumed from its checkp
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -163,6 +164,14 @@ def load_init(config: Config, recon: torch.nn.Module, physics) -> tuple[dict, di
     record = {"run": init if zoo.is_pretrained(init) else str(run.resolve()), "name": meta.get("name"),
               "weights_sha256": meta.get("weights_sha256"), "best_epoch": meta.get("best_epoch"),
               "val_psnr": meta.get("val_psnr"), "image_shape": meta.get("image_shape"), "data_source": (meta.get("data") or {}).get("source")}
+    other = first_difference({"physics": meta.get("physics"), "data": {"source": record["data_source"]}},
+                             {"physics": physics.spec(), "data": {"source": config.data.source}})
+    if other is not None:  # a transfer (another operator, noise or image source): allowed, and said
+        key, was, now = other
+        record["task_difference"] = {"key": key, "was": was, "now": now}
+        logging.getLogger(__name__).warning(
+            f"invmap train: note: training.init {init} was trained for another task; the first difference: "
+            f"{key} {str(was)[:60]} there, {str(now)[:60]} here (its weights are the start, not a model of this task)")
     return state, record
 
 

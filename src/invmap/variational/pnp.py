@@ -11,7 +11,8 @@ With the noise-conditional denoiser D(v, σ) (`invmap.variational.prior`, the zo
 
 from x_0 = FBP(y) where K has one, else K̃ᵀỹ; with ``equivariant`` (default) D at iteration k is
 g_k⁻¹ D(g_k ·, σ_k), g_k cycling through the rotations and flips, and the last one their average
-(`invmap.variational.prior`). Nothing is trained for a task: the schedule's
+(`invmap.variational.prior`). The iteration is the one the ``pnp`` and ``unfolded`` model kinds run
+(`invmap.solvers.pnp`). Nothing is trained for a task: the schedule's
 endpoints and τ are tuned on validation pairs like TV's λ (`default_grid`, `invmap.variational.tune`),
 so the same prior serves CT, deblurring, MRI, super-resolution and inpainting. Zhang et al.,
 "Plug-and-play image restoration with deep denoiser prior" (DPIR), TPAMI 2021.
@@ -26,7 +27,8 @@ import torch
 from ..operators.normalised import Normalised
 from ..solvers.fbp import first_iterate
 from .methods import METHODS, Method, check_iters
-from .prior import MAX_CG_ITERS, MAX_STEPS, DEFAULT_DENOISER, CgIters, Steps, averaged, check_schedule, data_prox, load_prior, schedule, transformed
+from ..solvers.pnp import averaged, iterate, schedule, transformed
+from .prior import MAX_CG_ITERS, MAX_STEPS, DEFAULT_DENOISER, CgIters, Steps, check_schedule, load_prior
 
 
 @METHODS.register("pnp")
@@ -54,19 +56,19 @@ class PnP(Method):
         p = Normalised(physics, y, "pnp")
         x = first_iterate(p, self.init, y.shape[0], y) if x0 is None else x0.float()
         sigmas = schedule(self.sigma_start, self.sigma_end, self.iters)
+        if self.algorithm == "hqs":
+            steps = [self.step * (s / sigmas[0]) ** 2 for s in sigmas]
+        else:
+            steps = [min(self.step, 1.99)] * len(sigmas)
+
+        def denoise(v: torch.Tensor, s: float, k: int) -> torch.Tensor:
+            if not self.equivariant:
+                return prior.denoise(v, s)
+            # cycling through the rotations / flips, their average at the end
+            return averaged(prior, v, s) if k == len(sigmas) - 1 else transformed(prior, v, s, k)
+
         with torch.no_grad():
-            for k, s in enumerate(sigmas):
-                if self.algorithm == "hqs":
-                    v = data_prox(p, x, self.step * (s / sigmas[0]) ** 2, self.cg_iters)
-                else:
-                    v = x - min(self.step, 1.99) * p.grad(x)
-                if not self.equivariant:
-                    x = prior.denoise(v, s)
-                else:  # cycling through the rotations / flips, their average at the end
-                    x = averaged(prior, v, s) if k == len(sigmas) - 1 else transformed(prior, v, s, k)
-                if callback is not None:
-                    callback(k + 1, x)
-        return x
+            return iterate(p, x, denoise, sigmas, steps, self.algorithm, self.cg_iters, callback)
 
     def default_grid(self, physics, y):
         """σ_1 ∈ {0.05, 0.1, 0.2}, σ_N ∈ {0.01, 0.02, 0.04}, τ on a log scale (refined by `tune`).

@@ -8,7 +8,7 @@ K̃ = K/‖K‖, ỹ = y/‖K‖ (`invmap.operators.normalised.Normalised`), so 
 same for every operator:
 
 - the σ schedule σ_1 > … > σ_N, geometric from ``sigma_start`` to ``sigma_end`` (DPIR);
-- the data step, the proximal map of the data term with weight 1/τ:
+- the data step (`invmap.solvers.pnp`, the iteration they share), the proximal map of the data term with weight 1/τ:
 
       prox_τ(v) = argmin_x ½‖K̃x − ỹ‖² + (1/2τ)‖x − v‖²,
 
@@ -25,17 +25,12 @@ same for every operator:
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 from typing import Annotated
-import torch
 from pydantic import Field
 
-from .. import zoo
-from ..models.io import load_model
-from ..operators.normalised import Normalised
-from ..solvers.cgls import CGLS
+from ..models.denoiser import load_prior
+from ..solvers.pnp import averaged, data_prox, schedule, transformed
 
 #: the zoo entry the methods with a learned prior use unless told otherwise
 DEFAULT_DENOISER = "pretrained:denoiser"
@@ -49,47 +44,6 @@ Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
 CgIters = Annotated[int, Field(ge=1, le=MAX_CG_ITERS)]
 
 
-@functools.lru_cache(maxsize=4)
-def _load(where: str, stamp: float):
-    with torch.device("cpu"):
-        recon, meta = load_model(where)
-    if not getattr(recon, "noise_conditional", False) or not hasattr(recon, "denoise"):
-        raise ValueError(f"{where}: a '{getattr(recon, 'kind', type(recon).__name__)}' model, not a noise-conditional "
-                         "denoiser (train one: invmap train configs/zoo/denoiser.yaml)")
-    return recon.eval().requires_grad_(False)
-
-
-def load_prior(denoiser: str) -> torch.nn.Module:
-    """The noise-conditional denoiser of a run directory or zoo entry (``pretrained:NAME``), loaded
-    once per file version (cached by path and modification time)."""
-    where = zoo.run_dir(denoiser)
-    weights = where / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"denoiser {denoiser}: no trained model at {where} (model.safetensors); the zoo "
-                                f"entry is pretrained:denoiser, or train one: invmap train configs/zoo/denoiser.yaml")
-    return _load(str(where.resolve()), os.stat(weights).st_mtime)
-
-
-def transformed(prior: torch.nn.Module, v: torch.Tensor, sigma: float, k: int) -> torch.Tensor:
-    """g_k⁻¹ D(g_k v, σ): g_k the k-th of the 8 rotations / flips of the square (k mod 8)."""
-    r, flip = k % 4, (k // 4) % 2 == 1
-    t = torch.rot90(v, r, (2, 3))
-    out = prior.denoise(t.flip(3) if flip else t, sigma)
-    return torch.rot90(out.flip(3) if flip else out, -r, (2, 3))
-
-
-def averaged(prior: torch.nn.Module, v: torch.Tensor, sigma: float) -> torch.Tensor:
-    """The mean of g⁻¹ D(g v, σ) over the 8 rotations and flips (an equivariant D, 8 calls)."""
-    return torch.stack([transformed(prior, v, sigma, k) for k in range(8)]).mean(0)
-
-
-def schedule(start: float, end: float, n: int) -> list[float]:
-    """σ_1 = start > … > σ_n = end, geometric (start when n = 1)."""
-    if n == 1:
-        return [float(start)]
-    return [float(start * (end / start) ** (k / (n - 1))) for k in range(n)]
-
-
 def check_schedule(who: str, sigma_start: float, sigma_end: float, steps: int, step: float) -> None:
     """One-line ValueErrors for a schedule that cannot run: σ's not 0 < end ≤ start, τ ≤ 0, steps < 1."""
     if not (0 < sigma_end <= sigma_start < math.inf):
@@ -99,13 +53,6 @@ def check_schedule(who: str, sigma_start: float, sigma_end: float, steps: int, s
         raise ValueError(f"{who}: step must be a finite number > 0, got {step}")
     if not 1 <= steps <= 10_000:
         raise ValueError(f"{who}: the number of iterations must lie in [1, 10000], got {steps}")
-
-
-def data_prox(p: Normalised, v: torch.Tensor, tau: float, cg_iters: int) -> torch.Tensor:
-    """prox_τ(v) = argmin_x ½‖K̃x − ỹ‖² + (1/2τ)‖x − v‖² by CGLS on the correction d = x − v."""
-    r = p.y - p.K(v)
-    d = CGLS(p.operator(), r, max_iter=cg_iters, damp=1.0 / tau, record_every=0).solve()
-    return v + (d.real if d.is_complex() else d).float()
 
 
 __all__ = ["DEFAULT_DENOISER", "load_prior", "schedule", "check_schedule", "data_prox", "transformed", "averaged"]
