@@ -29,7 +29,9 @@ from invmap.training.adapt import Adapted, Settings, adapt, check_adaptable, hom
 # every trainable kind, tiny (K inside every iteration), beside post-processing
 KIND_PARAMS = {"lgd": {"iterations": 2, "memory": 2, "channels": 4, "depth": 2},
                "lpd": {"iterations": 2, "primal": 2, "dual": 2, "channels": 4, "depth": 2},
-               "unrolled": {"iterations": 2, "channels": 4, "depth": 2}}
+               "unrolled": {"iterations": 2, "channels": 4, "depth": 2},
+               "unfolded": {"prior": None, "iterations": 2, "depth": 2, "base_channels": 4, "cg_iters": 2,
+                            "tune": False}}
 # kinds left out here: a noise-conditional denoiser is a prior for pnp, and pnp carries a fixed denoiser
 # fitted on x (`tests/test_selfsup.py` UNTRAINED): neither is an inverse map trained for a task's y
 NOT_MAPS = {"denoiser", "pnp"}

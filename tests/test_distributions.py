@@ -206,7 +206,7 @@ def test_a_kind_trains_over_drawn_geometry_with_one_operator_per_minibatch(case,
     from invmap.training import train
     from invmap.training.setup import Pairs, build_reconstructor
 
-    sets = [f"model.{k}={v}" for k, v in TINY[case].items()]
+    sets = [f"model.{k}={'null' if v is None else v}" for k, v in TINY[case].items()]  # YAML's None is null
     cfg = load_config(None, [f"model.name={kind_of(case)}", *sets, "operator.angles={choice: [8, 12, 16], nominal: 12}",
                              "operator.arc={choice: [150, 180], nominal: 180}", "data.size=24", "data.train=20",
                              "data.val=6", "data.test=4", "training.epochs=1", "training.max_minutes=0",

@@ -74,7 +74,7 @@ def test_an_outside_method_runs_in_evaluate_stress_and_compare(mod, capsys):
     ("my_methods:Fails", "Fails() failed (ValueError: needs a parameter)"),
     ("my_methods:", "an outside method is module:attr"),
     ("../x:y", "an outside method is module:attr"),
-    ("fancy", "unknown method 'fancy'; available: model, safe, pretrained:NAME (`invmap zoo`), module:attr"),
+    ("fancy", "unknown method 'fancy'; available: model, safe, split-mean, adapted, pretrained:NAME (`invmap zoo`), module:attr"),
 ])
 def test_a_bad_outside_method_is_one_line(mod, capsys, name, message):
     assert main(["evaluate", "task.yaml", "--out", "bad", "--n", "2", "--methods", f"fbp,{name}"]) == 2

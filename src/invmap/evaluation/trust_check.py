@@ -145,7 +145,7 @@ def check_reconstruction(model: Any, run_dir: str, y: torch.Tensor, physics: Any
                     calibration=None if record is None else record.score)
     if reference is None:
         diag.notes.append(f"no tuned {name} in {run_dir}/baselines.json: misfit against the noise level only")
-    fitted_for = home.spec() if record is None or record.physics is None else record.physics
+    fitted_for = None if home is None else (home.spec() if record is None or record.physics is None else record.physics)
     records = _verdicts(diag, x_hat, x_r, None if record is None else record.psnr_bound,
                         away_from_calibration(physics, None if home is None else fitted_for), say,
                         adapted=calibrated_as is not None)
