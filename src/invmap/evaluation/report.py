@@ -24,7 +24,7 @@ from .figures import training_curves
 from .resolve import MODEL
 from .runs import baselines_note, read_baselines
 from .stress import read_stress_csv, read_stress_json
-from . import without_x
+from .without_x import CSV as CONSISTENCY_CSV, read as read_consistency
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -289,7 +289,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, curves: boo
     figs = inside(d, "figures", "the figures folder")  # a link out of the run is neither read nor written
     cfg = read_text(d / "config.yaml", "config", within=d) if _present(d / "config.yaml") else None
     metrics = read_metrics(d / "metrics.csv", within=d) if _present(d / "metrics.csv") else []
-    consistency = without_x.read(d / without_x.CSV, within=d) if _present(d / without_x.CSV) else []
+    consistency = read_consistency(d / CONSISTENCY_CSV, within=d) if _present(d / CONSISTENCY_CSV) else []
     stress_rows, stress_meta = read_stress(d)
     b = read_baselines(d)
     log = d / "train_log.csv"

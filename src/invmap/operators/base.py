@@ -47,7 +47,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from . import numbers
+from .numbers import remembered as remembered_on_disk
 
 Shape = tuple[int, ...]
 
@@ -336,7 +336,7 @@ class LinearOperator:
         full = (key, what)
         if full not in _REMEMBERED:
             path = self.numbers_file()
-            _REMEMBERED[full] = compute() if path is None else numbers.remembered(path, (key, *what), compute)
+            _REMEMBERED[full] = compute() if path is None else remembered_on_disk(path, (key, *what), compute)
             while len(_REMEMBERED) > _REMEMBERED_MAX:
                 _REMEMBERED.popitem(last=False)
         return _REMEMBERED[full]

@@ -49,7 +49,7 @@ import torch
 
 from ..data.sources import mix_seed, split_code
 from ..physics import Physics
-from . import transforms
+from .transforms import apply as apply_transform, draw as draw_transform
 from .halves import interleaved_halves, splittable
 from .variance import per_image as _per_image, real as _real, variance as _variance
 
@@ -227,8 +227,8 @@ class SelfSupervised:
             return mc
         if self.kind == "sure":
             return sure(call, y, physics, x_hat, [self._generator(split, step, i) for i in ids], self.sure_eps)
-        g = transforms.draw(self.group, tuple(x_hat.shape), self._generator(split, step))
-        x2 = transforms.apply(self.group, g, x_hat.float())
+        g = draw_transform(self.group, tuple(x_hat.shape), self._generator(split, step))
+        x2 = apply_transform(self.group, g, x_hat.float())
         y2 = self._noisy(physics.operator(x2), physics, [self._generator(split, step, i) for i in ids])
         x3 = call(y2, physics).float()
         return mc + self.ei_weight * _per_image((x3 - x2) ** 2) / float(x2[0].numel())
