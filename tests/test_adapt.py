@@ -20,11 +20,12 @@ from invmap import variational
 from invmap.cli import main
 from invmap.data import build_source
 from invmap.evaluation.resolve import ADAPTED, RUN_METHODS
-from invmap.evaluation.experiment import Experiment
 from invmap.models import KINDS, LearnedReconstructor, build, build_kind
 from invmap.physics import Physics
 from invmap.training import adapt as adaptation
 from invmap.training.adapt import Adapted, Settings, adapt, check_adaptable, home_fit
+
+from _fitted_run import fitted_run
 
 # every trainable kind, tiny (K inside every iteration), beside post-processing
 KIND_PARAMS = {"lgd": {"iterations": 2, "memory": 2, "channels": 4, "depth": 2},
@@ -169,31 +170,13 @@ def tiny_run(tmp_path_factory) -> Path:
     """A run directory with a tiny CT model (32², 30 views, 3% noise, a small UNet after FBP) trained
     here on 32 ellipse pairs for a few seconds, and its tuned TV."""
     from invmap.config import load_config
-    from invmap.evaluation.runs import tune_baselines
-    from invmap.models import save_model
 
     cfg = load_config(None, ["data.size=32", "data.val=4", "data.test=4", "operator.angles=30", "data.simulation=crime",
                              "data.test_simulation=crime", "noise.relative=0.03", "model.depth=2",
                              "model.base_channels=8", "name=tiny", "evaluation.bound=0", "evaluation.pixel_risk=0"])
-    phys = cfg.physics()
-    x = build_source("ellipses", 32, split="train", count=32, seed=0).batch(list(range(32)))
-    y = phys.measure(x, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    recon = LearnedReconstructor(build("unet", depth=2, base_channels=8, residual=True), input="fbp")
-    z = recon.preprocess(y, phys)
-    recon.fit_input_scale(z)
-    opt = torch.optim.Adam(recon.parameters(), lr=3e-3)
-    for _ in range(20):
-        loss = torch.nn.functional.mse_loss(recon.from_input(z), x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    d = tmp_path_factory.mktemp("adapt") / "run"
-    d.mkdir()
-    (d / "config.yaml").write_text(cfg.to_yaml())
-    save_model(d, recon.eval(), {}, physics=phys)
-    tune_baselines(Experiment(cfg), ["tv"], d, n_val=4, time_budget=2.0)
-    return d
+    return fitted_run(tmp_path_factory.mktemp("adapt") / "run", cfg,
+                      build("unet", depth=2, base_channels=8, residual=True), tune_seconds=2.0)
 
 
 def _bytes(d: Path) -> dict[str, str]:

@@ -29,6 +29,9 @@ from invmap.evaluation.task import Condition, condition_physics
 from invmap.evaluation.experiment import Experiment
 from invmap.physics import Physics, resized_physics
 from invmap.trust.fitted import FILE, CalibrationStore
+from invmap.models import build
+
+from _fitted_run import fitted_run
 
 NAMES = ops.names()
 SMALL, LARGE = (24, 24), (40, 40)
@@ -91,29 +94,10 @@ def test_the_stress_resolution_shift_rescales_a_stated_detector():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A tiny CT model (24², 12 views, 2% noise; a small CNN on FBP), trained in seconds, and its tuned TV."""
-    from invmap.models import LearnedReconstructor, build, save_model
-
     cfg = load_config(None, ["data.size=24", "data.val=24", "operator.angles=12", "data.simulation=crime",
                              "data.test_simulation=crime", "noise.relative=0.02", "name=tiny"])
-    phys = cfg.physics()
-    x = build_source("ellipses", 24, split="train", count=24, seed=0).batch(list(range(24)))
-    y = phys.measure(x, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    recon = LearnedReconstructor(build("cnn", channels=8, depth=3, residual=True), input="fbp")
-    z = recon.preprocess(y, phys)
-    recon.fit_input_scale(z)
-    opt = torch.optim.Adam(recon.parameters(), lr=3e-3)
-    for _ in range(20):
-        loss = torch.nn.functional.mse_loss(recon.from_input(z), x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    d = tmp_path_factory.mktemp("scan") / "run"
-    d.mkdir()
-    (d / "config.yaml").write_text(cfg.to_yaml())
-    save_model(d, recon.eval(), {}, physics=phys)
-    tune_baselines(Experiment(cfg), ["tv"], d, n_val=4)
-    return d
+    return fitted_run(tmp_path_factory.mktemp("scan") / "run", cfg, build("cnn", channels=8, depth=3, residual=True))
 
 
 @pytest.fixture
