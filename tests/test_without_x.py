@@ -81,16 +81,22 @@ def test_evaluate_scores_consistency_and_sure_and_never_a_psnr(tmp_path, capsys)
     assert "simulates its levels from ellipses images (with x)" in said.out + said.err
 
 
+def _evaluate_adjoint_on_scans(tmp_path, capsys, **given) -> tuple:
+    """`invmap evaluate --methods adjoint` on the measurements of tmp_path/scans (no x): (its output folder,
+    the adjoint's consistency row, what it printed)."""
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--methods", "adjoint", "--out", str(out), "--no-figure",
+                 *_sets(tmp_path, f"data.test_measurements={tmp_path / 'scans'}", **given)]) == 0
+    said = capsys.readouterr()
+    return out, without_x.read(out / without_x.CSV)[0], said.out + said.err
+
+
 def test_without_gaussian_noise_sure_is_absent_and_says_why(tmp_path, capsys):
     noise = ["noise.name=poisson", "noise.photons=2000"]
     _scans(tmp_path / "scans", noise)
-    out = tmp_path / "ev"
-    assert main(["evaluate", "--methods", "adjoint", "--out", str(out), "--no-figure",
-                 *_sets(tmp_path, f"data.test_measurements={tmp_path / 'scans'}", noise=noise)]) == 0
-    said = capsys.readouterr()
-    row = without_x.read(out / without_x.CSV)[0]
+    out, row, said = _evaluate_adjoint_on_scans(tmp_path, capsys, noise=noise)
     assert row["sure_mse_mean"] is None and row["chi2_mean"] is not None
-    assert "no SURE estimate: not valid: noise 'poisson' is not Gaussian" in said.out + said.err
+    assert "no SURE estimate: not valid: noise 'poisson' is not Gaussian" in said
     assert "not valid" in (out / without_x.MD).read_text() and not (out / "metrics.csv").exists()
 
 
@@ -125,10 +131,6 @@ def test_no_sure_number_where_the_pseudo_inverse_is_not_reached(tmp_path, capsys
     monkeypatch.setattr(without_x, "projected_sure", lambda *a, **k: projected.projected_sure(*a, **k, max_iter=2))
     ct = ["operator.name=tomography", "operator.angles=12", "noise.relative=null", "noise.sigma=0.05"]
     _scans(tmp_path / "scans", ops=ct)
-    out = tmp_path / "ev"
-    assert main(["evaluate", "--methods", "adjoint", "--out", str(out), "--no-figure",
-                 *_sets(tmp_path, f"data.test_measurements={tmp_path / 'scans'}", ops=ct)]) == 0
-    said = capsys.readouterr()
-    row = without_x.read(out / without_x.CSV)[0]
+    _out, row, said = _evaluate_adjoint_on_scans(tmp_path, capsys, ops=ct)
     assert row["sure_mse_mean"] is None and row["chi2_mean"] is not None
-    assert "no SURE estimate: not computed: K⁺ by CGLS did not reach its tolerance" in said.out + said.err
+    assert "no SURE estimate: not computed: K⁺ by CGLS did not reach its tolerance" in said
